@@ -1,0 +1,66 @@
+// The interfaces every device model is written against. Nothing here knows about KVM,
+// sockets or threads: the VMM core implements IrqLine/MsiSink/SystemControl on top of KVM,
+// and unit tests and fuzzers implement them with plain recorders.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace minivmm {
+
+// A device mapped on the port-I/O or MMIO bus. `offset` is relative to the base the device
+// was mapped at; the bus guarantees that [offset, offset + data.size()) lies inside the
+// mapping and that data.size() is 1..8. Accesses are little-endian byte spans.
+class Device {
+public:
+    virtual ~Device() = default;
+    virtual std::string_view name() const noexcept = 0;
+    virtual void read(uint64_t offset, std::span<uint8_t> data) noexcept = 0;
+    virtual void write(uint64_t offset, std::span<const uint8_t> data) noexcept = 0;
+};
+
+// One interrupt input of the in-kernel PIC/IOAPIC (a GSI). Edge-triggered ISA devices pulse it
+// (set(true) then set(false)); level-triggered ones hold it while their condition lasts.
+class IrqLine {
+public:
+    virtual ~IrqLine() = default;
+    virtual void set(bool level) noexcept = 0;
+};
+
+// Message-signalled interrupts (PCI MSI-X): the device hands over the address/data pair the
+// guest programmed into its MSI-X table.
+class MsiSink {
+public:
+    virtual ~MsiSink() = default;
+    virtual void signal(uint64_t address, uint32_t data) noexcept = 0;
+};
+
+// Machine-level requests a device can make (reset through 0xCF9 or the ACPI reset register,
+// power-off through ACPI S5). The VMM acts on them after the current exit is handled.
+class SystemControl {
+public:
+    virtual ~SystemControl() = default;
+    virtual void request_reset() noexcept = 0;
+    virtual void request_poweroff() noexcept = 0;
+};
+
+// Where a character device (UART transmitter, debug port) sends its bytes: a file, stdout,
+// or a recorder in tests. Must not block for long and never throws.
+class ByteSink {
+public:
+    virtual ~ByteSink() = default;
+    virtual void write(std::span<const uint8_t> bytes) noexcept = 0;
+};
+
+// Little-endian helpers for register code: assemble/split a value of data.size() bytes.
+inline uint64_t load_le(std::span<const uint8_t> data) noexcept {
+    uint64_t v = 0;
+    for (size_t i = 0; i < data.size() && i < 8; ++i) v |= uint64_t{data[i]} << (8 * i);
+    return v;
+}
+inline void store_le(std::span<uint8_t> data, uint64_t value) noexcept {
+    for (size_t i = 0; i < data.size() && i < 8; ++i) data[i] = static_cast<uint8_t>(value >> (8 * i));
+}
+
+}  // namespace minivmm
