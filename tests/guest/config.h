@@ -1,0 +1,32 @@
+/* The config sector written by mkimage.py at LBA CONFIG_LBA (see README.md). */
+#ifndef MVG_CONFIG_H
+#define MVG_CONFIG_H
+
+#include "guest.h"
+
+#define CONFIG_LBA 63
+#define CONFIG_MAGIC "MVGCONF1"
+
+enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2 };
+
+struct guest_config {
+    char magic[8];                      /* "MVGCONF1" */
+    uint32_t mode;                      /* enum guest_mode */
+    uint32_t boot_count;                /* boots started so far; each boot stores +1 */
+    uint32_t scratch_lba;               /* first sector the program may overwrite */
+    uint32_t scratch_sectors;
+    uint32_t program_sectors;           /* LBA 0..program_sectors-1 */
+    uint8_t reserved[512 - 28];         /* zero; room for later checks' parameters */
+} PACKED;
+
+_Static_assert(sizeof(struct guest_config) == 512, "config is one sector");
+
+extern struct guest_config config;
+extern uint32_t boot_number;            /* 1 = first boot of this image, 0 = no config */
+extern bool config_persisted;           /* boot counter written back */
+
+/* Check "config": reads the sector, validates it, writes boot_count + 1 back. */
+void check_config(void);
+const char *mode_name(uint32_t mode);
+
+#endif

@@ -1,0 +1,49 @@
+/* Guest test program main flow (see README.md for the protocol and the image layout). */
+#include "acpi.h"
+#include "checks.h"
+#include "config.h"
+#include "phys.h"
+#include "power.h"
+#include "report.h"
+#include "serial.h"
+
+struct check {
+    const char *name;
+    check_fn run;
+};
+
+/* Run on every boot, in this order. New checks (e.g. TPM) are appended here. */
+static const struct check checks[] = {
+    {"disk-read", check_disk_read},
+    {"disk-write", check_disk_write},
+    {"rsdp", check_rsdp},
+    {"acpi-tables", check_acpi_tables},
+};
+
+void guest_main(void);
+
+void guest_main(void)
+{
+    serial_init();
+    print("\n");                        /* start on a fresh line after any BIOS output */
+    result("serial", true, "COM1 0x3F8 115200 8N1 minivmm-guest/1");
+    if (!phys_enable_a20())
+        fail_and_halt("a20", "A20 gate stays off (INT 15h AX=2401h and port 0x92)");
+
+    check_run("config", check_config);
+    if (config.mode == MODE_RESET) {
+        if (!config_persisted)
+            fail_and_halt("reset", "boot counter not written back, not resetting");
+        if (boot_number == 2)
+            result("second-boot", true, "boot=2 counter=1 after reset");
+        else if (boot_number > 2)
+            fail_and_halt("second-boot", "boot counter above 2: more than one reset");
+    }
+
+    for (unsigned i = 0; i < ARRAY_SIZE(checks); i++)
+        check_run(checks[i].name, checks[i].run);
+
+    if (config.mode == MODE_RESET && boot_number == 1)
+        request_reset(boot_number);
+    power_off();
+}

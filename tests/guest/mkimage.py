@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Build a raw disk image for the minivmm guest test program (see README.md).
+
+Layout (512-byte sectors):
+  LBA 0..P-1   test_guest.bin (MBR stage + program, P <= 63)
+  LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P
+  LBA 64..127  scratch area (zero), overwritten by the disk-write check
+  rest         zero up to --size
+"""
+import argparse
+import os
+import struct
+import sys
+
+SECTOR = 512
+CONFIG_LBA = 63
+SCRATCH_LBA = 64
+SCRATCH_SECTORS = 64
+CONFIG_MAGIC = b"MVGCONF1"
+TRAILER_MAGIC = b"MVGTRAIL"
+MODES = {"basic": 1, "reset": 2}
+CONFIG_FORMAT = "<8sIIIII"  # magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors
+
+
+def parse_size(text):
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = text[-1] if text and text[-1] in "KMG" else ""
+    try:
+        value = int(text[: len(text) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad size {text!r} (examples: 8M, 65536)") from None
+    if value % SECTOR:
+        raise argparse.ArgumentTypeError(f"size {value} is not a multiple of {SECTOR}")
+    return value
+
+
+def config_sector(mode, program_sectors):
+    data = struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, MODES[mode], 0, SCRATCH_LBA, SCRATCH_SECTORS,
+                       program_sectors)
+    return data.ljust(SECTOR, b"\0")
+
+
+def read_config(image_path):
+    """Returns the config sector fields of an image as a dict (used by the tests)."""
+    with open(image_path, "rb") as f:
+        f.seek(CONFIG_LBA * SECTOR)
+        raw = f.read(struct.calcsize(CONFIG_FORMAT))
+    magic, mode, boot_count, scratch_lba, scratch_sectors, program = struct.unpack(CONFIG_FORMAT, raw)
+    return {"magic": magic, "mode": mode, "boot_count": boot_count, "scratch_lba": scratch_lba,
+            "scratch_sectors": scratch_sectors, "program_sectors": program}
+
+
+def check_program(program):
+    if len(program) < SECTOR or len(program) % SECTOR:
+        raise ValueError(f"program size {len(program)} is not a positive multiple of {SECTOR}")
+    if len(program) > CONFIG_LBA * SECTOR:
+        raise ValueError(f"program has {len(program) // SECTOR} sectors, at most {CONFIG_LBA} fit before the config sector")
+    if program[510:512] != b"\x55\xaa":
+        raise ValueError("program has no 0x55AA boot signature")
+    if program[-16:-8] != TRAILER_MAGIC:
+        raise ValueError("program does not end with the MVGTRAIL trailer (not test_guest.bin?)")
+
+
+def make_image(program_path, out_path, mode, size):
+    with open(program_path, "rb") as f:
+        program = f.read()
+    check_program(program)
+    minimum = (SCRATCH_LBA + SCRATCH_SECTORS) * SECTOR
+    if size < minimum:
+        raise ValueError(f"image size {size} is below the minimum {minimum}")
+    tmp = out_path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(program)
+        f.write(bytes(CONFIG_LBA * SECTOR - len(program)))
+        f.write(config_sector(mode, len(program) // SECTOR))
+        f.truncate(size)  # zero-filled scratch area and the rest
+    os.replace(tmp, out_path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--program", required=True, help="test_guest.bin")
+    parser.add_argument("--out", required=True, help="raw image to write")
+    parser.add_argument("--mode", required=True, choices=sorted(MODES))
+    parser.add_argument("--size", type=parse_size, default=8 << 20, help="image size (default 8M)")
+    args = parser.parse_args(argv)
+    try:
+        make_image(args.program, args.out, args.mode, args.size)
+    except (OSError, ValueError) as e:
+        print(f"mkimage.py: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
