@@ -1,1 +1,203 @@
 #include <doctest/doctest.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+#include "devices/acpi_pm.hpp"
+#include "devices/debug_port.hpp"
+#include "devices/reset_control.hpp"
+#include "vmm/platform.hpp"
+
+using namespace minivmm;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FakeSystem : SystemControl {
+    int resets = 0;
+    int poweroffs = 0;
+    void request_reset() noexcept override { ++resets; }
+    void request_poweroff() noexcept override { ++poweroffs; }
+};
+
+struct Recorder : ByteSink {
+    std::string text;
+    void write(std::span<const uint8_t> bytes) noexcept override { text.append(bytes.begin(), bytes.end()); }
+};
+
+uint64_t rd(Device& d, uint64_t off, size_t size) {
+    std::array<uint8_t, 8> buf{};
+    buf.fill(0xAA);
+    d.read(off, std::span(buf.data(), size));
+    return load_le(std::span<const uint8_t>(buf.data(), size));
+}
+void wr(Device& d, uint64_t off, size_t size, uint64_t value) {
+    std::array<uint8_t, 8> buf{};
+    store_le(std::span(buf.data(), size), value);
+    d.write(off, std::span<const uint8_t>(buf.data(), size));
+}
+
+}  // namespace
+
+// --- debug port ------------------------------------------------------------------------------
+
+TEST_CASE("debugcon: writes reach the sink, reads return 0xE9") {
+    Recorder out;
+    DebugPort port(&out);
+    for (char c : std::string("SeaBIOS\n")) wr(port, 0, 1, static_cast<uint8_t>(c));
+    CHECK(out.text == "SeaBIOS\n");
+    CHECK(rd(port, 0, 1) == 0xE9);
+    DebugPort silent(nullptr);
+    wr(silent, 0, 1, 'x');
+    CHECK(rd(silent, 0, 1) == 0xE9);
+}
+
+// --- reset control / A20 --------------------------------------------------------------------
+
+TEST_CASE("reset control 0xCF9: bit 2 resets, bits 1 and 3 read back") {
+    FakeSystem sys;
+    ResetControl rc(sys);
+    CHECK(rd(rc, 0, 1) == 0x00);
+    wr(rc, 0, 1, 0x02);  // SeaBIOS qemu_reboot: select hard reset...
+    CHECK(sys.resets == 0);
+    CHECK(rd(rc, 0, 1) == 0x02);
+    wr(rc, 0, 1, 0x06);  // ...then do it
+    CHECK(sys.resets == 1);
+    CHECK(rd(rc, 0, 1) == 0x02);
+    wr(rc, 0, 1, platform::kResetValue);
+    CHECK(sys.resets == 2);
+    wr(rc, 0, 1, 0xF1);  // no bit 2: no reset; only bits 1 and 3 are kept
+    CHECK(sys.resets == 2);
+    CHECK(rd(rc, 0, 1) == 0x00);
+    wr(rc, 0, 1, 0x0A);
+    CHECK(rd(rc, 0, 1) == 0x0A);
+    CHECK(sys.poweroffs == 0);
+}
+
+TEST_CASE("A20 port 0x92: A20 bit stored, bit 0 is fast reset") {
+    FakeSystem sys;
+    A20Gate a20(sys);
+    CHECK(rd(a20, 0, 1) == 0x02);
+    CHECK(a20.a20_enabled());
+    wr(a20, 0, 1, 0x00);
+    CHECK(rd(a20, 0, 1) == 0x00);
+    CHECK_FALSE(a20.a20_enabled());
+    // SeaBIOS set_a20: read-modify-write of bit 1 must not reset.
+    wr(a20, 0, 1, (rd(a20, 0, 1) & ~0x02u) | 0x02u);
+    CHECK(rd(a20, 0, 1) == 0x02);
+    CHECK(sys.resets == 0);
+    wr(a20, 0, 1, 0x03);
+    CHECK(sys.resets == 1);
+    CHECK(rd(a20, 0, 1) == 0x02);  // bit 0 reads 0
+    wr(a20, 0, 1, 0xFC);           // other bits ignored
+    CHECK(rd(a20, 0, 1) == 0x00);
+    CHECK(sys.resets == 1);
+}
+
+// --- ACPI PM block --------------------------------------------------------------------------
+
+namespace {
+struct PmFixture {
+    FakeSystem sys;
+    uint64_t now = 1'000'000'000'000'000'000ull;  // far from 0: exercises overflow-free scaling
+    AcpiPm pm{sys, [this] { return now; }};
+    void advance_ticks(uint64_t ticks) { now += (ticks * 1'000'000'000ull + AcpiPm::kTimerHz - 1) / AcpiPm::kTimerHz; }
+};
+}  // namespace
+
+TEST_CASE("acpi pm: PM1_CNT sleep control") {
+    PmFixture f;
+    CHECK(rd(f.pm, AcpiPm::kControlOffset, 2) == 0x0001);  // SCI_EN always set
+    SUBCASE("S5 powers off") {
+        wr(f.pm, 4, 2, (platform::kSleepTypeS5 << 10) | (1u << 13));
+        CHECK(f.sys.poweroffs == 1);
+    }
+    SUBCASE("S3 (SLP_TYP 1) is ignored, SLP_TYP reads back, SLP_EN reads 0") {
+        wr(f.pm, 4, 2, (1u << 10) | (1u << 13));
+        CHECK(f.sys.poweroffs == 0);
+        CHECK(f.sys.resets == 0);
+        CHECK(rd(f.pm, 4, 2) == ((1u << 10) | 1u));
+    }
+    SUBCASE("SLP_TYP without SLP_EN does nothing") {
+        wr(f.pm, 4, 2, platform::kSleepTypeS5 << 10);
+        CHECK(f.sys.poweroffs == 0);
+        wr(f.pm, 4, 2, 0);
+        CHECK(rd(f.pm, 4, 2) == 0x0001);
+    }
+    SUBCASE("byte writes: high byte carries SLP_TYP and SLP_EN") {
+        wr(f.pm, 4, 1, 0xFF);  // low byte: BM_RLD stored, SCI_EN fixed, GBL_RLS write-only
+        CHECK(f.sys.poweroffs == 0);
+        CHECK(rd(f.pm, 4, 1) == 0x03);
+        wr(f.pm, 5, 1, (1u << 2) | (1u << 5));  // SLP_TYP 1 + SLP_EN: ignored
+        CHECK(f.sys.poweroffs == 0);
+        CHECK(rd(f.pm, 5, 1) == 0x04);
+        wr(f.pm, 5, 1, (platform::kSleepTypeS5 << 2) | (1u << 5));
+        CHECK(f.sys.poweroffs == 1);
+    }
+    SUBCASE("4-byte access at +4 spans PM1_CNT and the gap") {
+        CHECK(rd(f.pm, 4, 4) == 0xFFFF0001);
+        wr(f.pm, 4, 4, 0xFFFF0000u | (1u << 13));
+        CHECK(f.sys.poweroffs == 1);
+    }
+}
+
+TEST_CASE("acpi pm: PM1_STS write-1-to-clear with TMR_STS, PM1_EN storage") {
+    PmFixture f;
+    CHECK(rd(f.pm, 0, 2) == 0);
+    f.advance_ticks(1u << 23);  // bit 23 of the timer changes
+    CHECK(rd(f.pm, 0, 2) == AcpiPm::kTmrSts);
+    wr(f.pm, 0, 2, 0xFFFE);  // other bits: nothing to clear
+    CHECK(rd(f.pm, 0, 2) == AcpiPm::kTmrSts);
+    wr(f.pm, 0, 1, 0x01);
+    CHECK(rd(f.pm, 0, 2) == 0);
+    CHECK(rd(f.pm, 0, 2) == 0);  // no new carry yet
+    f.advance_ticks(1u << 23);
+    CHECK(rd(f.pm, 0, 1) == 0x01);
+
+    wr(f.pm, 2, 2, 0xFFFF);
+    CHECK(rd(f.pm, 2, 2) == AcpiPm::kEnableMask);
+    wr(f.pm, 3, 1, 0x00);  // high byte only
+    CHECK(rd(f.pm, 2, 2) == (AcpiPm::kEnableMask & 0x00FF));
+    // One dword write at +0: clears TMR_STS and sets PM1_EN together.
+    wr(f.pm, 0, 4, (uint64_t{0x0100} << 16) | AcpiPm::kTmrSts);
+    CHECK(rd(f.pm, 0, 4) == (uint64_t{0x0100} << 16));
+}
+
+TEST_CASE("acpi pm: PM_TMR counts at 3.579545 MHz, 24 bits, read-only") {
+    PmFixture f;
+    CHECK(rd(f.pm, AcpiPm::kTimerOffset, 4) == 0);
+    f.now += 1'000'000'000;  // one second
+    CHECK(rd(f.pm, 8, 4) == 3'579'545);
+    f.now += 9'000'000'000;  // ten seconds: 35'795'450 ticks, wrapped twice
+    CHECK(rd(f.pm, 8, 4) == 35'795'450u - 2 * (1u << 24));
+    CHECK(rd(f.pm, 8, 4) <= 0xFFFFFF);
+    CHECK(rd(f.pm, 11, 1) == 0);  // bits 24-31 read 0
+    const uint64_t t = rd(f.pm, 8, 4);
+    CHECK(rd(f.pm, 8, 1) == (t & 0xFF));
+    CHECK(rd(f.pm, 9, 2) == ((t >> 8) & 0xFFFF));
+    CHECK(rd(f.pm, 10, 1) == ((t >> 16) & 0xFF));
+    wr(f.pm, 8, 4, 0);  // ignored
+    CHECK(rd(f.pm, 8, 4) == t);
+    CHECK(rd(f.pm, 6, 2) == 0xFFFF);  // gap
+    // Just below and at the 24-bit wrap.
+    PmFixture g;
+    g.advance_ticks((1u << 24) - 1);
+    CHECK(rd(g.pm, 8, 4) == 0xFFFFFF);
+    g.advance_ticks(1);
+    CHECK(rd(g.pm, 8, 4) == 0);
+    // A clock that goes backwards reads as "no time passed".
+    g.now -= 5'000'000'000;
+    CHECK(rd(g.pm, 8, 4) == 0);
+}
+
+TEST_CASE("acpi pm: default clock is steady_clock and moves") {
+    FakeSystem sys;
+    AcpiPm pm(sys);
+    const uint64_t a = rd(pm, 8, 4);
+    std::this_thread::sleep_for(2ms);
+    const uint64_t b = rd(pm, 8, 4);
+    CHECK(((b - a) & 0xFFFFFF) >= 7000);  // 2 ms = 7159 ticks
+}
