@@ -1,1 +1,167 @@
-// placeholder: being written
+#include "vmm/disk_image.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+#include "vmm/log.hpp"
+
+namespace minivmm {
+
+UniqueFd::~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+    if (this != &other) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = other.release();
+    }
+    return *this;
+}
+
+namespace {
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+    throw std::runtime_error(fmt::format("disk image {} {}", path, what));
+}
+
+// pread/pwrite until done: retries EINTR, continues after short transfers, fails on EOF/error.
+bool pread_full(int fd, uint8_t* buf, size_t len, uint64_t offset) noexcept {
+    while (len > 0) {
+        const ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        buf += n;
+        len -= static_cast<size_t>(n);
+        offset += static_cast<uint64_t>(n);
+    }
+    return true;
+}
+
+bool pwrite_full(int fd, const uint8_t* buf, size_t len, uint64_t offset) noexcept {
+    while (len > 0) {
+        const ssize_t n = ::pwrite(fd, buf, len, static_cast<off_t>(offset));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return false;
+        buf += n;
+        len -= static_cast<size_t>(n);
+        offset += static_cast<uint64_t>(n);
+    }
+    return true;
+}
+
+}  // namespace
+
+std::unique_ptr<DiskImage> DiskImage::open(const std::string& path, bool snapshot) {
+    bool read_only = snapshot;
+    int fd = snapshot ? -1 : ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0 && (snapshot || errno == EACCES || errno == EROFS || errno == EPERM || errno == EISDIR)) {
+        read_only = true;
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (fd < 0) {
+        const int err = errno;
+        if (err == ENOENT) fail(path, "does not exist");
+        if (err == EACCES || err == EPERM) fail(path, fmt::format("is not readable: {}", std::strerror(err)));
+        fail(path, fmt::format("cannot be opened: {}", std::strerror(err)));
+    }
+    UniqueFd owned(fd);
+
+    struct stat st {};
+    if (::fstat(owned.get(), &st) != 0) fail(path, fmt::format("cannot be examined: {}", std::strerror(errno)));
+    if (S_ISDIR(st.st_mode)) fail(path, "is a directory");
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) fail(path, "is not a regular file or block device");
+    const off_t end = ::lseek(owned.get(), 0, SEEK_END);  // also right for block devices
+    if (end < 0) fail(path, fmt::format("has no size: {}", std::strerror(errno)));
+    const auto size = static_cast<uint64_t>(end);
+    if (size == 0) fail(path, "is 0 bytes (empty)");
+    if (size % kSectorSize != 0) fail(path, fmt::format("is {} bytes, not a multiple of {}", size, kSectorSize));
+    if (read_only && !snapshot) log::info("disk image {} is not writable, the guest sees it read-only", path);
+    return std::unique_ptr<DiskImage>(new DiskImage(path, std::move(owned), size, read_only && !snapshot, snapshot));
+}
+
+DiskImage::DiskImage(std::string path, UniqueFd fd, uint64_t size, bool read_only, bool snapshot)
+    : path_(std::move(path)), fd_(std::move(fd)), size_(size), read_only_(read_only), snapshot_(snapshot) {}
+
+bool DiskImage::read(uint64_t offset, std::span<uint8_t> data) noexcept {
+    if (!in_range(offset, data.size())) return false;
+    if (snapshot_) return overlay_read(offset, data);
+    if (!pread_full(fd_.get(), data.data(), data.size(), offset)) {
+        log::debug("disk image {}: read of {} bytes at {} failed", path_, data.size(), offset);
+        return false;
+    }
+    return true;
+}
+
+bool DiskImage::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
+    if (read_only_ || !in_range(offset, data.size())) return false;
+    if (snapshot_) return overlay_write(offset, data);
+    if (!pwrite_full(fd_.get(), data.data(), data.size(), offset)) {
+        log::debug("disk image {}: write of {} bytes at {} failed: {}", path_, data.size(), offset, std::strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool DiskImage::flush() noexcept {
+    if (snapshot_ || read_only_) return true;  // nothing of ours to make durable
+    while (::fdatasync(fd_.get()) != 0) {
+        if (errno != EINTR) return false;
+    }
+    return true;
+}
+
+bool DiskImage::overlay_read(uint64_t offset, std::span<uint8_t> data) noexcept {
+    size_t done = 0;
+    while (done < data.size()) {
+        const uint64_t pos = offset + done;
+        const uint64_t block = pos / kOverlayBlock;
+        const uint64_t in_block = pos % kOverlayBlock;
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, kOverlayBlock - in_block));
+        auto it = overlay_.find(block);
+        if (it != overlay_.end())
+            std::memcpy(data.data() + done, it->second.get() + in_block, n);
+        else if (!pread_full(fd_.get(), data.data() + done, n, pos))
+            return false;
+        done += n;
+    }
+    return true;
+}
+
+bool DiskImage::overlay_write(uint64_t offset, std::span<const uint8_t> data) noexcept {
+    size_t done = 0;
+    while (done < data.size()) {
+        const uint64_t pos = offset + done;
+        const uint64_t block = pos / kOverlayBlock;
+        const uint64_t in_block = pos % kOverlayBlock;
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, kOverlayBlock - in_block));
+        auto it = overlay_.find(block);
+        if (it == overlay_.end()) {
+            // First write to this block: copy it from the file (the last block may be partial).
+            try {
+                auto copy = std::make_unique<uint8_t[]>(kOverlayBlock);  // zeroed
+                const uint64_t start = block * kOverlayBlock;
+                const uint64_t len = std::min<uint64_t>(kOverlayBlock, size_ - start);
+                if (!pread_full(fd_.get(), copy.get(), static_cast<size_t>(len), start)) return false;
+                it = overlay_.emplace(block, std::move(copy)).first;
+            } catch (const std::bad_alloc&) {
+                log::debug("disk image {}: out of memory for the snapshot overlay", path_);
+                return false;
+            }
+        }
+        std::memcpy(it->second.get() + in_block, data.data() + done, n);
+        done += n;
+    }
+    return true;
+}
+
+}  // namespace minivmm

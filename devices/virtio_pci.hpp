@@ -1,0 +1,164 @@
+// Virtio 1.0 modern PCI transport (virtio 1.0 §4.1): a non-transitional function (device id
+// 0x1040 + type, revision 1) whose common/notify/ISR/device configuration structures sit in a
+// 32-bit memory BAR described by vendor capabilities, plus the PCI configuration access
+// capability (§4.1.4.7) and MSI-X. Interrupts: MSI-X through an MsiSink when the driver enables
+// MSI-X, otherwise INTA# through an IrqLine, held high while the ISR is non-zero (§4.1.4.5).
+// Queue notifications are processed synchronously in the notify write.
+//
+// Not thread-safe: the machine must serialise accesses to one function (config space, both BARs).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "devices/device.hpp"
+#include "devices/msix.hpp"
+#include "devices/pci_function.hpp"
+#include "devices/virtqueue.hpp"
+#include "vmm/guest_memory.hpp"
+
+namespace minivmm {
+
+namespace virtio {
+inline constexpr uint16_t kPciVendor = 0x1AF4;
+inline constexpr uint16_t kPciDeviceBase = 0x1040;  // modern device id = 0x1040 + virtio device type
+inline constexpr uint64_t kFVersion1 = uint64_t{1} << 32;       // VIRTIO_F_VERSION_1
+inline constexpr uint64_t kFRingIndirect = uint64_t{1} << 28;   // VIRTIO_F_INDIRECT_DESC
+inline constexpr uint16_t kNoVector = 0xFFFF;                   // VIRTIO_MSI_NO_VECTOR
+// Device status bits (§2.1)
+inline constexpr uint8_t kStatusAcknowledge = 1;
+inline constexpr uint8_t kStatusDriver = 2;
+inline constexpr uint8_t kStatusDriverOk = 4;
+inline constexpr uint8_t kStatusFeaturesOk = 8;
+inline constexpr uint8_t kStatusNeedsReset = 64;
+inline constexpr uint8_t kStatusFailed = 128;
+// ISR bits (§4.1.4.5)
+inline constexpr uint8_t kIsrQueue = 1;
+inline constexpr uint8_t kIsrConfig = 2;
+}  // namespace virtio
+
+// What a virtio device type (block, ...) supplies to the transport.
+class VirtioDeviceModel {
+public:
+    virtual ~VirtioDeviceModel() = default;
+    virtual uint16_t device_type() const noexcept = 0;     // virtio device id (§5), 2 = block
+    virtual uint32_t pci_class_code() const noexcept = 0;  // PCI class for the function
+    virtual uint64_t device_features() const noexcept = 0; // device-type feature bits offered
+    virtual uint16_t num_queues() const noexcept = 0;
+    virtual uint32_t config_size() const noexcept = 0;
+    // offset + data.size() <= config_size() is guaranteed.
+    virtual void read_config(uint32_t offset, std::span<uint8_t> data) noexcept = 0;
+    virtual void write_config(uint32_t offset, std::span<const uint8_t> data) noexcept = 0;
+    virtual void reset() noexcept = 0;
+    // Serves one well-formed chain popped from queue `queue`; returns the number of bytes written
+    // into its device-writable buffers (the used element's len).
+    virtual uint32_t handle_chain(uint16_t queue, const Virtqueue::Chain& chain, const GuestMemory& memory) noexcept = 0;
+};
+
+class VirtioPci : public PciFunction {
+public:
+    // --- BAR layout --------------------------------------------------------------------------
+    // BAR0: 32-bit non-prefetchable memory, 16 KiB, the four virtio structures, one page each.
+    static constexpr int kConfigBar = 0;
+    static constexpr uint64_t kConfigBarSize = 0x4000;
+    static constexpr uint32_t kCommonOffset = 0x0000, kCommonLength = 0x38;  // §4.1.4.3
+    static constexpr uint32_t kIsrOffset = 0x1000, kIsrLength = 1;           // §4.1.4.5
+    static constexpr uint32_t kDeviceOffset = 0x2000;                         // §4.1.4.6, model's config
+    static constexpr uint32_t kNotifyOffset = 0x3000;                         // §4.1.4.4
+    static constexpr uint32_t kNotifyMultiplier = 4;  // queue q is notified at kNotifyOffset + 4 * q
+    static constexpr uint32_t kRegionSize = 0x1000;
+    // BAR1: 32-bit non-prefetchable memory, 4 KiB: MSI-X table at 0, PBA at 0x800.
+    static constexpr int kMsixBar = 1;
+    static constexpr uint64_t kMsixBarSize = 0x1000;
+    static constexpr uint32_t kMsixTableOffset = 0x000;
+    static constexpr uint32_t kMsixPbaOffset = 0x800;
+
+    // Throws std::invalid_argument if the model needs more queues/vectors or config than fits.
+    VirtioPci(VirtioDeviceModel& model, const GuestMemory& memory, IrqLine& intx, MsiSink& msi);
+
+    // Introspection for tests and debugging.
+    uint8_t device_status() const noexcept { return status_; }
+    uint64_t driver_features() const noexcept { return driver_features_; }
+    uint8_t isr() const noexcept { return isr_; }
+    uint16_t msix_vectors() const noexcept { return msix_.vectors(); }
+    uint8_t pci_cfg_cap_offset() const noexcept { return pci_cfg_cap_; }
+    uint8_t msix_cap_offset() const noexcept { return msix_cap_; }
+    const Virtqueue& queue(uint16_t index) const noexcept { return queues_[index]->vq; }
+
+protected:
+    void config_written(uint16_t offset, size_t size) noexcept override;
+    void config_before_read(uint16_t offset, size_t size) noexcept override;
+    void reset_hook() noexcept override;
+
+private:
+    class ConfigBar final : public Device {
+    public:
+        explicit ConfigBar(VirtioPci& owner) : owner_(owner) {}
+        std::string_view name() const noexcept override { return owner_.bar_name_; }
+        void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
+        void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
+    private:
+        VirtioPci& owner_;
+    };
+    class MsixBar final : public Device {
+    public:
+        explicit MsixBar(VirtioPci& owner) : owner_(owner) {}
+        std::string_view name() const noexcept override { return owner_.msix_name_; }
+        void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
+        void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
+    private:
+        VirtioPci& owner_;
+    };
+    struct Queue {
+        explicit Queue(const GuestMemory& m) : vq(m) {}
+        Virtqueue vq;
+        uint16_t msix_vector = virtio::kNoVector;
+    };
+    using CommonImage = std::array<uint8_t, kCommonLength>;
+
+    uint8_t add_virtio_cap(uint8_t cfg_type, uint8_t cap_length, uint32_t offset, uint32_t length);
+    uint64_t offered_features() const noexcept;
+    CommonImage common_image() const noexcept;
+    void common_read(uint64_t offset, std::span<uint8_t> data) noexcept;
+    void common_write(uint64_t offset, std::span<const uint8_t> data) noexcept;
+    void apply_common_field(uint32_t field, const CommonImage& image) noexcept;
+    void write_status(uint8_t value) noexcept;
+    uint16_t accept_vector(uint16_t vector) const noexcept;
+    void device_reset() noexcept;
+    void notify(uint16_t queue) noexcept;
+    void signal(uint16_t vector, uint8_t isr_bit) noexcept;
+    void set_needs_reset() noexcept;
+    void update_intx() noexcept;
+    void msix_control_changed() noexcept;
+    void pci_cfg_access(bool is_write) noexcept;
+
+    VirtioDeviceModel& model_;
+    const GuestMemory& memory_;
+    IrqLine& intx_;
+    std::string bar_name_;
+    std::string msix_name_;
+    ConfigBar config_bar_{*this};
+    MsixBar msix_bar_{*this};
+    MsixTable msix_;
+    std::vector<std::unique_ptr<Queue>> queues_;
+    Virtqueue::Chain chain_;  // scratch, reused for every pop
+    uint8_t msix_cap_ = 0;
+    uint8_t pci_cfg_cap_ = 0;
+
+    // Common configuration state (§4.1.4.3)
+    uint32_t device_feature_select_ = 0;
+    uint32_t driver_feature_select_ = 0;
+    uint64_t driver_features_ = 0;
+    uint16_t msix_config_ = virtio::kNoVector;
+    uint8_t status_ = 0;
+    uint8_t config_generation_ = 0;
+    uint16_t queue_select_ = 0;
+    uint8_t isr_ = 0;
+    bool intx_level_ = false;
+};
+
+}  // namespace minivmm
