@@ -1,1 +1,146 @@
-// placeholder: being written
+#include "vmm/cli.hpp"
+
+#include <charconv>
+
+#include <fmt/core.h>
+
+#include "vmm/error.hpp"
+#include "vmm/platform.hpp"
+
+namespace minivmm {
+
+namespace {
+
+[[noreturn]] void usage_error(const std::string& message) {
+    throw SetupError(kExitUsage, message + " (see minivmm --help)");
+}
+
+template <typename T>
+std::optional<T> parse_uint(const std::string& s) {
+    T v{};
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || s.empty()) return std::nullopt;
+    return v;
+}
+
+CharTarget parse_char_target(const std::string& option, const std::string& value, bool allow_none) {
+    if (value == "stdio") return {CharTarget::Kind::stdio, {}};
+    if (allow_none && value == "none") return {CharTarget::Kind::none, {}};
+    if (value.rfind("file:", 0) == 0 && value.size() > 5) return {CharTarget::Kind::file, value.substr(5)};
+    usage_error(fmt::format("{}: '{}' is not one of stdio, file:PATH{}", option, value, allow_none ? ", none" : ""));
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_size(const std::string& text) {
+    if (text.empty()) return std::nullopt;
+    std::string digits = text;
+    uint64_t unit = 1ull << 20;  // a bare number means MiB, as in QEMU
+    switch (text.back()) {
+    case 'k': case 'K': unit = 1ull << 10; digits.pop_back(); break;
+    case 'm': case 'M': unit = 1ull << 20; digits.pop_back(); break;
+    case 'g': case 'G': unit = 1ull << 30; digits.pop_back(); break;
+    case 't': case 'T': unit = 1ull << 40; digits.pop_back(); break;
+    default: break;
+    }
+    auto n = parse_uint<uint64_t>(digits);
+    if (!n || *n == 0 || *n > (~uint64_t{0}) / unit) return std::nullopt;
+    return *n * unit;
+}
+
+std::string usage_text() {
+    return fmt::format(R"(usage: minivmm [options] DISK
+
+Boot the raw disk image DISK with SeaBIOS on KVM.
+
+options:
+  -bios FILE             firmware image (default {})
+  -m SIZE                guest RAM, e.g. 512M, 2G (default 512M; a bare number is MiB)
+  -smp N                 number of vCPUs (default 1, at most {})
+  -serial stdio|file:PATH|none
+                         where COM1 goes (default stdio; stdin is COM1's input)
+  -debugcon stdio|file:PATH
+                         SeaBIOS debug log (port 0x402); off by default
+  -boot-menu-wait MS     show SeaBIOS's boot menu for MS milliseconds (default: no menu)
+  -no-reboot             exit (status 0) when the guest resets instead of rebooting it
+  -snapshot              never write to DISK: guest writes go to memory and are discarded
+  -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
+  -d LEVEL               log level: error, warn (default), info, debug, trace
+  -h, --help             this text
+  --version              print the version
+
+Press Ctrl-A x to quit when the serial console is on a terminal.
+exit status: 0 guest powered off (or reset with -no-reboot), 1 internal error,
+2 usage error, 3 file error, 4 KVM unavailable or set-up failed, 5 guest fault
+(KVM emulation failure), 128+N killed by signal N.
+)", platform::kDefaultBios, kMaxCpus);
+}
+
+CliResult parse_cli(const std::vector<std::string>& args) {
+    CliResult result;
+    Config& c = result.config;
+    c.bios = platform::kDefaultBios;
+    std::vector<std::string> positional;
+
+    for (size_t i = 0; i < args.size(); ++i) {
+        std::string opt = args[i];
+        if (opt.size() > 2 && opt[0] == '-' && opt[1] == '-') opt.erase(0, 1);  // --x == -x
+        auto value = [&]() -> std::string {
+            if (i + 1 >= args.size()) usage_error(fmt::format("option {} needs a value", opt));
+            return args[++i];
+        };
+        if (opt == "-h" || opt == "-help") {
+            result.action = CliResult::Action::help;
+            return result;
+        } else if (opt == "-version") {
+            result.action = CliResult::Action::version;
+            return result;
+        } else if (opt == "-bios") {
+            c.bios = value();
+        } else if (opt == "-m") {
+            std::string v = value();
+            auto size = parse_size(v);
+            if (!size) usage_error(fmt::format("-m: '{}' is not a size like 512M or 2G", v));
+            if (*size < kMinRam || *size > kMaxRam)
+                usage_error(fmt::format("-m: {} is out of range (32M to 1T)", v));
+            c.ram_bytes = *size;
+        } else if (opt == "-smp") {
+            std::string v = value();
+            auto n = parse_uint<unsigned>(v);
+            if (!n || *n == 0 || *n > kMaxCpus) usage_error(fmt::format("-smp: '{}' is not a CPU count from 1 to {}", v, kMaxCpus));
+            c.cpus = *n;
+        } else if (opt == "-serial") {
+            c.serial = parse_char_target("-serial", value(), true);
+        } else if (opt == "-debugcon") {
+            c.debugcon = parse_char_target("-debugcon", value(), false);
+        } else if (opt == "-boot-menu-wait") {
+            std::string v = value();
+            auto ms = parse_uint<uint32_t>(v);
+            if (!ms || *ms > 600000) usage_error(fmt::format("-boot-menu-wait: '{}' is not a time in milliseconds (0-600000)", v));
+            c.boot_menu_wait_ms = *ms;
+        } else if (opt == "-no-reboot") {
+            c.no_reboot = true;
+        } else if (opt == "-snapshot") {
+            c.snapshot = true;
+        } else if (opt == "-dump-acpi") {
+            c.dump_acpi_dir = value();
+        } else if (opt == "-d") {
+            std::string v = value();
+            auto level = log::parse_level(v);
+            if (!level) usage_error(fmt::format("-d: unknown log level '{}' (error, warn, info, debug, trace)", v));
+            c.log_level = *level;
+        } else if (opt.size() > 1 && opt[0] == '-') {
+            usage_error(fmt::format("unknown option {}", args[i]));
+        } else {
+            positional.push_back(args[i]);
+        }
+    }
+    if (positional.empty()) usage_error("no disk image given");
+    if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
+    c.disk = positional[0];
+    if (c.serial.kind == CharTarget::Kind::stdio && c.debugcon && c.debugcon->kind == CharTarget::Kind::stdio)
+        log::debug("serial and debugcon both write to stdout");
+    return result;
+}
+
+}  // namespace minivmm

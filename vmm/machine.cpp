@@ -1,1 +1,156 @@
-// placeholder: being written
+#include "vmm/machine.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/core.h>
+
+#include "vmm/error.hpp"
+#include "vmm/log.hpp"
+#include "vmm/machine_devices.hpp"
+#include "vmm/platform.hpp"
+#include "vmm/vcpu.hpp"
+
+namespace minivmm {
+
+namespace {
+
+enum MemorySlot : uint32_t { kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2 };
+
+// CPUID for vCPU `index`: what KVM supports (its 0x4000000x signature and kvmclock leaves
+// included, which lets SeaBIOS skip the PIT-based TSC calibration), with this vCPU's APIC ID.
+std::vector<kvm_cpuid_entry2> cpuid_for(std::vector<kvm_cpuid_entry2> entries, unsigned index, unsigned cpus) {
+    for (auto& e : entries) {
+        if (e.function == 1) {
+            e.ebx = (e.ebx & 0x0000FFFFu) | (cpus << 16) | (index << 24);  // logical count, initial APIC ID
+            if (cpus > 1) e.edx |= 1u << 28;                                // HTT: more than one logical CPU
+        }
+        if (e.function == 0xB || e.function == 0x1F) e.edx = index;  // x2APIC ID
+    }
+    return entries;
+}
+
+}  // namespace
+
+Machine::Machine(const MachineOptions& options) : options_(options), vm_(options.kvm) {
+    // TSS and identity map for Intel's real-mode support: fixed addresses reserved in e820.
+    vm_.set_identity_map_addr(platform::kKvmIdentityMapAddr);
+    vm_.set_tss_addr(platform::kKvmTssAddr);
+    vm_.create_irqchip();
+    vm_.set_pc_gsi_routing(platform::kIoApicPins);
+    vm_.create_pit();
+    map_memory();
+    devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
+        options_.config, vm_, memory_, events_, pio_, mmio_, options_.disk, options_.serial_out, options_.debug_out,
+        ram_below_4g_, ram_above_4g_});
+    create_vcpus();
+}
+
+Machine::~Machine() {
+    stop_vcpus();
+}
+
+void Machine::map_memory() {
+    const uint64_t ram = options_.config.ram_bytes;
+    ram_below_4g_ = std::min(ram, platform::kLowMemoryLimit);
+    ram_above_4g_ = ram - ram_below_4g_;
+    try {
+        low_ram_ = Mapping::anonymous(ram_below_4g_);
+        if (ram_above_4g_) high_ram_ = Mapping::anonymous(ram_above_4g_);
+        flash_ = Mapping::anonymous(options_.bios.size());
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitKvm, e.what());
+    }
+    // The BIOS as flash at the top of 4 GiB (read-only: SeaBIOS's reboot path checks that the
+    // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (seabios-acpi.md §0.2).
+    std::memcpy(flash_.data(), options_.bios.bytes().data(), options_.bios.size());
+    std::memcpy(low_ram_.data() + options_.bios.shadow_base(), options_.bios.shadow_bytes(), options_.bios.shadow_size());
+
+    vm_.set_memory(kSlotLowRam, 0, ram_below_4g_, low_ram_.data(), false);
+    bool readonly = options_.kvm.check_extension(KVM_CAP_READONLY_MEM) > 0;
+    if (!readonly) log::info("KVM has no read-only memory slots; the BIOS flash alias is writable");
+    vm_.set_memory(kSlotFlash, options_.bios.flash_base(), options_.bios.size(), flash_.data(), readonly);
+    std::vector<GuestRegion> regions{{0, ram_below_4g_, low_ram_.data()}};
+    if (ram_above_4g_) {
+        vm_.set_memory(kSlotHighRam, platform::kHighMemoryBase, ram_above_4g_, high_ram_.data(), false);
+        regions.push_back({platform::kHighMemoryBase, ram_above_4g_, high_ram_.data()});
+    }
+    memory_ = GuestMemory(std::move(regions));
+}
+
+void Machine::create_vcpus() {
+    const unsigned cpus = options_.config.cpus;
+    auto supported = options_.kvm.supported_cpuid();
+    for (unsigned i = 0; i < cpus; ++i) {
+        auto vcpu = std::make_unique<Vcpu>(options_.kvm, vm_, i);
+        vcpu->set_cpuid(cpuid_for(supported, i, cpus));
+        vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+Machine::Result Machine::run(int signal_fd) {
+    // Every AP must be inside KVM_RUN so that SeaBIOS's INIT-SIPI-SIPI finds it (§1.7 smp_scan).
+    for (auto& vcpu : vcpus_) {
+        Vcpu* v = vcpu.get();
+        threads_.emplace_back([this, v] {
+            sigset_t set;
+            sigemptyset(&set);
+            sigaddset(&set, kVcpuKickSignal);
+            pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+            VcpuContext ctx{*v, pio_, mmio_, device_lock_, events_, memory_, options_.bios, stop_};
+            run_vcpu(ctx);
+        });
+    }
+    Result result;
+    pollfd fds[2] = {{events_.fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    while (true) {
+        int n = ::poll(fds, signal_fd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            result = {MachineEvents::Kind::fatal, fmt::format("poll failed: {}", std::strerror(errno)), 0};
+            break;
+        }
+        if (fds[0].revents) {
+            result = {events_.kind(), events_.message(), 0};
+            break;
+        }
+        if (signal_fd >= 0 && fds[1].revents) {
+            signalfd_siginfo info{};
+            if (::read(signal_fd, &info, sizeof info) == sizeof info) {
+                result = {MachineEvents::Kind::quit, fmt::format("terminated by signal {}", info.ssi_signo),
+                          static_cast<int>(info.ssi_signo)};
+                break;
+            }
+        }
+    }
+    stop_vcpus();
+    return result;
+}
+
+void Machine::stop_vcpus() noexcept {
+    stop_.store(true, std::memory_order_release);
+    for (size_t i = 0; i < threads_.size(); ++i) {
+        vcpus_[i]->run().immediate_exit = 1;
+        if (threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kVcpuKickSignal);
+    }
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+}
+
+const std::vector<std::pair<std::string, std::vector<uint8_t>>>& Machine::acpi_dumps() const noexcept {
+    return devices_->acpi_dumps();
+}
+
+size_t Machine::serial_input(std::span<const uint8_t> bytes) noexcept {
+    std::lock_guard lock(device_lock_);
+    return devices_->serial_input(bytes);
+}
+
+}  // namespace minivmm

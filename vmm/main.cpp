@@ -1,1 +1,186 @@
-int main() { return 1; }
+// minivmm entry point: parse the command line, open what outlives a guest reset (KVM, BIOS,
+// disk, console), then build and run one Machine per power-on until the guest powers off.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "firmware/bios_image.hpp"
+#include "vmm/cli.hpp"
+#include "vmm/console.hpp"
+#include "vmm/disk_image.hpp"
+#include "vmm/error.hpp"
+#include "vmm/kvm.hpp"
+#include "vmm/log.hpp"
+#include "vmm/machine.hpp"
+#include "vmm/vcpu.hpp"
+
+using namespace minivmm;
+
+namespace {
+
+// Signals that end the VMM cleanly: blocked everywhere and read from a signalfd by the main thread.
+UniqueFd block_termination_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    UniqueFd fd(::signalfd(-1, &set, SFD_CLOEXEC));
+    if (!fd.valid()) throw SetupError(kExitInternal, fmt::format("signalfd: {}", std::strerror(errno)));
+    ::signal(SIGPIPE, SIG_IGN);  // a closed serial pipe must not kill the VMM
+    return fd;
+}
+
+// A crash must still give the user their terminal back.
+void install_crash_handlers() {
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) {
+        TerminalRawMode::restore();
+        ::signal(sig, SIG_DFL);
+        ::raise(sig);
+    };
+    sigemptyset(&sa.sa_mask);
+    for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(s, &sa, nullptr);
+}
+
+std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* what) {
+    switch (target.kind) {
+    case CharTarget::Kind::stdio:
+        return std::make_unique<FdSink>(STDOUT_FILENO, false);
+    case CharTarget::Kind::file:
+        try {
+            return open_file_sink(target.path);
+        } catch (const std::exception& e) {
+            throw SetupError(kExitFile, fmt::format("{}: {}", what, e.what()));
+        }
+    case CharTarget::Kind::none:
+        break;
+    }
+    return nullptr;
+}
+
+void dump_acpi(const std::string& dir, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& tables) {
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+        throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot create directory {}: {}", dir, std::strerror(errno)));
+    for (const auto& [sig, bytes] : tables) {
+        std::string path = dir + "/" + sig + ".dat";
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        if (!fd.valid() || ::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+            throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot write {}: {}", path, std::strerror(errno)));
+    }
+    log::info("wrote {} ACPI tables to {}", tables.size(), dir);
+}
+
+int run(const Config& config, int signal_fd) {
+    BiosImage bios = BiosImage::load(config.bios);
+    std::unique_ptr<DiskImage> disk;
+    try {
+        disk = DiskImage::open(config.disk, config.snapshot);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitFile, e.what());
+    }
+    if (disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
+    auto serial_out = open_char_target(config.serial, "-serial");
+    auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon") : nullptr;
+    Kvm kvm = Kvm::open();
+
+    // COM1 input: the reader thread outlives every machine; it delivers to the current one.
+    std::mutex machine_mutex;
+    Machine* current = nullptr;
+    std::unique_ptr<TerminalRawMode> raw;
+    std::unique_ptr<StdinReader> reader;
+    std::atomic<bool> user_quit{false};
+    if (config.serial.kind == CharTarget::Kind::stdio) {
+        raw = std::make_unique<TerminalRawMode>();
+        reader = std::make_unique<StdinReader>(
+            [&](std::span<const uint8_t> bytes) -> size_t {
+                std::lock_guard lock(machine_mutex);
+                return current ? current->serial_input(bytes) : 0;
+            },
+            [&] {
+                std::lock_guard lock(machine_mutex);
+                user_quit = true;
+                if (current) current->events().post(MachineEvents::Kind::quit, "quit from the console (Ctrl-A x)");
+            },
+            STDIN_FILENO);
+    }
+
+    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get()};
+    for (unsigned boot = 1;; ++boot) {
+        auto machine = std::make_unique<Machine>(options);
+        if (boot == 1 && config.dump_acpi_dir) dump_acpi(*config.dump_acpi_dir, machine->acpi_dumps());
+        {
+            std::lock_guard lock(machine_mutex);
+            current = machine.get();
+            if (user_quit) current->events().post(MachineEvents::Kind::quit, "quit from the console (Ctrl-A x)");
+        }
+        log::info("boot {}: {} vCPU(s), {} MiB RAM, disk {}", boot, config.cpus, config.ram_bytes >> 20, config.disk);
+        Machine::Result result = machine->run(signal_fd);
+        {
+            std::lock_guard lock(machine_mutex);
+            current = nullptr;
+        }
+        machine.reset();
+        switch (result.kind) {
+        case MachineEvents::Kind::poweroff:
+            log::info("{}", result.message);
+            return kExitPoweredOff;
+        case MachineEvents::Kind::reset:
+            if (config.no_reboot) {
+                log::info("{}; exiting because of -no-reboot", result.message);
+                return kExitPoweredOff;
+            }
+            log::info("{}: rebooting", result.message);
+            continue;
+        case MachineEvents::Kind::quit:
+            if (result.signal) {
+                log::warn("{}", result.message);
+                return kExitSignalBase + result.signal;
+            }
+            return kExitPoweredOff;
+        case MachineEvents::Kind::fatal:
+        case MachineEvents::Kind::none:
+            log::error("guest stopped: {}", result.message);
+            return kExitGuestFault;
+        }
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        UniqueFd signal_fd = block_termination_signals();
+        install_crash_handlers();
+        install_vcpu_kick_handler();
+        CliResult cli = parse_cli(std::vector<std::string>(argv + 1, argv + argc));
+        if (cli.action == CliResult::Action::help) {
+            fmt::print("{}", usage_text());
+            return 0;
+        }
+        if (cli.action == CliResult::Action::version) {
+            fmt::print("minivmm {}\n", MINIVMM_VERSION);
+            return 0;
+        }
+        log::set_level(cli.config.log_level);
+        return run(cli.config, signal_fd.get());
+    } catch (const SetupError& e) {
+        TerminalRawMode::restore();
+        log::error("{}", e.what());
+        return e.code();
+    } catch (const std::exception& e) {
+        TerminalRawMode::restore();
+        log::error("{}", e.what());
+        return kExitInternal;
+    }
+}

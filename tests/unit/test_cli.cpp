@@ -1,1 +1,82 @@
 #include <doctest/doctest.h>
+
+#include "vmm/cli.hpp"
+#include "vmm/error.hpp"
+
+using namespace minivmm;
+
+namespace {
+Config parse(std::vector<std::string> args) { return parse_cli(args).config; }
+int usage_code(std::vector<std::string> args) {
+    try {
+        parse_cli(args);
+    } catch (const SetupError& e) {
+        return e.code();
+    }
+    return -1;
+}
+}  // namespace
+
+TEST_CASE("defaults and every option") {
+    Config c = parse({"disk.img"});
+    CHECK(c.disk == "disk.img");
+    CHECK(c.bios == "/usr/share/seabios/bios-256k.bin");
+    CHECK(c.ram_bytes == (512ull << 20));
+    CHECK(c.cpus == 1);
+    CHECK(c.serial.kind == CharTarget::Kind::stdio);
+    CHECK_FALSE(c.debugcon.has_value());
+    CHECK_FALSE(c.boot_menu_wait_ms.has_value());
+
+    c = parse({"-bios", "b.bin", "-m", "2G", "-smp", "2", "-serial", "file:/tmp/s.log", "-debugcon", "stdio",
+               "-boot-menu-wait", "500", "-no-reboot", "-snapshot", "-dump-acpi", "/tmp/acpi", "-d", "debug", "x.img"});
+    CHECK(c.bios == "b.bin");
+    CHECK(c.ram_bytes == (2ull << 30));
+    CHECK(c.cpus == 2);
+    CHECK(c.serial.kind == CharTarget::Kind::file);
+    CHECK(c.serial.path == "/tmp/s.log");
+    CHECK(c.debugcon->kind == CharTarget::Kind::stdio);
+    CHECK(*c.boot_menu_wait_ms == 500);
+    CHECK(c.no_reboot);
+    CHECK(c.snapshot);
+    CHECK(*c.dump_acpi_dir == "/tmp/acpi");
+    CHECK(c.log_level == log::Level::debug);
+    CHECK(parse({"--serial", "none", "d"}).serial.kind == CharTarget::Kind::none);
+}
+
+TEST_CASE("help and version") {
+    CHECK(parse_cli({"--help"}).action == CliResult::Action::help);
+    CHECK(parse_cli({"-h"}).action == CliResult::Action::help);
+    CHECK(parse_cli({"--version"}).action == CliResult::Action::version);
+    CHECK(usage_text().find("-boot-menu-wait") != std::string::npos);
+}
+
+TEST_CASE("sizes") {
+    CHECK(parse_size("512M") == (512ull << 20));
+    CHECK(parse_size("512") == (512ull << 20));
+    CHECK(parse_size("1g") == (1ull << 30));
+    CHECK(parse_size("64K") == (64ull << 10));
+    CHECK_FALSE(parse_size("").has_value());
+    CHECK_FALSE(parse_size("M").has_value());
+    CHECK_FALSE(parse_size("12X").has_value());
+    CHECK_FALSE(parse_size("-1G").has_value());
+    CHECK_FALSE(parse_size("0").has_value());
+    CHECK_FALSE(parse_size("99999999999999999999G").has_value());
+    CHECK_FALSE(parse_size("20000000000T").has_value());
+}
+
+TEST_CASE("bad command lines are usage errors") {
+    CHECK(usage_code({}) == kExitUsage);
+    CHECK(usage_code({"a.img", "b.img"}) == kExitUsage);
+    CHECK(usage_code({"-frobnicate", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"a.img", "-m"}) == kExitUsage);
+    CHECK(usage_code({"-m", "lots", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-m", "16M", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-smp", "0", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-smp", "1000", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-smp", "2x", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-serial", "tcp:1234", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-serial", "file:", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-debugcon", "none", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-boot-menu-wait", "-5", "a.img"}) == kExitUsage);
+    CHECK(usage_code({"-d", "verbose", "a.img"}) == kExitUsage);
+}

@@ -1,0 +1,49 @@
+// The command line: QEMU-style single-dash options (double dash accepted too). Parsing is a
+// pure function so it is unit-tested; errors throw SetupError(kExitUsage) with one clear line.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/log.hpp"
+
+namespace minivmm {
+
+// Where a character device goes: the terminal, a file, or nowhere.
+struct CharTarget {
+    enum class Kind { stdio, file, none } kind = Kind::stdio;
+    std::string path;  // for Kind::file
+};
+
+struct Config {
+    std::string bios;
+    std::string disk;
+    uint64_t ram_bytes = 512ull << 20;
+    unsigned cpus = 1;
+    CharTarget serial;
+    std::optional<CharTarget> debugcon;
+    std::optional<uint32_t> boot_menu_wait_ms;
+    bool no_reboot = false;
+    bool snapshot = false;
+    std::optional<std::string> dump_acpi_dir;
+    log::Level log_level = log::Level::warn;
+};
+
+struct CliResult {
+    enum class Action { run, help, version } action = Action::run;
+    Config config;
+};
+
+CliResult parse_cli(const std::vector<std::string>& args);
+std::string usage_text();
+
+// "512M", "2G", "1024" (MiB, as QEMU) -> bytes; nullopt when malformed or zero.
+std::optional<uint64_t> parse_size(const std::string& text);
+
+inline constexpr uint64_t kMinRam = 32ull << 20;  // SeaBIOS keeps 16 MiB for its tables
+inline constexpr uint64_t kMaxRam = 1ull << 40;
+inline constexpr unsigned kMaxCpus = 64;
+
+}  // namespace minivmm

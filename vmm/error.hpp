@@ -1,0 +1,30 @@
+// Set-up errors and the process exit codes documented in README.md ("Exit codes").
+// Exceptions are thrown only while the machine is being set up; main() turns them into one
+// line on stderr and the matching exit code.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace minivmm {
+
+enum ExitCode : int {
+    kExitPoweredOff = 0,   // guest powered off (ACPI S5), or reset with -no-reboot, or Ctrl-A x
+    kExitInternal = 1,     // a bug or an unexpected host failure
+    kExitUsage = 2,        // bad command line
+    kExitFile = 3,         // BIOS, disk or output file missing, unreadable or malformed
+    kExitKvm = 4,          // /dev/kvm missing or KVM set-up failed
+    kExitGuestFault = 5,   // KVM could not run the guest (emulation failure, failed entry)
+    kExitSignalBase = 128, // terminated by signal N: 128 + N
+};
+
+class SetupError : public std::runtime_error {
+public:
+    SetupError(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+    ExitCode code() const noexcept { return code_; }
+
+private:
+    ExitCode code_;
+};
+
+}  // namespace minivmm

@@ -1,0 +1,78 @@
+// One power-on of the virtual PC: the KVM VM, guest RAM and BIOS copies, every device, the
+// ACPI tables and fw_cfg contents, and the vCPU threads. A guest reset destroys the Machine and
+// builds a new one, so every reset returns to exactly the power-on state; only what outlives a
+// power cycle (the disk, the host console) is passed in from outside.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "devices/block_backend.hpp"
+#include "firmware/bios_image.hpp"
+#include "vmm/bus.hpp"
+#include "vmm/cli.hpp"
+#include "vmm/guest_memory.hpp"
+#include "vmm/kvm.hpp"
+#include "vmm/machine_events.hpp"
+#include "vmm/memory_map.hpp"
+
+namespace minivmm {
+
+struct MachineOptions {
+    const Config& config;
+    const Kvm& kvm;
+    const BiosImage& bios;
+    BlockBackend& disk;
+    ByteSink* serial_out = nullptr;  // nullptr: -serial none
+    ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
+};
+
+class MachineDevices;  // machine_devices.hpp
+
+class Machine {
+public:
+    explicit Machine(const MachineOptions& options);  // throws SetupError
+    ~Machine();
+    Machine(const Machine&) = delete;
+    Machine& operator=(const Machine&) = delete;
+
+    struct Result {
+        MachineEvents::Kind kind = MachineEvents::Kind::none;
+        std::string message;
+        int signal = 0;  // set when a signal on signal_fd ended the run
+    };
+    // Runs every vCPU until the machine posts an event or a signal arrives on signal_fd.
+    Result run(int signal_fd);
+
+    // Host console input for COM1; thread-safe; returns how many bytes the UART accepted.
+    size_t serial_input(std::span<const uint8_t> bytes) noexcept;
+    MachineEvents& events() noexcept { return events_; }
+    // Every generated ACPI table by signature, for -dump-acpi.
+    const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept;
+
+private:
+    void map_memory();
+    void create_vcpus();
+    void stop_vcpus() noexcept;
+
+    const MachineOptions& options_;
+    Vm vm_;
+    Mapping low_ram_, high_ram_, flash_;
+    uint64_t ram_below_4g_ = 0, ram_above_4g_ = 0;
+    GuestMemory memory_;
+    MachineEvents events_;
+    std::mutex device_lock_;
+    Bus pio_{"port I/O"};
+    Bus mmio_{"MMIO"};
+    std::unique_ptr<MachineDevices> devices_;
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::vector<std::thread> threads_;
+    std::atomic<bool> stop_{false};
+};
+
+}  // namespace minivmm

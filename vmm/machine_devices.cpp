@@ -1,0 +1,62 @@
+#include "vmm/machine_devices.hpp"
+
+#include "firmware/fw_cfg_setup.hpp"
+#include "vmm/error.hpp"
+#include "vmm/platform.hpp"
+
+namespace minivmm {
+
+namespace {
+
+AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
+    AcpiConfig config;
+    config.cpus = w.config.cpus;
+    config.pci_mmio32_start = w.ram_below_4g;
+    return build_acpi(config);
+}
+
+}  // namespace
+
+MachineDevices::MachineDevices(const Wiring& w)
+    : acpi_(make_acpi(w)),
+      com1_irq_(w.vm, platform::kCom1Irq),
+      virtio_irq_(w.vm, platform::pci_intx_gsi(platform::kVirtioBlkSlot, 0)),
+      msi_(w.vm),
+      uart_(com1_irq_, w.serial_out),
+      cmos_(CmosConfig{w.ram_below_4g, w.ram_above_4g, w.config.cpus}),
+      a20_(w.system),
+      reset_(w.system),
+      acpi_pm_(w.system),
+      fw_cfg_(w.memory),
+      pci_(w.pio, w.mmio),
+      cf8_ports_(pci_, reset_),
+      virtio_blk_(w.memory, w.disk, virtio_irq_, msi_) {
+    w.pio.insert(platform::kCmosPort, 2, cmos_);
+    w.pio.insert(platform::kA20Port, 1, a20_);
+    w.pio.insert(platform::kCom1Port, Uart16550::kSize, uart_);
+    w.pio.insert(platform::kFwCfgPort, platform::kFwCfgPortSize, fw_cfg_);
+    w.pio.insert(platform::kAcpiPmBase, platform::kAcpiPmSize, acpi_pm_);
+    w.pio.insert(platform::kPciConfigAddress, 8, cf8_ports_);
+    if (w.debug_out) {
+        debug_port_ = std::make_unique<DebugPort>(w.debug_out);
+        w.pio.insert(platform::kDebugPort, DebugPort::kSize, *debug_port_);
+    }
+    pci_.add(platform::kVirtioBlkSlot, virtio_blk_);
+
+    FwCfgSetup setup;
+    setup.ram_below_4g = w.ram_below_4g;
+    setup.ram_above_4g = w.ram_above_4g;
+    setup.cpus = w.config.cpus;
+    setup.boot_menu_wait_ms = w.config.boot_menu_wait_ms;
+    setup.serial_console = w.serial_out != nullptr;
+    setup.acpi_tables = acpi_.tables;
+    setup.acpi_rsdp = acpi_.rsdp;
+    setup.table_loader = acpi_.loader;
+    try {
+        populate_fw_cfg(fw_cfg_, setup);
+    } catch (const std::exception& e) {
+        throw SetupError(kExitInternal, std::string("fw_cfg set-up: ") + e.what());
+    }
+}
+
+}  // namespace minivmm

@@ -1,0 +1,68 @@
+// Every device of one machine, constructed, wired to its interrupt lines and mapped on the
+// buses; plus the firmware-facing data generated for it (ACPI tables, fw_cfg contents).
+// Adding a device (the TPM TIS next) means one member, one mapping and, where the OS must find
+// it, one DSDT node and its tables in build_acpi_config().
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "acpi/acpi_builder.hpp"
+#include "devices/acpi_pm.hpp"
+#include "devices/block_backend.hpp"
+#include "devices/cf9_decoder.hpp"
+#include "devices/cmos.hpp"
+#include "devices/debug_port.hpp"
+#include "devices/fw_cfg.hpp"
+#include "devices/pci_host.hpp"
+#include "devices/reset_control.hpp"
+#include "devices/uart16550.hpp"
+#include "devices/virtio_blk.hpp"
+#include "vmm/bus.hpp"
+#include "vmm/cli.hpp"
+#include "vmm/guest_memory.hpp"
+#include "vmm/kvm.hpp"
+
+namespace minivmm {
+
+class MachineDevices {
+public:
+    struct Wiring {
+        const Config& config;
+        Vm& vm;
+        const GuestMemory& memory;
+        SystemControl& system;
+        Bus& pio;
+        Bus& mmio;
+        BlockBackend& disk;
+        ByteSink* serial_out;
+        ByteSink* debug_out;
+        uint64_t ram_below_4g;
+        uint64_t ram_above_4g;
+    };
+    explicit MachineDevices(const Wiring& wiring);  // throws on set-up errors
+
+    size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
+    const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
+
+private:
+    AcpiBlobs acpi_;
+    KvmIrqLine com1_irq_;
+    KvmIrqLine virtio_irq_;
+    KvmMsiSink msi_;
+    Uart16550 uart_;
+    Cmos cmos_;
+    A20Gate a20_;
+    ResetControl reset_;
+    AcpiPm acpi_pm_;
+    FwCfg fw_cfg_;
+    std::unique_ptr<DebugPort> debug_port_;
+    PciHost pci_;
+    Cf9Decoder cf8_ports_;
+    VirtioBlk virtio_blk_;
+};
+
+}  // namespace minivmm

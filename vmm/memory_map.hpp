@@ -1,0 +1,57 @@
+// RAII owners for host file descriptors and memory mappings.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace minivmm {
+
+class UniqueFd {
+public:
+    UniqueFd() = default;
+    explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+    UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    UniqueFd& operator=(UniqueFd&& o) noexcept {
+        if (this != &o) reset(std::exchange(o.fd_, -1));
+        return *this;
+    }
+    UniqueFd(const UniqueFd&) = delete;
+    UniqueFd& operator=(const UniqueFd&) = delete;
+    ~UniqueFd() { reset(); }
+
+    int get() const noexcept { return fd_; }
+    bool valid() const noexcept { return fd_ >= 0; }
+    void reset(int fd = -1) noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+// An mmap()ed region, unmapped on destruction.
+class Mapping {
+public:
+    Mapping() = default;
+    // Anonymous private memory (guest RAM): zero-filled, populated lazily, MAP_NORESERVE.
+    static Mapping anonymous(size_t size);
+    // A shared mapping of a file descriptor (the vCPU's kvm_run area).
+    static Mapping of_fd(int fd, size_t size);
+
+    Mapping(Mapping&& o) noexcept
+        : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+    Mapping& operator=(Mapping&& o) noexcept;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping() { release(); }
+
+    uint8_t* data() const noexcept { return static_cast<uint8_t*>(addr_); }
+    size_t size() const noexcept { return size_; }
+
+private:
+    Mapping(void* addr, size_t size) noexcept : addr_(addr), size_(size) {}
+    void release() noexcept;
+    void* addr_ = nullptr;
+    size_t size_ = 0;
+};
+
+}  // namespace minivmm
