@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Checks minivmm's ACPI tables with ACPICA's own tools.
+
+usage: test_acpi_tools.py ACPI_DUMP
+
+1. acpi_dump writes every table to a temporary directory (DSDT.dat, FACP.dat, ...).
+2. `iasl -d` must disassemble every table (RSDP excepted: iasl only reads tables with a standard
+   header, so the RSDP checksums are checked here in Python); the disassembly must show the
+   expected devices and FADT fields, and recompiling the DSDT source (`iasl -on`) must give back
+   exactly our AML.
+3. `acpiexec` loads the DSDT and evaluates \\_S5, \\_SB.PCI0._CRS and \\_SB.PCI0._PRT.
+Exits 0 on success, 1 on failure, 77 (meson "skip") when iasl/acpiexec are not installed.
+"""
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def run(cmd, cwd):
+    return subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    acpi_dump = os.path.abspath(sys.argv[1])
+    for tool in ("iasl", "acpiexec"):
+        if shutil.which(tool) is None:
+            print(f"SKIP: {tool} not installed (acpica-tools)")
+            return 77
+
+    with tempfile.TemporaryDirectory(prefix="minivmm-acpi-") as d:
+        r = run([acpi_dump, d, "--cpus", "4"], d)
+        if not check(r.returncode == 0, "acpi_dump --cpus 4 succeeds"):
+            print(r.stdout)
+            return 1
+        names = sorted(f[:-4] for f in os.listdir(d) if f.endswith(".dat"))
+        check(names == ["APIC", "DSDT", "FACP", "FACS", "RSDP", "RSDT", "XSDT"], f"tables written: {names}")
+
+        # RSDP: iasl -d cannot read it, so check it here (ACPI 6.5 §5.2.5.3).
+        rsdp = open(os.path.join(d, "RSDP.dat"), "rb").read()
+        check(len(rsdp) == 36 and rsdp[:8] == b"RSD PTR " and rsdp[15] == 2, "RSDP: signature, revision 2, 36 bytes")
+        check(sum(rsdp[:20]) % 256 == 0 and sum(rsdp) % 256 == 0, "RSDP: both checksums valid")
+
+        dsl = {}
+        for name in names:
+            if name == "RSDP":
+                continue
+            r = run(["iasl", "-d", f"{name}.dat"], d)
+            ok = r.returncode == 0 and os.path.exists(os.path.join(d, f"{name}.dsl"))
+            if check(ok, f"iasl -d {name}.dat"):
+                dsl[name] = open(os.path.join(d, f"{name}.dsl")).read()
+            else:
+                print(r.stdout)
+            raw = open(os.path.join(d, f"{name}.dat"), "rb").read()
+            if name != "FACS":
+                check(sum(raw) % 256 == 0, f"{name}: checksum valid")
+            check(struct.unpack_from("<I", raw, 4)[0] == len(raw), f"{name}: length field = file size")
+
+        dsdt = dsl.get("DSDT", "")
+        for needle in ('EisaId ("PNP0A03")', 'EisaId ("PNP0501")', 'EisaId ("PNP0B00")', '"QEMU0002"',
+                       "Name (\\_S5, Package (0x04)", "Name (_PRT, Package (0x7C)", "WordBusNumber", "QWordMemory",
+                       "0xFEBFFFFF"):
+            check(needle in dsdt, f"DSDT disassembly mentions {needle}")
+        for absent in ("PNP0303", "PNP0F13", "Method ("):
+            check(absent not in dsdt, f"DSDT disassembly has no {absent}")
+        fadt = dsl.get("FACP", "")
+        check(re.search(r"Reset Register : \[Generic Address Structure\]", fadt) is not None, "FADT: Reset Register")
+        check(re.search(r"Address : 0000000000000CF9", fadt) is not None, "FADT: reset register at 0xCF9")
+        check(re.search(r"Value to cause reset : 06", fadt) is not None, "FADT: reset value 6")
+        check(re.search(r"SCI Interrupt : 0009", fadt) is not None, "FADT: SCI 9")
+        check(re.search(r"8042 Present on ports 60/64 \(V2\) : 0", fadt) is not None, "FADT: no 8042")
+        check(re.search(r"Reset Register Supported \(V2\) : 1", fadt) is not None, "FADT: RESET_REG_SUP")
+        madt = dsl.get("APIC", "")
+        check(len(re.findall(r"Subtable Type : 00 \[Processor Local APIC\]", madt)) == 4, "MADT: 4 local APICs")
+        check("Subtable Type : 01 [I/O APIC]" in madt, "MADT: I/O APIC")
+        check(len(re.findall(r"Subtable Type : 02 \[Interrupt Source Override\]", madt)) == 2, "MADT: 2 overrides")
+        check("Subtable Type : 04 [Local APIC NMI]" in madt, "MADT: LAPIC NMI")
+
+        # Recompile the disassembled DSDT; without name-path optimisation iasl must reproduce our AML.
+        if dsdt:
+            r = run(["iasl", "-on", "-p", "roundtrip", "DSDT.dsl"], d)
+            if check(r.returncode == 0, "iasl recompiles the disassembled DSDT"):
+                ours = open(os.path.join(d, "DSDT.dat"), "rb").read()[36:]
+                theirs = open(os.path.join(d, "roundtrip.aml"), "rb").read()[36:]
+                check(ours == theirs, f"recompiled DSDT body is byte-identical ({len(ours)} bytes)")
+            else:
+                print(r.stdout)
+
+        # Evaluate the objects the OS uses.
+        r = run(["acpiexec", "-b", "evaluate \\_S5; evaluate \\_SB.PCI0._CRS; evaluate \\_SB.PCI0._PRT", "DSDT.dat"], d)
+        out = r.stdout
+        check(r.returncode == 0, "acpiexec runs")
+        s5 = re.search(r"Evaluating \\_S5\n.*?\n\s+\[Package\] Contains 4 Elements:\n((?:\s+\[Integer\] = \w+\n){4})",
+                       out)
+        check(s5 is not None and all(int(v, 16) == 0 for v in re.findall(r"= (\w+)", s5.group(1))),
+              "acpiexec: \\_S5 = Package {0, 0, 0, 0}")
+        crs_text = out[out.find("Evaluating \\_SB.PCI0._CRS"):out.find("Evaluating \\_SB.PCI0._PRT")]
+        length = re.search(r"\[Buffer\] Length (\w+)", crs_text)
+        crs = bytes(int(b, 16) for line in re.findall(r"^\s+[0-9A-F]{4}: ((?:[0-9A-F]{2} )+)", crs_text, re.M)
+                    for b in line.split())
+        check(length is not None and int(length.group(1), 16) == len(crs) == 0x9C,
+              f"acpiexec: PCI0._CRS is a 156-byte buffer (got {len(crs)})")
+        tags, at = [], 0
+        while at < len(crs):  # walk the resource descriptors (ACPI 6.5 §6.4)
+            tags.append(crs[at])
+            at += 3 + (crs[at + 1] | crs[at + 2] << 8) if crs[at] & 0x80 else 1 + (crs[at] & 7)
+        check(tags == [0x88, 0x47, 0x88, 0x88, 0x87, 0x87, 0x8A, 0x79],
+              "acpiexec: PCI0._CRS = bus, IO 0xCF8, 2 x WordIO, 2 x DWordMemory, QWordMemory, EndTag")
+        check(struct.pack("<II", 0xC0000000, 0xFEBFFFFF) in crs, "acpiexec: 32-bit PCI window 0xC0000000-0xFEBFFFFF")
+        prt = out[out.find("Evaluating \\_SB.PCI0._PRT"):]
+        check("[Package] Contains 124 Elements:" in prt, "acpiexec: _PRT has 124 entries")
+        entries = re.findall(r"\[Package\] Contains 4 Elements:\n\s+\[Integer\] = (\w+)\n\s+\[Integer\] = (\w+)\n"
+                             r"\s+\[Integer\] = (\w+)\n\s+\[Integer\] = (\w+)", prt)
+        expected = [(((slot << 16) | 0xFFFF), pin, 0, 16 + (slot + pin) % 4) for slot in range(1, 32) for pin in range(4)]
+        got = [tuple(int(v, 16) for v in e) for e in entries]
+        check(got == expected, f"acpiexec: all {len(got)} _PRT entries route slot/pin to GSI 16 + (slot + pin) % 4")
+        check("AE_" not in out.replace("AE_OK", ""), "acpiexec: no ACPICA exceptions")
+
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    print("all ACPI tool checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
