@@ -51,6 +51,10 @@ def main():
         names = sorted(f[:-4] for f in os.listdir(d) if f.endswith(".dat"))
         check(names == ["APIC", "DSDT", "FACP", "FACS", "RSDP", "RSDT", "XSDT"], f"tables written: {names}")
 
+        dsdt_raw = open(os.path.join(d, "DSDT.dat"), "rb").read()
+        check(b"MSFT0101" not in dsdt_raw and bytes.fromhex("41d00c31") not in dsdt_raw,
+              "no TPM configured: no TPM device in the DSDT and no TPM2/TCPA table")
+
         # RSDP: iasl -d cannot read it, so check it here (ACPI 6.5 §5.2.5.3).
         rsdp = open(os.path.join(d, "RSDP.dat"), "rb").read()
         check(len(rsdp) == 36 and rsdp[:8] == b"RSD PTR " and rsdp[15] == 2, "RSDP: signature, revision 2, 36 bytes")
@@ -130,6 +134,38 @@ def main():
         got = [tuple(int(v, 16) for v in e) for e in entries]
         check(got == expected, f"acpiexec: all {len(got)} _PRT entries route slot/pin to GSI 16 + (slot + pin) % 4")
         check("AE_" not in out.replace("AE_OK", ""), "acpiexec: no ACPICA exceptions")
+
+    # With a TPM: the TPM2 (2.0) or TCPA (1.2) table disassembles, and the DSDT device that Linux's
+    # tpm_tis binds to evaluates as QEMU's does (seabios-acpi.md §2.3, §2.4).
+    for version, table, hid in (("2.0", "TPM2", '"MSFT0101"'), ("1.2", "TCPA", "[Integer] = 00000000310CD041")):
+        with tempfile.TemporaryDirectory(prefix="minivmm-acpi-tpm-") as d:
+            r = run([acpi_dump, d, "--tpm", version], d)
+            check(r.returncode == 0, f"acpi_dump --tpm {version} succeeds")
+            path = os.path.join(d, f"{table}.dat")
+            if not check(os.path.exists(path), f"TPM {version}: {table} table written"):
+                continue
+            raw = open(path, "rb").read()
+            check(sum(raw) % 256 == 0, f"TPM {version}: {table} checksum valid")
+            if table == "TPM2":
+                check(len(raw) == 76 and raw[8] == 4, "TPM2: 76 bytes, revision 4")
+                check(struct.unpack_from("<Q", raw, 40)[0] == 0 and struct.unpack_from("<I", raw, 48)[0] == 6,
+                      "TPM2: control area 0, start method 6 (TIS)")
+                check(struct.unpack_from("<I", raw, 64)[0] == 0x10000, "TPM2: LAML 64 KiB")
+            else:
+                check(len(raw) == 50 and raw[8] == 2, "TCPA: 50 bytes, revision 2")
+                check(struct.unpack_from("<I", raw, 38)[0] == 0x10000, "TCPA: LAML 64 KiB")
+            r = run(["iasl", "-d", f"{table}.dat"], d)
+            check(r.returncode == 0, f"iasl -d {table}.dat")
+            r = run(["acpiexec", "-b", "evaluate \\_SB.TPM._HID; evaluate \\_SB.TPM._STA; evaluate \\_SB.TPM._CRS",
+                     "DSDT.dat"], d)
+            out = r.stdout
+            check(r.returncode == 0 and hid in out, f"acpiexec: TPM {version} _HID is {hid}")
+            check("[Integer] = 000000000000000F" in out, f"acpiexec: TPM {version} _STA = 0x0F")
+            m = re.search(r"_CRS returned.*\n\s*\[Buffer\] Length \w+ =\s+0000: ((?:[0-9A-F]{2} )+)", out)
+            crs = bytes(int(b, 16) for b in m.group(1).split()) if m else b""
+            check(struct.pack("<BHBII", 0x86, 9, 1, 0xFED40000, 0x5000) in crs,
+                  f"acpiexec: TPM {version} _CRS = Memory32Fixed(ReadWrite, 0xFED40000, 0x5000)")
+            check("AE_" not in out.replace("AE_OK", ""), f"acpiexec: TPM {version}: no ACPICA exceptions")
 
     if failures:
         print(f"{len(failures)} check(s) failed")

@@ -1,4 +1,4 @@
-// acpi_dump DIR [--cpus N]: builds minivmm's default ACPI tables and writes each one as
+// acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]: builds minivmm's default ACPI tables and writes each one as
 // DIR/<SIGNATURE>.dat (DSDT.dat, FACP.dat, APIC.dat, ..., RSDP.dat) for iasl -d and acpiexec.
 #include <fmt/core.h>
 
@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "acpi/acpi_builder.hpp"
+#include "acpi/tpm_tables.hpp"
 
 int main(int argc, char** argv) {
     std::string dir;
@@ -22,15 +23,22 @@ int main(int argc, char** argv) {
                 fmt::print(stderr, "acpi_dump: bad --cpus value '{}'\n", argv[i]);
                 return 2;
             }
+        } else if (arg == "--tpm" && i + 1 < argc) {
+            const std::string_view v = argv[++i];
+            if (v != "1.2" && v != "2.0") {
+                fmt::print(stderr, "acpi_dump: --tpm takes 1.2 or 2.0\n");
+                return 2;
+            }
+            minivmm::add_tpm_acpi(config, v == "2.0" ? minivmm::TpmVersion::v2_0 : minivmm::TpmVersion::v1_2);
         } else if (dir.empty() && !arg.starts_with("-")) {
             dir = arg;
         } else {
-            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N]\n");
+            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]\n");
             return 2;
         }
     }
     if (dir.empty()) {
-        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N]\n");
+        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]\n");
         return 2;
     }
     try {

@@ -1,0 +1,89 @@
+#include "acpi/tpm_tables.hpp"
+
+#include <cstddef>
+#include <cstring>
+
+#include "acpi/aml.hpp"
+#include "acpi/table_builders.hpp"
+#include "vmm/platform.hpp"
+
+namespace minivmm {
+
+namespace {
+
+#pragma pack(push, 1)
+// TCG ACPI Specification, "TPM2 ACPI table", revision 4 with the log area fields.
+struct Tpm2Table {
+    acpi::TableHeader header;      // 0: "TPM2", revision 4
+    uint16_t platform_class;       // 36: 0 = client
+    uint16_t reserved;             // 38
+    uint64_t control_area;         // 40: 0 for the TIS/FIFO interface
+    uint32_t start_method;         // 48: 6 = "uses the TIS/FIFO interface" (memory mapped)
+    uint8_t start_parameters[12];  // 52
+    uint32_t log_area_min_length;  // 64: LAML
+    uint64_t log_area_start;       // 68: LASA, patched by the table-loader
+};
+static_assert(sizeof(Tpm2Table) == 76);
+
+// TCG ACPI Specification, "TCPA table" for clients, revision 2.
+struct TcpaTable {
+    acpi::TableHeader header;      // 0: "TCPA", revision 2
+    uint16_t platform_class;       // 36: 0 = client
+    uint32_t log_area_min_length;  // 38: LAML
+    uint64_t log_area_start;       // 42: LASA, patched by the table-loader
+};
+static_assert(sizeof(TcpaTable) == 50);
+#pragma pack(pop)
+
+constexpr uint32_t kStartMethodTis = 6;
+
+template <typename T>
+std::vector<uint8_t> bytes_of(const T& t) {
+    std::vector<uint8_t> out(sizeof(T));
+    std::memcpy(out.data(), &t, sizeof(T));
+    return out;
+}
+
+}  // namespace
+
+std::vector<uint8_t> build_tpm2_table() {
+    Tpm2Table t{};
+    t.header = acpi::make_header("TPM2", 4, sizeof(Tpm2Table));
+    t.start_method = kStartMethodTis;
+    t.log_area_min_length = kTpmLogSize;
+    return bytes_of(t);
+}
+
+std::vector<uint8_t> build_tcpa_table() {
+    TcpaTable t{};
+    t.header = acpi::make_header("TCPA", 2, sizeof(TcpaTable));
+    t.log_area_min_length = kTpmLogSize;
+    return bytes_of(t);
+}
+
+std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version) {
+    // Linux binds tpm_tis to MSFT0101 (TPM 2.0, with a TPM2 table of start method 6) or to the
+    // PNP id PNP0C31 (TPM 1.2). QEMU's _STR is left out: iasl insists it be a Unicode buffer.
+    const auto hid = version == TpmVersion::v2_0 ? aml::string("MSFT0101") : aml::eisa_id("PNP0C31");
+    const auto crs = aml::resource_template({aml::memory32_fixed(aml::Access::read_write,
+                                                                 static_cast<uint32_t>(platform::kTpmTisBase),
+                                                                 static_cast<uint32_t>(platform::kTpmTisSize))});
+    return aml::device("TPM", {aml::name("_HID", hid), aml::name("_UID", aml::integer(1)),
+                               aml::name("_STA", aml::integer(0x0F)), aml::name("_CRS", crs)});
+}
+
+void add_tpm_acpi(AcpiConfig& config, TpmVersion version) {
+    AcpiConfig::ExtraTable table;
+    if (version == TpmVersion::v2_0) {
+        table.bytes = build_tpm2_table();
+        table.patches.push_back({static_cast<uint32_t>(offsetof(Tpm2Table, log_area_start)), 8, kTpmLogFile});
+    } else {
+        table.bytes = build_tcpa_table();
+        table.patches.push_back({static_cast<uint32_t>(offsetof(TcpaTable, log_area_start)), 8, kTpmLogFile});
+    }
+    config.extra_tables.push_back(std::move(table));
+    config.extra_dsdt_devices.push_back(build_tpm_dsdt_device(version));
+    config.extra_allocations.push_back({kTpmLogFile, 1});
+}
+
+}  // namespace minivmm
