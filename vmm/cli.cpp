@@ -64,6 +64,9 @@ options:
   -boot-menu-wait MS     show SeaBIOS's boot menu for MS milliseconds (default: no menu)
   -no-reboot             exit (status 0) when the guest resets instead of rebooting it
   -snapshot              never write to DISK: guest writes go to memory and are discarded
+  -tpm-sock PATH         give the guest a TPM TIS backed by the swtpm whose control socket is
+                         PATH (swtpm socket --ctrl type=unixio,path=PATH [--tpm2]); the TPM
+                         version (1.2 or 2.0) is detected
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
   -d LEVEL               log level: error, warn (default), info, debug, trace
   -h, --help             this text
@@ -72,7 +75,7 @@ options:
 Press Ctrl-A x to quit when the serial console is on a terminal.
 exit status: 0 guest powered off (or reset with -no-reboot), 1 internal error,
 2 usage error, 3 file error, 4 KVM unavailable or set-up failed, 5 guest fault
-(KVM emulation failure), 128+N killed by signal N.
+(KVM emulation failure), 6 TPM backend (swtpm) unavailable, 128+N killed by signal N.
 )", platform::kDefaultBios, kMaxCpus);
 }
 
@@ -122,6 +125,9 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             c.no_reboot = true;
         } else if (opt == "-snapshot") {
             c.snapshot = true;
+        } else if (opt == "-tpm-sock") {
+            c.tpm_socket = value();
+            if (c.tpm_socket->empty()) usage_error("-tpm-sock: empty path");
         } else if (opt == "-dump-acpi") {
             c.dump_acpi_dir = value();
         } else if (opt == "-d") {

@@ -28,6 +28,7 @@ struct Config {
     bool no_reboot = false;
     bool snapshot = false;
     std::optional<std::string> dump_acpi_dir;
+    std::optional<std::string> tpm_socket;  // swtpm control socket (-tpm-sock)
     log::Level log_level = log::Level::warn;
 };
 

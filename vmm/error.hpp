@@ -15,6 +15,7 @@ enum ExitCode : int {
     kExitFile = 3,         // BIOS, disk or output file missing, unreadable or malformed
     kExitKvm = 4,          // /dev/kvm missing or KVM set-up failed
     kExitGuestFault = 5,   // KVM could not run the guest (emulation failure, failed entry)
+    kExitTpm = 6,          // the TPM backend (swtpm) is not running or does not answer at start-up
     kExitSignalBase = 128, // terminated by signal N: 128 + N
 };
 

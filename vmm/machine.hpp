@@ -20,6 +20,7 @@
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
 #include "vmm/memory_map.hpp"
+#include "vmm/tpm_backend.hpp"
 
 namespace minivmm {
 
@@ -30,6 +31,7 @@ struct MachineOptions {
     BlockBackend& disk;
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
+    TpmBackend* tpm = nullptr;       // nullptr: no TPM (no TIS, no TPM ACPI tables)
 };
 
 class MachineDevices;  // machine_devices.hpp

@@ -1,7 +1,9 @@
 #include "vmm/machine_devices.hpp"
 
+#include "acpi/tpm_tables.hpp"
 #include "firmware/fw_cfg_setup.hpp"
 #include "vmm/error.hpp"
+#include "vmm/log.hpp"
 #include "vmm/platform.hpp"
 
 namespace minivmm {
@@ -12,6 +14,7 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
     AcpiConfig config;
     config.cpus = w.config.cpus;
     config.pci_mmio32_start = w.ram_below_4g;
+    if (w.tpm) add_tpm_acpi(config, w.tpm->version());
     return build_acpi(config);
 }
 
@@ -42,6 +45,7 @@ MachineDevices::MachineDevices(const Wiring& w)
         w.pio.insert(platform::kDebugPort, DebugPort::kSize, *debug_port_);
     }
     pci_.add(platform::kVirtioBlkSlot, virtio_blk_);
+    if (w.tpm) attach_tpm(w);
 
     FwCfgSetup setup;
     setup.ram_below_4g = w.ram_below_4g;
@@ -52,11 +56,25 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.acpi_tables = acpi_.tables;
     setup.acpi_rsdp = acpi_.rsdp;
     setup.table_loader = acpi_.loader;
+    if (w.tpm) setup.extra_files.emplace_back(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
     try {
         populate_fw_cfg(fw_cfg_, setup);
     } catch (const std::exception& e) {
         throw SetupError(kExitInternal, std::string("fw_cfg set-up: ") + e.what());
     }
+}
+
+void MachineDevices::attach_tpm(const Wiring& w) {
+    // Every power-on power-cycles the TPM: SeaBIOS fails if TPM2_Startup finds it already started
+    // (seabios-acpi.md §2.5). QEMU does the same in tpm_tis_reset().
+    if (!w.tpm->power_cycle()) log::error("the TPM could not be restarted; the guest's TPM commands will fail");
+    std::mutex& lock = w.device_lock;
+    tpm_worker_ = std::make_unique<TpmWorker>(*w.tpm, [this, &lock](std::span<const uint8_t> response) {
+        std::lock_guard guard(lock);
+        tis_->command_completed(response);
+    });
+    tis_ = std::make_unique<TpmTis>(*tpm_worker_, nullptr);  // polled, as QEMU's DSDT describes it
+    w.mmio.insert(platform::kTpmTisBase, platform::kTpmTisSize, *tis_);
 }
 
 }  // namespace minivmm

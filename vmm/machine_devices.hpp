@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <utility>
@@ -20,11 +21,14 @@
 #include "devices/pci_host.hpp"
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
+#include "devices/tpm_tis.hpp"
 #include "devices/virtio_blk.hpp"
 #include "vmm/bus.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/guest_memory.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/tpm_backend.hpp"
+#include "vmm/tpm_worker.hpp"
 
 namespace minivmm {
 
@@ -37,9 +41,11 @@ public:
         SystemControl& system;
         Bus& pio;
         Bus& mmio;
+        std::mutex& device_lock;  // serialises device access (vCPUs, console, TPM completions)
         BlockBackend& disk;
         ByteSink* serial_out;
         ByteSink* debug_out;
+        TpmBackend* tpm;  // nullptr: no TPM
         uint64_t ram_below_4g;
         uint64_t ram_above_4g;
     };
@@ -49,6 +55,8 @@ public:
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
 
 private:
+    void attach_tpm(const Wiring& w);
+
     AcpiBlobs acpi_;
     KvmIrqLine com1_irq_;
     KvmIrqLine virtio_irq_;
@@ -63,6 +71,10 @@ private:
     PciHost pci_;
     Cf9Decoder cf8_ports_;
     VirtioBlk virtio_blk_;
+    // TPM: the worker runs backend commands off the vCPU threads and completes them into the
+    // TIS under the device lock. Declared after the TIS so it is destroyed (joined) first.
+    std::unique_ptr<TpmTis> tis_;
+    std::unique_ptr<TpmWorker> tpm_worker_;
 };
 
 }  // namespace minivmm

@@ -23,6 +23,7 @@
 #include "vmm/kvm.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine.hpp"
+#include "vmm/swtpm_backend.hpp"
 #include "vmm/vcpu.hpp"
 
 using namespace minivmm;
@@ -93,6 +94,22 @@ int run(const Config& config, int signal_fd) {
     auto serial_out = open_char_target(config.serial, "-serial");
     auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon") : nullptr;
     Kvm kvm = Kvm::open();
+    // The TPM outlives guest resets (each power-on power-cycles it) and is shut down at exit.
+    std::unique_ptr<TpmBackend> tpm;
+    if (config.tpm_socket) {
+        try {
+            tpm = SwtpmBackend::connect(*config.tpm_socket);
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitTpm, e.what());
+        }
+        log::info("TPM {} via swtpm at {}", tpm->version() == TpmVersion::v2_0 ? "2.0" : "1.2", *config.tpm_socket);
+    }
+    struct TpmShutdown {
+        TpmBackend* tpm;
+        ~TpmShutdown() {
+            if (tpm) tpm->shutdown();
+        }
+    } tpm_shutdown{tpm.get()};
 
     // COM1 input: the reader thread outlives every machine; it delivers to the current one.
     std::mutex machine_mutex;
@@ -115,7 +132,7 @@ int run(const Config& config, int signal_fd) {
             STDIN_FILENO);
     }
 
-    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get()};
+    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get()};
     for (unsigned boot = 1;; ++boot) {
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) dump_acpi(*config.dump_acpi_dir, machine->acpi_dumps());
