@@ -1,0 +1,288 @@
+#include "vmm/swtpm_backend.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+#include "vmm/log.hpp"
+
+namespace minivmm {
+
+using swtpm::CtrlCmd;
+using swtpm::CtrlReply;
+using swtpm::CtrlRequest;
+using swtpm::IoResult;
+using swtpm::IoStatus;
+
+namespace {
+
+std::string start_hint(const std::string& path) {
+    return fmt::format("start it with: swtpm socket --tpmstate dir=DIR --ctrl type=unixio,path={} --tpm2", path);
+}
+
+std::string connect_reason(int err) {
+    switch (err) {
+    case ENOTSOCK: return "not a socket";
+    case ENAMETOOLONG: return "path empty or too long for a unix socket (at most 107 bytes)";
+    case ECONNREFUSED: return "Connection refused (no swtpm is listening on it)";
+    case EAGAIN: return "swtpm is not accepting connections";
+    default: return std::strerror(err);
+    }
+}
+
+}  // namespace
+
+SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::milliseconds timeout) noexcept
+    : path_(std::move(path)), timeout_(timeout), ctrl_(std::move(ctrl)) {}
+
+std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_socket_path,
+                                                    std::chrono::milliseconds timeout) {
+    swtpm::Socket ctrl;
+    if (int err = swtpm::connect_unix(ctrl_socket_path, ctrl); err != 0)
+        throw std::runtime_error(fmt::format("cannot connect to swtpm control socket {}: {}; {}", ctrl_socket_path,
+                                             connect_reason(err), start_hint(ctrl_socket_path)));
+    std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(ctrl_socket_path, std::move(ctrl), timeout));
+    backend->handshake();
+    return backend;
+}
+
+void SwtpmBackend::fail_setup(const std::string& reason) const {
+    throw std::runtime_error(fmt::format("cannot use swtpm control socket {}: {}; {}", path_, reason, start_hint(path_)));
+}
+
+// Set-up sequence: capabilities, data channel, version probe, buffer size (QEMU
+// tpm_emulator_handle_device_opts + tpm_emulator_get_buffer_size).
+void SwtpmBackend::handshake() {
+    auto expect_reply = [this](CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply, int pass_fd) {
+        IoResult io = transact(request, reply, pass_fd);
+        if (io.status == IoStatus::timeout)
+            fail_setup(fmt::format("no answer to {} within {} ms (is another program such as QEMU or swtpm_ioctl "
+                                   "connected to it? swtpm serves one control connection at a time)",
+                                   swtpm::ctrl_cmd_name(cmd), timeout_.count()));
+        if (!io.ok()) fail_setup(fmt::format("{} failed: {}", swtpm::ctrl_cmd_name(cmd), io.describe()));
+    };
+
+    CtrlReply caps_reply(CtrlCmd::get_capability);
+    expect_reply(CtrlCmd::get_capability, swtpm::encode_ctrl(CtrlCmd::get_capability), caps_reply, -1);
+    if (caps_reply.result() != swtpm::kPtmSuccess || !swtpm::parse_capabilities(caps_reply.payload(), caps_))
+        fail_setup(fmt::format("CMD_GET_CAPABILITY failed: {}", swtpm::ptm_result_text(caps_reply.result())));
+    if (uint32_t missing = swtpm::required_caps(TpmVersion::v1_2) & ~caps_; missing != 0)
+        fail_setup(fmt::format("swtpm lacks control commands {} (capabilities 0x{:x})", swtpm::cap_names(missing), caps_));
+
+    auto [ours, theirs] = swtpm::make_data_socketpair();
+    CtrlReply fd_reply(CtrlCmd::set_datafd);
+    expect_reply(CtrlCmd::set_datafd, swtpm::encode_ctrl(CtrlCmd::set_datafd), fd_reply, theirs.get());
+    if (fd_reply.result() == swtpm::kPtmIoError)
+        fail_setup("CMD_SET_DATAFD refused: swtpm already has a data channel (is QEMU or another minivmm using it?)");
+    if (fd_reply.result() != swtpm::kPtmSuccess)
+        fail_setup(fmt::format("CMD_SET_DATAFD failed: {}", swtpm::ptm_result_text(fd_reply.result())));
+    data_ = std::move(ours);
+    theirs.reset();  // swtpm holds its own copy now
+
+    version_ = probe_version();
+    if (uint32_t missing = swtpm::required_caps(version_) & ~caps_; missing != 0)
+        fail_setup(fmt::format("swtpm lacks control commands {} (capabilities 0x{:x})", swtpm::cap_names(missing), caps_));
+
+    // SET_BUFFERSIZE(0) only queries, and works while the TPM runs.
+    CtrlReply size_reply(CtrlCmd::set_buffersize);
+    expect_reply(CtrlCmd::set_buffersize, swtpm::encode_ctrl_u32(CtrlCmd::set_buffersize, 0), size_reply, -1);
+    swtpm::BufferSizes sizes;
+    if (size_reply.result() != swtpm::kPtmSuccess || !swtpm::parse_buffer_sizes(size_reply.payload(), sizes))
+        fail_setup(fmt::format("CMD_SET_BUFFERSIZE failed: {}", swtpm::ptm_result_text(size_reply.result())));
+    size_t size = std::min<size_t>(sizes.max, kMaxBufferSize);
+    if (size < swtpm::kTpmHeaderSize || size < sizes.min)
+        fail_setup(fmt::format("unusable TPM buffer sizes (min {}, max {}; need a size within 10..{})", sizes.min,
+                               sizes.max, kMaxBufferSize));
+    buffer_size_ = size;
+    log::info("swtpm at {}: TPM {}, buffer size {}, capabilities 0x{:x}", path_,
+              version_ == TpmVersion::v2_0 ? "2.0" : "1.2", buffer_size_, caps_);
+}
+
+TpmVersion SwtpmBackend::probe_version() {
+    if (probe(swtpm::kTpm2ReadClock, swtpm::kTpm2TagNoSessions)) return TpmVersion::v2_0;
+    if (probe(swtpm::kTpm12GetTicks, swtpm::kTpm12TagRspCommand)) return TpmVersion::v1_2;
+    fail_setup("it does not answer like a TPM 1.2 or TPM 2.0 (version probe failed)");
+}
+
+bool SwtpmBackend::probe(std::span<const uint8_t> command, uint16_t expected_tag) {
+    auto deadline = swtpm::Clock::now() + timeout_;
+    IoResult io = swtpm::send_all(data_.get(), command, deadline);
+    if (!io.ok()) fail_setup(fmt::format("cannot write to the TPM data channel: {}", io.describe()));
+    std::array<uint8_t, kMaxBufferSize> buf{};
+    swtpm::TpmResponseReader reader(buf, buf.size());
+    io = swtpm::recv_tpm_response(data_.get(), reader, deadline);
+    if (io.status == IoStatus::timeout)
+        fail_setup(fmt::format("no TPM response on the data channel within {} ms", timeout_.count()));
+    if (!io.ok()) fail_setup(fmt::format("cannot read from the TPM data channel: {}", io.describe()));
+    if (reader.state() != swtpm::TpmResponseReader::State::complete)
+        fail_setup(fmt::format("malformed TPM response during the version probe (size field {})", reader.declared_size()));
+    return swtpm::probe_response_matches(std::span<const uint8_t>(buf.data(), reader.size()), expected_tag);
+}
+
+IoResult SwtpmBackend::transact(const CtrlRequest& request, CtrlReply& reply, int pass_fd) noexcept {
+    auto deadline = swtpm::Clock::now() + timeout_;
+    IoResult io = swtpm::send_all(ctrl_.get(), request.view(), deadline, pass_fd);
+    if (!io.ok()) return io;
+    return swtpm::recv_ctrl_reply(ctrl_.get(), reply, deadline);
+}
+
+bool SwtpmBackend::run_ctrl(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply) noexcept {
+    std::lock_guard lock(ctrl_mutex_);
+    return run_ctrl_locked(cmd, request, reply);
+}
+
+bool SwtpmBackend::run_ctrl_locked(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply) noexcept {
+    if (failed()) return false;
+    IoResult io = transact(request, reply);
+    if (io.ok()) return true;
+    try {
+        mark_dead(io.status == IoStatus::timeout
+                      ? fmt::format("no answer to {} within {} ms", swtpm::ctrl_cmd_name(cmd), timeout_.count())
+                      : fmt::format("{} failed: {}", swtpm::ctrl_cmd_name(cmd), io.describe()));
+    } catch (...) {
+        mark_dead("control channel failure");
+    }
+    return false;
+}
+
+void SwtpmBackend::mark_dead(const std::string& reason) noexcept {
+    if (dead_.exchange(true, std::memory_order_acq_rel)) return;
+    if (shut_down_.load(std::memory_order_acquire)) return;
+    log::error("swtpm at {} stopped responding: {}; the guest's TPM commands now fail", path_, reason);
+}
+
+size_t SwtpmBackend::fail_response(std::span<uint8_t> response) const noexcept {
+    auto r = swtpm::tpm_failure_response(version_);
+    std::copy(r.begin(), r.end(), response.begin());
+    return r.size();
+}
+
+bool SwtpmBackend::power_cycle() noexcept {
+    std::lock_guard lock(ctrl_mutex_);
+    if (failed()) return false;
+    established_cache_.store(kEstablishedUnknown, std::memory_order_release);
+    cur_locality_.store(kNoLocality, std::memory_order_release);
+    struct Step {
+        CtrlCmd cmd;
+        CtrlRequest request;
+    };
+    const Step steps[] = {
+        {CtrlCmd::stop, swtpm::encode_ctrl(CtrlCmd::stop)},
+        {CtrlCmd::set_buffersize, swtpm::encode_ctrl_u32(CtrlCmd::set_buffersize, static_cast<uint32_t>(buffer_size_))},
+        {CtrlCmd::init, swtpm::encode_ctrl_u32(CtrlCmd::init, 0)},
+    };
+    for (const Step& step : steps) {
+        CtrlReply reply(step.cmd);
+        if (!run_ctrl_locked(step.cmd, step.request, reply)) return false;
+        if (reply.result() != swtpm::kPtmSuccess) {
+            log::error("swtpm at {}: {} failed with {} while starting the TPM{}", path_, swtpm::ctrl_cmd_name(step.cmd),
+                       swtpm::ptm_result_text(reply.result()),
+                       step.cmd == CtrlCmd::init ? " (is its --tpmstate directory intact?)" : "");
+            return false;
+        }
+        swtpm::BufferSizes sizes;
+        if (step.cmd == CtrlCmd::set_buffersize &&
+            (!swtpm::parse_buffer_sizes(reply.payload(), sizes) || sizes.current != buffer_size_)) {
+            log::error("swtpm at {}: CMD_SET_BUFFERSIZE set {} instead of {}", path_, sizes.current, buffer_size_);
+            return false;
+        }
+    }
+    return true;
+}
+
+size_t SwtpmBackend::execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept {
+    if (response.size() < swtpm::kTpmHeaderSize) return 0;
+    if (failed()) return fail_response(response);
+    // swtpm reads a command with one read() and waits for at least 10 bytes: a shorter command
+    // would stall the data channel, so it is answered here (guest-triggerable: debug log).
+    if (command.size() < swtpm::kTpmHeaderSize || command.size() > buffer_size_) {
+        log::debug("swtpm: rejecting a {}-byte TPM command (allowed 10..{})", command.size(), buffer_size_);
+        auto r = swtpm::tpm_error_response(
+            version_, version_ == TpmVersion::v2_0 ? swtpm::kTpm2RcCommandSize : swtpm::kTpm12BadParamSize);
+        std::copy(r.begin(), r.end(), response.begin());
+        return r.size();
+    }
+    if (cur_locality_.load(std::memory_order_acquire) != locality) {
+        CtrlReply reply(CtrlCmd::set_locality);
+        if (!run_ctrl(CtrlCmd::set_locality, swtpm::encode_ctrl_locality(CtrlCmd::set_locality, locality), reply))
+            return fail_response(response);
+        if (reply.result() != swtpm::kPtmSuccess) {
+            log::debug("swtpm: CMD_SET_LOCALITY {} failed: {}", locality, swtpm::ptm_result_text(reply.result()));
+            return fail_response(response);
+        }
+        cur_locality_.store(locality, std::memory_order_release);
+    }
+    // A healthy swtpm sends nothing unasked; stale bytes would be taken as this command's reply.
+    if (size_t stale = swtpm::drain_pending(data_.get()); stale != 0) {
+        mark_dead(fmt::format("{} unexpected bytes on the data channel", stale));
+        return fail_response(response);
+    }
+    auto deadline = swtpm::Clock::now() + timeout_;
+    IoResult io = swtpm::send_all(data_.get(), command, deadline);
+    swtpm::TpmResponseReader reader(response, buffer_size_);
+    if (io.ok()) io = swtpm::recv_tpm_response(data_.get(), reader, deadline, &dead_);
+    if (io.ok() && reader.state() == swtpm::TpmResponseReader::State::complete) return reader.size();
+    try {
+        if (io.ok())
+            mark_dead(fmt::format("malformed TPM response (size field {}, allowed 10..{})", reader.declared_size(),
+                                  std::min(buffer_size_, response.size())));
+        else if (io.status == IoStatus::timeout)
+            mark_dead(fmt::format("no TPM response within {} ms", timeout_.count()));
+        else if (io.status == IoStatus::closed)
+            mark_dead("the data channel was closed (swtpm exited?)");
+        else if (io.status != IoStatus::aborted)
+            mark_dead(fmt::format("data channel error: {}", io.describe()));
+    } catch (...) {
+        mark_dead("data channel failure");
+    }
+    return fail_response(response);
+}
+
+void SwtpmBackend::cancel() noexcept {
+    if (!(caps_ & swtpm::kCapCancelTpmCmd)) return;
+    CtrlReply reply(CtrlCmd::cancel_tpm_cmd);
+    if (run_ctrl(CtrlCmd::cancel_tpm_cmd, swtpm::encode_ctrl(CtrlCmd::cancel_tpm_cmd), reply) &&
+        reply.result() != swtpm::kPtmSuccess)
+        log::debug("swtpm: CMD_CANCEL_TPM_CMD: {}", swtpm::ptm_result_text(reply.result()));
+}
+
+// Cached like QEMU's established_flag_cached: ACCESS reads are frequent, the flag changes only
+// through reset_established() or a TPM restart.
+bool SwtpmBackend::established() noexcept {
+    int cached = established_cache_.load(std::memory_order_acquire);
+    if (cached != kEstablishedUnknown) return cached != 0;
+    CtrlReply reply(CtrlCmd::get_tpm_established);
+    if (!run_ctrl(CtrlCmd::get_tpm_established, swtpm::encode_ctrl(CtrlCmd::get_tpm_established), reply)) return false;
+    bool flag = false;
+    if (reply.result() != swtpm::kPtmSuccess || !swtpm::parse_established(reply.payload(), flag)) {
+        log::debug("swtpm: CMD_GET_TPMESTABLISHED: {}", swtpm::ptm_result_text(reply.result()));
+        return false;  // TPM not running yet: do not cache
+    }
+    established_cache_.store(flag ? 1 : 0, std::memory_order_release);
+    return flag;
+}
+
+void SwtpmBackend::reset_established(uint8_t locality) noexcept {
+    CtrlReply reply(CtrlCmd::reset_tpm_established);
+    if (run_ctrl(CtrlCmd::reset_tpm_established, swtpm::encode_ctrl_locality(CtrlCmd::reset_tpm_established, locality),
+                 reply) &&
+        reply.result() != swtpm::kPtmSuccess)
+        log::debug("swtpm: CMD_RESET_TPMESTABLISHED {}: {}", locality, swtpm::ptm_result_text(reply.result()));
+    established_cache_.store(kEstablishedUnknown, std::memory_order_release);
+}
+
+void SwtpmBackend::shutdown() noexcept {
+    std::lock_guard lock(ctrl_mutex_);
+    if (failed()) return;
+    CtrlReply reply(CtrlCmd::shutdown);
+    if (run_ctrl_locked(CtrlCmd::shutdown, swtpm::encode_ctrl(CtrlCmd::shutdown), reply) &&
+        reply.result() != swtpm::kPtmSuccess)
+        log::warn("swtpm at {}: CMD_SHUTDOWN failed with {}", path_, swtpm::ptm_result_text(reply.result()));
+    shut_down_.store(true, std::memory_order_release);
+    dead_.store(true, std::memory_order_release);
+}
+
+}  // namespace minivmm

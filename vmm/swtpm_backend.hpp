@@ -1,0 +1,98 @@
+// TpmBackend for an external swtpm ("swtpm socket --ctrl type=unixio,path=P"), speaking the
+// control-channel protocol as QEMU's -tpmdev emulator does (backends/tpm/tpm_emulator.c):
+// the TPM commands travel over a socketpair whose far end is handed to swtpm with
+// CMD_SET_DATAFD; the control socket carries power, locality, cancel and established-flag
+// commands. Every read and write is bounded by a timeout. When swtpm dies, hangs or talks
+// nonsense the backend logs one line and from then on answers every command at once with a
+// TPM failure response; it never throws after connect() and never blocks longer than one timeout.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "vmm/swtpm_channel.hpp"
+#include "vmm/tpm_backend.hpp"
+
+namespace minivmm {
+
+class SwtpmBackend final : public TpmBackend {
+public:
+    static constexpr std::chrono::milliseconds kDefaultTimeout{10000};
+    // The TIS buffer is 4096 bytes (QEMU caps the swtpm buffer size at TPM_TIS_BUFFER_MAX).
+    static constexpr size_t kMaxBufferSize = 4096;
+
+    // Connects to swtpm's control socket, checks its capabilities, passes it the data channel,
+    // detects the TPM version (TPM 1.2 or 2.0, as QEMU's tpm_util_test_tpmdev) and queries the
+    // buffer size. Does not start the TPM: call power_cycle() before the guest runs. `timeout`
+    // bounds each control command and each TPM command. Throws std::runtime_error with one line
+    // naming the socket and how to start swtpm if it is missing, refused, not a socket, does
+    // not answer or is not a usable swtpm.
+    static std::unique_ptr<SwtpmBackend> connect(const std::string& ctrl_socket_path,
+                                                 std::chrono::milliseconds timeout = kDefaultTimeout);
+
+    ~SwtpmBackend() override = default;
+    SwtpmBackend(const SwtpmBackend&) = delete;
+    SwtpmBackend& operator=(const SwtpmBackend&) = delete;
+
+    TpmVersion version() const noexcept override { return version_; }
+    size_t buffer_size() const noexcept override { return buffer_size_; }
+    // CMD_STOP, CMD_SET_BUFFERSIZE(buffer_size()), CMD_INIT (QEMU tpm_emulator_startup_tpm).
+    bool power_cycle() noexcept override;
+    // `response` should hold buffer_size() bytes (at least 10, else nothing is written and 0 is
+    // returned). Called from one thread at a time (the TPM worker).
+    size_t execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept override;
+    void cancel() noexcept override;
+    bool established() noexcept override;
+    void reset_established(uint8_t locality) noexcept override;
+    // CMD_SHUTDOWN: swtpm saves its state and exits. Afterwards every call fails fast, silently.
+    void shutdown() noexcept override;
+
+    const std::string& socket_path() const noexcept { return path_; }
+    uint32_t capabilities() const noexcept { return caps_; }
+    // True once swtpm stopped responding (or was shut down): commands now fail at once.
+    bool failed() const noexcept { return dead_.load(std::memory_order_acquire); }
+
+private:
+    SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::milliseconds timeout) noexcept;
+
+    // The set-up half of connect(); throws.
+    void handshake();
+    [[noreturn]] void fail_setup(const std::string& reason) const;
+    TpmVersion probe_version();
+    bool probe(std::span<const uint8_t> command, uint16_t expected_tag);
+
+    // One control command without locking or failure handling (ctrl_mutex_ held or set-up).
+    swtpm::IoResult transact(const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply, int pass_fd = -1) noexcept;
+    // One control command at run time: takes ctrl_mutex_ unless `locked`, fails fast once dead,
+    // marks the backend dead on I/O failure. Returns false if no reply was received.
+    bool run_ctrl(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply) noexcept;
+    bool run_ctrl_locked(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply) noexcept;
+    // Logs "swtpm at PATH stopped responding: REASON; ..." the first time only.
+    void mark_dead(const std::string& reason) noexcept;
+    size_t fail_response(std::span<uint8_t> response) const noexcept;
+
+    static constexpr int kNoLocality = -1;
+    static constexpr int kEstablishedUnknown = -1;
+
+    const std::string path_;
+    const std::chrono::milliseconds timeout_;
+    TpmVersion version_ = TpmVersion::v2_0;
+    size_t buffer_size_ = kMaxBufferSize;
+    uint32_t caps_ = 0;
+
+    std::mutex ctrl_mutex_;  // the control socket: one command and its reply at a time
+    swtpm::Socket ctrl_;
+    swtpm::Socket data_;     // used only by execute() (and the probe in connect())
+
+    std::atomic<bool> dead_{false};
+    std::atomic<bool> shut_down_{false};
+    std::atomic<int> cur_locality_{kNoLocality};
+    std::atomic<int> established_cache_{kEstablishedUnknown};
+};
+
+}  // namespace minivmm

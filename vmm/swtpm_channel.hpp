@@ -1,0 +1,79 @@
+// Deadline-bounded I/O on the two swtpm sockets (control: unix stream socket; data: one end of a
+// socketpair whose other end swtpm received through CMD_SET_DATAFD). Our ends are non-blocking
+// and every wait is a poll() with a deadline, so a hung or dead swtpm costs at most one timeout.
+// Nothing here throws except make_data_socketpair().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "vmm/swtpm_protocol.hpp"
+
+namespace minivmm::swtpm {
+
+using Clock = std::chrono::steady_clock;
+
+// An owned file descriptor (closed on destruction).
+class Socket {
+public:
+    Socket() = default;
+    explicit Socket(int fd) noexcept : fd_(fd) {}
+    ~Socket() { reset(); }
+    Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+    Socket& operator=(Socket&& other) noexcept {
+        if (this != &other) {
+            reset();
+            fd_ = std::exchange(other.fd_, -1);
+        }
+        return *this;
+    }
+    Socket(const Socket&) = delete;
+    Socket& operator=(const Socket&) = delete;
+    int get() const noexcept { return fd_; }
+    bool valid() const noexcept { return fd_ >= 0; }
+    void reset() noexcept;
+
+private:
+    int fd_ = -1;
+};
+
+enum class IoStatus { ok, timeout, closed, error, aborted };
+
+struct IoResult {
+    IoStatus status = IoStatus::ok;
+    int err = 0;  // errno for IoStatus::error
+    bool ok() const noexcept { return status == IoStatus::ok; }
+    // "timed out", "connection closed by peer", "Broken pipe", ...
+    std::string describe() const;
+};
+
+// Connects a non-blocking, close-on-exec stream socket to the unix socket at `path` (a unix
+// connect does not wait for accept()). Returns 0 or an errno value; ENAMETOOLONG for a path
+// that does not fit sockaddr_un, ENOTSOCK if `path` exists but is not a socket.
+int connect_unix(const std::string& path, Socket& out) noexcept;
+
+// socketpair(AF_UNIX, SOCK_STREAM): first = our end (non-blocking), second = swtpm's end
+// (blocking, as swtpm expects). Throws std::runtime_error if the host is out of descriptors.
+std::pair<Socket, Socket> make_data_socketpair();
+
+// Sends all of `bytes` (MSG_NOSIGNAL), in one sendmsg when the socket buffer allows; with
+// `pass_fd` >= 0 the descriptor travels as SCM_RIGHTS with the first byte.
+IoResult send_all(int fd, std::span<const uint8_t> bytes, Clock::time_point deadline, int pass_fd = -1) noexcept;
+
+// Reads one control reply into `reply` (4-byte ptm_res, then the rest only on success).
+IoResult recv_ctrl_reply(int fd, CtrlReply& reply, Clock::time_point deadline) noexcept;
+
+// Reads one TPM response into `reader` until it is complete or malformed. `abort`, if given, is
+// checked every 100 ms: when it becomes true the read stops with IoStatus::aborted.
+IoResult recv_tpm_response(int fd, TpmResponseReader& reader, Clock::time_point deadline,
+                           const std::atomic<bool>* abort = nullptr) noexcept;
+
+// Discards bytes already queued on `fd` (without waiting); returns how many there were.
+size_t drain_pending(int fd) noexcept;
+
+}  // namespace minivmm::swtpm

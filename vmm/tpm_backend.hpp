@@ -1,0 +1,34 @@
+// A TPM implementation on the host side: an external swtpm (control socket + data channel) or
+// libtpms linked in-process. Calls are synchronous and made from the TPM worker thread (execute)
+// or at machine set-up/reset (power_cycle). Run-time failures never throw: execute() always
+// produces a response, a TPM failure response when the TPM is gone, and logs one clear line.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "devices/tpm_interface.hpp"
+
+namespace minivmm {
+
+class TpmBackend {
+public:
+    virtual ~TpmBackend() = default;
+    virtual TpmVersion version() const noexcept = 0;
+    virtual size_t buffer_size() const noexcept = 0;
+    // Power-cycle the TPM, as at every machine power-on/reset (swtpm: CMD_STOP,
+    // CMD_SET_BUFFERSIZE, CMD_INIT). The firmware then sends TPM_Startup. Returns false (and
+    // logs) if the TPM could not be restarted; the guest will then see failures.
+    virtual bool power_cycle() noexcept = 0;
+    // Runs one command; returns the response length written into `response`.
+    virtual size_t execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept = 0;
+    // From another thread while execute() runs.
+    virtual void cancel() noexcept = 0;
+    virtual bool established() noexcept = 0;
+    virtual void reset_established(uint8_t locality) noexcept = 0;
+    // Orderly shutdown at VMM exit (swtpm: CMD_SHUTDOWN).
+    virtual void shutdown() noexcept = 0;
+};
+
+}  // namespace minivmm

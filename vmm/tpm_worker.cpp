@@ -1,0 +1,94 @@
+#include "vmm/tpm_worker.hpp"
+
+#include <algorithm>
+
+#include "vmm/log.hpp"
+
+namespace minivmm {
+
+TpmWorker::TpmWorker(TpmBackend& backend, Completion on_complete)
+    : backend_(backend), on_complete_(std::move(on_complete)),
+      response_(std::max<size_t>(backend.buffer_size(), 10)), thread_([this] { run(); }) {}
+
+TpmWorker::~TpmWorker() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+        ++generation_;
+        queue_.clear();
+    }
+    wake_.notify_all();
+    thread_.join();
+}
+
+void TpmWorker::submit(uint8_t locality, std::span<const uint8_t> command) noexcept {
+    try {
+        std::lock_guard lock(mutex_);
+        if (stop_) return;
+        if (queue_.size() >= kMaxQueued) {
+            log::debug("tpm: {} commands already queued; dropping a {}-byte command", queue_.size(), command.size());
+            return;
+        }
+        queue_.push_back(Job{locality, std::vector<uint8_t>(command.begin(), command.end()), generation_});
+    } catch (...) {
+        log::error("tpm: out of memory queueing a TPM command");
+        return;
+    }
+    wake_.notify_one();
+}
+
+void TpmWorker::cancel() noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        if (!running_) return;
+    }
+    // Outside the lock: the backend may take a while; a command that finished meanwhile makes
+    // the cancel a harmless no-op (swtpm ignores a cancel while idle).
+    backend_.cancel();
+}
+
+void TpmWorker::quiesce() noexcept {
+    std::unique_lock lock(mutex_);
+    ++generation_;
+    queue_.clear();
+    idle_.wait(lock, [this] { return !running_; });
+}
+
+size_t TpmWorker::outstanding() const noexcept {
+    std::lock_guard lock(mutex_);
+    return queue_.size() + (running_ ? 1 : 0);
+}
+
+void TpmWorker::run() noexcept {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+        wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (stop_) break;
+        Job job = std::move(queue_.front());
+        queue_.pop_front();
+        running_ = true;
+        lock.unlock();
+
+        size_t n = backend_.execute(job.locality, job.command, response_);
+        n = std::min(n, response_.size());
+
+        lock.lock();
+        // Delivery is decided and performed with running_ still set, so quiesce() and the
+        // destructor wait for the callback to return.
+        if (job.generation == generation_ && !stop_) {
+            lock.unlock();
+            try {
+                on_complete_(std::span<const uint8_t>(response_.data(), n));
+            } catch (...) {
+                log::error("tpm: the TPM completion handler threw; response dropped");
+            }
+            lock.lock();
+        }
+        running_ = false;
+        idle_.notify_all();
+    }
+    running_ = false;
+    idle_.notify_all();
+}
+
+}  // namespace minivmm

@@ -1,0 +1,76 @@
+// Connects the TIS device model to a synchronous TpmBackend: the device submits a command
+// (never blocking on the TPM), a worker thread runs TpmBackend::execute() and hands the response
+// to `on_complete` (the machine's wrapper: take the device lock, call TpmTis::command_completed).
+// QEMU does the same with a thread-pool job per command (backends/tpm/tpm_backend.c).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "devices/tpm_interface.hpp"
+#include "vmm/tpm_backend.hpp"
+
+namespace minivmm {
+
+class TpmWorker final : public TpmDeviceBackend {
+public:
+    using Completion = std::function<void(std::span<const uint8_t>)>;
+
+    // Starts the worker thread. `backend` must outlive the worker. `on_complete` runs on the
+    // worker thread, once per submitted command, in submission order, never after the
+    // destructor (or quiesce()) returned for commands submitted before it.
+    TpmWorker(TpmBackend& backend, Completion on_complete);
+    // Stops the thread; waits for a command in flight (bounded by the backend's timeouts) and
+    // drops its response and any queued commands. Must not be called with the lock that
+    // `on_complete` takes held (it may be waiting for it).
+    ~TpmWorker() override;
+    TpmWorker(const TpmWorker&) = delete;
+    TpmWorker& operator=(const TpmWorker&) = delete;
+
+    TpmVersion version() const noexcept override { return backend_.version(); }
+    size_t buffer_size() const noexcept override { return backend_.buffer_size(); }
+    // Copies the command and wakes the worker; never waits for the backend.
+    void submit(uint8_t locality, std::span<const uint8_t> command) noexcept override;
+    // Forwards to the backend if a command is executing (from this thread, on the control channel).
+    void cancel() noexcept override;
+    bool established() const noexcept override { return backend_.established(); }
+    void reset_established(uint8_t locality) noexcept override { backend_.reset_established(locality); }
+
+    // For machine reset: drops queued commands, waits for the one in flight to finish and drops
+    // its response, so that no completion from before the reset reaches the reset device. Same
+    // locking rule as the destructor.
+    void quiesce() noexcept;
+    // Commands submitted and not yet completed or dropped (for tests and diagnostics).
+    size_t outstanding() const noexcept;
+
+    // Commands beyond this many waiting are dropped (the TIS has at most one outstanding).
+    static constexpr size_t kMaxQueued = 8;
+
+private:
+    struct Job {
+        uint8_t locality;
+        std::vector<uint8_t> command;
+        uint64_t generation;
+    };
+    void run() noexcept;
+
+    TpmBackend& backend_;
+    Completion on_complete_;
+    mutable std::mutex mutex_;
+    std::condition_variable wake_;   // worker: a job arrived or stop
+    std::condition_variable idle_;   // quiesce/destructor: the running job finished
+    std::deque<Job> queue_;
+    bool running_ = false;           // a job is between dequeue and the end of its completion
+    bool stop_ = false;
+    uint64_t generation_ = 0;        // bumped by quiesce(): older jobs are not delivered
+    std::vector<uint8_t> response_;  // worker thread only
+    std::thread thread_;             // last: started after everything above exists
+};
+
+}  // namespace minivmm
