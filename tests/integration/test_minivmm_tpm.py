@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""KVM integration tests of the TPM: minivmm with a real swtpm (TPM 2.0 and 1.2) boots SeaBIOS,
+which finds the TPM through our TPM2/TCPA table, starts it and measures the boot; the project's
+boot-sector program then checks, inside the guest, the ACPI table and DSDT device, TIS register
+behaviour, a command round trip, and replays SeaBIOS's event log against the PCRs it reads from
+the TPM. Plus: a reboot (the TPM is power-cycled, the PCRs start over), no swtpm at start-up, an
+swtpm that answers garbage, and an swtpm killed while the guest uses the TPM.
+
+usage: test_minivmm_tpm.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY FAKE_SWTPM_PY"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmtest  # noqa: E402
+
+BIOS = "/usr/share/seabios/bios-256k.bin"
+TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
+
+
+class Swtpm:
+    """A real swtpm process with its own state directory."""
+
+    def __init__(self, directory, version):
+        self.dir = directory
+        os.makedirs(directory, exist_ok=True)
+        self.sock = os.path.join(directory, "swtpm-sock")
+        cmd = ["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
+        if version == "2.0":
+            cmd.append("--tpm2")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if os.path.exists(self.sock):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("swtpm did not create its socket")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def image(s, program, mkimage, mode, tpm):
+    out = os.path.join(s.tmp.name, f"{mode}-{tpm}.img")
+    subprocess.run([sys.executable, mkimage, "--program", program, "--out", out, "--mode", mode, "--tpm", tpm],
+                   check=True)
+    return out
+
+
+def all_pass(out):
+    return not re.search(r"MVG: \S+ FAIL", out) and re.search(r"MVG: DONE pass=\d+ fail=0", out) is not None
+
+
+def main():
+    minivmm, program, mkimage, fake = sys.argv[1:5]
+    if not vmmtest.kvm_usable():
+        sys.exit(vmmtest.SKIP)
+    if not shutil.which("swtpm"):
+        print("SKIP: swtpm is not installed (apt-get install swtpm)")
+        sys.exit(vmmtest.SKIP)
+    s = vmmtest.Suite()
+
+    for version in ("2.0", "1.2"):
+        tpm = Swtpm(os.path.join(s.tmp.name, f"tpm-{version}"), version)
+        img = image(s, program, mkimage, "basic", version)
+        log = os.path.join(s.tmp.name, f"seabios-{version}.log")
+        r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-debugcon", f"file:{log}", img])
+        s.check(f"TPM {version}: boots and powers off (exit 0)", r.returncode == 0, r)
+        s.check(f"TPM {version}: every guest check passes", all_pass(r.stdout), r)
+        for check in TPM_CHECKS:
+            m = re.search(rf"MVG: {check} PASS(.*)", r.stdout)
+            s.check(f"TPM {version}: guest check {check}", m is not None, r)
+            if m and check == "tpm-eventlog":
+                print(f"    {m.group(1).strip()}")
+        seabios = open(log, errors="replace").read()
+        table = "TPM2" if version == "2.0" else "TCPA"
+        s.check(f"TPM {version}: SeaBIOS found the {table} table",
+                f"table({(table.encode()[::-1]).hex()})" in seabios, seabios[-1500:])
+        tpm.stop()
+
+    # Reboot: SeaBIOS starts the TPM again (it fails if the TPM was not power-cycled) and the
+    # second boot's event log replays to the PCRs from scratch.
+    tpm = Swtpm(os.path.join(s.tmp.name, "tpm-reset"), "2.0")
+    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")])
+    s.check("reboot with TPM 2.0: two boots, exit 0",
+            r.returncode == 0 and r.stdout.count("SeaBIOS (version") == 2 and "MVG: second-boot PASS" in r.stdout, r)
+    s.check("reboot with TPM 2.0: all checks pass on both boots, event log replays after the reset",
+            all_pass(r.stdout) and r.stdout.count("MVG: tpm-eventlog PASS") == 2, r)
+    tpm.stop()
+
+    # No swtpm at the given path: one clear line naming the socket and how to start swtpm.
+    missing = os.path.join(s.tmp.name, "nope", "swtpm-sock")
+    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", missing, image(s, program, mkimage, "basic", "none")], 60)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    s.check("no swtpm: exit 6 with one line naming the socket and how to start swtpm",
+            r.returncode == 6 and len(lines) == 1 and missing in lines[0] and "swtpm socket" in lines[0], r)
+
+    # An swtpm that answers garbage on its control channel: refused at start-up, no crash.
+    gsock = os.path.join(s.tmp.name, "garbage-sock")
+    g = subprocess.Popen([sys.executable, fake, "--socket", gsock, "--mode", "garbage", "--max-seconds", "30"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    g.stdout.readline()  # "ready"
+    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", gsock, image(s, program, mkimage, "basic", "none")], 60)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    s.check("garbage swtpm: exit 6 with one clear line, no crash",
+            r.returncode == 6 and len(lines) == 1 and gsock in lines[0], r)
+    g.kill()
+    g.wait()
+
+    # swtpm killed while the firmware and guest use the TPM: the VM keeps running, the guest's TPM
+    # commands fail, minivmm logs one line and still powers off cleanly.
+    tpm = Swtpm(os.path.join(s.tmp.name, "tpm-kill"), "2.0")
+    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "basic", "2.0")],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = b""
+    killed = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        out += chunk
+        if not killed and b"SeaBIOS (version" in out:  # SeaBIOS is still measuring the boot
+            tpm.proc.send_signal(signal.SIGKILL)
+            killed = True
+    p.wait(timeout=60)
+    err = p.stderr.read().decode(errors="replace")
+    text = out.decode(errors="replace")
+    s.check("swtpm killed: VM survives and powers off (exit 0)", p.returncode == 0 and "MVG: DONE" in text,
+            f"exit {p.returncode}\n{text[-3000:]}\n{err}")
+    s.check("swtpm killed: the guest sees TPM failures", re.search(r"MVG: tpm-cmd FAIL", text) is not None, text[-3000:])
+    s.check("swtpm killed: one clear log line", err.count("stopped responding") == 1, err)
+    tpm.stop()
+    s.finish()
+
+
+if __name__ == "__main__":
+    main()
