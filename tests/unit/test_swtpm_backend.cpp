@@ -22,6 +22,7 @@
 
 #include "vmm/swtpm_backend.hpp"
 #include "vmm/swtpm_protocol.hpp"
+#include "swtpm_process.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;
@@ -29,89 +30,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/minivmm-swtpm-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using testing::SwtpmProcess;
+using testing::TempDir;
 
-std::string find_swtpm() {
-    const char* env = std::getenv("PATH");
-    std::string paths = env ? env : "/usr/bin:/bin";
-    size_t start = 0;
-    while (start <= paths.size()) {
-        size_t end = paths.find(':', start);
-        if (end == std::string::npos) end = paths.size();
-        fs::path candidate = fs::path(paths.substr(start, end - start)) / "swtpm";
-        if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-        start = end + 1;
-    }
-    return {};
-}
-
-bool swtpm_available() {
-    static const bool found = [] {
-        bool ok = !find_swtpm().empty();
-        if (!ok) std::fprintf(stderr, "test_swtpm_backend: swtpm not found in PATH; skipping real-swtpm tests\n");
-        return ok;
-    }();
-    return found;
-}
-
-// `swtpm socket --tpmstate dir=D --ctrl type=unixio,path=D/sock [--tpm2]`, killed on destruction.
-class SwtpmProcess {
-public:
-    explicit SwtpmProcess(bool tpm2) : sock((dir.path / "sock").string()) {
-        std::string state = "dir=" + dir.path.string();
-        std::string ctrl = "type=unixio,path=" + sock;
-        std::vector<const char*> argv = {"swtpm", "socket", "--tpmstate", state.c_str(), "--ctrl", ctrl.c_str()};
-        if (tpm2) argv.push_back("--tpm2");
-        argv.push_back(nullptr);
-        pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            ::execvp("swtpm", const_cast<char* const*>(argv.data()));
-            ::_exit(127);
-        }
-        for (int i = 0; i < 500 && !fs::exists(sock); ++i) std::this_thread::sleep_for(10ms);
-        REQUIRE(fs::exists(sock));
-    }
-    ~SwtpmProcess() {
-        if (pid > 0) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, nullptr, 0);
-        }
-    }
-    void signal(int sig) { REQUIRE(::kill(pid, sig) == 0); }
-    void kill_and_reap() {
-        signal(SIGKILL);
-        ::waitpid(pid, nullptr, 0);
-        pid = -1;
-    }
-    // True if the process exited within `within`.
-    bool exits(std::chrono::milliseconds within) {
-        auto end = std::chrono::steady_clock::now() + within;
-        while (std::chrono::steady_clock::now() < end) {
-            if (::waitpid(pid, nullptr, WNOHANG) == pid) {
-                pid = -1;
-                return true;
-            }
-            std::this_thread::sleep_for(5ms);
-        }
-        return false;
-    }
-
-    TempDir dir;
-    std::string sock;
-    pid_t pid = -1;
-};
+bool swtpm_available() { return testing::swtpm_available("test_swtpm_backend"); }
 
 const std::vector<uint8_t> kTpm2Startup = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44, 0x00, 0x00};
 const std::vector<uint8_t> kTpm2GetRandom = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0x00, 0x10};
