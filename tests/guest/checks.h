@@ -2,9 +2,20 @@
 #ifndef MVG_CHECKS_H
 #define MVG_CHECKS_H
 
+#include "guest.h"
+
 void check_disk_read(void);             /* check_disk.c */
 void check_disk_write(void);
 void check_rsdp(void);                  /* acpi.c */
 void check_acpi_tables(void);
+void check_tpm_acpi(void);              /* check_tpm.c */
+void check_tpm_tis_regs(void);
+void check_tpm_cmd(void);
+void check_tpm_eventlog(void);          /* check_tpm_log.c */
+
+/* When the TPM checks run (config sector field tpm, mkimage.py --tpm): tpm-acpi and
+ * tpm-tis-regs for any expectation (none, 1.2, 2.0), tpm-cmd and tpm-eventlog with a TPM. */
+bool tpm_checks_wanted(void);
+bool tpm_device_expected(void);
 
 #endif

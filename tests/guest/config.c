@@ -20,6 +20,12 @@ const char *mode_name(uint32_t mode)
     }
 }
 
+const char *tpm_expect_name(uint32_t tpm)
+{
+    static const char *const names[] = {"unchecked", "none", "1.2", "2.0"};
+    return tpm <= TPM_20 ? names[tpm] : "?";
+}
+
 void check_config(void)
 {
     int err = disk_read(CONFIG_LBA, 1, &config);
@@ -44,6 +50,12 @@ void check_config(void)
         config.mode = MODE_NONE;
         return;
     }
+    if (config.tpm > TPM_20) {
+        fail("unknown tpm expectation %u", config.tpm);
+        config.mode = MODE_NONE;
+        config.tpm = TPM_UNCHECKED;
+        return;
+    }
     boot_number = config.boot_count + 1;
     config.boot_count = boot_number;
     err = disk_write(CONFIG_LBA, 1, &config);
@@ -52,6 +64,6 @@ void check_config(void)
         return;
     }
     config_persisted = true;
-    pass("mode=%s boot=%u scratch=%u+%u", mode_name(config.mode), boot_number, config.scratch_lba,
-         config.scratch_sectors);
+    pass("mode=%s boot=%u scratch=%u+%u%s%s", mode_name(config.mode), boot_number, config.scratch_lba,
+         config.scratch_sectors, config.tpm ? " tpm=" : "", config.tpm ? tpm_expect_name(config.tpm) : "");
 }

@@ -9,6 +9,9 @@
 
 enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2 };
 
+/* What the TPM checks expect (mkimage.py --tpm); TPM_UNCHECKED skips them. */
+enum tpm_expect { TPM_UNCHECKED = 0, TPM_NONE = 1, TPM_12 = 2, TPM_20 = 3 };
+
 struct guest_config {
     char magic[8];                      /* "MVGCONF1" */
     uint32_t mode;                      /* enum guest_mode */
@@ -16,7 +19,8 @@ struct guest_config {
     uint32_t scratch_lba;               /* first sector the program may overwrite */
     uint32_t scratch_sectors;
     uint32_t program_sectors;           /* LBA 0..program_sectors-1 */
-    uint8_t reserved[512 - 28];         /* zero; room for later checks' parameters */
+    uint32_t tpm;                       /* enum tpm_expect */
+    uint8_t reserved[512 - 32];         /* zero; room for later checks' parameters */
 } PACKED;
 
 _Static_assert(sizeof(struct guest_config) == 512, "config is one sector");
@@ -28,5 +32,6 @@ extern bool config_persisted;           /* boot counter written back */
 /* Check "config": reads the sector, validates it, writes boot_count + 1 back. */
 void check_config(void);
 const char *mode_name(uint32_t mode);
+const char *tpm_expect_name(uint32_t tpm);     /* "unchecked", "none", "1.2", "2.0" */
 
 #endif

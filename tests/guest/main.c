@@ -10,14 +10,19 @@
 struct check {
     const char *name;
     check_fn run;
+    bool (*wanted)(void);               /* NULL: always run */
 };
 
-/* Run on every boot, in this order. New checks (e.g. TPM) are appended here. */
+/* Run on every boot, in this order. New checks are appended here. */
 static const struct check checks[] = {
-    {"disk-read", check_disk_read},
-    {"disk-write", check_disk_write},
-    {"rsdp", check_rsdp},
-    {"acpi-tables", check_acpi_tables},
+    {"disk-read", check_disk_read, NULL},
+    {"disk-write", check_disk_write, NULL},
+    {"rsdp", check_rsdp, NULL},
+    {"acpi-tables", check_acpi_tables, NULL},
+    {"tpm-acpi", check_tpm_acpi, tpm_checks_wanted},
+    {"tpm-tis-regs", check_tpm_tis_regs, tpm_checks_wanted},
+    {"tpm-cmd", check_tpm_cmd, tpm_device_expected},
+    {"tpm-eventlog", check_tpm_eventlog, tpm_device_expected},
 };
 
 void guest_main(void);
@@ -41,7 +46,8 @@ void guest_main(void)
     }
 
     for (unsigned i = 0; i < ARRAY_SIZE(checks); i++)
-        check_run(checks[i].name, checks[i].run);
+        if (!checks[i].wanted || checks[i].wanted())
+            check_run(checks[i].name, checks[i].run);
 
     if (config.mode == MODE_RESET && boot_number == 1)
         request_reset(boot_number);

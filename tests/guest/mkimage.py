@@ -3,7 +3,7 @@
 
 Layout (512-byte sectors):
   LBA 0..P-1   test_guest.bin (MBR stage + program, P <= 63)
-  LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P
+  LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P, TPM expectation
   LBA 64..127  scratch area (zero), overwritten by the disk-write check
   rest         zero up to --size
 """
@@ -19,7 +19,10 @@ SCRATCH_SECTORS = 64
 CONFIG_MAGIC = b"MVGCONF1"
 TRAILER_MAGIC = b"MVGTRAIL"
 MODES = {"basic": 1, "reset": 2}
-CONFIG_FORMAT = "<8sIIIII"  # magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors
+# --tpm: what the TPM checks expect; without --tpm (0) they do not run (config.h enum tpm_expect).
+TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3}
+# magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm
+CONFIG_FORMAT = "<8sIIIIII"
 
 
 def parse_size(text):
@@ -35,9 +38,9 @@ def parse_size(text):
     return value
 
 
-def config_sector(mode, program_sectors):
+def config_sector(mode, program_sectors, tpm=None):
     data = struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, MODES[mode], 0, SCRATCH_LBA, SCRATCH_SECTORS,
-                       program_sectors)
+                       program_sectors, TPM_EXPECT[tpm] if tpm else 0)
     return data.ljust(SECTOR, b"\0")
 
 
@@ -46,9 +49,9 @@ def read_config(image_path):
     with open(image_path, "rb") as f:
         f.seek(CONFIG_LBA * SECTOR)
         raw = f.read(struct.calcsize(CONFIG_FORMAT))
-    magic, mode, boot_count, scratch_lba, scratch_sectors, program = struct.unpack(CONFIG_FORMAT, raw)
+    magic, mode, boot_count, scratch_lba, scratch_sectors, program, tpm = struct.unpack(CONFIG_FORMAT, raw)
     return {"magic": magic, "mode": mode, "boot_count": boot_count, "scratch_lba": scratch_lba,
-            "scratch_sectors": scratch_sectors, "program_sectors": program}
+            "scratch_sectors": scratch_sectors, "program_sectors": program, "tpm": tpm}
 
 
 def check_program(program):
@@ -62,7 +65,7 @@ def check_program(program):
         raise ValueError("program does not end with the MVGTRAIL trailer (not test_guest.bin?)")
 
 
-def make_image(program_path, out_path, mode, size):
+def make_image(program_path, out_path, mode, size, tpm=None):
     with open(program_path, "rb") as f:
         program = f.read()
     check_program(program)
@@ -73,7 +76,7 @@ def make_image(program_path, out_path, mode, size):
     with open(tmp, "wb") as f:
         f.write(program)
         f.write(bytes(CONFIG_LBA * SECTOR - len(program)))
-        f.write(config_sector(mode, len(program) // SECTOR))
+        f.write(config_sector(mode, len(program) // SECTOR, tpm))
         f.truncate(size)  # zero-filled scratch area and the rest
     os.replace(tmp, out_path)
 
@@ -84,9 +87,11 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="raw image to write")
     parser.add_argument("--mode", required=True, choices=sorted(MODES))
     parser.add_argument("--size", type=parse_size, default=8 << 20, help="image size (default 8M)")
+    parser.add_argument("--tpm", choices=sorted(TPM_EXPECT),
+                        help="run the TPM checks expecting no TPM, TPM 1.2 or TPM 2.0 (default: no TPM checks)")
     args = parser.parse_args(argv)
     try:
-        make_image(args.program, args.out, args.mode, args.size)
+        make_image(args.program, args.out, args.mode, args.size, args.tpm)
     except (OSError, ValueError) as e:
         print(f"mkimage.py: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Boots the guest test program's TPM checks (tests/guest, mkimage.py --tpm) under QEMU TCG with
+a real swtpm, the reference that minivmm's TPM TIS and ACPI tables copy:
+
+  swtpm socket --tpmstate dir=D --ctrl type=unixio,path=D/sock [--tpm2]
+  qemu-system-x86_64 -accel tcg -M pc ... -chardev socket,id=chrtpm,path=D/sock
+      -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0
+
+Cases:
+  tpm2-basic, tpm12-basic   one boot: every check PASS (tpm-acpi, tpm-tis-regs, tpm-cmd,
+                            tpm-eventlog included), DONE fail=0, QEMU exits by itself
+  tpm2-reset, tpm12-reset   two boots (0xCF9 reset): both pass; boot 2's event log holds only
+                            its own events and replays to the TPM's PCRs (they started over)
+  none-basic                QEMU without a TPM, --tpm none: tpm-acpi and tpm-tis-regs PASS
+  tpm2-image-no-tpm         (negative) --tpm 2.0 on QEMU without a TPM: all four TPM checks FAIL
+  none-image-tpm2           (negative) --tpm none on QEMU with a TPM 2.0: tpm-acpi, tpm-tis-regs FAIL
+Prints one line per case with its QEMU wall time, then "N passed, N failed".
+Exit status: 0 all passed, 1 failures, 77 (meson "skip") without qemu-system-x86_64 or swtpm.
+"""
+import argparse
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_guest_on_qemu import (Run, check_boot_all_pass, check_image, done_counts,  # noqa: E402
+                                outcome_problems, results, split_boots)
+
+TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
+NO_TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs"]
+
+
+class Swtpm:
+    """A swtpm process with its state and control socket in a fresh directory."""
+
+    def __init__(self, swtpm, directory, tpm2):
+        self.dir = directory
+        self.sock = os.path.join(directory, "sock")
+        self.log = open(os.path.join(directory, "swtpm.log"), "wb")
+        cmd = [swtpm, "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
+        if tpm2:
+            cmd.append("--tpm2")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(f"swtpm did not create {self.sock}: {self.output()}")
+            time.sleep(0.02)
+
+    def qemu_args(self):
+        return ["-chardev", f"socket,id=chrtpm,path={self.sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+                "-device", "tpm-tis,tpmdev=tpm0"]
+
+    def output(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log.name, "rb") as f:
+            return f.read().decode("latin-1").strip()[-500:]
+
+    def close(self):
+        """swtpm ends when QEMU closes the control channel; kill it if it does not."""
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def qemu_env():
+    """QEMU's environment without MALLOC_PERTURB_ (meson sets it): QEMU 7.2 allocates the TPM PPI
+    page (0xFED45000) with qemu_memalign and never clears it, and tpm_ppi_reset wipes all guest
+    RAM at a reset when bit 0 of its byte 0x15A (MOVV, memory overwrite request) is set. With
+    perturbed malloc memory that bit is set and the reset-mode reboot hangs (hw/tpm/tpm_ppi.c)."""
+    env = dict(os.environ)
+    env.pop("MALLOC_PERTURB_", None)
+    return env
+
+
+def run_qemu(qemu, image, timeout, extra_args, reboot=False):
+    cmd = [qemu, "-accel", "tcg", "-M", "pc", "-m", "256", "-nographic", "-nodefaults", "-serial", "stdio",
+           *extra_args, "-drive", f"if=virtio,format=raw,file={image}"]
+    if not reboot:
+        cmd.append("-no-reboot")
+    run = Run()
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=qemu_env())
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    eof = False
+    try:
+        while not eof:
+            left = start + timeout - time.monotonic()
+            if left <= 0:
+                run.timed_out = True
+                break
+            if sel.select(timeout=min(left, 0.5)):
+                data = os.read(proc.stdout.fileno(), 65536)
+                eof = not data
+                run.raw += data
+    finally:
+        sel.close()
+        if eof:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        run.exited = proc.poll() is not None
+        if not run.exited:
+            proc.kill()
+            proc.wait()
+        run.returncode = proc.returncode
+        run.elapsed = time.monotonic() - start
+        proc.stdout.close()
+    return run
+
+
+def expect_status(boot, names, status):
+    """Each of names has exactly one result line, with the given status."""
+    res = results(boot)
+    return [f"{n}: expected one {status}, got {res.get(n)}" for n in names
+            if [s for s, _ in res.get(n, [])] != [status]]
+
+
+def eventlog_detail(boot):
+    got = results(boot).get("tpm-eventlog") or [("", "")]
+    return got[0][1]
+
+
+class Suite:
+    def __init__(self, args, workdir):
+        self.args = args
+        self.workdir = workdir
+        self.passed = 0
+        self.failed = 0
+        self.times = []
+
+    def image(self, name, mode, tpm):
+        path = os.path.join(self.workdir, f"{name}.img")
+        subprocess.run([sys.executable, self.args.mkimage, "--program", self.args.program, "--out", path,
+                        "--mode", mode, "--tpm", tpm], check=True)
+        return path
+
+    def boot(self, name, mode, tpm_image, tpm_device, reboot=False):
+        """Makes the image, starts swtpm (tpm_device "2.0"/"1.2") or none, runs QEMU."""
+        img = self.image(name, mode, tpm_image)
+        swtpm = None
+        extra = []
+        if tpm_device:
+            state = os.path.join(self.workdir, f"{name}.tpm")
+            os.makedirs(state)
+            swtpm = Swtpm(self.args.swtpm, state, tpm_device == "2.0")
+            extra = swtpm.qemu_args()
+        try:
+            run = run_qemu(self.args.qemu, img, self.args.timeout, extra, reboot=reboot)
+        finally:
+            if swtpm:
+                swtpm.close()
+        if swtpm and (self.args.verbose or run.returncode not in (0, None)):
+            print(f"    swtpm: {swtpm.output()}")
+        return img, run
+
+    def report(self, name, run, problems):
+        lines = run.mvg_lines()
+        if problems or self.args.verbose:
+            for line in lines:
+                print(f"    | {line}")
+            if problems and not lines:
+                print(f"    | raw: {run.raw[-800:].decode('latin-1')!r}")
+        self.times.append((name, run.elapsed))
+        if problems:
+            self.failed += 1
+            print(f"FAIL {name} ({run.elapsed:.2f} s)")
+            for p in problems:
+                print(f"    - {p}")
+        else:
+            self.passed += 1
+            print(f"PASS {name} ({run.elapsed:.2f} s, {len(lines)} MVG lines)")
+
+    def case_basic(self, version):
+        name = f"tpm{version.replace('.', '')}-basic"
+        img, run = self.boot(name, "basic", version, version)
+        boots = split_boots(run.mvg_lines())
+        problems = outcome_problems(run, want_exit=True)
+        if len(boots) != 1:
+            problems.append(f"{len(boots)} boots, expected 1")
+        if boots:
+            problems += check_boot_all_pass(boots[0], extra_checks=TPM_CHECKS)
+        problems += check_image(img, 1)
+        self.report(name, run, problems)
+
+    def case_reset(self, version):
+        name = f"tpm{version.replace('.', '')}-reset"
+        img, run = self.boot(name, "reset", version, version, reboot=True)
+        boots = split_boots(run.mvg_lines())
+        problems = outcome_problems(run, want_exit=True)
+        if len(boots) != 2:
+            problems.append(f"{len(boots)} boots, expected 2")
+        if boots:
+            problems += [f"boot 1: {p}" for p in check_boot_all_pass(boots[0], TPM_CHECKS, expect_done=False)]
+            if boots[0][-1] != "reset-request boot=1":
+                problems.append(f"boot 1 ends with {boots[0][-1]!r}, expected 'reset-request boot=1'")
+        if len(boots) >= 2:
+            problems += [f"boot 2: {p}" for p in check_boot_all_pass(boots[1], TPM_CHECKS + ["second-boot"])]
+            # SeaBIOS measures the same things on every boot: a log holding only boot 2's events
+            # (the TPM was reset) has boot 1's event count and replays to the same PCR values.
+            first, second = eventlog_detail(boots[0]), eventlog_detail(boots[1])
+            if first != second:
+                problems.append(f"tpm-eventlog differs between boots: {first!r} / {second!r}")
+        problems += check_image(img, 2)
+        self.report(name, run, problems)
+
+    def case_none(self):
+        img, run = self.boot("none-basic", "basic", "none", None)
+        boots = split_boots(run.mvg_lines())
+        problems = outcome_problems(run, want_exit=True)
+        if len(boots) != 1:
+            problems.append(f"{len(boots)} boots, expected 1")
+        if boots:
+            problems += check_boot_all_pass(boots[0], extra_checks=NO_TPM_CHECKS)
+            problems += [f"unexpected {n} line" for n in ("tpm-cmd", "tpm-eventlog") if n in results(boots[0])]
+        problems += check_image(img, 1)
+        self.report("none-basic", run, problems)
+
+    def case_negative(self, name, tpm_image, tpm_device, failing):
+        _, run = self.boot(name, "basic", tpm_image, tpm_device)
+        boots = split_boots(run.mvg_lines())
+        problems = []
+        if len(boots) != 1:
+            problems.append(f"{len(boots)} boots, expected 1")
+        else:
+            problems += expect_status(boots[0], failing, "FAIL")
+            problems += expect_status(boots[0], ["serial", "config", "disk-read", "disk-write", "rsdp",
+                                                 "acpi-tables"], "PASS")
+            done = done_counts(boots[0])
+            if done is None or done[1] != len(failing):
+                problems.append(f"DONE {done}, expected fail={len(failing)}")
+        self.report(f"{name} (negative)", run, problems)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--program", required=True, help="test_guest.bin")
+    parser.add_argument("--mkimage", default=os.path.join(here, "..", "guest", "mkimage.py"))
+    parser.add_argument("--qemu", default="qemu-system-x86_64")
+    parser.add_argument("--swtpm", default="swtpm")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per QEMU run")
+    parser.add_argument("--keep", metavar="DIR", help="write images and TPM state to DIR and keep them")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every MVG line")
+    args = parser.parse_args()
+
+    for tool in ("qemu", "swtpm"):
+        path = shutil.which(getattr(args, tool))
+        if not path:
+            print(f"SKIP: {getattr(args, tool)} not found")
+            return 77
+        setattr(args, tool, path)
+    helptext = subprocess.run([args.swtpm, "socket", "--help"], capture_output=True, text=True).stdout
+    if "--tpm2" not in helptext:
+        print("SKIP: swtpm has no TPM 2.0 support (--tpm2)")
+        return 77
+    if not os.path.isfile(args.program):
+        print(f"FAIL: program {args.program} not found")
+        return 1
+
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+        workdir, cleanup = tempfile.mkdtemp(prefix="mvg-tpm-", dir=args.keep), None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="mvg-tpm-")
+        workdir = cleanup.name
+    try:
+        suite = Suite(args, workdir)
+        suite.case_basic("2.0")
+        suite.case_basic("1.2")
+        suite.case_reset("2.0")
+        suite.case_reset("1.2")
+        suite.case_none()
+        suite.case_negative("tpm2-image-no-tpm", "2.0", None, TPM_CHECKS)
+        suite.case_negative("none-image-tpm2", "none", "2.0", NO_TPM_CHECKS)
+    finally:
+        if cleanup:
+            cleanup.cleanup()
+    print("QEMU TCG wall times: " + ", ".join(f"{n} {t:.2f} s" for n, t in suite.times))
+    print(f"{suite.passed} passed, {suite.failed} failed")
+    return 0 if suite.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
