@@ -2,6 +2,7 @@
 
 #include "acpi/tpm_tables.hpp"
 #include "firmware/fw_cfg_setup.hpp"
+#include "firmware/smbios.hpp"
 #include "vmm/error.hpp"
 #include "vmm/log.hpp"
 #include "vmm/platform.hpp"
@@ -56,6 +57,9 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.acpi_tables = acpi_.tables;
     setup.acpi_rsdp = acpi_.rsdp;
     setup.table_loader = acpi_.loader;
+    SmbiosBlobs smbios = build_smbios(MINIVMM_VERSION);
+    setup.extra_files.emplace_back(kSmbiosAnchorFile, std::move(smbios.anchor));
+    setup.extra_files.emplace_back(kSmbiosTablesFile, std::move(smbios.tables));
     if (w.tpm) setup.extra_files.emplace_back(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
     try {
         populate_fw_cfg(fw_cfg_, setup);
