@@ -216,16 +216,15 @@ void check_tpm_tis_regs(void)
 
 /* ---- tpm-cmd ---- */
 
-/* TPM2_GetRandom (TPM 2.0 Part 3 §16.1) / TPM_GetRandom (TPM 1.2 Part 3 §13.6) of 8 bytes with a
- * strict byte-wise FIFO transfer; 8 random bytes to out. */
-static const char *get_random(bool tpm2, uint8_t out[8])
+/* TPM2_GetRandom (TPM 2.0 Part 3 §16.1) / TPM_GetRandom (TPM 1.2 Part 3 §13.6) of 8 bytes. */
+const char *tpm_get_random(bool tpm2, bool strict, uint8_t out[8])
 {
     static const uint8_t cmd20[] = {0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7B, 0, 8};
     static const uint8_t cmd12[] = {0x00, 0xC1, 0, 0, 0, 14, 0, 0, 0, 0x46, 0, 0, 0, 8};
     static uint8_t rsp[32];
     uint32_t len = 0;
-    const char *why = tpm2 ? tpm_command(cmd20, sizeof(cmd20), rsp, sizeof(rsp), &len, true)
-                           : tpm_command(cmd12, sizeof(cmd12), rsp, sizeof(rsp), &len, true);
+    const char *why = tpm2 ? tpm_command(cmd20, sizeof(cmd20), rsp, sizeof(rsp), &len, strict)
+                           : tpm_command(cmd12, sizeof(cmd12), rsp, sizeof(rsp), &len, strict);
     if (why)
         return why;
     if (len != (tpm2 ? 20u : 22u) || (tpm2 ? be16(rsp + 10) : be32(rsp + 10)) != 8)
@@ -238,9 +237,10 @@ void check_tpm_cmd(void)
 {
     bool tpm2 = config.tpm == TPM_20;
     uint8_t r1[8], r2[8];
-    const char *why = get_random(tpm2, r1);
+    /* strict: per-byte STS and burstCount checks */
+    const char *why = tpm_get_random(tpm2, true, r1);
     if (!why)
-        why = get_random(tpm2, r2);
+        why = tpm_get_random(tpm2, true, r2);
     if (!why && memcmp(r1, r2, 8) == 0)
         why = "two calls returned the same bytes";
     if (why)

@@ -12,10 +12,13 @@ void check_tpm_acpi(void);              /* check_tpm.c */
 void check_tpm_tis_regs(void);
 void check_tpm_cmd(void);
 void check_tpm_eventlog(void);          /* check_tpm_log.c */
+void check_bench_tpm(void);             /* bench_tpm.c */
 
 /* When the TPM checks run (config sector field tpm, mkimage.py --tpm): tpm-acpi and
  * tpm-tis-regs for any expectation (none, 1.2, 2.0), tpm-cmd and tpm-eventlog with a TPM. */
 bool tpm_checks_wanted(void);
 bool tpm_device_expected(void);
+/* bench-tpm runs last, in bench-tpm mode only. */
+bool bench_tpm_wanted(void);
 
 #endif

@@ -15,6 +15,8 @@ const char *mode_name(uint32_t mode)
         return "basic";
     case MODE_RESET:
         return "reset";
+    case MODE_BENCH_TPM:
+        return "bench-tpm";
     default:
         return "none";
     }
@@ -24,6 +26,24 @@ const char *tpm_expect_name(uint32_t tpm)
 {
     static const char *const names[] = {"unchecked", "none", "1.2", "2.0"};
     return tpm <= TPM_20 ? names[tpm] : "?";
+}
+
+const char *reset_method_name(uint32_t method)
+{
+    static const char *const names[] = {"cf9", "acpi", "port92", "triple"};
+    return method <= RESET_TRIPLE ? names[method] : "?";
+}
+
+/* Mode-specific parameters; NULL if fine, else the reason. */
+static const char *mode_params_bad(void)
+{
+    if (config.reset_method > RESET_TRIPLE)
+        return "unknown reset method";
+    if (config.mode == MODE_BENCH_TPM && config.tpm < TPM_12)
+        return "bench-tpm needs a TPM (tpm 1.2 or 2.0)";
+    if (config.mode == MODE_BENCH_TPM && (config.bench_count == 0 || config.bench_count > BENCH_COUNT_MAX))
+        return "bench count out of range";
+    return NULL;
 }
 
 void check_config(void)
@@ -39,7 +59,7 @@ void check_config(void)
         fail("no config magic at LBA %u (image not made by mkimage.py?)", CONFIG_LBA);
         return;
     }
-    if (config.mode != MODE_BASIC && config.mode != MODE_RESET) {
+    if (config.mode != MODE_BASIC && config.mode != MODE_RESET && config.mode != MODE_BENCH_TPM) {
         uint32_t mode = config.mode;
         config.mode = MODE_NONE;
         fail("unknown mode %u", mode);
@@ -56,6 +76,12 @@ void check_config(void)
         config.tpm = TPM_UNCHECKED;
         return;
     }
+    const char *bad = mode_params_bad();
+    if (bad) {
+        fail("%s (reset_method=%u bench_count=%u tpm=%u)", bad, config.reset_method, config.bench_count, config.tpm);
+        config.mode = MODE_NONE;
+        return;
+    }
     boot_number = config.boot_count + 1;
     config.boot_count = boot_number;
     err = disk_write(CONFIG_LBA, 1, &config);
@@ -64,6 +90,8 @@ void check_config(void)
         return;
     }
     config_persisted = true;
-    pass("mode=%s boot=%u scratch=%u+%u%s%s", mode_name(config.mode), boot_number, config.scratch_lba,
-         config.scratch_sectors, config.tpm ? " tpm=" : "", config.tpm ? tpm_expect_name(config.tpm) : "");
+    pass("mode=%s boot=%u scratch=%u+%u%s%s%s%s", mode_name(config.mode), boot_number, config.scratch_lba,
+         config.scratch_sectors, config.tpm ? " tpm=" : "", config.tpm ? tpm_expect_name(config.tpm) : "",
+         config.mode == MODE_RESET ? " reset=" : "",
+         config.mode == MODE_RESET ? reset_method_name(config.reset_method) : "");
 }

@@ -6,8 +6,12 @@
 
 #define CONFIG_LBA 63
 #define CONFIG_MAGIC "MVGCONF1"
+#define BENCH_COUNT_MAX 1000000u
 
-enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2 };
+enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM = 3 };
+
+/* How reset mode's first boot resets the machine (mkimage.py --reset-method); 0 = the default. */
+enum reset_method { RESET_CF9 = 0, RESET_ACPI = 1, RESET_PORT92 = 2, RESET_TRIPLE = 3 };
 
 /* What the TPM checks expect (mkimage.py --tpm); TPM_UNCHECKED skips them. */
 enum tpm_expect { TPM_UNCHECKED = 0, TPM_NONE = 1, TPM_12 = 2, TPM_20 = 3 };
@@ -20,7 +24,9 @@ struct guest_config {
     uint32_t scratch_sectors;
     uint32_t program_sectors;           /* LBA 0..program_sectors-1 */
     uint32_t tpm;                       /* enum tpm_expect */
-    uint8_t reserved[512 - 32];         /* zero; room for later checks' parameters */
+    uint32_t reset_method;              /* enum reset_method (reset mode) */
+    uint32_t bench_count;               /* TPM round trips (bench-tpm mode), 1..1000000 */
+    uint8_t reserved[512 - 40];         /* zero; room for later checks' parameters */
 } PACKED;
 
 _Static_assert(sizeof(struct guest_config) == 512, "config is one sector");
@@ -33,5 +39,6 @@ extern bool config_persisted;           /* boot counter written back */
 void check_config(void);
 const char *mode_name(uint32_t mode);
 const char *tpm_expect_name(uint32_t tpm);     /* "unchecked", "none", "1.2", "2.0" */
+const char *reset_method_name(uint32_t method); /* "cf9", "acpi", "port92", "triple" */
 
 #endif

@@ -23,6 +23,7 @@ static const struct check checks[] = {
     {"tpm-tis-regs", check_tpm_tis_regs, tpm_checks_wanted},
     {"tpm-cmd", check_tpm_cmd, tpm_device_expected},
     {"tpm-eventlog", check_tpm_eventlog, tpm_device_expected},
+    {"bench-tpm", check_bench_tpm, bench_tpm_wanted},
 };
 
 void guest_main(void);

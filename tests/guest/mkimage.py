@@ -3,7 +3,8 @@
 
 Layout (512-byte sectors):
   LBA 0..P-1   test_guest.bin (MBR stage + program, P <= 63)
-  LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P, TPM expectation
+  LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P, TPM expectation,
+               reset method, benchmark round trips
   LBA 64..127  scratch area (zero), overwritten by the disk-write check
   rest         zero up to --size
 """
@@ -18,11 +19,14 @@ SCRATCH_LBA = 64
 SCRATCH_SECTORS = 64
 CONFIG_MAGIC = b"MVGCONF1"
 TRAILER_MAGIC = b"MVGTRAIL"
-MODES = {"basic": 1, "reset": 2}
+MODES = {"basic": 1, "reset": 2, "bench-tpm": 3}
 # --tpm: what the TPM checks expect; without --tpm (0) they do not run (config.h enum tpm_expect).
 TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3}
-# magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm
-CONFIG_FORMAT = "<8sIIIIII"
+# --reset-method: how reset mode's first boot resets (config.h enum reset_method).
+RESET_METHODS = {"cf9": 0, "acpi": 1, "port92": 2, "triple": 3}
+BENCH_COUNT_MAX = 1000000  # config.h BENCH_COUNT_MAX
+# magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm, reset_method, bench_count
+CONFIG_FORMAT = "<8sIIIIIIII"
 
 
 def parse_size(text):
@@ -38,9 +42,10 @@ def parse_size(text):
     return value
 
 
-def config_sector(mode, program_sectors, tpm=None):
+def config_sector(mode, program_sectors, tpm=None, reset_method="cf9", bench_count=1000):
     data = struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, MODES[mode], 0, SCRATCH_LBA, SCRATCH_SECTORS,
-                       program_sectors, TPM_EXPECT[tpm] if tpm else 0)
+                       program_sectors, TPM_EXPECT[tpm] if tpm else 0, RESET_METHODS[reset_method],
+                       bench_count)
     return data.ljust(SECTOR, b"\0")
 
 
@@ -49,9 +54,11 @@ def read_config(image_path):
     with open(image_path, "rb") as f:
         f.seek(CONFIG_LBA * SECTOR)
         raw = f.read(struct.calcsize(CONFIG_FORMAT))
-    magic, mode, boot_count, scratch_lba, scratch_sectors, program, tpm = struct.unpack(CONFIG_FORMAT, raw)
+    (magic, mode, boot_count, scratch_lba, scratch_sectors, program, tpm, reset_method,
+     bench_count) = struct.unpack(CONFIG_FORMAT, raw)
     return {"magic": magic, "mode": mode, "boot_count": boot_count, "scratch_lba": scratch_lba,
-            "scratch_sectors": scratch_sectors, "program_sectors": program, "tpm": tpm}
+            "scratch_sectors": scratch_sectors, "program_sectors": program, "tpm": tpm,
+            "reset_method": reset_method, "bench_count": bench_count}
 
 
 def check_program(program):
@@ -65,7 +72,11 @@ def check_program(program):
         raise ValueError("program does not end with the MVGTRAIL trailer (not test_guest.bin?)")
 
 
-def make_image(program_path, out_path, mode, size, tpm=None):
+def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000):
+    if mode == "bench-tpm" and tpm not in ("1.2", "2.0"):
+        raise ValueError("--mode bench-tpm needs --tpm 1.2 or --tpm 2.0")
+    if not 1 <= bench_count <= BENCH_COUNT_MAX:
+        raise ValueError(f"--bench-count must be 1..{BENCH_COUNT_MAX}")
     with open(program_path, "rb") as f:
         program = f.read()
     check_program(program)
@@ -76,7 +87,7 @@ def make_image(program_path, out_path, mode, size, tpm=None):
     with open(tmp, "wb") as f:
         f.write(program)
         f.write(bytes(CONFIG_LBA * SECTOR - len(program)))
-        f.write(config_sector(mode, len(program) // SECTOR, tpm))
+        f.write(config_sector(mode, len(program) // SECTOR, tpm, reset_method, bench_count))
         f.truncate(size)  # zero-filled scratch area and the rest
     os.replace(tmp, out_path)
 
@@ -89,9 +100,14 @@ def main(argv=None):
     parser.add_argument("--size", type=parse_size, default=8 << 20, help="image size (default 8M)")
     parser.add_argument("--tpm", choices=sorted(TPM_EXPECT),
                         help="run the TPM checks expecting no TPM, TPM 1.2 or TPM 2.0 (default: no TPM checks)")
+    parser.add_argument("--reset-method", choices=sorted(RESET_METHODS), default="cf9",
+                        help="reset mode: 0x06 to port 0xCF9 (default), the FADT RESET_REG, port 0x92 bit 0, "
+                             "or a triple fault")
+    parser.add_argument("--bench-count", type=int, default=1000,
+                        help="bench-tpm mode (needs --tpm 1.2/2.0): TPM GetRandom round trips (default 1000)")
     args = parser.parse_args(argv)
     try:
-        make_image(args.program, args.out, args.mode, args.size, args.tpm)
+        make_image(args.program, args.out, args.mode, args.size, args.tpm, args.reset_method, args.bench_count)
     except (OSError, ValueError) as e:
         print(f"mkimage.py: {e}", file=sys.stderr)
         return 1

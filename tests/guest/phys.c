@@ -3,7 +3,7 @@
 
 #include "bios.h"
 
-enum { PM_COPY, PM_READ8, PM_READ16, PM_READ32, PM_WRITE8, PM_WRITE16, PM_WRITE32 };
+enum { PM_COPY, PM_READ8, PM_READ16, PM_READ32, PM_WRITE8, PM_WRITE16, PM_WRITE32, PM_UD2_IDT };
 uint32_t pm_op(uint32_t op, uint32_t dst, uint32_t src, uint32_t val);
 
 enum { CHUNK = 1024 };
@@ -15,6 +15,7 @@ uint32_t phys_read32(uint32_t addr) { return pm_op(PM_READ32, 0, addr, 0); }
 void phys_write8(uint32_t addr, uint8_t v) { pm_op(PM_WRITE8, addr, 0, v); }
 void phys_write16(uint32_t addr, uint16_t v) { pm_op(PM_WRITE16, addr, 0, v); }
 void phys_write32(uint32_t addr, uint32_t v) { pm_op(PM_WRITE32, addr, 0, v); }
+void phys_ud2_with_idt(const void *idt_desc) { pm_op(PM_UD2_IDT, 0, phys_addr(idt_desc), 0); }
 
 void phys_read(void *dst, uint32_t src, uint32_t len)
 {

@@ -19,6 +19,10 @@ void phys_write8(uint32_t addr, uint8_t v);
 void phys_write16(uint32_t addr, uint16_t v);
 void phys_write32(uint32_t addr, uint32_t v);
 
+/* In 32-bit protected mode: lidt from idt_desc (u16 limit, u32 base), then ud2. With an
+ * unusable IDT that is a triple fault; should it continue, the real-mode IDT is restored. */
+void phys_ud2_with_idt(const void *idt_desc);
+
 void phys_read(void *dst, uint32_t src, uint32_t len);      /* dst is a low-memory buffer */
 void phys_write(uint32_t dst, const void *src, uint32_t len);
 

@@ -5,7 +5,9 @@
  * protected mode with a flat GDT (no paging, interrupts off), performs a copy or one
  * 8/16/32-bit read or write, goes back through a 16-bit protected-mode segment (so the
  * real-mode segment limits are 64 KiB again) to real mode with DS = ES = SS = 0. A copy
- * moves dwords (rep movsl) then bytes, so it is for RAM, not for MMIO registers.
+ * moves dwords (rep movsl) then bytes, so it is for RAM, not for MMIO registers. Op 7
+ * loads the IDT descriptor at src and executes ud2 (a triple fault with an unusable IDT);
+ * should execution continue after it, the saved real-mode IDT is reloaded before going back.
  *
  * bios_int(vec, regs): INT vec (0x10, 0x13, 0x15 or 0x1A) with registers from/to a
  * struct bios_regs; DS = ES = 0 for the call. Interrupts are off again on return. */
@@ -42,7 +44,7 @@ pm32:
     movw %ax, %es
     movw %ax, %ss
     xorl %eax, %eax
-    cmpl $6, %ebx
+    cmpl $7, %ebx
     ja pm_leave
     jmp *pm_ops(,%ebx,4)
 op_copy:                            /* dwords, then the 0-3 remaining bytes */
@@ -71,6 +73,12 @@ op_write16:
     jmp pm_leave
 op_write32:
     movl %ecx, (%edi)
+    jmp pm_leave
+op_ud2_idt:
+    sidtl pm_saved_idt
+    lidtl (%esi)
+    ud2
+    lidtl pm_saved_idt
 pm_leave:
     ljmp $SEL_CODE16, $pm16
     .code16
@@ -154,7 +162,7 @@ bios_int:
     .section .rodata
     .balign 4
 pm_ops:
-    .long op_copy, op_read8, op_read16, op_read32, op_write8, op_write16, op_write32
+    .long op_copy, op_read8, op_read16, op_read32, op_write8, op_write16, op_write32, op_ud2_idt
 
     .balign 8
 pm_gdt:
@@ -171,5 +179,9 @@ pm_gdt_desc:
     .bss
 bios_vector:
     .byte 0
+    .balign 2
+pm_saved_idt:                       /* limit, base: the real-mode IVT during op 7 */
+    .word 0
+    .long 0
 
     .section .note.GNU-stack, "", @progbits

@@ -6,6 +6,12 @@ PM1a_CNT at 0x604, reset via 0xCF9); minivmm's integration tests boot the same i
 Cases:
   basic      one boot, every check PASS, DONE fail=0, QEMU exits by itself (ACPI S5)
   reset      boot 1 ends with a 0xCF9 reset, boot 2 reports second-boot PASS and powers off
+  reset-acpi, reset-port92, reset-triple
+             the same with mkimage.py --reset-method: the FADT's RESET_REG (on -M q35, whose
+             revision 3 FADT has RESET_REG 0xCF9/0x0F), port 0x92 bit 0, a triple fault
+  reset-acpi-fadt-rev1
+             (negative) --reset-method acpi on QEMU pc, whose revision 1 FADT has no
+             RESET_REG: boot 1 must report reset FAIL before any reset request and halt
   no-acpi    (negative) QEMU pc,acpi=off: rsdp/acpi-tables/poweroff must FAIL, guest halts
   truncated  (negative) program sectors zeroed: the MBR must report disk-read FAIL and halt
 After the runs the image is read back: boot counter and the disk-write scratch pattern.
@@ -177,10 +183,11 @@ class Suite:
         self.passed = 0
         self.failed = 0
 
-    def image(self, name, mode):
+    def image(self, name, mode, reset_method=None):
         path = os.path.join(self.workdir, f"{name}.img")
+        extra = ["--reset-method", reset_method] if reset_method else []
         subprocess.run([sys.executable, self.args.mkimage, "--program", self.args.program, "--out", path,
-                        "--mode", mode], check=True)
+                        "--mode", mode, *extra], check=True)
         return path
 
     def report(self, name, run, problems):
@@ -209,9 +216,10 @@ class Suite:
         problems += check_image(img, 1)
         self.report("basic", run, problems)
 
-    def case_reset(self):
-        img = self.image("reset", "reset")
-        run = run_qemu(self.args.qemu, img, self.args.timeout, reboot=True)
+    def case_reset(self, method=None, machine="pc"):
+        name = f"reset-{method}" if method else "reset"
+        img = self.image(name, "reset", method)
+        run = run_qemu(self.args.qemu, img, self.args.timeout, reboot=True, machine=machine)
         boots = split_boots(run.mvg_lines())
         problems = outcome_problems(run, want_exit=True)
         if len(boots) != 2:
@@ -220,10 +228,32 @@ class Suite:
             problems += [f"boot 1: {p}" for p in check_boot_all_pass(boots[0], expect_done=False)]
             if boots[0][-1] != "reset-request boot=1":
                 problems.append(f"boot 1 ends with {boots[0][-1]!r}, expected 'reset-request boot=1'")
+            want = f"info reset method={method or 'cf9'}"
+            if want not in boots[0]:
+                problems.append(f"boot 1 has no {want!r} line")
         if len(boots) >= 2:
             problems += [f"boot 2: {p}" for p in check_boot_all_pass(boots[1], extra_checks=["second-boot"])]
         problems += check_image(img, 2)
-        self.report("reset", run, problems)
+        self.report(f"{name} (-M {machine})" if method else name, run, problems)
+
+    def case_reset_acpi_fadt_rev1(self):
+        img = self.image("reset-acpi-rev1", "reset", "acpi")
+        run = run_qemu(self.args.qemu, img, self.args.timeout, reboot=True,
+                       stop_when=lambda lines: any(l.startswith("DONE ") for l in lines))
+        boots = split_boots(run.mvg_lines())
+        problems = []
+        if len(boots) != 1:
+            problems.append(f"{len(boots)} boots, expected 1 (no reset without RESET_REG)")
+        res = results(boots[0]) if boots else {}
+        if res.get("reset") != [("FAIL", "FADT revision below 2 has no RESET_REG")]:
+            problems.append(f"reset: expected FAIL 'FADT revision below 2 has no RESET_REG', got {res.get('reset')}")
+        if boots and any(l.startswith("reset-request") for l in boots[0]):
+            problems.append("reset-request printed although the method is unusable")
+        done = done_counts(boots[0]) if boots else None
+        if done is None or done[1] != 1:
+            problems.append(f"DONE {done}, expected fail=1")
+        problems += check_image(img, 1)
+        self.report("reset-acpi-fadt-rev1 (negative)", run, problems)
 
     def case_no_acpi(self):
         img = self.image("noacpi", "basic")
@@ -289,8 +319,14 @@ def main():
         workdir = cleanup.name
     try:
         suite = Suite(args, workdir)
-        for case in (suite.case_basic, suite.case_reset, suite.case_no_acpi, suite.case_truncated):
-            case()
+        suite.case_basic()
+        suite.case_reset()
+        suite.case_reset("acpi", machine="q35")
+        suite.case_reset("port92")
+        suite.case_reset("triple")
+        suite.case_reset_acpi_fadt_rev1()
+        suite.case_no_acpi()
+        suite.case_truncated()
     finally:
         if cleanup:
             cleanup.cleanup()

@@ -7,6 +7,7 @@ usage: test_minivmm_boot.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import hashlib
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +51,18 @@ def main():
     s.check("reset: SeaBIOS ran twice", r.stdout.count("SeaBIOS (version") == 2, r)
     s.check("reset: second boot seen by the guest", "MVG: second-boot PASS" in r.stdout, r)
     s.check("reset: both boots pass", mvg_ok(r.stdout, boots=1) and r.stdout.count("MVG: reset-request boot=1") == 1, r)
+
+    # 2b. The other reset methods (mkimage.py --reset-method): the FADT's RESET_REG, port 0x92
+    # bit 0, a triple fault (KVM_EXIT_SHUTDOWN). Each must reboot once and then power off.
+    for method in ("acpi", "port92", "triple"):
+        img = os.path.join(s.tmp.name, f"reset-{method}.img")
+        subprocess.run([sys.executable, mkimage, "--program", program, "--out", img, "--mode", "reset",
+                        "--reset-method", method], check=True)
+        r = vmmtest.run([minivmm, "-bios", BIOS, img])
+        s.check(f"reset {method}: exit status 0", r.returncode == 0, r)
+        s.check(f"reset {method}: SeaBIOS ran twice", r.stdout.count("SeaBIOS (version") == 2, r)
+        s.check(f"reset {method}: the guest used it", f"MVG: info reset method={method}" in r.stdout, r)
+        s.check(f"reset {method}: second boot passes", "MVG: second-boot PASS" in r.stdout and mvg_ok(r.stdout), r)
 
     # 3. -no-reboot: the reset ends the VMM instead.
     fresh = vmmtest.make_image(mkimage, program, "reset", s.tmp.name)
