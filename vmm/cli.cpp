@@ -67,6 +67,9 @@ options:
   -tpm-sock PATH         give the guest a TPM TIS backed by the swtpm whose control socket is
                          PATH (swtpm socket --ctrl type=unixio,path=PATH [--tpm2]); the TPM
                          version (1.2 or 2.0) is detected
+  -tpm-state DIR         give the guest a TPM TIS backed by libtpms inside minivmm, keeping
+                         its state in DIR (created if missing; one minivmm at a time)
+  -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
   -d LEVEL               log level: error, warn (default), info, debug, trace
   -h, --help             this text
@@ -75,7 +78,8 @@ options:
 Press Ctrl-A x to quit when the serial console is on a terminal.
 exit status: 0 guest powered off (or reset with -no-reboot), 1 internal error,
 2 usage error, 3 file error, 4 KVM unavailable or set-up failed, 5 guest fault
-(KVM emulation failure), 6 TPM backend (swtpm) unavailable, 128+N killed by signal N.
+(KVM emulation failure), 6 TPM unavailable (swtpm not answering, TPM state directory
+in use, corrupt or of the other TPM version), 128+N killed by signal N.
 )", platform::kDefaultBios, kMaxCpus);
 }
 
@@ -84,6 +88,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     Config& c = result.config;
     c.bios = platform::kDefaultBios;
     std::vector<std::string> positional;
+    bool tpm_version_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
         std::string opt = args[i];
@@ -128,6 +133,15 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-tpm-sock") {
             c.tpm_socket = value();
             if (c.tpm_socket->empty()) usage_error("-tpm-sock: empty path");
+        } else if (opt == "-tpm-state") {
+            c.tpm_state = value();
+            if (c.tpm_state->empty()) usage_error("-tpm-state: empty directory name");
+        } else if (opt == "-tpm-version") {
+            std::string v = value();
+            if (v == "2.0") c.tpm_version = TpmVersion::v2_0;
+            else if (v == "1.2") c.tpm_version = TpmVersion::v1_2;
+            else usage_error(fmt::format("-tpm-version: '{}' is not 1.2 or 2.0", v));
+            tpm_version_given = true;
         } else if (opt == "-dump-acpi") {
             c.dump_acpi_dir = value();
         } else if (opt == "-d") {
@@ -144,6 +158,13 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (positional.empty()) usage_error("no disk image given");
     if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
     c.disk = positional[0];
+    if (c.tpm_socket && c.tpm_state)
+        usage_error("-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or "
+                    "libtpms inside minivmm)");
+    if (tpm_version_given && !c.tpm_state)
+        usage_error(c.tpm_socket ? "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is "
+                                   "detected from swtpm)"
+                                 : "-tpm-version is only valid with -tpm-state");
     if (c.serial.kind == CharTarget::Kind::stdio && c.debugcon && c.debugcon->kind == CharTarget::Kind::stdio)
         log::debug("serial and debugcon both write to stdout");
     return result;

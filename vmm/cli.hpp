@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/tpm_interface.hpp"
 #include "vmm/log.hpp"
 
 namespace minivmm {
@@ -29,6 +30,8 @@ struct Config {
     bool snapshot = false;
     std::optional<std::string> dump_acpi_dir;
     std::optional<std::string> tpm_socket;  // swtpm control socket (-tpm-sock)
+    std::optional<std::string> tpm_state;   // in-process libtpms state directory (-tpm-state)
+    TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state only
     log::Level log_level = log::Level::warn;
 };
 

@@ -15,7 +15,8 @@ enum ExitCode : int {
     kExitFile = 3,         // BIOS, disk or output file missing, unreadable or malformed
     kExitKvm = 4,          // /dev/kvm missing or KVM set-up failed
     kExitGuestFault = 5,   // KVM could not run the guest (emulation failure, failed entry)
-    kExitTpm = 6,          // the TPM backend (swtpm) is not running or does not answer at start-up
+    kExitTpm = 6,          // the TPM backend is unusable at start-up: swtpm absent/not answering, or the
+                           // -tpm-state directory locked, corrupt or of the other TPM version
     kExitSignalBase = 128, // terminated by signal N: 128 + N
 };
 

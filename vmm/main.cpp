@@ -21,6 +21,7 @@
 #include "vmm/disk_image.hpp"
 #include "vmm/error.hpp"
 #include "vmm/kvm.hpp"
+#include "vmm/libtpms_backend.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine.hpp"
 #include "vmm/swtpm_backend.hpp"
@@ -103,6 +104,14 @@ int run(const Config& config, int signal_fd) {
             throw SetupError(kExitTpm, e.what());
         }
         log::info("TPM {} via swtpm at {}", tpm->version() == TpmVersion::v2_0 ? "2.0" : "1.2", *config.tpm_socket);
+    } else if (config.tpm_state) {
+        try {
+            tpm = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitTpm, e.what());
+        }
+        log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
+                  *config.tpm_state);
     }
     struct TpmShutdown {
         TpmBackend* tpm;

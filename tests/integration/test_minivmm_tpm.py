@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""KVM integration tests of the TPM: minivmm with a real swtpm (TPM 2.0 and 1.2) boots SeaBIOS,
+"""KVM integration tests of the TPM: minivmm with a real swtpm or the in-process libtpms TPM (each as
+TPM 2.0 and 1.2) boots SeaBIOS,
 which finds the TPM through our TPM2/TCPA table, starts it and measures the boot; the project's
 boot-sector program then checks, inside the guest, the ACPI table and DSDT device, TIS register
 behaviour, a command round trip, and replays SeaBIOS's event log against the PCRs it reads from
@@ -45,6 +46,15 @@ class Swtpm:
         self.proc.wait()
 
 
+def tpm_args(s, backend, version, name):
+    """Starts the TPM for one run: an swtpm process, or a state directory for the in-process TPM."""
+    directory = os.path.join(s.tmp.name, name)
+    if backend == "swtpm":
+        tpm = Swtpm(directory, version)
+        return tpm, ["-tpm-sock", tpm.sock]
+    return None, ["-tpm-state", directory, "-tpm-version", version]
+
+
 def image(s, program, mkimage, mode, tpm):
     out = os.path.join(s.tmp.name, f"{mode}-{tpm}.img")
     subprocess.run([sys.executable, mkimage, "--program", program, "--out", out, "--mode", mode, "--tpm", tpm],
@@ -65,33 +75,38 @@ def main():
         sys.exit(vmmtest.SKIP)
     s = vmmtest.Suite()
 
-    for version in ("2.0", "1.2"):
-        tpm = Swtpm(os.path.join(s.tmp.name, f"tpm-{version}"), version)
-        img = image(s, program, mkimage, "basic", version)
-        log = os.path.join(s.tmp.name, f"seabios-{version}.log")
-        r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-debugcon", f"file:{log}", img])
-        s.check(f"TPM {version}: boots and powers off (exit 0)", r.returncode == 0, r)
-        s.check(f"TPM {version}: every guest check passes", all_pass(r.stdout), r)
-        for check in TPM_CHECKS:
-            m = re.search(rf"MVG: {check} PASS(.*)", r.stdout)
-            s.check(f"TPM {version}: guest check {check}", m is not None, r)
-            if m and check == "tpm-eventlog":
-                print(f"    {m.group(1).strip()}")
-        seabios = open(log, errors="replace").read()
-        table = "TPM2" if version == "2.0" else "TCPA"
-        s.check(f"TPM {version}: SeaBIOS found the {table} table",
-                f"table({(table.encode()[::-1]).hex()})" in seabios, seabios[-1500:])
-        tpm.stop()
+    # The matrix: {swtpm, in-process libtpms} x {TPM 2.0, 1.2}, the same guest checks for each.
+    for backend in ("swtpm", "libtpms"):
+        for version in ("2.0", "1.2"):
+            name = f"{backend} TPM {version}"
+            tpm, args = tpm_args(s, backend, version, f"{backend}-{version}")
+            img = image(s, program, mkimage, "basic", version)
+            log = os.path.join(s.tmp.name, f"seabios-{backend}-{version}.log")
+            r = vmmtest.run([minivmm, "-bios", BIOS] + args + ["-debugcon", f"file:{log}", img])
+            s.check(f"{name}: boots and powers off (exit 0)", r.returncode == 0, r)
+            s.check(f"{name}: every guest check passes", all_pass(r.stdout), r)
+            for check in TPM_CHECKS:
+                m = re.search(rf"MVG: {check} PASS(.*)", r.stdout)
+                s.check(f"{name}: guest check {check}", m is not None, r)
+                if m and check == "tpm-eventlog":
+                    print(f"    {m.group(1).strip()}")
+            seabios = open(log, errors="replace").read()
+            table = "TPM2" if version == "2.0" else "TCPA"
+            s.check(f"{name}: SeaBIOS found the {table} table",
+                    f"table({(table.encode()[::-1]).hex()})" in seabios, seabios[-1500:])
+            if tpm:
+                tpm.stop()
 
-    # Reboot: SeaBIOS starts the TPM again (it fails if the TPM was not power-cycled) and the
-    # second boot's event log replays to the PCRs from scratch.
-    tpm = Swtpm(os.path.join(s.tmp.name, "tpm-reset"), "2.0")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")])
-    s.check("reboot with TPM 2.0: two boots, exit 0",
-            r.returncode == 0 and r.stdout.count("SeaBIOS (version") == 2 and "MVG: second-boot PASS" in r.stdout, r)
-    s.check("reboot with TPM 2.0: all checks pass on both boots, event log replays after the reset",
-            all_pass(r.stdout) and r.stdout.count("MVG: tpm-eventlog PASS") == 2, r)
-    tpm.stop()
+            # Reboot: SeaBIOS starts the TPM again (it fails if the TPM was not power-cycled) and
+            # the second boot's event log replays to the PCRs from scratch.
+            tpm, args = tpm_args(s, backend, version, f"{backend}-{version}-reset")
+            r = vmmtest.run([minivmm, "-bios", BIOS] + args + [image(s, program, mkimage, "reset", version)])
+            s.check(f"{name} reboot: two boots, exit 0",
+                    r.returncode == 0 and r.stdout.count("SeaBIOS (version") == 2 and "MVG: second-boot PASS" in r.stdout, r)
+            s.check(f"{name} reboot: all checks pass on both boots, event log replays after the reset",
+                    all_pass(r.stdout) and r.stdout.count("MVG: tpm-eventlog PASS") == 2, r)
+            if tpm:
+                tpm.stop()
 
     # No swtpm at the given path: one clear line naming the socket and how to start swtpm.
     missing = os.path.join(s.tmp.name, "nope", "swtpm-sock")

@@ -80,3 +80,45 @@ TEST_CASE("bad command lines are usage errors") {
     CHECK(usage_code({"-boot-menu-wait", "-5", "a.img"}) == kExitUsage);
     CHECK(usage_code({"-d", "verbose", "a.img"}) == kExitUsage);
 }
+
+namespace {
+std::string usage_message(std::vector<std::string> args) {
+    try {
+        parse_cli(args);
+    } catch (const SetupError& e) {
+        CHECK(e.code() == kExitUsage);
+        return e.what();
+    }
+    return {};
+}
+}  // namespace
+
+TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
+    Config c = parse({"a.img"});
+    CHECK_FALSE(c.tpm_socket.has_value());
+    CHECK_FALSE(c.tpm_state.has_value());  // no TPM at all
+
+    c = parse({"-tpm-state", "./mytpm", "a.img"});
+    CHECK(*c.tpm_state == "./mytpm");
+    CHECK(c.tpm_version == TpmVersion::v2_0);  // the default
+    CHECK_FALSE(c.tpm_socket.has_value());
+    CHECK(parse({"-tpm-state", "d", "-tpm-version", "1.2", "a.img"}).tpm_version == TpmVersion::v1_2);
+    CHECK(parse({"--tpm-version", "2.0", "--tpm-state", "d", "a.img"}).tpm_version == TpmVersion::v2_0);
+    CHECK(*parse({"-tpm-sock", "/tmp/s", "a.img"}).tpm_socket == "/tmp/s");
+
+    CHECK(usage_message({"-tpm-sock", "/tmp/s", "-tpm-state", "d", "a.img"}) ==
+          "-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or libtpms inside "
+          "minivmm) (see minivmm --help)");
+    CHECK(usage_message({"-tpm-version", "1.2", "a.img"}) ==
+          "-tpm-version is only valid with -tpm-state (see minivmm --help)");
+    CHECK(usage_message({"-tpm-sock", "s", "-tpm-version", "2.0", "a.img"}).find(
+              "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is detected") == 0);
+    CHECK(usage_message({"-tpm-state", "d", "-tpm-version", "2", "a.img"}) ==
+          "-tpm-version: '2' is not 1.2 or 2.0 (see minivmm --help)");
+    CHECK(usage_message({"-tpm-state", "d", "-tpm-version", "3.0", "a.img"}).find("is not 1.2 or 2.0") != std::string::npos);
+    CHECK(usage_message({"-tpm-state", "", "a.img"}) == "-tpm-state: empty directory name (see minivmm --help)");
+    CHECK(usage_message({"a.img", "-tpm-state"}) == "option -tpm-state needs a value (see minivmm --help)");
+    CHECK(usage_message({"a.img", "-tpm-state", "d", "-tpm-version"}) == "option -tpm-version needs a value (see minivmm --help)");
+    CHECK(usage_text().find("-tpm-state DIR") != std::string::npos);
+    CHECK(usage_text().find("-tpm-version 1.2|2.0") != std::string::npos);
+}

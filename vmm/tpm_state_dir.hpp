@@ -1,0 +1,100 @@
+// The directory that holds the in-process TPM's state (-tpm-state DIR): created if missing (0700),
+// locked with flock() so that two minivmm never share one TPM, and files replaced atomically
+// (temporary file, fsync, rename, fsync of the directory), so that a SIGKILL or power loss at any
+// moment leaves either the old or the new file, never a torn one.
+//
+// Each file is a 24-byte header followed by libtpms's blob (all little-endian):
+//   0  magic "MVMTPMST"        8 bytes
+//   8  format version (1)      u32
+//  12  TPM version (12 / 20)   u32
+//  16  payload length          u32
+//  20  CRC-32 (IEEE 802.3, as zlib.crc32) of bytes 0..19 and the payload
+// so a truncated, corrupted or other-version file is refused instead of silently giving the
+// guest a fresh TPM.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "devices/tpm_interface.hpp"
+#include "vmm/memory_map.hpp"
+
+namespace minivmm {
+
+namespace tpmstate {
+
+inline constexpr size_t kHeaderSize = 24;
+inline constexpr uint32_t kFormatVersion = 1;
+// Larger than any libtpms blob (TPM 2.0 NV is 128 KiB, marshalled with some overhead).
+inline constexpr size_t kMaxPayload = 16u << 20;
+
+uint32_t crc32(std::span<const uint8_t> bytes, uint32_t crc = 0) noexcept;
+
+std::vector<uint8_t> encode_file(TpmVersion version, std::span<const uint8_t> payload);
+
+enum class DecodeStatus { ok, bad_magic, unsupported_format, truncated, too_long, checksum_mismatch, wrong_version };
+
+struct Decoded {
+    DecodeStatus status = DecodeStatus::bad_magic;
+    TpmVersion version = TpmVersion::v2_0;    // what the header says (valid from wrong_version on)
+    std::span<const uint8_t> payload;         // valid when status == ok
+};
+// Checks the header, the length, the checksum and that the file holds `expected` state.
+Decoded decode_file(std::span<const uint8_t> file, TpmVersion expected) noexcept;
+
+// "2.0" / "1.2".
+std::string_view version_text(TpmVersion version) noexcept;
+
+}  // namespace tpmstate
+
+class TpmStateError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class TpmStateDir {
+public:
+    // Creates `path` (mode 0700) if it does not exist, takes its lock (DIR/.lock, holding our
+    // pid) and removes temporary files a killed minivmm left behind. Throws TpmStateError with
+    // one line naming the directory: "TPM state directory D is in use by another minivmm (pid
+    // N)", "... is not a directory", "cannot create ...".
+    explicit TpmStateDir(std::string path);
+    TpmStateDir(TpmStateDir&&) noexcept = default;
+    TpmStateDir(const TpmStateDir&) = delete;
+    TpmStateDir& operator=(const TpmStateDir&) = delete;
+
+    const std::string& path() const noexcept { return path_; }
+    // DIR/name as shown in messages.
+    std::string file_path(std::string_view name) const;
+
+    struct ReadResult {
+        enum class Status { ok, missing, error } status = Status::missing;
+        std::vector<uint8_t> payload;
+        std::string error;  // one line naming the file and what to do, for Status::error
+    };
+    // Reads DIR/name and checks it (header, length, checksum, TPM version).
+    ReadResult read(std::string_view name, TpmVersion version) const noexcept;
+    // Atomically replaces DIR/name with `payload` (file mode 0600). Returns "" or an error line.
+    std::string write(std::string_view name, TpmVersion version, std::span<const uint8_t> payload) const noexcept;
+    // Removes DIR/name durably; a missing file is not an error. Returns "" or an error line.
+    std::string remove(std::string_view name) const noexcept;
+    bool exists(std::string_view name) const noexcept;
+
+    static constexpr std::string_view kLockName = ".lock";
+    static constexpr std::string_view kTempSuffix = ".tmp";
+
+private:
+    void lock();
+    void remove_stale_temporaries() noexcept;
+
+    std::string path_;
+    UniqueFd dir_fd_;
+    UniqueFd lock_fd_;  // flock()ed for our lifetime; closing it releases the lock
+};
+
+}  // namespace minivmm
