@@ -72,6 +72,10 @@ options:
   -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
   -d LEVEL               log level: error, warn (default), info, debug, trace
+  -sandbox on|off        confine every thread to the system calls it needs once set-up is
+                         done (seccomp; default on); a forbidden call ends minivmm (status 7)
+  -runas USER            (as root) become USER once /dev/kvm, the BIOS, the disk, output files
+                         and the TPM are open; a -tpm-state directory is given to USER
   -h, --help             this text
   --version              print the version
 
@@ -79,7 +83,8 @@ Press Ctrl-A x to quit when the serial console is on a terminal.
 exit status: 0 guest powered off (or reset with -no-reboot), 1 internal error,
 2 usage error, 3 file error, 4 KVM unavailable or set-up failed, 5 guest fault
 (KVM emulation failure), 6 TPM unavailable (swtpm not answering, TPM state directory
-in use, corrupt or of the other TPM version), 128+N killed by signal N.
+in use, corrupt or of the other TPM version), 7 stopped by the sandbox (a forbidden
+system call), 128+N killed by signal N.
 )", platform::kDefaultBios, kMaxCpus);
 }
 
@@ -149,6 +154,14 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             auto level = log::parse_level(v);
             if (!level) usage_error(fmt::format("-d: unknown log level '{}' (error, warn, info, debug, trace)", v));
             c.log_level = *level;
+        } else if (opt == "-sandbox") {
+            std::string v = value();
+            if (v == "on") c.sandbox = true;
+            else if (v == "off") c.sandbox = false;
+            else usage_error(fmt::format("-sandbox: '{}' is not on or off", v));
+        } else if (opt == "-runas") {
+            c.runas = value();
+            if (c.runas->empty()) usage_error("-runas: empty user name");
         } else if (opt.size() > 1 && opt[0] == '-') {
             usage_error(fmt::format("unknown option {}", args[i]));
         } else {

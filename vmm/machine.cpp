@@ -15,6 +15,7 @@
 #include "vmm/log.hpp"
 #include "vmm/machine_devices.hpp"
 #include "vmm/platform.hpp"
+#include "vmm/sandbox.hpp"
 #include "vmm/vcpu.hpp"
 
 namespace minivmm {
@@ -103,6 +104,12 @@ Machine::Result Machine::run(int signal_fd) {
             sigemptyset(&set);
             sigaddset(&set, kVcpuKickSignal);
             pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+            // The vCPU's own, narrower seccomp filter (README "Sandbox") before any guest code runs.
+            if (int err = sandbox::enter_vcpu_thread(v->index()); err != 0) {
+                events_.post(MachineEvents::Kind::fatal, fmt::format("vCPU {}: cannot load its sandbox filter: {}",
+                                                                     v->index(), std::strerror(err)));
+                return;
+            }
             VcpuContext ctx{*v, pio_, mmio_, device_lock_, events_, memory_, options_.bios, stop_};
             run_vcpu(ctx);
         });

@@ -4,12 +4,15 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +27,8 @@
 #include "vmm/libtpms_backend.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine.hpp"
+#include "vmm/privileges.hpp"
+#include "vmm/sandbox.hpp"
 #include "vmm/swtpm_backend.hpp"
 #include "vmm/vcpu.hpp"
 
@@ -72,18 +77,52 @@ std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* w
 }
 
 void dump_acpi(const std::string& dir, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& tables) {
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
         throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot create directory {}: {}", dir, std::strerror(errno)));
     for (const auto& [sig, bytes] : tables) {
         std::string path = dir + "/" + sig + ".dat";
-        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (!fd.valid() || ::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
             throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot write {}: {}", path, std::strerror(errno)));
     }
     log::info("wrote {} ACPI tables to {}", tables.size(), dir);
 }
 
+// The end of set-up: everything is open and the first machine is built. Become the -runas user,
+// then confine every thread (README "Sandbox").
+void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm) {
+    if (runas) {
+        if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);
+        drop_privileges(*runas);
+    }
+    if (!config.sandbox) {
+        log::info("sandbox off (-sandbox off)");
+        return;
+    }
+    sandbox::Policy policy;
+    policy.kvm_fd = kvm.fd();
+    policy.tpm = config.tpm_socket ? sandbox::TpmIo::swtpm : config.tpm_state ? sandbox::TpmIo::libtpms : sandbox::TpmIo::none;
+    sandbox::install(policy);
+}
+
+#ifdef MINIVMM_TEST_HOOKS
+// minivmm-testhooks only: MINIVMM_TEST_FORBIDDEN_SYSCALL=1 makes vCPU 0 open an Internet socket
+// right after its sandbox filter is loaded; the sandbox must end the process (status 7).
+void install_test_hooks() {
+    const char* forbidden = std::getenv("MINIVMM_TEST_FORBIDDEN_SYSCALL");
+    if (!forbidden || std::string(forbidden) != "1") return;
+    sandbox::set_vcpu_start_hook([](unsigned index) {
+        if (index != 0) return;
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        log::warn("test hook: socket(AF_INET) on vCPU 0 returned {} (the sandbox is off)", fd);
+        if (fd >= 0) ::close(fd);
+    });
+}
+#endif
+
 int run(const Config& config, int signal_fd) {
+    std::optional<RunAsUser> runas;
+    if (config.runas) runas = resolve_runas(*config.runas);
     BiosImage bios = BiosImage::load(config.bios);
     std::unique_ptr<DiskImage> disk;
     try {
@@ -145,6 +184,7 @@ int run(const Config& config, int signal_fd) {
     for (unsigned boot = 1;; ++boot) {
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) dump_acpi(*config.dump_acpi_dir, machine->acpi_dumps());
+        if (boot == 1) confine(config, runas, kvm);
         {
             std::lock_guard lock(machine_mutex);
             current = machine.get();
@@ -185,6 +225,9 @@ int run(const Config& config, int signal_fd) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Whatever minivmm creates (state directories and files, output files, ACPI dumps) is
+    // private to its user: 0700 directories, 0600 files.
+    ::umask(077);
     try {
         UniqueFd signal_fd = block_termination_signals();
         install_crash_handlers();
@@ -199,6 +242,9 @@ int main(int argc, char** argv) {
             return 0;
         }
         log::set_level(cli.config.log_level);
+#ifdef MINIVMM_TEST_HOOKS
+        install_test_hooks();
+#endif
         return run(cli.config, signal_fd.get());
     } catch (const SetupError& e) {
         TerminalRawMode::restore();

@@ -122,3 +122,24 @@ TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
     CHECK(usage_text().find("-tpm-state DIR") != std::string::npos);
     CHECK(usage_text().find("-tpm-version 1.2|2.0") != std::string::npos);
 }
+
+TEST_CASE("hardening options: -sandbox, -runas") {
+    Config c = parse({"a.img"});
+    CHECK(c.sandbox);  // on unless asked otherwise
+    CHECK_FALSE(c.runas.has_value());
+
+    CHECK_FALSE(parse({"-sandbox", "off", "a.img"}).sandbox);
+    CHECK(parse({"--sandbox", "on", "a.img"}).sandbox);
+    CHECK(parse({"-sandbox", "off", "-sandbox", "on", "a.img"}).sandbox);  // the last one wins
+    CHECK(*parse({"-runas", "nobody", "a.img"}).runas == "nobody");
+    CHECK(*parse({"--runas", "1000", "a.img"}).runas == "1000");
+
+    CHECK(usage_message({"-sandbox", "no", "a.img"}) == "-sandbox: 'no' is not on or off (see minivmm --help)");
+    CHECK(usage_message({"-sandbox", "OFF", "a.img"}).find("is not on or off") != std::string::npos);
+    CHECK(usage_message({"a.img", "-sandbox"}) == "option -sandbox needs a value (see minivmm --help)");
+    CHECK(usage_message({"-runas", "", "a.img"}) == "-runas: empty user name (see minivmm --help)");
+    CHECK(usage_message({"a.img", "-runas"}) == "option -runas needs a value (see minivmm --help)");
+    CHECK(usage_text().find("-sandbox on|off") != std::string::npos);
+    CHECK(usage_text().find("-runas USER") != std::string::npos);
+    CHECK(usage_text().find("7 stopped by the sandbox") != std::string::npos);
+}

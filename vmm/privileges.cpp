@@ -1,0 +1,101 @@
+#include "vmm/privileges.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "vmm/error.hpp"
+#include "vmm/log.hpp"
+#include "vmm/memory_map.hpp"
+
+namespace minivmm {
+
+namespace {
+
+std::string errno_text(int err) { return std::strerror(err); }
+
+}  // namespace
+
+RunAsUser resolve_runas(const std::string& user) {
+    if (user.empty()) throw SetupError(kExitUsage, "-runas: empty user name (see minivmm --help)");
+    // getpwnam_r with a buffer that grows as the C library asks (ERANGE).
+    std::vector<char> buffer(1024);
+    passwd entry{};
+    passwd* found = nullptr;
+    uid_t numeric = 0;
+    auto [end, ec] = std::from_chars(user.data(), user.data() + user.size(), numeric);
+    const bool is_number = ec == std::errc() && end == user.data() + user.size();
+    int err = 0;
+    for (;;) {
+        err = is_number ? ::getpwuid_r(numeric, &entry, buffer.data(), buffer.size(), &found)
+                        : ::getpwnam_r(user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+        if (err != ERANGE || buffer.size() >= (1u << 20)) break;
+        buffer.resize(buffer.size() * 2);
+    }
+    if (!found)
+        throw SetupError(kExitUsage, err != 0 ? fmt::format("-runas: cannot look up user '{}': {}", user, errno_text(err))
+                                              : fmt::format("-runas: no such user '{}' (see minivmm --help)", user));
+    if (::geteuid() != 0)
+        throw SetupError(kExitUsage, fmt::format("-runas {}: only root can switch users, and minivmm runs as uid {}; "
+                                                 "start it as root or leave -runas out",
+                                                 user, ::geteuid()));
+    return {found->pw_name, found->pw_uid, found->pw_gid};
+}
+
+void give_state_dir_to(const RunAsUser& user, const std::string& dir) {
+    auto fail = [&](const std::string& path, int err) {
+        throw SetupError(kExitTpm, fmt::format("-runas {}: cannot give {} to the user: {}", user.name, path, errno_text(err)));
+    };
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) fail(dir, errno);
+    if (::fchown(fd.get(), user.uid, user.gid) != 0) fail(dir, errno);
+    // Walk a second fd: closedir() closes the one it is given.
+    int walk_fd = ::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (walk_fd < 0) fail(dir, errno);
+    DIR* walk = ::fdopendir(walk_fd);
+    if (!walk) {
+        int err = errno;
+        ::close(walk_fd);
+        fail(dir, err);
+    }
+    std::string bad;
+    int bad_err = 0;
+    while (dirent* e = ::readdir(walk)) {
+        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+        struct stat st {};
+        if (::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (::fchownat(fd.get(), e->d_name, user.uid, user.gid, AT_SYMLINK_NOFOLLOW) != 0 && bad.empty()) {
+            bad = e->d_name;
+            bad_err = errno;
+        }
+    }
+    ::closedir(walk);
+    if (!bad.empty()) fail(dir + "/" + bad, bad_err);
+}
+
+void drop_privileges(const RunAsUser& user) {
+    auto fail = [&](const char* step, int err) {
+        throw SetupError(kExitInternal, fmt::format("-runas {}: {} failed: {}", user.name, step, errno_text(err)));
+    };
+    // Groups first: after setuid() we could no longer change them. No supplementary groups:
+    // everything minivmm needs is already open.
+    if (::setgroups(0, nullptr) != 0) fail("setgroups", errno);
+    if (::setgid(user.gid) != 0) fail("setgid", errno);
+    if (::setuid(user.uid) != 0) fail("setuid", errno);
+    if (user.uid != 0 && (::setuid(0) == 0 || ::seteuid(0) == 0)) fail("checking that root is gone", EPERM);
+    if (::getuid() != user.uid || ::geteuid() != user.uid || ::getgid() != user.gid || ::getegid() != user.gid)
+        fail("checking the new ids", EPERM);
+    log::info("running as user {} (uid {}, gid {})", user.name, user.uid, user.gid);
+}
+
+}  // namespace minivmm

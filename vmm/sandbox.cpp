@@ -1,0 +1,307 @@
+// The filters are written with libseccomp rather than as a hand-built BPF program: the rules
+// read as a list of calls with their argument conditions, and libseccomp generates what a
+// hand-built program easily gets wrong (the architecture check, the x32 syscall guard, 64-bit
+// argument comparisons, jump offsets). The vCPU filter is compiled once here and exported as
+// raw BPF, so a vCPU thread loads it with a single seccomp() call and no libseccomp code runs
+// under the sandbox.
+#include "vmm/sandbox.hpp"
+
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/kvm.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+#include <vector>
+
+#include <fmt/core.h>
+
+#include "vmm/console.hpp"
+#include "vmm/error.hpp"
+#include "vmm/log.hpp"
+#include "vmm/memory_map.hpp"
+
+namespace minivmm::sandbox {
+
+namespace {
+
+// Ioctl numbers as the kernel defines them. kvm.cpp builds three of them from the kernel's
+// 8-byte flex-array header because g++ sizes <linux/kvm.h>'s structs differently; these must
+// stay equal to kvm.cpp's kSetGsiRouting, kGetSupportedCpuid and kSetCpuid2.
+constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, uint64_t);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, uint64_t);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, uint64_t);
+
+// What a vCPU thread does on its fds: run, inject interrupts for its devices, and read its
+// registers to describe a fatal exit.
+constexpr unsigned long kVcpuIoctls[] = {KVM_RUN, KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_GET_REGS, KVM_GET_SREGS, KVM_TRANSLATE};
+// Building a machine (at start-up and on every guest reset), on VM and vCPU fds.
+constexpr unsigned long kMachineIoctls[] = {KVM_SET_TSS_ADDR,      KVM_SET_IDENTITY_MAP_ADDR,  KVM_CREATE_IRQCHIP,
+                                            KVM_CREATE_PIT2,       kSetGsiRouting,             KVM_SET_USER_MEMORY_REGION,
+                                            KVM_CREATE_VCPU,       kSetCpuid2};
+// System ioctls, allowed on the /dev/kvm fd only.
+constexpr unsigned long kSystemIoctls[] = {KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
+                                           kGetSupportedCpuid, KVM_CREATE_VM};
+
+constexpr int kMaxSyscall = 512;
+constexpr size_t kNameSize = 32;
+
+// Filled before the filters are loaded, read by the SIGSYS handler (no allocation there).
+char g_syscall_names[kMaxSyscall][kNameSize];
+std::atomic<bool> g_active{false};
+std::atomic<VcpuStartHook> g_hook{nullptr};
+std::vector<sock_filter> g_vcpu_program;
+sock_fprog g_vcpu_fprog{};
+thread_local char t_thread_name[kNameSize];
+
+scmp_arg_cmp arg_eq(unsigned index, uint64_t value) { return {index, SCMP_CMP_EQ, value, 0}; }
+scmp_arg_cmp arg_masked(unsigned index, uint64_t mask, uint64_t value) { return {index, SCMP_CMP_MASKED_EQ, mask, value}; }
+// The kernel reads an ioctl request as 32 bits; compare only those.
+scmp_arg_cmp ioctl_request(unsigned long request) { return arg_masked(1, 0xFFFF'FFFFu, request & 0xFFFF'FFFFu); }
+
+[[noreturn]] void fail(const std::string& step, int err) {
+    throw SetupError(kExitInternal, fmt::format("sandbox: {}: {}; run with -sandbox off to run without it", step,
+                                                std::strerror(err)));
+}
+
+// One seccomp filter under construction: default action SIGSYS (trapped and reported).
+class Filter {
+public:
+    explicit Filter(const char* what) : what_(what), ctx_(seccomp_init(SCMP_ACT_TRAP)) {
+        if (!ctx_) fail(fmt::format("cannot create the {} filter", what_), ENOMEM);
+        // A call through another ABI (32-bit int 0x80) is never legitimate here.
+        check(seccomp_attr_set(ctx_, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS), "set its bad-arch action");
+    }
+    ~Filter() { seccomp_release(ctx_); }
+    Filter(const Filter&) = delete;
+    Filter& operator=(const Filter&) = delete;
+
+    void allow(int nr, std::initializer_list<scmp_arg_cmp> args = {}) { add(SCMP_ACT_ALLOW, nr, args); }
+    void refuse(int nr, int err) { add(SCMP_ACT_ERRNO(static_cast<uint32_t>(err)), nr, {}); }
+    void allow_ioctls(std::span<const unsigned long> requests, int fd = -1) {
+        for (unsigned long r : requests) {
+            if (fd >= 0) allow(SCMP_SYS(ioctl), {arg_eq(0, static_cast<uint64_t>(fd)), ioctl_request(r)});
+            else allow(SCMP_SYS(ioctl), {ioctl_request(r)});
+        }
+    }
+    void check(int rc, const std::string& step) const {
+        if (rc < 0) fail(fmt::format("cannot {} ({} filter)", step, what_), -rc);
+    }
+    scmp_filter_ctx get() const noexcept { return ctx_; }
+
+private:
+    void add(uint32_t action, int nr, std::initializer_list<scmp_arg_cmp> args) {
+        char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        std::string text = name ? name : std::to_string(nr);
+        std::free(name);
+        check(seccomp_rule_add_array(ctx_, action, nr, static_cast<unsigned>(args.size()), args.begin()),
+              "add the rule for " + text);
+    }
+
+    const char* what_;
+    scmp_filter_ctx ctx_;
+};
+
+// What every thread may do: synchronise, allocate (never executable memory), handle and send
+// itself signals (the vCPU kick, the crash and SIGSYS handlers), read clocks, and exit.
+void allow_thread_basics(Filter& f) {
+    for (int nr : {SCMP_SYS(futex), SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity), SCMP_SYS(munmap),
+                   SCMP_SYS(madvise), SCMP_SYS(brk), SCMP_SYS(mremap), SCMP_SYS(getrandom), SCMP_SYS(getpid),
+                   SCMP_SYS(gettid), SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(rt_sigreturn),
+                   SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigaction), SCMP_SYS(exit), SCMP_SYS(exit_group)})
+        f.allow(nr);
+    f.allow(SCMP_SYS(mmap), {arg_masked(2, PROT_EXEC, 0)});
+    f.allow(SCMP_SYS(mprotect), {arg_masked(2, PROT_EXEC, 0)});
+    f.allow(SCMP_SYS(tgkill), {arg_eq(0, static_cast<uint64_t>(::getpid()))});
+    // Restoring the terminal (TerminalRawMode::restore) at exit or on a fatal path: glibc's
+    // tcsetattr() is TCSETS followed by a TCGETS.
+    for (unsigned long request : {TCSETS, TCGETS})
+        f.allow(SCMP_SYS(ioctl), {arg_eq(0, STDIN_FILENO), ioctl_request(request)});
+}
+
+// Device I/O done on vCPU threads: serial/debugcon output and log lines (write, poll when the
+// output is full), the disk image (pread64/pwrite64/fdatasync), the machine's event eventfd.
+void allow_device_io(Filter& f) {
+    for (int nr : {SCMP_SYS(write), SCMP_SYS(poll), SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(fdatasync)})
+        f.allow(nr);
+}
+
+// The TPM backend's run-time I/O. swtpm: commands on the worker, control commands (locality,
+// established flag, cancel) from vCPUs and the main thread, on sockets connected at start-up.
+// libtpms: state files written by the worker (NV changes), the main thread (power cycle, exit)
+// and vCPUs (TPM 1.2 writes its NV when tpmEstablished is reset), always relative to the state
+// directory's fd; TPMLIB also reads clocks and the pid (getpid, clock_gettime: allowed above).
+void allow_tpm_io(Filter& f, TpmIo tpm) {
+    if (tpm == TpmIo::swtpm) {
+        for (int nr : {SCMP_SYS(sendmsg), SCMP_SYS(recvfrom)}) f.allow(nr);
+    } else if (tpm == TpmIo::libtpms) {
+        for (int nr : {SCMP_SYS(openat), SCMP_SYS(close), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(fsync),
+                       SCMP_SYS(renameat), SCMP_SYS(unlinkat)})
+            f.allow(nr);
+    }
+}
+
+void build_vcpu_filter(Filter& f, const Policy& policy) {
+    allow_thread_basics(f);
+    allow_device_io(f);
+    allow_tpm_io(f, policy.tpm);
+    f.allow_ioctls(kVcpuIoctls);
+}
+
+// The union over all threads: the vCPU rules plus what the main thread needs to rebuild a
+// machine and wait for it, and what the console input thread and the TPM worker need.
+void build_process_filter(Filter& f, const Policy& policy) {
+    build_vcpu_filter(f, policy);
+    for (int nr : {SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(eventfd2), SCMP_SYS(set_robust_list), SCMP_SYS(rseq)})
+        f.allow(nr);
+    f.allow_ioctls(kMachineIoctls);
+    f.allow_ioctls(kSystemIoctls, policy.kvm_fd);
+    // Threads, never processes: glibc tries clone3 first (whose flags seccomp cannot see) and
+    // falls back to clone on ENOSYS, where CLONE_THREAD and the sharing flags are checked.
+    f.refuse(SCMP_SYS(clone3), ENOSYS);
+    constexpr uint64_t kThreadFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
+    f.allow(SCMP_SYS(clone), {arg_masked(0, kThreadFlags, kThreadFlags)});
+    // A new vCPU thread loads its own, narrower filter (without TSYNC: it can only restrict itself).
+    f.allow(SCMP_SYS(seccomp), {arg_eq(0, SECCOMP_SET_MODE_FILTER), arg_eq(1, 0)});
+}
+
+// Compiles `f` to raw BPF (through a memfd: libseccomp 2.5 exports only to an fd).
+std::vector<sock_filter> export_program(const Filter& f) {
+    UniqueFd fd(::memfd_create("minivmm-seccomp", MFD_CLOEXEC));
+    if (!fd.valid()) fail("memfd_create", errno);
+    f.check(seccomp_export_bpf(f.get(), fd.get()), "export the BPF program");
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) fail("fstat of the exported program", errno);
+    if (st.st_size <= 0 || st.st_size % static_cast<off_t>(sizeof(sock_filter)) != 0 || st.st_size > (1 << 20))
+        fail("the exported program has an odd size", EINVAL);
+    std::vector<sock_filter> program(static_cast<size_t>(st.st_size) / sizeof(sock_filter));
+    if (::pread(fd.get(), program.data(), static_cast<size_t>(st.st_size), 0) != st.st_size)
+        fail("reading the exported program", errno ? errno : EIO);
+    return program;
+}
+
+void fill_syscall_names() {
+    for (int nr = 0; nr < kMaxSyscall; ++nr) {
+        char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, nr);
+        if (name) {
+            std::strncpy(g_syscall_names[nr], name, kNameSize - 1);
+            std::free(name);
+        }
+    }
+}
+
+void on_sigsys(int, siginfo_t* info, void*) {
+    const int saved_errno = errno;
+    const long nr = info->si_syscall;
+    const char* name = nr >= 0 && nr < kMaxSyscall && g_syscall_names[nr][0] ? g_syscall_names[nr] : nullptr;
+    char thread[kNameSize] = "thread ";
+    if (t_thread_name[0]) {
+        std::memcpy(thread, t_thread_name, kNameSize);
+    } else {
+        // "thread <tid>", digits written by hand (no snprintf in a signal handler).
+        long tid = ::syscall(SYS_gettid);
+        char digits[16];
+        size_t n = 0;
+        do digits[n++] = static_cast<char>('0' + tid % 10); while ((tid /= 10) > 0 && n < sizeof digits);
+        for (size_t i = 0; i < n; ++i) thread[7 + i] = digits[n - 1 - i];
+        thread[7 + n] = '\0';
+    }
+    char line[256];
+    size_t len = format_violation(std::span<char>(line, sizeof line - 1), nr, name, thread);
+    line[len++] = '\n';
+    TerminalRawMode::restore();
+    ssize_t ignored = ::write(STDERR_FILENO, line, len);
+    (void)ignored;
+    errno = saved_errno;
+    ::_exit(kExitSandbox);
+}
+
+void install_sigsys_handler() {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigsys;
+    sa.sa_flags = SA_SIGINFO;
+    sigfillset(&sa.sa_mask);  // nothing interrupts the report
+    if (::sigaction(SIGSYS, &sa, nullptr) != 0) fail("cannot install the SIGSYS handler", errno);
+}
+
+}  // namespace
+
+size_t format_violation(std::span<char> out, long nr, const char* name, const char* thread) noexcept {
+    size_t len = 0;
+    auto put = [&](const char* s) {
+        while (*s && len < out.size()) out[len++] = *s++;
+    };
+    char digits[24];
+    size_t n = 0;
+    unsigned long v = nr < 0 ? static_cast<unsigned long>(-nr) : static_cast<unsigned long>(nr);
+    do digits[n++] = static_cast<char>('0' + v % 10); while ((v /= 10) > 0);
+    char number[26];
+    size_t k = 0;
+    if (nr < 0) number[k++] = '-';
+    while (n > 0) number[k++] = digits[--n];
+    number[k] = '\0';
+    put("minivmm: error: sandbox: forbidden system call ");
+    put(name ? name : "unknown");
+    put(" (");
+    put(number);
+    put(") in ");
+    put(thread ? thread : "an unnamed thread");
+    put("; run with -sandbox off to debug");
+    return len;
+}
+
+void set_thread_name(std::string_view name) noexcept {
+    size_t n = std::min(name.size(), kNameSize - 1);
+    std::memcpy(t_thread_name, name.data(), n);
+    t_thread_name[n] = '\0';
+}
+
+void set_vcpu_start_hook(VcpuStartHook hook) noexcept { g_hook.store(hook); }
+
+bool active() noexcept { return g_active.load(std::memory_order_acquire); }
+
+void install(const Policy& policy) {
+    if (active()) throw SetupError(kExitInternal, "sandbox: installed twice");
+    if (policy.kvm_fd < 0) throw SetupError(kExitInternal, "sandbox: no /dev/kvm fd given");
+    fill_syscall_names();
+    Filter vcpu("vCPU");
+    build_vcpu_filter(vcpu, policy);
+    g_vcpu_program = export_program(vcpu);
+    g_vcpu_fprog.len = static_cast<unsigned short>(g_vcpu_program.size());
+    g_vcpu_fprog.filter = g_vcpu_program.data();
+
+    Filter process("process");
+    build_process_filter(process, policy);
+    process.check(seccomp_attr_set(process.get(), SCMP_FLTATR_CTL_NNP, 1), "set no_new_privs");
+    process.check(seccomp_attr_set(process.get(), SCMP_FLTATR_CTL_TSYNC, 1), "synchronise all threads");
+    install_sigsys_handler();
+    if (!t_thread_name[0]) set_thread_name("the main thread");
+    process.check(seccomp_load(process.get()), "load the filter");
+    g_active.store(true, std::memory_order_release);
+    log::info("sandbox: seccomp filters active ({} BPF instructions per vCPU thread)", g_vcpu_program.size());
+}
+
+int enter_vcpu_thread(unsigned index) noexcept {
+    char name[kNameSize];
+    std::snprintf(name, sizeof name, "vCPU %u", index);  // (fmt's format_to_n does not link with clang + libfmt.so 9)
+    set_thread_name(name);
+    if (active() && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &g_vcpu_fprog) != 0) return errno;
+    if (VcpuStartHook hook = g_hook.load()) hook(index);
+    return 0;
+}
+
+}  // namespace minivmm::sandbox

@@ -1,0 +1,59 @@
+// The seccomp-bpf sandbox (README "Sandbox"): once set-up is done (files and sockets opened,
+// the first machine built), every thread runs under an allowlist of system calls, and each vCPU
+// thread adds a narrower one of its own at its start (seccomp filters stack: a call must pass
+// both). A call outside the allowlist is trapped: a SIGSYS handler prints one line naming the
+// call and the thread and the process exits with kExitSandbox.
+//
+// The process-wide allowlist is the union of what every thread does for the rest of the run:
+// the main thread rebuilds the Machine on every guest reset (new KVM VM and vCPU fds, guest RAM,
+// threads) and power-cycles the TPM; the console input thread reads stdin; the TPM worker talks
+// to swtpm or writes libtpms's state files; the vCPU threads run KVM_RUN and their devices' I/O.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+namespace minivmm::sandbox {
+
+// The run-time I/O of the TPM backend, which the filters must allow.
+enum class TpmIo {
+    none,     // no TPM
+    swtpm,    // -tpm-sock: sendmsg/recv/poll on the connected control and data sockets
+    libtpms,  // -tpm-state: openat/write/fsync/renameat/unlinkat in the state directory
+};
+
+struct Policy {
+    int kvm_fd = -1;  // /dev/kvm: the only fd on which the system ioctls (KVM_CREATE_VM, ...) are allowed
+    TpmIo tpm = TpmIo::none;
+};
+
+// Installs the SIGSYS reporter and the process-wide filter on every thread of the process
+// (SECCOMP_FILTER_FLAG_TSYNC), and compiles the vCPU filter that enter_vcpu_thread() loads.
+// Sets no_new_privs. Call once, after set-up and after dropping privileges. Throws SetupError
+// (kExitInternal) naming the step that failed.
+void install(const Policy& policy);
+
+// True once install() succeeded.
+bool active() noexcept;
+
+// Called first thing on every vCPU thread: names the thread ("vCPU N") for the sandbox message
+// and, when the sandbox is active, loads the vCPU filter on this thread. Returns 0 or an errno.
+int enter_vcpu_thread(unsigned index) noexcept;
+
+// Names the calling thread in the sandbox message (at most 31 bytes kept). Threads not named
+// appear as "thread <tid>".
+void set_thread_name(std::string_view name) noexcept;
+
+// Test builds only (minivmm-testhooks): a function every vCPU thread calls right after its filter
+// is loaded, used to prove that a forbidden call is stopped. nullptr (the default) = none.
+using VcpuStartHook = void (*)(unsigned index);
+void set_vcpu_start_hook(VcpuStartHook hook) noexcept;
+
+// The line the SIGSYS handler prints, without the trailing newline:
+//   minivmm: error: sandbox: forbidden system call NAME (NR) in THREAD; run with -sandbox off to debug
+// `name` may be nullptr ("unknown"). Writes at most out.size() bytes and returns how many.
+// Async-signal-safe.
+size_t format_violation(std::span<char> out, long nr, const char* name, const char* thread) noexcept;
+
+}  // namespace minivmm::sandbox
