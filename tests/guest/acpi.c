@@ -29,7 +29,7 @@ static void copy_printable(char *dst, const uint8_t *src, unsigned n)
  * first one with a valid checksum; *bad gets the first candidate with a bad one. */
 static uint32_t scan_rsdp(uint32_t base, uint32_t len, uint32_t *bad)
 {
-    static uint8_t area[1024];
+    uint8_t area[1024];                 /* on the stack: .bss is tight (guest.ld) */
     for (uint32_t off = 0; off < len; off += sizeof(area)) {
         uint32_t n = len - off < sizeof(area) ? len - off : sizeof(area);
         phys_read(area, base + off, n);

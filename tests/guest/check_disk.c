@@ -10,7 +10,6 @@ extern const uint8_t _trailer[];        /* last 16 bytes of the loaded image */
 extern const uint8_t _load_sectors[];   /* linker constant: sectors after the MBR */
 
 static uint8_t sector_buf[1024];        /* two sectors */
-static uint8_t pattern[1024];
 
 void check_disk_read(void)
 {
@@ -52,6 +51,7 @@ void check_disk_write(void)
         fail("no valid config sector, scratch area unknown");
         return;
     }
+    uint8_t pattern[1024];              /* on the stack: .bss is tight (guest.ld) */
     uint32_t lba = config.scratch_lba;
     uint32_t nonce = (uint32_t)rdtsc() ^ (uint32_t)(rdtsc() >> 32) ^ 0x4D564721;
     for (unsigned i = 0; i < sizeof(pattern); i++)

@@ -13,6 +13,7 @@ void check_tpm_tis_regs(void);
 void check_tpm_cmd(void);
 void check_tpm_eventlog(void);          /* check_tpm_log.c */
 void check_bench_tpm(void);             /* bench_tpm.c */
+void check_demo(void);                  /* demo.c: demo mode's report */
 
 /* When the TPM checks run (config sector field tpm, mkimage.py --tpm): tpm-acpi and
  * tpm-tis-regs for any expectation (none, 1.2, 2.0), tpm-cmd and tpm-eventlog with a TPM. */

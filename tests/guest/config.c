@@ -17,6 +17,10 @@ const char *mode_name(uint32_t mode)
         return "reset";
     case MODE_BENCH_TPM:
         return "bench-tpm";
+    case MODE_DEMO:
+        return "demo";
+    case MODE_RESET_LOOP:
+        return "reset-loop";
     default:
         return "none";
     }
@@ -39,10 +43,12 @@ static const char *mode_params_bad(void)
 {
     if (config.reset_method > RESET_TRIPLE)
         return "unknown reset method";
-    if (config.mode == MODE_BENCH_TPM && config.tpm < TPM_12)
-        return "bench-tpm needs a TPM (tpm 1.2 or 2.0)";
+    if ((config.mode == MODE_BENCH_TPM || config.mode == MODE_DEMO) && config.tpm < TPM_12)
+        return "bench-tpm and demo need a TPM (tpm 1.2 or 2.0)";
     if (config.mode == MODE_BENCH_TPM && (config.bench_count == 0 || config.bench_count > BENCH_COUNT_MAX))
         return "bench count out of range";
+    if (config.mode == MODE_RESET_LOOP && (config.resets == 0 || config.resets > RESETS_MAX))
+        return "reset-loop resets out of range";
     return NULL;
 }
 
@@ -59,7 +65,7 @@ void check_config(void)
         fail("no config magic at LBA %u (image not made by mkimage.py?)", CONFIG_LBA);
         return;
     }
-    if (config.mode != MODE_BASIC && config.mode != MODE_RESET && config.mode != MODE_BENCH_TPM) {
+    if (config.mode < MODE_BASIC || config.mode > MODE_RESET_LOOP) {
         uint32_t mode = config.mode;
         config.mode = MODE_NONE;
         fail("unknown mode %u", mode);

@@ -7,8 +7,9 @@
 #define CONFIG_LBA 63
 #define CONFIG_MAGIC "MVGCONF1"
 #define BENCH_COUNT_MAX 1000000u
+#define RESETS_MAX 1000u
 
-enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM = 3 };
+enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM = 3, MODE_DEMO = 4, MODE_RESET_LOOP = 5 };
 
 /* How reset mode's first boot resets the machine (mkimage.py --reset-method); 0 = the default. */
 enum reset_method { RESET_CF9 = 0, RESET_ACPI = 1, RESET_PORT92 = 2, RESET_TRIPLE = 3 };
@@ -26,7 +27,8 @@ struct guest_config {
     uint32_t tpm;                       /* enum tpm_expect */
     uint32_t reset_method;              /* enum reset_method (reset mode) */
     uint32_t bench_count;               /* TPM round trips (bench-tpm mode), 1..1000000 */
-    uint8_t reserved[512 - 40];         /* zero; room for later checks' parameters */
+    uint32_t resets;                    /* reset-loop mode: resets before the power-off, 1..1000 */
+    uint8_t reserved[512 - 44];         /* zero; room for later checks' parameters */
 } PACKED;
 
 _Static_assert(sizeof(struct guest_config) == 512, "config is one sector");

@@ -1,5 +1,6 @@
 /* Guest test program main flow (see README.md for the protocol and the image layout). */
 #include "acpi.h"
+#include "bios.h"
 #include "checks.h"
 #include "config.h"
 #include "phys.h"
@@ -31,6 +32,9 @@ void guest_main(void);
 void guest_main(void)
 {
     serial_init();
+    /* Demo mode prints a plain report instead of PASS/info lines: look at the mode first. */
+    report_quiet = disk_read(CONFIG_LBA, 1, &config) == 0 && memcmp(config.magic, CONFIG_MAGIC, 8) == 0 &&
+                   config.mode == MODE_DEMO;
     print("\n");                        /* start on a fresh line after any BIOS output */
     result("serial", true, "COM1 0x3F8 115200 8N1 minivmm-guest/1");
     if (!phys_enable_a20())
@@ -45,12 +49,24 @@ void guest_main(void)
         else if (boot_number > 2)
             fail_and_halt("second-boot", "boot counter above 2: more than one reset");
     }
+    if (config.mode == MODE_RESET_LOOP && !config_persisted)
+        fail_and_halt("reset", "boot counter not written back, not resetting");
+    if (config.mode == MODE_RESET_LOOP && boot_number > config.resets + 1)
+        fail_and_halt("reset", "boot counter above resets+1: the loop did not stop");
+
+    if (config.mode == MODE_DEMO) {
+        check_run("rsdp", check_rsdp);
+        check_run("acpi-tables", check_acpi_tables);
+        check_run("demo", check_demo);
+        power_off();
+    }
 
     for (unsigned i = 0; i < ARRAY_SIZE(checks); i++)
         if (!checks[i].wanted || checks[i].wanted())
             check_run(checks[i].name, checks[i].run);
 
-    if (config.mode == MODE_RESET && boot_number == 1)
+    if ((config.mode == MODE_RESET && boot_number == 1) ||
+        (config.mode == MODE_RESET_LOOP && boot_number <= config.resets))
         request_reset(boot_number);
     power_off();
 }

@@ -4,7 +4,7 @@
 Layout (512-byte sectors):
   LBA 0..P-1   test_guest.bin (MBR stage + program, P <= 63)
   LBA 63       config sector: "MVGCONF1", mode, boot counter, scratch area, P, TPM expectation,
-               reset method, benchmark round trips
+               reset method, benchmark round trips, reset-loop resets
   LBA 64..127  scratch area (zero), overwritten by the disk-write check
   rest         zero up to --size
 """
@@ -19,14 +19,16 @@ SCRATCH_LBA = 64
 SCRATCH_SECTORS = 64
 CONFIG_MAGIC = b"MVGCONF1"
 TRAILER_MAGIC = b"MVGTRAIL"
-MODES = {"basic": 1, "reset": 2, "bench-tpm": 3}
+MODES = {"basic": 1, "reset": 2, "bench-tpm": 3, "demo": 4, "reset-loop": 5}
 # --tpm: what the TPM checks expect; without --tpm (0) they do not run (config.h enum tpm_expect).
 TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3}
 # --reset-method: how reset mode's first boot resets (config.h enum reset_method).
 RESET_METHODS = {"cf9": 0, "acpi": 1, "port92": 2, "triple": 3}
 BENCH_COUNT_MAX = 1000000  # config.h BENCH_COUNT_MAX
-# magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm, reset_method, bench_count
-CONFIG_FORMAT = "<8sIIIIIIII"
+RESETS_MAX = 1000  # config.h RESETS_MAX
+# magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm, reset_method, bench_count,
+# resets
+CONFIG_FORMAT = "<8sIIIIIIIII"
 
 
 def parse_size(text):
@@ -42,10 +44,10 @@ def parse_size(text):
     return value
 
 
-def config_sector(mode, program_sectors, tpm=None, reset_method="cf9", bench_count=1000):
+def config_sector(mode, program_sectors, tpm=None, reset_method="cf9", bench_count=1000, resets=0):
     data = struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, MODES[mode], 0, SCRATCH_LBA, SCRATCH_SECTORS,
                        program_sectors, TPM_EXPECT[tpm] if tpm else 0, RESET_METHODS[reset_method],
-                       bench_count)
+                       bench_count, resets)
     return data.ljust(SECTOR, b"\0")
 
 
@@ -55,10 +57,10 @@ def read_config(image_path):
         f.seek(CONFIG_LBA * SECTOR)
         raw = f.read(struct.calcsize(CONFIG_FORMAT))
     (magic, mode, boot_count, scratch_lba, scratch_sectors, program, tpm, reset_method,
-     bench_count) = struct.unpack(CONFIG_FORMAT, raw)
+     bench_count, resets) = struct.unpack(CONFIG_FORMAT, raw)
     return {"magic": magic, "mode": mode, "boot_count": boot_count, "scratch_lba": scratch_lba,
             "scratch_sectors": scratch_sectors, "program_sectors": program, "tpm": tpm,
-            "reset_method": reset_method, "bench_count": bench_count}
+            "reset_method": reset_method, "bench_count": bench_count, "resets": resets}
 
 
 def check_program(program):
@@ -72,11 +74,13 @@ def check_program(program):
         raise ValueError("program does not end with the MVGTRAIL trailer (not test_guest.bin?)")
 
 
-def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000):
-    if mode == "bench-tpm" and tpm not in ("1.2", "2.0"):
-        raise ValueError("--mode bench-tpm needs --tpm 1.2 or --tpm 2.0")
+def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000, resets=5):
+    if mode in ("bench-tpm", "demo") and tpm not in ("1.2", "2.0"):
+        raise ValueError(f"--mode {mode} needs --tpm 1.2 or --tpm 2.0")
     if not 1 <= bench_count <= BENCH_COUNT_MAX:
         raise ValueError(f"--bench-count must be 1..{BENCH_COUNT_MAX}")
+    if not 1 <= resets <= RESETS_MAX:
+        raise ValueError(f"--resets must be 1..{RESETS_MAX}")
     with open(program_path, "rb") as f:
         program = f.read()
     check_program(program)
@@ -87,7 +91,8 @@ def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9",
     with open(tmp, "wb") as f:
         f.write(program)
         f.write(bytes(CONFIG_LBA * SECTOR - len(program)))
-        f.write(config_sector(mode, len(program) // SECTOR, tpm, reset_method, bench_count))
+        f.write(config_sector(mode, len(program) // SECTOR, tpm, reset_method, bench_count,
+                              resets if mode == "reset-loop" else 0))
         f.truncate(size)  # zero-filled scratch area and the rest
     os.replace(tmp, out_path)
 
@@ -99,15 +104,19 @@ def main(argv=None):
     parser.add_argument("--mode", required=True, choices=sorted(MODES))
     parser.add_argument("--size", type=parse_size, default=8 << 20, help="image size (default 8M)")
     parser.add_argument("--tpm", choices=sorted(TPM_EXPECT),
-                        help="run the TPM checks expecting no TPM, TPM 1.2 or TPM 2.0 (default: no TPM checks)")
+                        help="run the TPM checks expecting no TPM, TPM 1.2 or TPM 2.0 (default: no TPM checks); "
+                             "demo mode: the TPM version to report on")
     parser.add_argument("--reset-method", choices=sorted(RESET_METHODS), default="cf9",
                         help="reset mode: 0x06 to port 0xCF9 (default), the FADT RESET_REG, port 0x92 bit 0, "
                              "or a triple fault")
     parser.add_argument("--bench-count", type=int, default=1000,
                         help="bench-tpm mode (needs --tpm 1.2/2.0): TPM GetRandom round trips (default 1000)")
+    parser.add_argument("--resets", type=int, default=5,
+                        help="reset-loop mode: resets (by --reset-method) before the power-off, 1..1000 (default 5)")
     args = parser.parse_args(argv)
     try:
-        make_image(args.program, args.out, args.mode, args.size, args.tpm, args.reset_method, args.bench_count)
+        make_image(args.program, args.out, args.mode, args.size, args.tpm, args.reset_method, args.bench_count,
+                   args.resets)
     except (OSError, ValueError) as e:
         print(f"mkimage.py: {e}", file=sys.stderr)
         return 1
