@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""scripts/nightly-boot, the nightly Linux boot matrix, on this host.
+
+Offline first: the calibration probe's boot sector, its classification of recorded runs (a host
+that never delivers a timer interrupt, one that stops on INT3, a slow one, a capable one), the
+Linux checks on recorded /init output, and the JUnit writer. Then the probe boots under QEMU TCG
+(if installed), where it must call the host capable: the probe can pass. Then the harness itself,
+on the image scripts/build-guest-image made (build/guest-linux-*.img) if there is one, else on the
+boot-sector program (tests/guest) standing in for the bootloader (--bootloader-banner, --no-qemu):
+on a host that cannot run a Linux kernel every Linux case is SKIPPED with the calibration's reason
+(never passed), the pre-kernel and firmware-tpm cases pass, the JUnit file parses with consistent
+counts, and the exit status is 0; a nonexistent image and a --force run on such a host fail (exit 1);
+bad options exit 2.
+
+usage: test_nightly_boot.py NIGHTLY_BOOT MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "nightly"))
+import checks  # noqa: E402
+import probe  # noqa: E402
+import report  # noqa: E402
+import vm  # noqa: E402
+import vmmtest  # noqa: E402
+
+INCAPABLE = "host KVM cannot run a Linux kernel"
+
+
+def fake_run(text, returncode=0, stderr="", stopped=None, step=0.01):
+    """A vm.Run whose byte i arrived at i*step seconds."""
+    stamps = [(i + 1, i * step) for i in range(len(text))]
+    return vm.Run(["fake"], returncode, text, stamps, stderr, len(text) * step, stopped)
+
+
+def nightly_boot(n, version="2.0", devtpm="crw-rw---- 1 root tss 10, 224 Jan 1 00:00 /dev/tpm0", pcr="ab" * 32,
+                 action=None):
+    lines = [f"NIGHTLY: init-start uptime=1.{n}", "NIGHTLY: tpm_tis tpm_tis MSFT0101:00: 2.0 TPM (device-id 0x1)",
+             f"NIGHTLY: devtpm {devtpm}", f"NIGHTLY: tpm-version {'2' if version == '2.0' else '1'}"]
+    lines += [f"NIGHTLY: pcr {i} {pcr}" for i in range(8)]
+    lines += ["NIGHTLY: eventlog-size 2855", f"NIGHTLY: boot {n}",
+              f"NIGHTLY: action {action or ('reboot' if n == 1 else 'poweroff')}"]
+    return ("SeaBIOS (version 1.16.2)\r\nBooting from Hard Disk...\r\nSYSLINUX 6.04 EDD\r\nlinux boot\r\n"
+            + "\r\n".join(lines) + "\r\nreboot: done\r\n")
+
+
+def offline(s):
+    mbr = probe.boot_sector()
+    s.check("probe: a 512-byte MBR with 0x55AA", len(mbr) == 512 and mbr[-2:] == b"\x55\xaa")
+    boot = "SeaBIOS (version x)\r\nBooting from Hard Disk...\r\n"
+    c = probe.classify(r := fake_run(boot + "RPLl3BiWTTTD", 0, step=0.0001), probe.markers(r))
+    s.check("probe: all markers, fast loop, power-off -> capable", c.capable is True, c.detail)
+    c = probe.classify(r := fake_run(boot + "RPLl3BiW", 143, stopped="no timer interrupt for 5s"), probe.markers(r))
+    s.check("probe: no timer tick -> incapable, reason says so",
+            c.capable is False and INCAPABLE in c.reason and "timer interrupts never delivered" in c.reason, c.reason)
+    err = ("minivmm: error: guest stopped: KVM_EXIT_INTERNAL_ERROR (KVM could not emulate an instruction) on vCPU 0, "
+           "suberror 1: RIP 0x7c93 (CS 0x0008 base 0x0, protected mode, CPL 0), RSP 0x7c00, RFLAGS 0x46, CR0 0x11, "
+           "instruction bytes at 0x7c93: cc b0 69 ee b0 11")
+    c = probe.classify(r := fake_run(boot + "RPLl3", vm.KVM_FAILED, err, step=0.0001), probe.markers(r))
+    s.check("probe: exit 5 on INT3 -> incapable, names the instruction",
+            c.capable is False and "protected-mode INT3" in c.reason and "RIP 0x7c93" in c.reason, c.reason)
+    c = probe.classify(r := fake_run(boot + "RPL" + " " * 300 + "l3BiWTTTD", 0), probe.markers(r))
+    s.check("probe: 2M instructions in 3 s -> incapable (MIPS)", c.capable is False and "MIPS" in c.reason, c.reason)
+    c = probe.classify(r := fake_run("SeaBIOS (version x)\r\n", 143, stopped="timeout 60s"), probe.markers(r))
+    s.check("probe: never booted -> inconclusive (Linux cases not skipped)", c.capable is None, c.detail)
+
+    run = fake_run(nightly_boot(1) + nightly_boot(2))
+    v1, v2 = checks.linux(run, 0, "2.0"), checks.linux(run, 1, "2.0")
+    s.check("linux checks: recorded good output passes both boots with timings",
+            v1.status == v2.status == "passed" and v1.init is not None and v2.tpm0 is not None,
+            f"{v1.message} | {v2.message}")
+    s.check("linux checks: TPM 1.2 expected but 2.0 seen fails", checks.linux(run, 0, "1.2").status == "failed")
+    bad = fake_run(nightly_boot(1, devtpm="none", pcr="00" * 32) + nightly_boot(2))
+    v = checks.linux(bad, 0, "2.0")
+    s.check("linux checks: no /dev/tpm0 and zero PCRs fail with both reasons",
+            v.status == "failed" and "/dev/tpm0" in v.message and "PCR" in v.message, v.message)
+    v = checks.linux(fake_run(nightly_boot(1)), 0, "2.0")
+    s.check("linux checks: boot 1 without a second boot fails", v.status == "failed" and "second boot" in v.message,
+            v.message)
+
+    path = os.path.join(s.tmp.name, "unit.xml")
+    cases = [report.Case("host", "a", "passed", "ok"), report.Case("minivmm", "b", "skipped", "why <&>\x01"),
+             report.Case("minivmm", "c", "failed", "bad"), report.Case("qemu", "d", "error", "no image")]
+    report.junit(cases, path)
+    ok, why = junit_consistent(path)
+    s.check("junit writer: parses, counts consistent, control characters escaped", ok, why)
+    s.check("junit writer: valid against junit.xsd (xmllint)", *schema_valid(path))
+    with open(path + ".bad", "w") as f:  # the schema check can fail: a testcase without classname
+        f.write('<testsuites><testsuite name="x" tests="1"><testcase name="y" time="1"/></testsuite></testsuites>')
+    s.check("junit.xsd rejects a testcase without classname", not shutil.which("xmllint") or
+            not schema_valid(path + ".bad")[0])
+    s.check("exit status: 1 with a failure, 0 with only passes and skips",
+            report.exit_status(cases) == 1 and report.exit_status(cases[:2]) == 0)
+
+
+def junit_consistent(path):
+    """(ok, why): testsuites > testsuite > testcase(name, classname, time), counts add up."""
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError) as e:
+        return False, f"does not parse: {e}"
+    if root.tag != "testsuites":
+        return False, f"root is {root.tag}"
+    total = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for suite in root:
+        if suite.tag != "testsuite":
+            return False, f"child {suite.tag}"
+        cases = suite.findall("testcase")
+        got = {"tests": len(cases), "failures": sum(1 for c in cases if c.find("failure") is not None),
+               "errors": sum(1 for c in cases if c.find("error") is not None),
+               "skipped": sum(1 for c in cases if c.find("skipped") is not None)}
+        for key, n in got.items():
+            if int(suite.get(key, -1)) != n:
+                return False, f"testsuite {suite.get('name')} {key}={suite.get(key)}, counted {n}"
+            total[key] += n
+        for c in cases:
+            if not c.get("name") or not c.get("classname") or float(c.get("time", "x")) < 0:
+                return False, f"testcase without name/classname/time: {c.attrib}"
+            for tag in ("skipped", "failure", "error"):
+                el = c.find(tag)
+                if el is not None and not el.get("message"):
+                    return False, f"{tag} without message in {c.get('name')}"
+    for key, n in total.items():  # junit-10.xsd has no skipped attribute on testsuites
+        if key != "skipped" and int(root.get(key, -1)) != n:
+            return False, f"testsuites {key}={root.get(key)}, counted {n}"
+    return True, ""
+
+
+def schema_valid(path):
+    """(ok, why) from xmllint against tests/nightly/junit.xsd; (True, "") without xmllint."""
+    if not shutil.which("xmllint"):
+        return True, ""
+    p = subprocess.run(["xmllint", "--noout", "--schema", os.path.join(ROOT, "tests", "nightly", "junit.xsd"), path],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return p.returncode == 0, p.stdout
+
+
+def results(path):
+    root = ET.parse(path).getroot()
+    out = {}
+    for c in root.iter("testcase"):
+        status = next((t for t in ("skipped", "failure", "error") if c.find(t) is not None), "passed")
+        el = c.find(status) if status != "passed" else None
+        out[c.get("name")] = (status, el.get("message") if el is not None else "")
+    return out
+
+
+def main():
+    script, minivmm, program, mkimage = sys.argv[1:5]
+    if not vmmtest.kvm_usable():
+        return vmmtest.SKIP
+    s = vmmtest.Suite()
+    offline(s)
+    tmp = s.tmp.name
+
+    if shutil.which("qemu-system-x86_64"):
+        img = os.path.join(tmp, "probe.img")
+        probe.write_image(img)
+        r = vm.run(["qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-m", "256", "-nographic", "-nodefaults",
+                    "-serial", "stdio", "-drive", f"if=virtio,format=raw,file={img},snapshot=on"], 60)
+        c = probe.classify(r, probe.markers(r))
+        s.check("probe under QEMU TCG: every step runs, host capable", c.capable is True, f"{c.detail}\n{r}")
+
+    images = sorted(glob.glob(os.path.join(ROOT, "build", "guest-linux-*.img")))
+    if os.environ.get("MINIVMM_NIGHTLY_IMAGE"):
+        images = [os.environ["MINIVMM_NIGHTLY_IMAGE"]]
+    base = [sys.executable, script, "--minivmm", minivmm, "--program", program, "--timeout", "300"]
+    if images:
+        # QEMU's column is checked separately below (QEMU TCG on a loaded host can flake, e.g. the
+        # kernel's "IO-APIC + timer doesn't work" check; test_guest_image_qemu.py covers the image there).
+        image, extra = images[0], ["--no-qemu"]
+        print(f"    the Linux image: {image}")
+    else:
+        image = os.path.join(tmp, "stand-in.img")
+        subprocess.run([sys.executable, mkimage, "--program", program, "--out", image, "--mode", "basic"], check=True)
+        extra = ["--bootloader-banner", r"MVG: serial PASS", "--no-qemu"]
+        print("    no build/guest-linux-*.img: the boot-sector program stands in for the bootloader")
+    junit = os.path.join(tmp, "full", "junit.xml")
+    r = vmmtest.run(base + extra + ["--image", image, "--junit", junit], timeout=1400)
+    print(r.stdout)
+    ok, why = junit_consistent(junit) if os.path.exists(junit) else (False, "no junit.xml")
+    s.check("full matrix: JUnit parses and its counts are consistent", ok, why)
+    s.check("full matrix: JUnit valid against junit.xsd (xmllint)", *(schema_valid(junit) if ok else (False, why)))
+    res = results(junit) if ok else {}
+    cal = res.get("host/calibration", ("missing", ""))
+    s.check("full matrix: the calibration ran", cal[0] == "passed", cal)
+    incapable = "cannot run a Linux kernel" in r.stdout.split("\n\n")[0]
+    linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux")}
+    s.check("full matrix: 8 Linux cases (2 versions x 2 backends x 2 boots)", len(linux) == 8, sorted(linux))
+    firmware = {k: v for k, v in res.items() if k.endswith("/firmware-tpm")}
+    s.check("full matrix: 8 firmware-tpm cases, all pass (MBR measured, log replays)",
+            len(firmware) == 8 and all(v[0] == "passed" for v in firmware.values()), firmware)
+    first = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("first-boot/pre-kernel")}
+    s.check("full matrix: pre-kernel first boot passes for all 4 cells (SeaBIOS, TPM table, bootloader)",
+            len(first) == 4 and all(v[0] == "passed" for v in first.values()), first)
+    if incapable:
+        s.check("incapable host: every Linux case SKIPPED with the calibration's reason, none passed",
+                all(v[0] == "skipped" and INCAPABLE in v[1] for v in linux.values()), linux)
+        s.check("incapable host: exit 0 with only skips", r.returncode == 0, r)
+        s.check("incapable host: the report says so and counts the skips",
+                re.search(r"\b\d+ passed, 0 failed, \d+ skipped, 0 errors", r.stdout) is not None
+                and "SKIPPED: " + INCAPABLE in r.stdout, r.stdout[-2000:])
+    elif images:
+        s.check("capable host: every Linux case passes", all(v[0] == "passed" for v in linux.values()), linux)
+    else:
+        s.check("capable host, stand-in image: Linux cases fail, never skip", r.returncode == 1 and all(
+            v[0] == "failure" for v in linux.values()), linux)
+    report_txt = os.path.join(tmp, "full", "report.txt")
+    s.check("full matrix: report.txt written next to the JUnit file with the table",
+            os.path.exists(report_txt) and "case" in open(report_txt).read().split("\n\n")[1])
+
+    if images and shutil.which("qemu-system-x86_64") and shutil.which("swtpm"):
+        junit = os.path.join(tmp, "qemu", "junit.xml")
+        r = vmmtest.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*"], timeout=900)
+        res = results(junit) if os.path.exists(junit) else {}
+        print(r.stdout)
+        s.check("QEMU reference: 4 cases, none skipped, first boot reaches the bootloader",
+                len(res) == 4 and all(v[0] != "skipped" for v in res.values())
+                and res.get("qemu/tpm1.2/first-boot/pre-kernel", ("",))[0] == "passed", (r, res))
+
+    # Injected failure: no such image. The image cases are errors, the run exits 1.
+    junit = os.path.join(tmp, "missing", "junit.xml")
+    r = vmmtest.run(base + ["--image", os.path.join(tmp, "nope.img"), "--junit", junit, "--no-qemu",
+                            "--cases", "tpm2.0/in-process/first-boot/*"], timeout=600)
+    res = results(junit) if os.path.exists(junit) else {}
+    s.check("missing image: exit 1, pre-kernel and linux are errors naming the image, JUnit consistent",
+            r.returncode == 1 and junit_consistent(junit)[0]
+            and res.get("tpm2.0/in-process/first-boot/pre-kernel", ("",))[0] == "error"
+            and "nope.img not found" in res.get("tpm2.0/in-process/first-boot/linux", ("", ""))[1], (r, res))
+
+    if incapable:  # --force: the Linux case runs and fails here, it is never skipped or passed
+        junit = os.path.join(tmp, "force", "junit.xml")
+        r = vmmtest.run(base + extra + ["--image", image, "--junit", junit, "--force", "--no-qemu",
+                                        "--cases", "tpm2.0/in-process/first-boot/linux"], timeout=600)
+        res = results(junit) if os.path.exists(junit) else {}
+        s.check("--force on an incapable host: the Linux case runs and fails, exit 1",
+                r.returncode == 1 and res.get("tpm2.0/in-process/first-boot/linux", ("",))[0] == "failure", (r, res))
+
+    r = vmmtest.run(base + ["--cases", "no/such/case"], timeout=60)
+    s.check("--cases selecting nothing: exit 2", r.returncode == 2 and "selects no case" in r.stderr, r)
+    r = vmmtest.run(base + ["--timeout", "0"], timeout=60)
+    s.check("--timeout 0: exit 2", r.returncode == 2, r)
+    s.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
