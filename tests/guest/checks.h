@@ -14,6 +14,7 @@ void check_tpm_cmd(void);
 void check_tpm_eventlog(void);          /* check_tpm_log.c */
 void check_bench_tpm(void);             /* bench_tpm.c */
 void check_demo(void);                  /* demo.c: demo mode's report */
+void check_smp_hammer(void);            /* smp_hammer.c: smp-hammer mode, both vCPUs on TIS and COM1 */
 
 /* When the TPM checks run (config sector field tpm, mkimage.py --tpm): tpm-acpi and
  * tpm-tis-regs for any expectation (none, 1.2, 2.0), tpm-cmd and tpm-eventlog with a TPM. */
@@ -21,5 +22,7 @@ bool tpm_checks_wanted(void);
 bool tpm_device_expected(void);
 /* bench-tpm runs last, in bench-tpm mode only. */
 bool bench_tpm_wanted(void);
+/* smp-hammer (then tpm-tis-regs again) runs last, in smp-hammer mode only. */
+bool smp_hammer_wanted(void);
 
 #endif

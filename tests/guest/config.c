@@ -21,6 +21,8 @@ const char *mode_name(uint32_t mode)
         return "demo";
     case MODE_RESET_LOOP:
         return "reset-loop";
+    case MODE_SMP_HAMMER:
+        return "smp-hammer";
     default:
         return "none";
     }
@@ -47,6 +49,8 @@ static const char *mode_params_bad(void)
         return "bench-tpm and demo need a TPM (tpm 1.2 or 2.0)";
     if (config.mode == MODE_BENCH_TPM && (config.bench_count == 0 || config.bench_count > BENCH_COUNT_MAX))
         return "bench count out of range";
+    if (config.mode == MODE_SMP_HAMMER && config.tpm != TPM_20)
+        return "smp-hammer needs tpm 2.0";
     if (config.mode == MODE_RESET_LOOP && (config.resets == 0 || config.resets > RESETS_MAX))
         return "reset-loop resets out of range";
     return NULL;
@@ -65,7 +69,7 @@ void check_config(void)
         fail("no config magic at LBA %u (image not made by mkimage.py?)", CONFIG_LBA);
         return;
     }
-    if (config.mode < MODE_BASIC || config.mode > MODE_RESET_LOOP) {
+    if (config.mode < MODE_BASIC || config.mode > MODE_SMP_HAMMER) {
         uint32_t mode = config.mode;
         config.mode = MODE_NONE;
         fail("unknown mode %u", mode);

@@ -9,7 +9,8 @@
 #define BENCH_COUNT_MAX 1000000u
 #define RESETS_MAX 1000u
 
-enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM = 3, MODE_DEMO = 4, MODE_RESET_LOOP = 5 };
+enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM = 3, MODE_DEMO = 4, MODE_RESET_LOOP = 5,
+                  MODE_SMP_HAMMER = 6 };
 
 /* How reset mode's first boot resets the machine (mkimage.py --reset-method); 0 = the default. */
 enum reset_method { RESET_CF9 = 0, RESET_ACPI = 1, RESET_PORT92 = 2, RESET_TRIPLE = 3 };

@@ -25,6 +25,8 @@ static const struct check checks[] = {
     {"tpm-cmd", check_tpm_cmd, tpm_device_expected},
     {"tpm-eventlog", check_tpm_eventlog, tpm_device_expected},
     {"bench-tpm", check_bench_tpm, bench_tpm_wanted},
+    {"smp-hammer", check_smp_hammer, smp_hammer_wanted},
+    {"tpm-tis-regs", check_tpm_tis_regs, smp_hammer_wanted},   /* the TIS is sane after the hammer */
 };
 
 void guest_main(void);

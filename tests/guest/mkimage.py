@@ -19,7 +19,7 @@ SCRATCH_LBA = 64
 SCRATCH_SECTORS = 64
 CONFIG_MAGIC = b"MVGCONF1"
 TRAILER_MAGIC = b"MVGTRAIL"
-MODES = {"basic": 1, "reset": 2, "bench-tpm": 3, "demo": 4, "reset-loop": 5}
+MODES = {"basic": 1, "reset": 2, "bench-tpm": 3, "demo": 4, "reset-loop": 5, "smp-hammer": 6}
 # --tpm: what the TPM checks expect; without --tpm (0) they do not run (config.h enum tpm_expect).
 TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3}
 # --reset-method: how reset mode's first boot resets (config.h enum reset_method).
@@ -77,6 +77,8 @@ def check_program(program):
 def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000, resets=5):
     if mode in ("bench-tpm", "demo") and tpm not in ("1.2", "2.0"):
         raise ValueError(f"--mode {mode} needs --tpm 1.2 or --tpm 2.0")
+    if mode == "smp-hammer" and tpm != "2.0":
+        raise ValueError("--mode smp-hammer needs --tpm 2.0 (and minivmm -smp 2)")
     if not 1 <= bench_count <= BENCH_COUNT_MAX:
         raise ValueError(f"--bench-count must be 1..{BENCH_COUNT_MAX}")
     if not 1 <= resets <= RESETS_MAX:
