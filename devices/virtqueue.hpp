@@ -81,6 +81,8 @@ public:
     // The driver set VIRTQ_AVAIL_F_NO_INTERRUPT (virtio 1.0 §2.4.7).
     bool interrupt_suppressed() const noexcept;
     bool broken() const noexcept { return broken_; }
+    // The used->idx this queue last published (0 after reset); for tests and fuzzers.
+    uint16_t used_idx() const noexcept { return next_used_; }
 
 private:
     struct Desc {  // virtio 1.0 §2.4.5

@@ -9,7 +9,9 @@ namespace minivmm {
 namespace {
 
 ExitOutcome handle_io(kvm_run& run, size_t run_size, Bus& pio) noexcept {
-    const auto& io = run.io;
+    // A copy: the data area may overlap the exit fields themselves (a malformed data_offset), and
+    // input data written there must not change the size, count or port of the loop below.
+    const auto io = run.io;
     if (io.size != 1 && io.size != 2 && io.size != 4) return {ExitAction::fatal, "port I/O exit with an invalid size"};
     if (io.count == 0) return {ExitAction::resume, ""};
     // String I/O (rep ins/outs) arrives as `count` consecutive elements: split it into single
@@ -29,7 +31,7 @@ ExitOutcome handle_io(kvm_run& run, size_t run_size, Bus& pio) noexcept {
 }
 
 ExitOutcome handle_mmio(kvm_run& run, Bus& mmio) noexcept {
-    auto& m = run.mmio;
+    auto& m = run.mmio;  // data[] is inside the struct: len and is_write are read before any write
     if (m.len == 0 || m.len > sizeof(m.data)) return {ExitAction::fatal, "MMIO exit with an invalid length"};
     std::span<uint8_t> data(m.data, m.len);
     if (m.is_write)

@@ -209,7 +209,7 @@ void TpmResponseReader::received(size_t n) noexcept {
 size_t TpmResponseReader::feed(std::span<const uint8_t> bytes) noexcept {
     std::span<uint8_t> space = next_space();
     size_t n = std::min(bytes.size(), space.size());
-    std::memcpy(space.data(), bytes.data(), n);
+    if (n > 0) std::memcpy(space.data(), bytes.data(), n);  // an empty span may be null: no memcpy
     received(n);
     return n;
 }

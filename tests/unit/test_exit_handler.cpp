@@ -2,6 +2,7 @@
 // guest could produce must be handled without touching memory outside the kvm_run area.
 #include <doctest/doctest.h>
 
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -88,6 +89,24 @@ TEST_CASE("malformed I/O exits are fatal, never out-of-bounds") {
     CHECK(f.port.writes.empty());
     f.io(KVM_EXIT_IO_OUT, 0x3F8, 1, 0);  // nothing to do
     CHECK(f.handle().action == ExitAction::resume);
+}
+
+// Found by tests/fuzz/fuzz_exit_handler: with data_offset pointing at the exit's own count field,
+// the input data of a rep INS rewrote the loop bound while the loop ran (up to 4 G accesses,
+// writing past the kvm_run area). The handler now works on a copy of the exit fields.
+TEST_CASE("input data landing on the I/O exit fields does not change the access") {
+    Fixture f;
+    f.io(KVM_EXIT_IO_IN, 0x3F8, 1, 4, offsetof(kvm_run, io.count));
+    f.port.next = 0xFE;  // the first byte read would make the count 0xFE
+    CHECK(f.handle().action == ExitAction::resume);
+    CHECK(f.port.reads.size() == 4);
+    CHECK(f.run.io.count == 0x0100FFFEu);  // the four bytes read, nothing more
+
+    f.port.reads.clear();
+    f.io(KVM_EXIT_IO_IN, 0x3F8, 2, 2, offsetof(kvm_run, io.size));  // overwrites size, port, count
+    CHECK(f.handle().action == ExitAction::resume);
+    CHECK(f.port.reads.size() == 2);
+    CHECK(f.port.reads[1] == std::pair<uint64_t, size_t>{0, 2});
 }
 
 TEST_CASE("MMIO exits of every legal length reach the device; bad lengths are fatal") {

@@ -200,6 +200,24 @@ TEST_CASE("TPM response reader") {
     }
 }
 
+// Found by tests/fuzz/fuzz_swtpm_protocol (input 0x0a): feed() with an empty span (whose data()
+// is null) passed null to memcpy, undefined behaviour that UBSan reports even for 0 bytes.
+TEST_CASE("TPM response reader: empty chunks are accepted without copying") {
+    std::array<uint8_t, 64> out{};
+    TpmResponseReader r(out, 64);
+    CHECK(r.feed(std::span<const uint8_t>()) == 0);
+    CHECK(r.feed(std::vector<uint8_t>()) == 0);
+    CHECK(r.state() == TpmResponseReader::State::need_more);
+    CHECK(r.wanted() == 10);
+    auto resp = tpm_failure_response(TpmVersion::v1_2);
+    CHECK(r.feed(resp) == 10);
+    CHECK(r.feed(std::span<const uint8_t>()) == 0);  // and after completion
+    CHECK(r.state() == TpmResponseReader::State::complete);
+    CtrlReply reply(CtrlCmd::init);
+    CHECK(reply.feed(std::span<const uint8_t>()) == 0);
+    CHECK(reply.wanted() == 4);
+}
+
 TEST_CASE("version probe responses") {
     const uint8_t tpm2_fatal[] = {0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0x01, 0x01};
     const uint8_t tpm12_fatal[] = {0x00, 0xc4, 0, 0, 0, 0x0a, 0, 0, 0, 0x09};

@@ -1,0 +1,657 @@
+// libFuzzer target for the PCI host bridge, the virtio-pci transport, MSI-X and virtio-blk. The
+// input is a configuration byte (disk size, read-only, failing backend) followed by operations:
+// config-space accesses through 0xCF8/0xCFC of any size and register (BAR programming, COMMAND,
+// MSI-X control, the PCI cfg access window), MMIO accesses of any size to both BARs through the
+// MMIO bus, driver initialisation with any features and queue layout, raw guest-memory writes,
+// descriptors with any address/length/flags/next (loops, overlaps, holes, indirect tables),
+// avail-ring entries, whole block requests (well-formed or not), notifications, ISR reads and
+// PCI resets, and a second function with an I/O BAR and a 64-bit BAR programmed anywhere.
+// Guest RAM has holes and adjacent regions, each an exactly-sized heap block.
+// Checks: the device writes guest memory only in the used ring and in buffers that some
+// device-writable descriptor (direct or in an indirect table) names; the used index advances by
+// at most a ring per operation and guest memory holds what the queue published; the backend is
+// only asked for in-range I/O and never written when read-only; INTx is high only while the ISR
+// is set and MSI-X/INTX_DISABLE are off; FEATURES_OK only with an acceptable feature set; identity
+// registers stay read-only; a BAR is never left mapped at an address it no longer decodes.
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "devices/pci_host.hpp"
+#include "devices/virtio_blk.hpp"
+#include "tests/fuzz/fuzz_support.hpp"
+#include "vmm/bus.hpp"
+#include "vmm/platform.hpp"
+
+using namespace minivmm;
+using namespace minivmm::fuzz;
+
+namespace {
+
+constexpr GuestRam::Layout kLayout[] = {
+    {0x0, 0x4000},
+    {0x4000, 0x1000},   // adjacent: buffers and rings may cross into it
+    {0x10000, 0x1000},  // an island between holes
+    {0xFFFF'FFFF'FFFF'E000, 0x1000},
+};
+constexpr uint8_t kSlot = platform::kVirtioBlkSlot;
+constexpr uint64_t kDefaultBar0 = 0xFE00'0000, kDefaultBar1 = 0xFE00'4000;
+// Default queue layout and request buffers (data runs across the region boundary at 0x4000).
+constexpr uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x2400, kIndirectTable = 0x2E00;
+constexpr uint64_t kHeader = 0x3000, kStatus = 0x3010, kData = 0x3200;
+constexpr uint16_t kNext = 1, kWrite = 2, kIndirect = 4;
+
+// Common configuration offsets (virtio 1.0 §4.1.4.3).
+enum : uint32_t { DFSEL = 0x00, DF = 0x04, GFSEL = 0x08, GF = 0x0C, MSIXCFG = 0x10, STATUS = 0x14,
+                  QSEL = 0x16, QSIZE = 0x18, QMSIX = 0x1A, QENABLE = 0x1C, QDESC = 0x20, QAVAIL = 0x28, QUSED = 0x30 };
+
+// The disk: up to 32 KiB in a buffer allocated once and cleared for every input.
+class MemBackend final : public BlockBackend {
+public:
+    static constexpr size_t kMaxSize = 32 * 1024;
+    MemBackend(size_t size, bool ro) : size_(std::min(size, kMaxSize)), ro_(ro) {
+        static const auto storage = std::make_unique<uint8_t[]>(kMaxSize);
+        bytes_ = storage.get();
+        std::memset(bytes_, 0x5A, size_);
+    }
+    uint64_t size() const noexcept override { return size_; }
+    bool read_only() const noexcept override { return ro_; }
+    bool read(uint64_t offset, std::span<uint8_t> data) noexcept override {
+        check(offset <= size_ && data.size() <= size_ - offset);  // callers check (block_backend.hpp)
+        if (fail) return false;
+        std::memcpy(data.data(), bytes_ + offset, data.size());
+        return true;
+    }
+    bool write(uint64_t offset, std::span<const uint8_t> data) noexcept override {
+        check(!ro_);
+        check(offset <= size_ && data.size() <= size_ - offset);
+        if (fail) return false;
+        std::memcpy(bytes_ + offset, data.data(), data.size());
+        return true;
+    }
+    bool flush() noexcept override { return !fail; }
+    bool fail = false;
+
+private:
+    uint8_t* bytes_;
+    size_t size_;
+    bool ro_;
+};
+
+// INTx is level-triggered: a reset may lower an already low line, so only the level is checked.
+class LevelIrq final : public IrqLine {
+public:
+    void set(bool l) noexcept override { level = l; }
+    bool level = false;
+};
+
+// A device that answers zeros: something on the bus for BARs to collide with, and the windows
+// of the test function below.
+class Busy final : public Device {
+public:
+    explicit Busy(std::string_view name = "busy") : name_(name) {}
+    std::string_view name() const noexcept override { return name_; }
+    void read(uint64_t, std::span<uint8_t> data) noexcept override { std::fill(data.begin(), data.end(), 0); }
+    void write(uint64_t, std::span<const uint8_t>) noexcept override {}
+
+private:
+    std::string_view name_;
+};
+
+// A second function with the BAR kinds virtio-blk does not use: a 16-byte I/O BAR and a 64-bit
+// prefetchable memory BAR (BAR2/3), programmed and decoded through the same host bridge.
+class TestFunction final : public PciFunction {
+public:
+    static constexpr uint8_t kSlot = 2;
+    TestFunction(Device& io, Device& mem) : PciFunction("test-fn", PciIdentity{0x1234, 0x5678, 0, 0xFF0000, 0, 0, 1}) {
+        add_bar(0, PciBarType::io, 16, io);
+        add_bar(2, PciBarType::mem64, 0x2000, mem, true);
+    }
+};
+
+uint64_t pick_gpa(Input& in) {
+    static constexpr uint64_t kAddrs[] = {0x0, 0x1000, 0x2000, 0x2400, 0x2E00, 0x3000, 0x3200, 0x3FF0, 0x3FFF,
+                                          0x4000, 0x4FF0, 0x4FFF, 0x5000, 0xFFF0, 0x10000, 0x10FF0, 0x11000,
+                                          0xFFFF'FFFF'FFFF'E000, 0xFFFF'FFFF'FFFF'EFF0, 0xFFFF'FFFF'FFFF'F000,
+                                          0xFFFF'FFFF'FFFF'FFF0};
+    constexpr size_t n = sizeof kAddrs / sizeof kAddrs[0];
+    const uint8_t sel = in.u8();
+    if (sel < n) return kAddrs[sel];
+    if (sel < 2 * n) return kAddrs[sel - n] + in.u8() - 0x80;
+    if (sel < 0xF0) return in.u16() % 0x5000;
+    return in.u64();
+}
+
+uint32_t pick_len(Input& in) {
+    switch (in.u8() % 8) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return 16;
+    case 3: return 512;
+    case 4: return 1024 + 512 * (in.u8() % 8);
+    case 5: return in.u16();
+    case 6: return in.u32();
+    default: return in.u8();
+    }
+}
+
+class Harness {
+public:
+    Harness(GuestRam& ram, std::vector<uint8_t>& snapshot, uint8_t config)
+        : ram_(ram),
+          disk_(size_t{512} * ((config & 3) == 3 ? 0 : 4u << (config & 3) * 2), config & 4),
+          blk_(ram_.memory, disk_, intx_, msi_),
+          before_(snapshot) {
+        disk_.fail = config & 8;
+        ram_.fill_pattern(config);
+        pio_.insert(PciHost::kPortBase, PciHost::kPortSize, host_);
+        mmio_.insert(platform::kTpmTisBase, platform::kTpmTisSize, busy_);
+        host_.add(kSlot, blk_);
+        host_.add(TestFunction::kSlot, test_fn_);
+        if (config & 0x10) program_bars(kDefaultBar0, kDefaultBar1, pci::kCommandMemory | pci::kCommandMaster);
+    }
+
+    void step(Input& in) {
+        const uint8_t op = in.u8();
+        // Guest memory and queue state before the operation, for the write-confinement check.
+        const bool queue_live = blk_.queue(0).enabled() && !blk_.queue(0).broken();
+        tracking_ = queue_live;
+        data_over_used_ = false;
+        if (queue_live) {
+            ram_.snapshot(before_);
+            allowed_.clear();
+            allow_writable();
+        }
+        const uint16_t count_before = blk_.queue(0).used_idx();
+
+        switch (op % 16) {
+        case 0: config_write(in, op); break;
+        case 1: config_read(in, op); break;
+        case 2: {
+            const uint64_t b0 = (op & 0x10) ? pick_bar_address(in) : kDefaultBar0;
+            const uint64_t b1 = (op & 0x20) ? pick_bar_address(in) : kDefaultBar1;
+            program_bars(b0, b1, (op & 0x40) ? in.u16() : pci::kCommandMemory | pci::kCommandMaster);
+            break;
+        }
+        case 3: case 4: mmio_access(in, op); break;
+        case 5:
+            driver_init(in, op);
+            tracking_ = false;
+            check_used(count_before);
+            check_state();
+            return;
+        case 6: {
+            const uint64_t gpa = pick_gpa(in);
+            std::vector<uint8_t> bytes = in.bytes(in.u8() % 32);
+            poke(gpa, bytes);
+            break;
+        }
+        case 7: put_descriptor(in, in.u16(), op); break;
+        case 8: push_avail(in.u16()); break;
+        case 9: notify((op & 0x10) ? in.u16() : 0); break;
+        case 10: msix(in, op); break;
+        case 11: cfg_window(in, op); break;
+        case 12:
+            switch ((op >> 4) & 3) {
+            case 0: disk_.fail = !disk_.fail; break;
+            case 1: host_.reset(); break;
+            default: program_test_function(in, op); break;
+            }
+            break;
+        case 13: case 14: request(in, op); break;
+        default: mmio_read(bar_base(0) + VirtioPci::kIsrOffset, 1); break;
+        }
+
+        if (queue_live) {
+            // A chain's data may overwrite descriptors a later chain of the same notification
+            // uses: what they name afterwards is allowed too.
+            if (blk_.queue(0).enabled()) allow_writable();
+            check_writes();
+        }
+        check_used(count_before);
+        check_state();
+    }
+
+private:
+    // --- config space through the host bridge --------------------------------------------------
+    void cfg_select(uint8_t slot, uint16_t reg) {
+        std::array<uint8_t, 4> a{};
+        store_le(a, 0x8000'0000u | uint32_t{slot} << 11 | (reg & 0xfc));
+        pio_.write(platform::kPciConfigAddress, a);
+    }
+    void cfg_write(uint16_t reg, size_t size, uint32_t v) {
+        cfg_select(kSlot, reg);
+        std::array<uint8_t, 4> d{};
+        store_le(std::span<uint8_t>(d.data(), size), v);
+        pio_.write(platform::kPciConfigData + (reg & 3), std::span<const uint8_t>(d.data(), size));
+    }
+    uint32_t cfg_read(uint16_t reg, size_t size) {
+        cfg_select(kSlot, reg);
+        uint8_t d[8] = {};
+        guarded_read(pio_, platform::kPciConfigData + (reg & 3), size, d);
+        return static_cast<uint32_t>(load_le(std::span<const uint8_t>(d, size)));
+    }
+
+    uint32_t pick_address_register(Input& in) {
+        const uint8_t sel = in.u8();
+        const uint8_t slot = sel < 0xA0 ? kSlot : sel < 0xC0 ? TestFunction::kSlot : sel < 0xE0 ? 0 : sel & 0x1F;
+        const uint8_t reg = in.u8();
+        uint32_t a = 0x8000'0000u | uint32_t{slot} << 11 | reg;
+        if (sel >= 0xF8) a = in.u32();  // anything: other buses, functions, enable off
+        return a;
+    }
+
+    void config_write(Input& in, uint8_t op) {
+        std::array<uint8_t, 4> a{};
+        store_le(a, pick_address_register(in));
+        pio_.write(platform::kPciConfigAddress, a);
+        const size_t n = pick_access_size(op >> 4);
+        const uint64_t port = platform::kPciConfigAddress + (in.u8() & 7);
+        uint8_t v[8];
+        in.fill(v);
+        pio_.write(port, std::span<const uint8_t>(v, n));
+    }
+
+    void config_read(Input& in, uint8_t op) {
+        std::array<uint8_t, 4> a{};
+        const uint32_t address = pick_address_register(in);
+        store_le(a, address);
+        pio_.write(platform::kPciConfigAddress, a);
+        const size_t n = pick_access_size(op >> 4);
+        const uint64_t offset = in.u8() & 7;
+        uint8_t got[8];
+        guarded_read(pio_, platform::kPciConfigAddress + offset, n, got);
+        // The identity of 00:01.0 is read-only whatever was written before.
+        if (offset == 4 && n == 4 && (address & 0x80FF'FFFC) == (0x8000'0000u | uint32_t{kSlot} << 11))
+            check(load_le(std::span<const uint8_t>(got, 4)) == ((0x1040u + virtio_blk::kDeviceType) << 16 | virtio::kPciVendor));
+    }
+
+    uint64_t pick_bar_address(Input& in) {
+        switch (in.u8() % 8) {
+        case 0: return 0;
+        case 1: return kDefaultBar0;
+        case 2: return kDefaultBar1;
+        case 3: return platform::kTpmTisBase;            // collides with another device
+        case 4: return 0xFFFF'F000;                       // BAR0 would cross 4 GiB
+        case 5: return in.u32();
+        default: return 0xFE00'0000 + 0x1000 * (in.u8() % 16);  // may overlap the other BAR
+        }
+    }
+
+    void program_bars(uint64_t bar0, uint64_t bar1, uint16_t command) {
+        cfg_write(pci::kBar0, 4, static_cast<uint32_t>(bar0));
+        cfg_write(pci::kBar0 + 4, 4, static_cast<uint32_t>(bar1));
+        cfg_write(pci::kCommand, 2, command);
+        remember(bar0);
+        remember(bar1);
+    }
+    void remember(uint64_t base) {
+        base &= ~uint64_t{0xFFF};
+        if (std::find(bases_.begin(), bases_.end(), base) == bases_.end() && bases_.size() < 32) bases_.push_back(base);
+    }
+
+    // I/O BAR anywhere in (and past) the port space, 64-bit BAR anywhere, any COMMAND.
+    void program_test_function(Input& in, uint8_t op) {
+        const uint16_t command = (op & 0x40) ? in.u16() : pci::kCommandIo | pci::kCommandMemory;
+        uint32_t io = in.u16() & ~uint32_t{0xF};
+        if (op & 0x80) io = in.u32();
+        uint64_t mem = (op & 0x80) ? in.u64() : uint64_t{in.u16()} << 32 | 0xFE01'0000;
+        auto write = [&](uint16_t reg, size_t size, uint32_t v) {
+            cfg_select(TestFunction::kSlot, reg);
+            std::array<uint8_t, 4> d{};
+            store_le(std::span<uint8_t>(d.data(), size), v);
+            pio_.write(platform::kPciConfigData + (reg & 3), std::span<const uint8_t>(d.data(), size));
+        };
+        write(pci::kBar0, 4, io);
+        write(pci::kBar0 + 8, 4, static_cast<uint32_t>(mem));
+        write(pci::kBar0 + 12, 4, static_cast<uint32_t>(mem >> 32));
+        write(pci::kCommand, 2, command);
+        if (io_bases_.size() < 16) io_bases_.push_back(io & ~uint32_t{0xF});
+        if (mem_bases_.size() < 16) mem_bases_.push_back(mem & ~uint64_t{0x1FFF});
+    }
+
+    // --- MMIO through the bus --------------------------------------------------------------------
+    uint64_t bar_base(int bar) {
+        const auto w = blk_.bar_window(bar);
+        return w ? w->base : (bar == 0 ? kDefaultBar0 : kDefaultBar1);
+    }
+    uint64_t mmio_read(uint64_t address, size_t n) {
+        uint8_t got[8];
+        guarded_read(mmio_, address, n, got);
+        return load_le(std::span<const uint8_t>(got, n));
+    }
+    void mmio_write(uint64_t address, size_t n, uint64_t value) {
+        uint8_t d[8];
+        store_le(std::span<uint8_t>(d, n), value);
+        mmio_.write(address, std::span<const uint8_t>(d, n));
+    }
+    void common_write(uint32_t field, size_t n, uint64_t value) { mmio_write(bar_base(0) + field, n, value); }
+
+    void mmio_access(Input& in, uint8_t op) {
+        const int bar = (op >> 4) & 1;
+        uint64_t offset = 0;
+        const uint8_t sel = in.u8();
+        if (bar == 0) {
+            static constexpr uint64_t kRegions[4] = {VirtioPci::kCommonOffset, VirtioPci::kIsrOffset,
+                                                     VirtioPci::kDeviceOffset, VirtioPci::kNotifyOffset};
+            offset = kRegions[sel & 3] + ((sel & 4) ? in.u16() % VirtioPci::kRegionSize : (in.u8() % 0x40));
+        } else {
+            offset = (sel & 1) ? VirtioPci::kMsixPbaOffset + in.u8() % 16 : in.u8() % 0x40;
+            if (sel & 2) offset = in.u16() % VirtioPci::kMsixBarSize;
+        }
+        if (sel >= 0xF8) offset = VirtioPci::kConfigBarSize - (sel & 7);  // past the end of the BAR
+        const size_t n = pick_access_size(op >> 5);
+        const uint64_t address = bar_base(bar) + offset;
+        if (op & 0x80) mmio_write(address, n, in.u64());
+        else mmio_read(address, n);
+    }
+
+    // Driver initialisation (virtio 1.0 §3.1.1), with fuzzed features and queue layout.
+    void driver_init(Input& in, uint8_t op) {
+        if (!blk_.bar_window(0)) program_bars(kDefaultBar0, kDefaultBar1, pci::kCommandMemory | pci::kCommandMaster);
+        common_write(STATUS, 1, 0);
+        common_write(STATUS, 1, virtio::kStatusAcknowledge | virtio::kStatusDriver);
+        uint64_t features = virtio::kFVersion1 | ((op & 0x10) ? virtio::kFRingIndirect : 0);
+        if (op & 0x20) features ^= in.u64();
+        common_write(GFSEL, 4, 0);
+        common_write(GF, 4, static_cast<uint32_t>(features));
+        common_write(GFSEL, 4, 1);
+        common_write(GF, 4, features >> 32);
+        common_write(STATUS, 1, virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk);
+        common_write(QSEL, 2, (op & 0x40) ? in.u8() % 3 : 0);
+        static constexpr uint16_t kSizes[8] = {256, 128, 16, 4, 1, 2, 3, 512};
+        common_write(QSIZE, 2, kSizes[in.u8() & 7]);
+        const bool custom = op & 0x80;
+        common_write(QDESC, 8, custom ? pick_gpa(in) : kDesc);
+        common_write(QAVAIL, 8, custom ? pick_gpa(in) : kAvail);
+        const uint64_t used = custom ? pick_gpa(in) : kUsed;
+        common_write(QUSED, 8, used);
+        const uint8_t zero[2] = {0, 0};
+        ram_.poke(used + 2, zero);  // a driver starts from a zeroed used ring
+        common_write(QMSIX, 2, in.u8() % 4);
+        common_write(MSIXCFG, 2, in.u8() % 4);
+        common_write(QENABLE, 2, 1);
+        common_write(STATUS, 1,
+                     virtio::kStatusAcknowledge | virtio::kStatusDriver | virtio::kStatusFeaturesOk | virtio::kStatusDriverOk);
+        avail_idx_ = 0;
+    }
+
+    // --- guest memory: descriptors, rings, requests -----------------------------------------------
+    // Writes whatever of the bytes is RAM. The snapshot follows, so that only the device's own
+    // writes show up as changes.
+    void poke(uint64_t gpa, std::span<const uint8_t> bytes) {
+        for (size_t i = 0; i < bytes.size(); ++i) {
+            uint8_t* p = ram_.byte(gpa + i);
+            if (!p) continue;
+            *p = bytes[i];
+            if (tracking_) before_[index_of(gpa + i)] = bytes[i];
+        }
+    }
+    void write_desc(uint64_t table, uint16_t index, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
+        uint8_t d[16];
+        store_le(std::span<uint8_t>(d, 8), addr);
+        store_le(std::span<uint8_t>(d + 8, 4), len);
+        store_le(std::span<uint8_t>(d + 12, 2), flags);
+        store_le(std::span<uint8_t>(d + 14, 2), next);
+        poke(table + 16ull * index, d);
+    }
+
+    void put_descriptor(Input& in, uint16_t index, uint8_t op) {
+        const Virtqueue& q = blk_.queue(0);
+        const uint64_t table = (op & 0x10) ? pick_gpa(in) : q.desc_addr();
+        const uint16_t slot = (op & 0x20) ? index : index % q.size();
+        uint16_t flags = in.u8() & 7;
+        if (op & 0x40) flags = in.u16();
+        const uint16_t next = (op & 0x80) ? in.u16() : static_cast<uint16_t>((slot + 1) % q.size());
+        const uint64_t addr = pick_gpa(in);  // separate statements: argument order is unspecified
+        write_desc(table, slot, addr, pick_len(in), flags, next);
+    }
+
+    void push_avail(uint16_t head) {
+        const Virtqueue& q = blk_.queue(0);
+        uint8_t h[2], idx[2];
+        store_le(h, head);
+        poke(q.avail_addr() + 4 + 2ull * (avail_idx_ % q.size()), h);
+        ++avail_idx_;
+        store_le(idx, avail_idx_);
+        poke(q.avail_addr() + 2, idx);
+    }
+
+    void notify(uint16_t queue) { mmio_write(bar_base(0) + VirtioPci::kNotifyOffset + 4ull * queue, 2, queue); }
+
+    // A whole request: header, optional data, status; direct or through an indirect table, with
+    // optional defects (a loop, a readable descriptor after a writable one, a bad index).
+    void request(Input& in, uint8_t op) {
+        const Virtqueue& q = blk_.queue(0);
+        static constexpr uint32_t kTypes[8] = {virtio_blk::kTIn, virtio_blk::kTOut, virtio_blk::kTFlush, virtio_blk::kTGetId,
+                                               virtio_blk::kTIn, virtio_blk::kTOut, 7, 0xFFFF'FFFF};
+        const uint8_t shape = in.u8();
+        const uint32_t type = kTypes[shape & 7];
+        uint64_t sector = 0;
+        switch ((shape >> 3) & 3) {
+        case 0: sector = in.u8(); break;
+        case 1: sector = blk_.model().capacity_sectors() - (in.u8() % 4); break;
+        case 2: sector = in.u64(); break;
+        default: sector = 0; break;
+        }
+        const bool defaults = !(shape & 0x20);
+        const uint64_t header = defaults ? kHeader : pick_gpa(in);
+        const uint64_t data = defaults ? kData + 512 * (in.u8() % 8) : pick_gpa(in);
+        const uint32_t data_len = (shape & 0x40) ? pick_len(in) : 512 * (in.u8() % 5);
+        const uint64_t status = defaults ? kStatus : pick_gpa(in);
+        uint8_t hdr[16] = {};
+        store_le(std::span<uint8_t>(hdr, 4), type);
+        store_le(std::span<uint8_t>(hdr + 8, 8), sector);
+        poke(header, hdr);
+
+        const bool data_writable = type != virtio_blk::kTOut;
+        struct D { uint64_t addr; uint32_t len; uint16_t flags; };
+        std::vector<D> chain{{header, 16, 0}};
+        if (data_len) chain.push_back({data, data_len, static_cast<uint16_t>(data_writable ? kWrite : 0)});
+        chain.push_back({status, 1, kWrite});
+        const uint8_t defect = in.u8();
+        if (defect == 1) chain.back().flags = 0;  // status readable after a writable buffer
+
+        const uint16_t head = in.u8() % q.size();
+        const bool indirect = op & 0x10;
+        const uint64_t table = indirect ? ((op & 0x20) ? pick_gpa(in) : kIndirectTable) : q.desc_addr();
+        const uint16_t entries = indirect ? static_cast<uint16_t>(chain.size()) : q.size();
+        for (size_t i = 0; i < chain.size(); ++i) {
+            const uint16_t index = static_cast<uint16_t>((indirect ? i : head + i) % entries);
+            uint16_t next = static_cast<uint16_t>((index + 1) % entries);
+            uint16_t flags = chain[i].flags;
+            if (i + 1 < chain.size()) flags |= kNext;
+            if (defect == 2 && i + 1 == chain.size()) { flags |= kNext; next = static_cast<uint16_t>(indirect ? 0 : head); }  // loop
+            if (defect == 3 && i + 1 < chain.size()) next = static_cast<uint16_t>(entries + i);  // out of range
+            write_desc(table, index, chain[i].addr, chain[i].len, flags, next);
+        }
+        if (indirect) {
+            uint32_t table_len = static_cast<uint32_t>(16 * chain.size());
+            if (defect == 4) table_len += 8;  // not a whole number of descriptors
+            uint16_t flags = kIndirect | (defect == 5 ? kNext : 0);
+            write_desc(q.desc_addr(), head, table, table_len, flags, 0);
+        }
+        push_avail(head);
+        if (tracking_) allow_writable();  // the buffers the new descriptors name
+        notify(0);
+    }
+
+    // --- MSI-X and the PCI cfg access window --------------------------------------------------------
+    void msix(Input& in, uint8_t op) {
+        const uint8_t cap = blk_.msix_cap_offset();
+        if (op & 0x10) {
+            uint16_t control = 0x8000;  // enable
+            if (op & 0x20) control |= 0x4000;  // function mask
+            cfg_write(cap + 2, 2, control | (op & 0x40 ? in.u16() : 0));
+        } else {
+            const uint64_t entry = bar_base(1) + VirtioPci::kMsixTableOffset + 16ull * (in.u8() % 3);
+            mmio_write(entry, 8, 0xFEE0'0000u | in.u8());
+            mmio_write(entry + 8, 4, in.u32());
+            mmio_write(entry + 12, 4, in.u8() & 1);
+        }
+    }
+
+    void cfg_window(Input& in, uint8_t op) {
+        const uint8_t cap = blk_.pci_cfg_cap_offset();
+        cfg_write(cap + 4, 1, (op & 0x10) ? in.u8() : in.u8() % 2);
+        static constexpr uint32_t kLengths[4] = {1, 2, 4, 3};
+        cfg_write(cap + 12, 4, (op & 0x20) ? in.u32() : kLengths[in.u8() & 3]);
+        uint32_t offset = in.u16();
+        if (op & 0x40) offset = VirtioPci::kNotifyOffset;
+        cfg_write(cap + 8, 4, offset);
+        if (op & 0x80) cfg_write(cap + 16, 4, in.u32());
+        else cfg_read(cap + 16, 4);
+    }
+
+    // --- invariants ---------------------------------------------------------------------------------
+    std::optional<uint16_t> used_idx() const {
+        const Virtqueue& q = blk_.queue(0);
+        uint8_t idx[2];
+        if (!q.enabled() || !ram_.peek(q.used_addr() + 2, idx)) return std::nullopt;
+        return static_cast<uint16_t>(idx[0] | idx[1] << 8);
+    }
+
+    MINIVMM_FUZZ_HARNESS size_t index_of(uint64_t gpa) const {  // position of a RAM byte in a snapshot
+        size_t pos = 0;
+        for (const GuestRegion& r : ram_.memory.regions()) {
+            if (gpa - r.gpa < r.size) return pos + (gpa - r.gpa);
+            pos += r.size;
+        }
+        return SIZE_MAX;
+    }
+
+    // Allows the device to write [gpa, gpa+len) (clipped to RAM), as snapshot positions.
+    MINIVMM_FUZZ_HARNESS void allow(uint64_t gpa, uint64_t len) {
+        size_t pos = 0;
+        for (const GuestRegion& r : ram_.memory.regions()) {
+            const uint64_t lo = std::max(gpa, r.gpa);
+            const uint64_t end = gpa + len < gpa ? UINT64_MAX : gpa + len;
+            const uint64_t hi = std::min(end, r.gpa + r.size);
+            if (lo < hi) allowed_.emplace_back(pos + (lo - r.gpa), pos + (hi - r.gpa));
+            pos += r.size;
+        }
+    }
+
+    // Every buffer some device-writable descriptor names, plus the used ring.
+    MINIVMM_FUZZ_HARNESS void allow_writable() {
+        const Virtqueue& q = blk_.queue(0);
+        const size_t ring_ranges = allowed_.size();
+        allow(q.used_addr() + 2, 2 + 8ull * q.size());
+        for (uint16_t i = 0; i < q.size(); ++i) {
+            std::array<uint8_t, 16> raw;
+            if (!ram_.peek(q.desc_addr() + 16ull * i, raw)) continue;
+            const auto* d = &raw;
+            const uint64_t addr = load_le(std::span<const uint8_t>(d->data(), 8));
+            const uint32_t len = static_cast<uint32_t>(load_le(std::span<const uint8_t>(d->data() + 8, 4)));
+            const uint16_t flags = static_cast<uint16_t>(load_le(std::span<const uint8_t>(d->data() + 12, 2)));
+            if (flags & kWrite) allow(addr, len);
+            if (!(flags & kIndirect)) continue;
+            for (uint64_t e = 0; e < len / 16; ++e) {
+                std::array<uint8_t, 16> entry;
+                if (!ram_.peek(addr + 16 * e, entry)) break;
+                const auto* ind = &entry;
+                const uint16_t f = static_cast<uint16_t>(load_le(std::span<const uint8_t>(ind->data() + 12, 2)));
+                if (f & kWrite)
+                    allow(load_le(std::span<const uint8_t>(ind->data(), 8)),
+                          load_le(std::span<const uint8_t>(ind->data() + 8, 4)));
+            }
+        }
+        // A data buffer over the used index lets the device write anything there legitimately.
+        const size_t idx = index_of(q.used_addr() + 2);
+        for (size_t i = ring_ranges + 1; i < allowed_.size() && idx != SIZE_MAX; ++i)
+            if (allowed_[i].first <= idx + 1 && idx < allowed_[i].second) data_over_used_ = true;
+    }
+
+    MINIVMM_FUZZ_HARNESS void check_writes() {
+        std::sort(allowed_.begin(), allowed_.end());
+        std::vector<std::pair<size_t, size_t>> merged;
+        for (const auto& r : allowed_) {
+            if (!merged.empty() && r.first <= merged.back().second) merged.back().second = std::max(merged.back().second, r.second);
+            else merged.push_back(r);
+        }
+        ram_.for_each_change(before_, [&](uint64_t, size_t pos) {
+            auto it = std::upper_bound(merged.begin(), merged.end(), std::pair<size_t, size_t>{pos, SIZE_MAX});
+            check(it != merged.begin() && pos < std::prev(it)->second);
+        });
+    }
+
+    // The used index only moves forward, by at most one ring per operation (or restarts from 0
+    // after a reset within the operation), and what the device published is its own count.
+    void check_used(uint16_t count_before) {
+        const Virtqueue& q = blk_.queue(0);
+        if (!q.enabled()) return;
+        const uint16_t count = q.used_idx();
+        check(static_cast<uint16_t>(count - count_before) <= q.size() || count <= q.size());
+        // A count of 0 is a reset (the ring in memory is the driver's business until a publish).
+        const std::optional<uint16_t> in_memory = used_idx();
+        if (count != count_before && count != 0 && in_memory && !data_over_used_) check(*in_memory == count);
+    }
+
+    void check_state() {
+        // INTx: edges only (EdgeCheckingIrq) and only for a set ISR with MSI-X and INTX_DISABLE off.
+        if (intx_.level) {
+            uint8_t control[2];
+            blk_.config_read(static_cast<uint16_t>(blk_.msix_cap_offset() + 2), control);
+            check(blk_.isr() != 0);
+            check(!(blk_.command() & pci::kCommandIntxDisable));
+            check(!(control[1] & 0x80));  // MSI-X enable
+        }
+        // §3.1.1: FEATURES_OK only for VERSION_1 and offered bits.
+        if (blk_.device_status() & virtio::kStatusFeaturesOk) {
+            const uint64_t offered = blk_.model().device_features() | virtio::kFVersion1 | virtio::kFRingIndirect;
+            check((blk_.driver_features() & virtio::kFVersion1) && !(blk_.driver_features() & ~offered));
+        }
+        // A BAR is on the bus only where it currently decodes.
+        for (int bar = 0; bar < 2; ++bar) {
+            const auto w = blk_.bar_window(bar);
+            for (uint64_t base : bases_) {
+                const Bus::Hit hit = mmio_.find(base, 1);
+                if (!hit.device || hit.device == &busy_) continue;
+                const bool is_this_bar = hit.device->name().ends_with(bar == 0 ? "-bar0" : "-msix");
+                if (is_this_bar) check(w && base >= w->base && base - w->base < w->size);
+            }
+        }
+        const auto io = test_fn_.bar_window(0);
+        for (uint64_t base : io_bases_)
+            if (pio_.find(base, 1).device == &test_io_) check(io && io->io && base - io->base < io->size);
+        const auto mem = test_fn_.bar_window(2);
+        for (uint64_t base : mem_bases_)
+            if (mmio_.find(base, 1).device == &test_mem_) check(mem && !mem->io && base - mem->base < mem->size);
+        check(!test_fn_.bar_window(1) && !test_fn_.bar_window(3));  // not implemented / upper half
+    }
+
+    GuestRam& ram_;
+    MemBackend disk_;
+    LevelIrq intx_;
+    CountingMsi msi_;
+    Bus pio_{"pio"}, mmio_{"mmio"};
+    Busy busy_;
+    Busy test_io_{"test-io"}, test_mem_{"test-mem"};
+    TestFunction test_fn_{test_io_, test_mem_};
+    VirtioBlk blk_;
+    PciHost host_{pio_, mmio_};
+    uint16_t avail_idx_ = 0;
+    std::vector<uint64_t> bases_, io_bases_, mem_bases_;
+    std::vector<uint8_t>& before_;
+    std::vector<std::pair<size_t, size_t>> allowed_;  // [begin, end) snapshot positions
+    bool tracking_ = false;        // before_/allowed_ describe this operation
+    bool data_over_used_ = false;  // a device-writable buffer covers the used index
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    Input in(data, size);
+    // Guest RAM and the snapshot buffer are allocated once (fresh pages for every input would
+    // cost more than the input itself); the harness re-initialises their contents.
+    static GuestRam ram(kLayout);
+    static std::vector<uint8_t> snapshot;
+    Harness h(ram, snapshot, in.u8());
+    for (unsigned ops = 0; !in.empty() && ops < 512; ++ops) h.step(in);
+    return 0;
+}

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs of the libFuzzer targets into tests/fuzz/corpus/<target>/.
+
+Each seed is a short, meaningful run of the target's input format (see the comment at the top of
+each tests/fuzz/fuzz_<target>.cpp): a driver initialising virtio-blk and reading a sector, SeaBIOS
+reading a file through fw_cfg DMA, a TIS command round trip, and so on. libFuzzer starts from
+them instead of from nothing. Files are named after their content's purpose; re-running the
+script rewrites them identically.
+Usage: tests/fuzz/make_seeds.py [output-directory]   (default: tests/fuzz/corpus next to it)
+"""
+import pathlib
+import struct
+import sys
+
+
+def u8(*v):
+    return bytes(x & 0xFF for x in v)
+
+
+def u16(v):
+    return struct.pack("<H", v & 0xFFFF)
+
+
+def u32(v):
+    return struct.pack("<I", v & 0xFFFFFFFF)
+
+
+def u64(v):
+    return struct.pack("<Q", v & 0xFFFFFFFFFFFFFFFF)
+
+
+# --- fuzz_exit_handler ----------------------------------------------------------------------
+EXIT_PORTS = [0x0, 0x60, 0x63, 0x64, 0xFFF8, 0xFFFC, 0xFFFE, 0xFFFF, 0x3F8, 0x3FD, 0x3FF, 0x70, 0x71,
+              0x510, 0x511, 0x514, 0x518, 0x51B, 0xCF8, 0xCF9, 0xCFC, 0xCFE, 0xCFF, 0x402]
+EXIT_MMIO = [0x0, 0x8, 0xF, 0xFED40000, 0xFED44FF8, 0xFED44FFF, 0xFED3FFFF, 0xFFFFFFFFFFFFF000,
+             0xFFFFFFFFFFFFFFF8, 0xFFFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFE, 0xFFFFFFFFFFFFEFFF]
+IO_SIZE_INDEX = {1: 0, 2: 1, 4: 2}
+
+
+def io_exit(out, port, size, count, data=b""):
+    """An I/O exit with its data at offset 4096 (count 0..4 via the small-count encoding). The
+    harness fills the data area from the input for both directions."""
+    shape = (1 if out else 0) | IO_SIZE_INDEX[size] << 1
+    count_sel = 0x10 + (count - 1) % 4 if count else 0
+    data = (data + bytes(size * count))[:min(size * count, 64)]
+    return u8(0, shape, EXIT_PORTS.index(port), count_sel, 0) + data
+
+
+def mmio_exit(addr, length, write, data=0):
+    shape = [1, 2, 4, 8].index(length) | (0x08 if write else 0)
+    return u8(3, shape, EXIT_MMIO.index(addr)) + u64(data)
+
+
+def other_exit(index, sub_type=0, suberror=0):
+    return u8(5, index, sub_type, suberror)
+
+
+def exit_handler_seeds():
+    return {
+        "uart-out-rep": u8(0) + io_exit(True, 0x3F8, 1, 2, b"hi") + io_exit(False, 0x3FD, 1, 1),
+        "recorder-rep-in": u8(0) + io_exit(False, 0x60, 1, 4) + io_exit(False, 0x63, 2, 1)
+        + io_exit(True, 0xFFFC, 4, 1, b"abcd"),
+        "pci-and-fwcfg": u8(1) + io_exit(True, 0xCF8, 4, 1, u32(0x80000800)) + io_exit(False, 0xCFC, 4, 1)
+        + io_exit(True, 0x510, 2, 1, u16(0)) + io_exit(False, 0x511, 1, 4),
+        "mmio": u8(2) + mmio_exit(0xFED40000, 4, True, 0x12345678) + mmio_exit(0xFED44FF8, 8, False)
+        + mmio_exit(0xFFFFFFFFFFFFFFF8, 8, False) + mmio_exit(0x8, 8, True, 1),
+        "other-exits": u8(3) + b"".join(other_exit(i, 1 + i % 3, i % 4) for i in range(10)),
+        # size 3; 4 GiB of data at 1 TiB; MMIO of length 0; exit_reason overwritten with raw bytes
+        "malformed": u8(4, 0) + u8(0, 0x46, 3, 1, 0x10, 0) + b"abc" + u8(0, 0x01, 8, 0xF0) + u32(0xFFFFFFFF)
+        + u8(6) + u64(1 << 40) + u8(3, 0x05, 3) + u64(0) + u8(6) + u16(8) + u8(4) + u32(0),
+    }
+
+
+# --- fuzz_fw_cfg ----------------------------------------------------------------------------
+FW_GPAS = [0x0, 0x10, 0xFF0, 0xFF8, 0xFFC, 0x1000, 0x17F0, 0x17F8, 0x17FC, 0x1800, 0x2000, 0x3FF8, 0x4000,
+           0x40F0, 0x40F8, 0x40FC, 0x4100, 0xFFFFFFFFFFFFF000, 0xFFFFFFFFFFFFFFE0, 0xFFFFFFFFFFFFFFEC,
+           0xFFFFFFFFFFFFFFF0, 0xFFFFFFFFFFFFFFF8]
+FW_KEYS = [0x0000, 0x0001, 0x0019, 0x0005, 0x000F, 0x8002, 0x8003, 0x000E, 0x4019, 0xC002]
+
+
+def fw_select(key_index):
+    return u8(3, key_index)
+
+
+def fw_port_reads(n):
+    return u8(7, n)
+
+
+def fw_dma(desc_gpa, control, length_sel, addr_gpa, key_index=None, one_write=False, length_arg=b""):
+    """Descriptor at FW_GPAS[desc_gpa]; control bits | optional select key; buffer at FW_GPAS[addr_gpa]."""
+    op = 4 | (0x10 if one_write else 0)
+    bits = control | (0x20 if key_index is not None else 0)
+    out = u8(op, desc_gpa, bits)
+    if key_index is not None:
+        out += u8(key_index)
+    return out + u8(length_sel) + length_arg + u8(addr_gpa)
+
+
+def fw_cfg_seeds():
+    read, skip, select, write = 0x02, 0x04, 0x08, 0x10
+    return {
+        "signature-and-directory": u8(0x10) + fw_port_reads(4) + fw_select(2) + fw_port_reads(68)
+        + u8(0) + u8(4) + u8(0x18) + u8(4),  # read signature register, 4-byte
+        "dma-read-e820": u8(0x11) + fw_dma(2, read | select, 2, 5, key_index=10, length_arg=u16(40))
+        + fw_dma(3, read, 2, 5, one_write=True, length_arg=u16(0x900)),
+        "dma-skip-and-write": u8(0x12) + fw_select(2) + fw_dma(12, skip, 1, 0, length_arg=u8(8))
+        + fw_dma(12, read, 1, 13, length_arg=u8(16)) + fw_dma(0, write, 1, 0, length_arg=u8(4)),
+        "dma-edges": u8(0x13) + fw_dma(3, read | select, 5, 16, key_index=2) + fw_dma(18, read, 1, 20, length_arg=u8(32))
+        + fw_dma(15, read, 4, 0, length_arg=u32(0xFFFFFFFF)) + fw_dma(21, read, 1, 0, length_arg=u8(1)),
+        "port-widths": u8(0x14) + b"".join(u8(op, off) for op, off in [(0x00, 0), (0x08, 1), (0x10, 4), (0x18, 8),
+                                                                       (0x28, 2), (0x30, 11), (0x20, 0xF3)])
+        + u8(2 | 0x08, 0) + u64(0x19) + fw_port_reads(8),
+    }
+
+
+# --- fuzz_cmos ------------------------------------------------------------------------------
+def cmos_seeds():
+    def index(i):
+        return u8(0, i)
+
+    def read():
+        return u8(1)
+
+    def write(v):
+        return u8(2, v)
+
+    time_regs = [0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32]
+    return {
+        "read-clock": u8(0x02) + b"".join(index(r) + read() for r in time_regs + [0x0A, 0x0B, 0x0C, 0x0D]),
+        "set-time-bcd": u8(0x02) + u8(5 | 0x40) + u8(0x30, 0x45, 0x13, 0x29, 0x02, 0x24, 0x20) + index(0x07) + read(),
+        "set-time-binary-12h": u8(0x22) + u8(5 | 0x80) + u8(59, 59, 0x8C, 31, 12, 99, 99) + u8(4 | 0x10) + u64(86400),
+        "nvram-and-ports": u8(0x41) + index(0x40) + write(0xA5) + read() + index(0x8F) + write(0xFE) + read()
+        + u8(3 | 0x08) + u8(0x7F, 0x11) + bytes(6) + u8(3 | 0x48) + u8(7),
+        "clock-jumps": u8(0x80) + u8(4 | 0x10) + u64(1 << 37) + index(0x32) + read() + u8(4 | 0x18) + index(0)
+        + read() + u8(4 | 0x18) + u8(4 | 0x08) + u32(0xFFFFFFFF) + index(0x09) + read(),
+    }
+
+
+# --- fuzz_uart ------------------------------------------------------------------------------
+def uart_seeds():
+    def wr(offset, value):
+        return u8(3) + u8(value) + bytes(7) + u8(offset)  # 1-byte write (size selector 0)
+
+    def rd(offset):
+        return u8(0, offset)
+
+    return {
+        "driver-init-transmit": u8(0) + u8(6, 0x0C, 0xC7, 0x0B, 0x0F) + wr(0, ord("o")) + wr(0, ord("k")) + rd(2) + rd(5),
+        "receive-drain": u8(0) + u8(6, 0x01, 0x01, 0x08, 0x01) + u8(5, 5) + b"hello" + rd(2) + u8(7),
+        "loopback": u8(1) + wr(4, 0x1F) + wr(2, 0x01) + wr(0, 0x41) + wr(0, 0x42) + rd(6) + u8(7) + wr(4, 0x08),
+        "fifo-overrun": u8(0) + wr(2, 0xC1) + u8(5, 20) + bytes(range(20)) + rd(5) + wr(2, 0x00) + u8(5, 3) + b"xyz"
+        + u8(7),
+        "wide-accesses": u8(0) + u8(0x03 | 0x10) + u64(0x0300000F80) + u8(0) + u8(0x00 | 0x18) + u8(0)
+        + u8(0x00 | 0x10) + u8(6) + u8(0x03 | 0x18) + u64(0xFFFFFFFF) + u8(0xF5),
+    }
+
+
+# --- fuzz_pci_virtio_blk --------------------------------------------------------------------
+def pci_seeds():
+    def cfg_read(reg, size_sel=2):  # op 1: size = pick_access_size(op >> 4)
+        return u8(1 | size_sel << 4, 0, reg, 4)
+
+    def driver_init(queue_size_sel=2, indirect=False):
+        op = 5 | (0x10 if indirect else 0)
+        return u8(op, queue_size_sel, 1, 1)  # queue size, queue vector, config vector
+
+    def request(type_sel, sector_mode=0, sector=0, data_blocks=1, data_slot=0, head=0, defect=0, indirect=False):
+        op = 13 | (0x10 if indirect else 0)
+        shape = type_sel | sector_mode << 3
+        out = u8(op, shape)
+        if sector_mode in (0, 1):
+            out += u8(sector)
+        elif sector_mode == 2:
+            out += u64(sector)
+        out += u8(data_slot, data_blocks)
+        return out + u8(defect, head)
+
+    def msix_enable():
+        return u8(10 | 0x10)
+
+    def msix_entry(vector, data):
+        return u8(10, vector, 0x20) + u32(data) + u8(0)
+
+    return {
+        "identity": u8(0x00) + cfg_read(0) + cfg_read(8) + cfg_read(0x34, 0) + cfg_read(0x40) + u8(2) + cfg_read(0x10),
+        "read-sector": u8(0x11) + driver_init() + request(0, 0, 1, 1) + u8(15) + request(0, 1, 0, 2, 3, head=3),
+        "write-flush-getid": u8(0x11) + driver_init() + request(1, 0, 2, 2) + request(2) + request(3, data_blocks=1),
+        "indirect": u8(0x11) + driver_init(indirect=True) + request(0, 0, 0, 1, indirect=True)
+        + request(1, 0, 1, 1, defect=2, indirect=True),
+        "msix-and-defects": u8(0x11) + driver_init() + msix_entry(0, 0x41) + msix_entry(1, 0x42) + msix_enable()
+        + request(0, 0, 0, 1, defect=1) + request(0, 0, 0, 1, defect=2) + request(7, 0, 0, 1, defect=3)
+        + u8(11, 0, 2) + u16(0x14),
+    }
+
+
+# --- fuzz_swtpm_protocol ---------------------------------------------------------------------
+def swtpm_seeds():
+    def ctrl(cmd_index, chunks):
+        out = u8(0, cmd_index)
+        for c in chunks:
+            out += u8(len(c)) + c
+        return out
+
+    def reader(shape, chunks, extra=b""):
+        out = u8(1, shape) + extra
+        for c in chunks:
+            out += u16(len(c)) + c
+        return out
+
+    rsp = bytes([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0, 0, 0xAA, 0xBB])
+    return {
+        "ctrl-capability": ctrl(0, [struct.pack(">I", 0), struct.pack(">I", 0x348F)]),
+        "ctrl-error-and-sizes": ctrl(1, [struct.pack(">I", 9)]) + ctrl(9, [struct.pack(">IIII", 0, 4096, 128, 4096)[:6],
+                                                                             struct.pack(">IIII", 0, 4096, 128, 4096)[6:]]),
+        "response-complete": reader(0, [rsp[:3], rsp[3:10], rsp[10:]]) + reader(0x40, [rsp]),
+        "response-malformed": reader(1, [bytes([0x80, 0x01, 0, 0, 0, 11, 0, 0, 0, 0])])
+        + reader(0x08, [bytes([0, 0xC4, 0, 0, 0, 5, 0, 0, 0, 9])], extra=u16(64)),
+        "headers": u8(3, 10) + bytes([0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 1]) + u16(0x8001) + u32(0x101) + u32(0x2407)
+        + u32(0x11) + u8(3),
+    }
+
+
+# --- fuzz_tpm_tis ---------------------------------------------------------------------------
+def tpm_tis_seeds():
+    def command(locality, body):
+        return u8(5 | locality << 3, len(body)) + body
+
+    def complete(rsp):
+        return u8(4) + u16(len(rsp)) + rsp
+
+    def read(offset, size_sel=2):
+        return u8(0 | size_sel << 3) + u16(offset)
+
+    startup = bytes([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0])
+    ok = bytes([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0])
+    return {
+        "command-round-trip": u8(0x20) + command(0, startup) + complete(ok) + read(0x18) + b"".join(read(0x24, 0) for _ in range(10)),
+        "localities": u8(0x21) + command(3, startup) + u8(6 | 0x80 | 2 << 3) + complete(ok) + u8(6 | 3 << 3) + read(0x3000)
+        + command(1, ok),
+        "interface-registers": u8(0x00) + b"".join(read(off) for off in (0x0, 0x8, 0xC, 0x14, 0x18, 0x30, 0xF00))
+        + u8(2 | 2 << 3) + u16(0x8) + u64(0xFF) + u8(7),
+    }
+
+
+TARGETS = {
+    "exit_handler": exit_handler_seeds,
+    "fw_cfg": fw_cfg_seeds,
+    "cmos": cmos_seeds,
+    "uart": uart_seeds,
+    "pci_virtio_blk": pci_seeds,
+    "swtpm_protocol": swtpm_seeds,
+    "tpm_tis": tpm_tis_seeds,
+}
+
+
+def main():
+    out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parent / "corpus"
+    for target, make in TARGETS.items():
+        directory = out / target
+        directory.mkdir(parents=True, exist_ok=True)
+        seeds = make()
+        for name, data in seeds.items():
+            (directory / name).write_bytes(data)
+        print(f"{directory}: {len(seeds)} seeds")
+
+
+if __name__ == "__main__":
+    main()
