@@ -23,10 +23,12 @@ namespace {
     throw std::runtime_error(fmt::format("disk image {} {}", path, what));
 }
 
-// pread/pwrite until done: retries EINTR, continues after short transfers, fails on EOF/error.
-bool pread_full(int fd, uint8_t* buf, size_t len, uint64_t offset) noexcept {
+// Runs pread or pwrite until the whole range is transferred: retries EINTR, continues after
+// short transfers, fails on EOF or error.
+template <typename Buf, typename Op>
+bool transfer_full(Op op, int fd, Buf* buf, size_t len, uint64_t offset) noexcept {
     while (len > 0) {
-        const ssize_t n = ::pread(fd, buf, len, static_cast<off_t>(offset));
+        const ssize_t n = op(fd, buf, len, static_cast<off_t>(offset));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) return false;
         buf += n;
@@ -36,16 +38,12 @@ bool pread_full(int fd, uint8_t* buf, size_t len, uint64_t offset) noexcept {
     return true;
 }
 
+bool pread_full(int fd, uint8_t* buf, size_t len, uint64_t offset) noexcept {
+    return transfer_full(::pread, fd, buf, len, offset);
+}
+
 bool pwrite_full(int fd, const uint8_t* buf, size_t len, uint64_t offset) noexcept {
-    while (len > 0) {
-        const ssize_t n = ::pwrite(fd, buf, len, static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        buf += n;
-        len -= static_cast<size_t>(n);
-        offset += static_cast<uint64_t>(n);
-    }
-    return true;
+    return transfer_full(::pwrite, fd, buf, len, offset);
 }
 
 }  // namespace
