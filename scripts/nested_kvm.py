@@ -1,0 +1,239 @@
+"""A real KVM on any x86-64 Linux host: Debian's stock kernel booted under QEMU TCG with `-cpu max`
+(emulated AMD SVM with nested paging) loads kvm-amd, and a command runs inside that L1 VM with
+/dev/kvm, in a chroot of the host's own root file system shared read-only over 9p. The host's build
+tree, swtpm, SeaBIOS, QEMU and Python are used as they are; directories named with `rw` (and the
+current directory when it is only on a tmpfs) are shared writable; /tmp, /run, /var/tmp and /dev/shm
+are fresh tmpfs inside. The command's stdout and stderr arrive on the L1's COM1 (our stdout), its exit
+status through a writable exchange directory.
+
+The L1's kernel and initramfs are built once from Debian packages (linux-image-amd64's kernel,
+busybox-static) and cached in ~/.cache/minivmm/nested-<hash>/. With icount=True QEMU runs under
+`-icount shift=0,sleep=off`: the L1's clock counts executed instructions, so times taken inside are
+deterministic (benchmarks); that forces one TCG thread (smp=1)."""
+import hashlib
+import os
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import debs  # noqa: E402
+import initramfs  # noqa: E402
+
+# kvm-amd (with its dependencies kvm, irqbypass, ccp) and 9p over virtio-pci.
+MODULES = ["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"]
+RECIPE = "nested-kvm L1 v1"  # part of the cache key: bump when INIT or MODULES change meaning
+TMPFS = ["/tmp", "/run", "/var/tmp", "/dev/shm"]
+START, END = "@@nested-kvm:start@@", "@@nested-kvm:end@@"
+NOT_RUN = 125  # status when the command never ran or its status was lost
+
+# /init of the L1 (busybox sh). /etc/shares lists "tag path" for the writable shares.
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+fail() { echo "nested-kvm: $*"; poweroff -f; }
+while read -r m; do insmod "/lib/modules/$m.ko" || fail "insmod $m failed"; done </etc/modules
+[ -c /dev/kvm ] || fail "/dev/kvm did not appear (kvm_amd: $(dmesg | grep -m1 -i 'kvm\|svm'))"
+opts=trans=virtio,version=9p2000.L,msize=512000
+mkdir -p /host /xchg
+mount -t 9p -o $opts,ro,cache=loose host /host || fail "cannot mount the host's root over 9p"
+mount -t 9p -o $opts,cache=mmap xchg /xchg || fail "cannot mount the exchange directory"
+mount -t proc proc /host/proc
+mount -t sysfs sysfs /host/sys
+mount -t devtmpfs devtmpfs /host/dev
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts
+mount --bind /host/dev/pts/ptmx /host/dev/ptmx
+for d in TMPFS_DIRS; do [ -d "/host$d" ] && mount -t tmpfs -o mode=1777 tmpfs "/host$d"; done
+mount -t securityfs securityfs /host/sys/kernel/security 2>/dev/null
+while read -r tag path; do
+  mkdir -p "/host$path" 2>/dev/null
+  mount -t 9p -o $opts,cache=mmap "$tag" "/host$path" || fail "cannot mount $path"
+done </xchg/shares
+mkdir -p /host/run/nested-kvm && mount --bind /xchg /host/run/nested-kvm
+ip link set lo up 2>/dev/null
+hostname "$(cat /xchg/hostname)"
+stty -F /dev/ttyS0 raw -echo
+echo "START_MARK" >/dev/ttyS0
+chroot /host /bin/sh /run/nested-kvm/command.sh </dev/null >/dev/ttyS0 2>&1
+echo $? >/xchg/status
+sync
+echo "END_MARK" >/dev/ttyS0
+poweroff -f
+""".replace("TMPFS_DIRS", " ".join(TMPFS)).replace("START_MARK", START).replace("END_MARK", END)
+
+
+class NestedError(Exception):
+    """The nested VM cannot be had here; the message names what is missing."""
+
+
+def qemu_binary():
+    q = shutil.which("qemu-system-x86_64")
+    if not q:
+        raise NestedError("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    return q
+
+
+def available_mib():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def _say(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def l1_image(say=_say):
+    """(vmlinuz, initramfs) of the L1, built once from Debian packages and cached."""
+    try:
+        version, depends = debs.candidate("linux-image-amd64")
+        bb_version, _ = debs.candidate("busybox-static")
+    except debs.DebError as e:
+        raise NestedError(str(e)) from None
+    key = hashlib.sha256(f"{version}\n{depends}\n{bb_version}\n{RECIPE}\n{MODULES}\n{INIT}".encode()).hexdigest()[:16]
+    cache = debs.CACHE / f"nested-{key}"
+    kernel, initrd = cache / "vmlinuz", cache / "initramfs.gz"
+    if kernel.exists() and initrd.exists():
+        return kernel, initrd
+    say("nested-kvm: building the L1 kernel and initramfs from Debian packages (once)")
+    with tempfile.TemporaryDirectory(prefix="nested-kvm-build-") as work:
+        try:
+            k = debs.KernelPackage(work, say)
+            modules = k.modules(MODULES)
+            bb_deb, _ = debs.fetch("busybox-static", say)
+            busybox = debs.extract(bb_deb, Path(work) / "busybox") / "bin/busybox"
+            image = initramfs.pack(initramfs.base(busybox, INIT.encode(), modules))
+        except (debs.DebError, ValueError, subprocess.CalledProcessError) as e:
+            raise NestedError(f"cannot build the L1 image: {e}") from None
+        tmp = Path(tempfile.mkdtemp(prefix="tmp-nested-", dir=debs.CACHE))
+        shutil.copyfile(k.vmlinuz, tmp / "vmlinuz")
+        (tmp / "initramfs.gz").write_bytes(image)
+        try:
+            tmp.rename(cache)
+        except OSError:  # another process cached it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return kernel, initrd
+
+
+def under_tmpfs(path):
+    return any(path == d or path.startswith(d + "/") for d in TMPFS)
+
+
+def command_script(argv, cwd, env):
+    lines = ["# generated by scripts/nested_kvm.py"]
+    for name, value in sorted(env.items()):
+        if name.isidentifier():
+            lines.append(f"export {name}={shlex.quote(value)}")
+    lines.append(f"cd {shlex.quote(cwd)} || exit {NOT_RUN}")
+    lines.append("exec " + " ".join(shlex.quote(a) for a in argv))
+    return "\n".join(lines) + "\n"
+
+
+def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=2, icount=False, timeout=None, out=None,
+        say=None):
+    """Runs argv inside the nested VM; returns its exit status. Output goes to `out` (default our
+    stdout) as it arrives. Raises NestedError when the VM cannot be started."""
+    out = out or sys.stdout.buffer
+    say = say or _say
+    qemu = qemu_binary()
+    if not os.path.exists("/usr/lib/x86_64-linux-gnu/qemu") and not Path(qemu).exists():
+        raise NestedError("qemu-system-x86_64 is not usable")
+    need = mem_mib + 512
+    if available_mib() < need:
+        raise NestedError(f"not enough free memory for the nested VM: {available_mib()} MiB available, "
+                          f"{need} MiB needed (--mem)")
+    kernel, initrd = l1_image(say)
+    cwd = os.path.abspath(cwd or os.getcwd())
+    env = dict(os.environ if env is None else env)
+    shares = sorted({os.path.realpath(p) for p in rw}, key=len)
+    if under_tmpfs(cwd) and not any(cwd == s or cwd.startswith(s + "/") for s in shares):
+        shares.append(cwd)
+    for s in shares:
+        if not os.path.isdir(s):
+            raise NestedError(f"cannot share {s}: not a directory")
+    with tempfile.TemporaryDirectory(prefix="nested-kvm-") as xchg:
+        Path(xchg, "command.sh").write_text(command_script(argv, cwd, env))
+        Path(xchg, "shares").write_text("".join(f"rw{i} {p}\n" for i, p in enumerate(shares)))
+        Path(xchg, "hostname").write_text("nested-kvm\n")
+        cmd = [qemu, "-accel", "tcg" if icount else "tcg,thread=multi", "-cpu", "max",
+               "-m", f"{mem_mib}M", "-smp", "1" if icount else str(smp),
+               "-display", "none", "-vga", "none", "-nodefaults", "-no-user-config", "-no-reboot",
+               "-serial", "stdio", "-monitor", "none",
+               "-kernel", str(kernel), "-initrd", str(initrd),
+               "-append", "console=ttyS0 quiet loglevel=1 panic=-1 nokaslr mitigations=off",
+               "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
+               "-virtfs", f"local,path={xchg},mount_tag=xchg,security_model=none"]
+        cmd += [a for i, p in enumerate(shares)
+                for a in ("-virtfs", f"local,path={p},mount_tag=rw{i},security_model=none,multidevs=remap")]
+        if icount:
+            cmd += ["-icount", "shift=0,sleep=off"]
+        return _relay(cmd, xchg, timeout, out, say)
+
+
+def _relay(cmd, xchg, timeout, out, say):
+    """Starts QEMU, copies the command's output (between the markers) to out, returns its status."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+    previous = {s: signal.signal(s, lambda *_: (_stop(proc), sys.exit(128 + s))) for s in (signal.SIGTERM,
+                                                                                          signal.SIGINT)}
+    started, pending, head = False, b"", b""
+    deadline = time.monotonic() + timeout if timeout else None
+    try:
+        while True:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and (left <= 0 or not select.select([proc.stdout], [], [], left)[0]):
+                say(f"nested-kvm: error: the command did not finish within {timeout:g} s; stopped")
+                _stop(proc)
+                return NOT_RUN
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            pending += chunk
+            if not started:
+                at = pending.find(START.encode() + b"\n")
+                if at < 0:
+                    head = (head + pending)[-4000:]
+                    pending = pending[-len(START) - 1:]
+                    continue
+                started, pending = True, pending[at + len(START) + 1:]
+            end = pending.find(END.encode())
+            if end >= 0:
+                out.write(pending[:end])
+                out.flush()
+                pending = b""
+                break
+            keep = len(END)  # a marker may be split across reads
+            out.write(pending[:-keep])
+            out.flush()
+            pending = pending[-keep:]
+        proc.wait(timeout=60)
+    finally:
+        _stop(proc)
+        for s, h in previous.items():
+            signal.signal(s, h)
+    status = Path(xchg, "status")
+    if status.exists() and status.read_text().strip().isdigit():
+        return int(status.read_text())
+    text = (head + pending).decode(errors="replace").strip().splitlines()
+    say("nested-kvm: error: the nested VM stopped before the command finished "
+        f"(QEMU exit {proc.returncode}); its last lines: " + " | ".join(text[-8:]))
+    return NOT_RUN
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
