@@ -153,10 +153,17 @@ TpmStateDir::TpmStateDir(std::string path) : path_(std::move(path)) {
 
 void TpmStateDir::lock() {
     std::string lock_path = file_path(kLockName);
-    lock_fd_ = UniqueFd(::openat(dir_fd_.get(), std::string(kLockName).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    // O_NOFOLLOW: a planted ".lock -> victim" must not make us truncate the victim; O_NONBLOCK
+    // so that a FIFO planted there cannot hang the open (refused just below).
+    lock_fd_ = UniqueFd(::openat(dir_fd_.get(), std::string(kLockName).c_str(),
+                                 O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
     if (!lock_fd_.valid())
         throw TpmStateError(fmt::format("cannot create the lock file {} of TPM state directory {}: {}", lock_path,
-                                        path_, errno_text(errno)));
+                                        path_, errno == ELOOP ? "it is a symbolic link" : errno_text(errno)));
+    struct stat st {};
+    if (::fstat(lock_fd_.get(), &st) != 0 || !S_ISREG(st.st_mode))
+        throw TpmStateError(fmt::format("cannot use the lock file {} of TPM state directory {}: not a regular file",
+                                        lock_path, path_));
     if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
         int err = errno;
         if (err != EWOULDBLOCK)

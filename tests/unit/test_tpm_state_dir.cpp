@@ -321,3 +321,18 @@ TEST_CASE("state directory: SIGKILL during writes never leaves a torn file") {
                          << " new; temporaries left by the kill: " << temporaries_left);
     CHECK(seen[1] + seen[2] + seen[3] > 0);  // the kills did land after writes
 }
+
+TEST_CASE("state directory lock: a symbolic link or a FIFO as .lock is refused, its target untouched") {
+    TempDir tmp;
+    spit(tmp.sub("victim"), pattern(64, 7));
+    fs::create_directory(tmp.sub("linked"));
+    fs::create_symlink(tmp.sub("victim"), tmp.sub("linked/.lock"));
+    std::string err = open_error(tmp.sub("linked"));
+    CHECK(err == "cannot create the lock file " + tmp.sub("linked/.lock") + " of TPM state directory " +
+                     tmp.sub("linked") + ": it is a symbolic link");
+    CHECK(slurp(tmp.sub("victim")) == pattern(64, 7));
+
+    fs::create_directory(tmp.sub("fifo"));
+    REQUIRE(::mkfifo(tmp.sub("fifo/.lock").c_str(), 0600) == 0);
+    CHECK(open_error(tmp.sub("fifo")).find("not a regular file") != std::string::npos);
+}
