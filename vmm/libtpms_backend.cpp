@@ -45,7 +45,7 @@ std::string LibtpmsBackend::state_file_name(TpmVersion version, std::string_view
 
 LibtpmsBackend::LibtpmsBackend(const std::string& state_dir, TpmVersion version)
     : claim_(this), version_(version), dir_(state_dir) {
-    check_state_files();
+    check_state_files(dir_, version_);
 
     if (TPMLIB_ChooseTPMVersion(version == TpmVersion::v2_0 ? TPMLIB_TPM_VERSION_2 : TPMLIB_TPM_VERSION_1_2) != TPM_SUCCESS)
         throw std::runtime_error(fmt::format("this libtpms does not support TPM {}", version_text(version)));
@@ -88,17 +88,21 @@ LibtpmsBackend::~LibtpmsBackend() {
 
 // Refuses what would otherwise silently become a fresh TPM: the other version's state, or a
 // file that is truncated, corrupt or from another TPM version (checked again by every load).
-void LibtpmsBackend::check_state_files() const {
-    std::string other_permall = state_file_name(other_version(version_), TPM_PERMANENT_ALL_NAME);
-    if (dir_.exists(other_permall))
+void LibtpmsBackend::check_state_files(const TpmStateDir& dir, TpmVersion version) {
+    std::string other_permall = state_file_name(other_version(version), TPM_PERMANENT_ALL_NAME);
+    if (dir.exists(other_permall))
         throw TpmStateError(fmt::format("TPM state directory {} holds TPM {} state ({}), not TPM {}; use -tpm-version "
                                         "{} or another -tpm-state directory",
-                                        dir_.path(), version_text(other_version(version_)), other_permall,
-                                        version_text(version_), version_text(other_version(version_))));
+                                        dir.path(), version_text(other_version(version)), other_permall,
+                                        version_text(version), version_text(other_version(version))));
     for (const char* name : {TPM_PERMANENT_ALL_NAME, TPM_SAVESTATE_NAME, TPM_VOLATILESTATE_NAME}) {
-        auto r = dir_.read(state_file_name(version_, name), version_);
+        auto r = dir.read(state_file_name(version, name), version);
         if (r.status == TpmStateDir::ReadResult::Status::error) throw TpmStateError(r.error);
     }
+}
+
+void LibtpmsBackend::check(const std::string& state_dir, TpmVersion version) {
+    if (auto dir = TpmStateDir::inspect(state_dir)) check_state_files(*dir, version);
 }
 
 uint32_t LibtpmsBackend::start_locked() noexcept {

@@ -40,6 +40,9 @@ public:
     // swtpm). Throws TpmStateError with one line naming the directory or file, or
     // std::runtime_error if libtpms fails or another LibtpmsBackend exists.
     LibtpmsBackend(const std::string& state_dir, TpmVersion version);
+    // The constructor's checks of the directory and its files, without creating, locking or
+    // writing anything and without starting libtpms (TpmStateDir::inspect). Throws TpmStateError.
+    static void check(const std::string& state_dir, TpmVersion version);
     // Stops libtpms (without writing the volatile state: that is shutdown()'s job) and unlocks
     // the directory.
     ~LibtpmsBackend() override;
@@ -82,7 +85,7 @@ private:
         ProcessClaim& operator=(const ProcessClaim&) = delete;
     };
 
-    void check_state_files() const;
+    static void check_state_files(const TpmStateDir& dir, TpmVersion version);
     // TPMLIB_SetBufferSize + TPMLIB_MainInit; on failure terminates again. mutex_ held.
     uint32_t start_locked() noexcept;
     void stop_locked() noexcept;

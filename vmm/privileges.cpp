@@ -1,6 +1,5 @@
 #include "vmm/privileges.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
@@ -17,6 +16,7 @@
 #include "vmm/error.hpp"
 #include "vmm/log.hpp"
 #include "vmm/memory_map.hpp"
+#include "vmm/tpm_state_dir.hpp"
 
 namespace minivmm {
 
@@ -59,28 +59,13 @@ void give_state_dir_to(const RunAsUser& user, const std::string& dir) {
     UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!fd.valid()) fail(dir, errno);
     if (::fchown(fd.get(), user.uid, user.gid) != 0) fail(dir, errno);
-    // Walk a second fd: closedir() closes the one it is given.
-    int walk_fd = ::openat(fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (walk_fd < 0) fail(dir, errno);
-    DIR* walk = ::fdopendir(walk_fd);
-    if (!walk) {
-        int err = errno;
-        ::close(walk_fd);
-        fail(dir, err);
-    }
-    std::string bad;
-    int bad_err = 0;
-    while (dirent* e = ::readdir(walk)) {
-        if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    // Only minivmm's own files (TpmStateDir checked that the directory is ours): anything else
+    // someone put there stays theirs. AT_SYMLINK_NOFOLLOW: a link is never followed.
+    for (const std::string& name : TpmStateDir::own_file_names()) {
         struct stat st {};
-        if (::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (::fchownat(fd.get(), e->d_name, user.uid, user.gid, AT_SYMLINK_NOFOLLOW) != 0 && bad.empty()) {
-            bad = e->d_name;
-            bad_err = errno;
-        }
+        if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (::fchownat(fd.get(), name.c_str(), user.uid, user.gid, AT_SYMLINK_NOFOLLOW) != 0) fail(dir + "/" + name, errno);
     }
-    ::closedir(walk);
-    if (!bad.empty()) fail(dir + "/" + bad, bad_err);
 }
 
 void drop_privileges(const RunAsUser& user) {

@@ -19,8 +19,9 @@ struct RunAsUser {
 // (kExitUsage) for an unknown user or when minivmm does not run as root.
 RunAsUser resolve_runas(const std::string& user);
 
-// Gives the -tpm-state directory and the files in it to `user`: libtpms replaces its state files
-// there for the whole run, after root is gone. Symbolic links are neither followed nor changed.
+// Gives the -tpm-state directory and minivmm's own files in it (TpmStateDir::own_file_names) to
+// `user`: libtpms replaces its state files there for the whole run, after root is gone. Other
+// files are left alone; symbolic links are neither followed nor changed.
 // Throws SetupError(kExitTpm) naming the path.
 void give_state_dir_to(const RunAsUser& user, const std::string& dir);
 

@@ -6,8 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -17,99 +15,6 @@
 #include "vmm/log.hpp"
 
 namespace minivmm {
-
-namespace tpmstate {
-
-namespace {
-
-constexpr std::array<uint8_t, 8> kMagic = {'M', 'V', 'M', 'T', 'P', 'M', 'S', 'T'};
-
-constexpr std::array<uint32_t, 256> make_crc_table() {
-    std::array<uint32_t, 256> table{};
-    for (uint32_t i = 0; i < 256; ++i) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        table[i] = c;
-    }
-    return table;
-}
-constexpr auto kCrcTable = make_crc_table();
-
-uint32_t version_code(TpmVersion v) noexcept { return v == TpmVersion::v2_0 ? 20 : 12; }
-
-uint32_t get_le32(const uint8_t* p) noexcept {
-    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-void put_le32(uint8_t* p, uint32_t v) noexcept {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-}  // namespace
-
-// CRC-32 as in IEEE 802.3 / zlib (reflected polynomial 0xEDB88320, pre- and post-inverted).
-uint32_t crc32(std::span<const uint8_t> bytes, uint32_t crc) noexcept {
-    crc = ~crc;
-    for (uint8_t b : bytes) crc = kCrcTable[(crc ^ b) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
-
-std::vector<uint8_t> encode_file(TpmVersion version, std::span<const uint8_t> payload) {
-    std::vector<uint8_t> file(kHeaderSize + payload.size());
-    std::copy(kMagic.begin(), kMagic.end(), file.begin());
-    put_le32(&file[8], kFormatVersion);
-    put_le32(&file[12], version_code(version));
-    put_le32(&file[16], static_cast<uint32_t>(payload.size()));
-    std::copy(payload.begin(), payload.end(), file.begin() + kHeaderSize);
-    uint32_t crc = crc32(std::span<const uint8_t>(file.data(), 20));
-    put_le32(&file[20], crc32(payload, crc));
-    return file;
-}
-
-Decoded decode_file(std::span<const uint8_t> file, TpmVersion expected) noexcept {
-    Decoded d;
-    if (file.size() < kHeaderSize) {
-        d.status = file.size() >= kMagic.size() && std::equal(kMagic.begin(), kMagic.end(), file.begin())
-                       ? DecodeStatus::truncated
-                       : DecodeStatus::bad_magic;
-        return d;
-    }
-    if (!std::equal(kMagic.begin(), kMagic.end(), file.begin())) return d;
-    if (get_le32(&file[8]) != kFormatVersion) {
-        d.status = DecodeStatus::unsupported_format;
-        return d;
-    }
-    uint32_t length = get_le32(&file[16]);
-    if (file.size() - kHeaderSize < length) {
-        d.status = DecodeStatus::truncated;
-        return d;
-    }
-    if (file.size() - kHeaderSize > length) {
-        d.status = DecodeStatus::too_long;
-        return d;
-    }
-    auto payload = file.subspan(kHeaderSize, length);
-    if (crc32(payload, crc32(file.first(20))) != get_le32(&file[20])) {
-        d.status = DecodeStatus::checksum_mismatch;
-        return d;
-    }
-    uint32_t code = get_le32(&file[12]);
-    if (code != 12 && code != 20) {
-        d.status = DecodeStatus::unsupported_format;
-        return d;
-    }
-    d.version = code == 20 ? TpmVersion::v2_0 : TpmVersion::v1_2;
-    if (d.version != expected) {
-        d.status = DecodeStatus::wrong_version;
-        return d;
-    }
-    d.status = DecodeStatus::ok;
-    d.payload = payload;
-    return d;
-}
-
-std::string_view version_text(TpmVersion version) noexcept { return version == TpmVersion::v2_0 ? "2.0" : "1.2"; }
-
-}  // namespace tpmstate
 
 namespace {
 
@@ -128,27 +33,146 @@ int write_all(int fd, std::span<const uint8_t> bytes) noexcept {
     return 0;
 }
 
-bool is_plain_name(std::string_view name) noexcept {
-    if (name.empty() || name.size() > 64 || name[0] == '.') return false;
-    for (char c : name)
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) return false;
-    return true;
+// The only names minivmm ever creates, reads or removes in a state directory (libtpms's
+// TPM_PERMANENT_ALL_NAME, TPM_SAVESTATE_NAME, TPM_VOLATILESTATE_NAME, prefixed as swtpm does).
+constexpr std::string_view kStatePrefixes[] = {"tpm-00.", "tpm2-00."};
+constexpr std::string_view kStateKinds[] = {"permall", "savestate", "volatilestate"};
+
+// "dir/" -> "dir", so that opening it with O_NOFOLLOW does not follow a symbolic link "dir"
+// (a trailing slash makes the kernel resolve the link).
+std::string without_trailing_slashes(std::string path) {
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    return path;
 }
+
+// Where mkdir would create `path`: its parent directory.
+std::string parent_of(const std::string& path) {
+    size_t slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+constexpr std::string_view kMarkerText =
+    "This directory holds the state of minivmm's in-process TPM (-tpm-state). minivmm touches only\n"
+    "its own files here: .lock, tpm-00.* and tpm2-00.* state files and their .tmp replacements.\n";
 
 }  // namespace
 
+bool TpmStateDir::is_state_name(std::string_view name) noexcept {
+    for (std::string_view prefix : kStatePrefixes) {
+        if (!name.starts_with(prefix)) continue;
+        for (std::string_view kind : kStateKinds)
+            if (name.substr(prefix.size()) == kind) return true;
+    }
+    return false;
+}
+
+bool TpmStateDir::is_own_name(std::string_view name) noexcept {
+    if (name == kLockName || name == kMarkerName || is_state_name(name)) return true;
+    return name.ends_with(kTempSuffix) && is_state_name(name.substr(0, name.size() - kTempSuffix.size()));
+}
+
+std::vector<std::string> TpmStateDir::own_file_names() {
+    std::vector<std::string> names{std::string(kLockName), std::string(kMarkerName)};
+    for (std::string_view prefix : kStatePrefixes)
+        for (std::string_view kind : kStateKinds) {
+            std::string name = fmt::format("{}{}", prefix, kind);
+            names.push_back(name + std::string(kTempSuffix));
+            names.push_back(std::move(name));
+        }
+    return names;
+}
+
+UniqueFd TpmStateDir::open_directory(const std::string& path) {
+    const std::string real = without_trailing_slashes(path);
+    UniqueFd fd(::open(real.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (fd.valid()) return fd;
+    int err = errno;
+    struct stat st {};
+    if ((err == ELOOP || err == ENOTDIR) && ::lstat(real.c_str(), &st) == 0 && S_ISLNK(st.st_mode))
+        throw TpmStateError(fmt::format("TPM state directory {} is a symbolic link; give the directory itself", path));
+    throw TpmStateError(err == ENOTDIR ? fmt::format("TPM state directory {} is not a directory", path)
+                                       : fmt::format("cannot open TPM state directory {}: {}", path, errno_text(err)));
+}
+
+TpmStateDir::TpmStateDir(std::string path, UniqueFd dir_fd) : path_(std::move(path)), dir_fd_(std::move(dir_fd)) {}
+
+std::optional<TpmStateDir> TpmStateDir::inspect(const std::string& path) {
+    if (path.empty()) throw TpmStateError("-tpm-state: empty directory name");
+    const std::string real = without_trailing_slashes(path);
+    struct stat st {};
+    if (::lstat(real.c_str(), &st) != 0) {
+        int err = errno;
+        if (err == ENOENT) {
+            // It will be created: mkdir needs an existing, writable parent directory.
+            const std::string parent = parent_of(real);
+            struct stat pst {};
+            if (::stat(parent.c_str(), &pst) != 0) err = errno;
+            else if (!S_ISDIR(pst.st_mode)) err = ENOTDIR;
+            else if (::faccessat(AT_FDCWD, parent.c_str(), W_OK | X_OK, AT_EACCESS) != 0) err = errno;
+            else return std::nullopt;
+        }
+        throw TpmStateError(fmt::format("cannot create TPM state directory {}: {}", path, errno_text(err)));
+    }
+    TpmStateDir dir(path, open_directory(path));
+    dir.check_ownership();
+    return dir;
+}
+
 TpmStateDir::TpmStateDir(std::string path) : path_(std::move(path)) {
     if (path_.empty()) throw TpmStateError("-tpm-state: empty directory name");
-    if (::mkdir(path_.c_str(), 0700) != 0 && errno != EEXIST)
+    if (::mkdir(without_trailing_slashes(path_).c_str(), 0700) != 0 && errno != EEXIST)
         throw TpmStateError(fmt::format("cannot create TPM state directory {}: {}", path_, errno_text(errno)));
-    dir_fd_ = UniqueFd(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir_fd_.valid()) {
-        int err = errno;
-        throw TpmStateError(err == ENOTDIR ? fmt::format("TPM state directory {} is not a directory", path_)
-                                           : fmt::format("cannot open TPM state directory {}: {}", path_, errno_text(err)));
-    }
+    dir_fd_ = open_directory(path_);
+    // Whose directory it is is decided before anything is created in it.
+    const bool marked = check_ownership();
     lock();
+    if (!marked) write_marker();
     remove_stale_temporaries();
+}
+
+// A directory is minivmm's when it holds our marker, or (new and empty, or made by a minivmm
+// from before the marker) when every name in it is one minivmm uses. Anything else may be
+// somebody's files, which we must not delete or give away (-runas).
+bool TpmStateDir::check_ownership() const {
+    int fd = ::openat(dir_fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) throw TpmStateError(fmt::format("cannot read TPM state directory {}: {}", path_, errno_text(errno)));
+    DIR* dir = ::fdopendir(fd);
+    if (!dir) {
+        int err = errno;
+        ::close(fd);
+        throw TpmStateError(fmt::format("cannot read TPM state directory {}: {}", path_, errno_text(err)));
+    }
+    bool marked = false;
+    std::string foreign;
+    while (dirent* e = ::readdir(dir)) {
+        std::string_view name = e->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat st {};
+        if (name == kMarkerName && ::fstatat(dir_fd_.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode))
+            marked = true;
+        else if (!is_own_name(name) && foreign.empty())
+            foreign = name;
+    }
+    ::closedir(dir);
+    if (!marked && !foreign.empty())
+        throw TpmStateError(fmt::format("TPM state directory {} is not empty and was not made by minivmm (it holds "
+                                        "'{}' and no {}); give a new or empty directory",
+                                        path_, foreign, kMarkerName));
+    return marked;
+}
+
+void TpmStateDir::write_marker() {
+    UniqueFd fd(::openat(dir_fd_.get(), std::string(kMarkerName).c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    const int err = !fd.valid() ? errno
+                                : write_all(fd.get(), std::span<const uint8_t>(
+                                                          reinterpret_cast<const uint8_t*>(kMarkerText.data()),
+                                                          kMarkerText.size()));
+    if (err != 0)
+        throw TpmStateError(fmt::format("cannot write {} in TPM state directory {}: {}", kMarkerName, path_,
+                                        errno_text(err)));
 }
 
 void TpmStateDir::lock() {
@@ -193,7 +217,8 @@ void TpmStateDir::remove_stale_temporaries() noexcept {
     }
     while (dirent* e = ::readdir(dir)) {
         std::string_view name = e->d_name;
-        if (name.size() > kTempSuffix.size() && name.ends_with(kTempSuffix)) {
+        // Only our own temporaries: anything else in the directory is not ours to delete.
+        if (name.ends_with(kTempSuffix) && is_state_name(name.substr(0, name.size() - kTempSuffix.size()))) {
             if (::unlinkat(dir_fd_.get(), e->d_name, 0) == 0)
                 log::info("removed {} left behind by an interrupted write", file_path(name));
         }
@@ -206,7 +231,7 @@ std::string TpmStateDir::file_path(std::string_view name) const {
 }
 
 bool TpmStateDir::exists(std::string_view name) const noexcept {
-    if (!is_plain_name(name)) return false;
+    if (!is_state_name(name)) return false;
     struct stat st {};
     return ::fstatat(dir_fd_.get(), std::string(name).c_str(), &st, 0) == 0;
 }
@@ -214,7 +239,7 @@ bool TpmStateDir::exists(std::string_view name) const noexcept {
 TpmStateDir::ReadResult TpmStateDir::read(std::string_view name, TpmVersion version) const noexcept {
     ReadResult r;
     try {
-        if (!is_plain_name(name)) {
+        if (!is_state_name(name)) {
             r.status = ReadResult::Status::error;
             r.error = fmt::format("invalid TPM state file name '{}'", name);
             return r;
@@ -280,7 +305,7 @@ TpmStateDir::ReadResult TpmStateDir::read(std::string_view name, TpmVersion vers
 
 std::string TpmStateDir::write(std::string_view name, TpmVersion version, std::span<const uint8_t> payload) const noexcept {
     try {
-        if (!is_plain_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
+        if (!is_state_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
         if (payload.size() > tpmstate::kMaxPayload)
             return fmt::format("TPM state {} too large ({} bytes)", file_path(name), payload.size());
         std::vector<uint8_t> file = tpmstate::encode_file(version, payload);
@@ -310,7 +335,7 @@ std::string TpmStateDir::write(std::string_view name, TpmVersion version, std::s
 
 std::string TpmStateDir::remove(std::string_view name) const noexcept {
     try {
-        if (!is_plain_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
+        if (!is_state_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
         if (::unlinkat(dir_fd_.get(), std::string(name).c_str(), 0) != 0) {
             if (errno == ENOENT) return {};
             return fmt::format("cannot remove TPM state file {}: {}", file_path(name), errno_text(errno));

@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -57,13 +58,23 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+// A state directory is minivmm's own: it is marked at creation (DIR/.minivmm-tpm-state), a
+// non-empty directory without the marker is refused unless every name in it is one of ours (a
+// directory made by a minivmm from before the marker; it gets the marker), and only our own
+// names (own_file_names()) are ever created, read, removed or given away. A symbolic link is
+// never followed, neither as the directory nor inside it.
 class TpmStateDir {
 public:
-    // Creates `path` (mode 0700) if it does not exist, takes its lock (DIR/.lock, holding our
-    // pid) and removes temporary files a killed minivmm left behind. Throws TpmStateError with
-    // one line naming the directory: "TPM state directory D is in use by another minivmm (pid
-    // N)", "... is not a directory", "cannot create ...".
+    // Creates `path` (mode 0700) if it does not exist, checks that it is minivmm's (above),
+    // takes its lock (DIR/.lock, holding our pid), marks it and removes our temporary files a
+    // killed minivmm left behind. Throws TpmStateError with one line naming the directory: "TPM
+    // state directory D is in use by another minivmm (pid N)", "... is not a directory", "... is
+    // a symbolic link ...", "... is not empty and was not made by minivmm ...", "cannot create ...".
     explicit TpmStateDir(std::string path);
+    // The same checks without creating, locking or writing anything (for the checks before
+    // start-up): nullopt if `path` does not exist but could be created, else the directory
+    // opened for reading only (read() and exists(); not locked). Throws as the constructor.
+    static std::optional<TpmStateDir> inspect(const std::string& path);
     TpmStateDir(TpmStateDir&&) noexcept = default;
     TpmStateDir(const TpmStateDir&) = delete;
     TpmStateDir& operator=(const TpmStateDir&) = delete;
@@ -86,9 +97,22 @@ public:
     bool exists(std::string_view name) const noexcept;
 
     static constexpr std::string_view kLockName = ".lock";
+    static constexpr std::string_view kMarkerName = ".minivmm-tpm-state";
     static constexpr std::string_view kTempSuffix = ".tmp";
+    // tpm-00.{permall,savestate,volatilestate} and tpm2-00.*: what read/write/remove accept.
+    static bool is_state_name(std::string_view name) noexcept;
+    // A state name, its temporary (NAME.tmp), the lock or the marker.
+    static bool is_own_name(std::string_view name) noexcept;
+    // Every name is_own_name() accepts (for -runas, which gives exactly these to the user).
+    static std::vector<std::string> own_file_names();
 
 private:
+    TpmStateDir(std::string path, UniqueFd dir_fd);
+    // Opens `path` as a directory, refusing a symbolic link. Throws TpmStateError.
+    static UniqueFd open_directory(const std::string& path);
+    // Returns whether the marker is there; throws if the directory is someone else's.
+    bool check_ownership() const;
+    void write_marker();
     void lock();
     void remove_stale_temporaries() noexcept;
 

@@ -336,3 +336,71 @@ TEST_CASE("state directory lock: a symbolic link or a FIFO as .lock is refused, 
     REQUIRE(::mkfifo(tmp.sub("fifo/.lock").c_str(), 0600) == 0);
     CHECK(open_error(tmp.sub("fifo")).find("not a regular file") != std::string::npos);
 }
+
+TEST_CASE("state directory: only minivmm's own directory, and only its own files in it") {
+    TempDir tmp;
+    const std::string marker = std::string(TpmStateDir::kMarkerName);
+
+    SUBCASE("a new directory is marked") {
+        TpmStateDir dir(tmp.sub("new"));
+        CHECK(fs::is_regular_file(tmp.sub("new/" + marker)));
+        CHECK(mode_of(tmp.sub("new/" + marker)) == 0600);
+    }
+    SUBCASE("someone's non-empty directory is refused and left as it was") {
+        fs::create_directory(tmp.sub("home"));
+        spit(tmp.sub("home/notes.txt"), pattern(10, 1));
+        spit(tmp.sub("home/work.tmp"), pattern(10, 2));
+        const std::string refused = "TPM state directory " + tmp.sub("home") + " is not empty and was not made by minivmm";
+        CHECK(open_error(tmp.sub("home")).find(refused) == 0);
+        CHECK(open_error(tmp.sub("home")).find("give a new or empty directory") != std::string::npos);
+        CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("home")), doctest::Contains(refused.c_str()), TpmStateError);
+        CHECK(slurp(tmp.sub("home/notes.txt")) == pattern(10, 1));
+        CHECK(slurp(tmp.sub("home/work.tmp")) == pattern(10, 2));
+        CHECK_FALSE(fs::exists(tmp.sub("home/.lock")));
+        CHECK_FALSE(fs::exists(tmp.sub("home/" + marker)));
+    }
+    SUBCASE("a directory of an older minivmm (only our names, no marker) is accepted and marked") {
+        fs::create_directory(tmp.sub("old"));
+        spit(tmp.sub("old/tpm2-00.permall"), tpmstate::encode_file(TpmVersion::v2_0, pattern(100, 3)));
+        spit(tmp.sub("old/.lock"), {'1', '\n'});
+        TpmStateDir dir(tmp.sub("old"));
+        CHECK(fs::is_regular_file(tmp.sub("old/" + marker)));
+        CHECK(dir.read("tpm2-00.permall", TpmVersion::v2_0).payload == pattern(100, 3));
+    }
+    SUBCASE("in a marked directory only our own temporaries are removed") {
+        { TpmStateDir dir(tmp.sub("mine")); }
+        spit(tmp.sub("mine/tpm2-00.permall.tmp"), pattern(10, 4));
+        spit(tmp.sub("mine/notes.tmp"), pattern(10, 5));
+        spit(tmp.sub("mine/notes.txt"), pattern(10, 6));
+        TpmStateDir dir(tmp.sub("mine"));
+        CHECK_FALSE(fs::exists(tmp.sub("mine/tpm2-00.permall.tmp")));
+        CHECK(slurp(tmp.sub("mine/notes.tmp")) == pattern(10, 5));
+        CHECK(slurp(tmp.sub("mine/notes.txt")) == pattern(10, 6));
+        // Names that are not state names are refused whatever the caller asks.
+        CHECK(dir.remove("notes.txt").find("invalid") != std::string::npos);
+        CHECK(dir.write("notes.txt", TpmVersion::v2_0, pattern(1, 1)).find("invalid") != std::string::npos);
+        CHECK(slurp(tmp.sub("mine/notes.txt")) == pattern(10, 6));
+    }
+    SUBCASE("a symbolic link to a directory is refused, also with a trailing slash") {
+        { TpmStateDir dir(tmp.sub("real")); }
+        fs::create_directory_symlink(tmp.sub("real"), tmp.sub("link"));
+        const std::string expected = "TPM state directory " + tmp.sub("link") + " is a symbolic link; give the directory itself";
+        CHECK(open_error(tmp.sub("link")) == expected);
+        CHECK(open_error(tmp.sub("link") + "/").find("is a symbolic link") != std::string::npos);
+        CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("link")), expected.c_str(), TpmStateError);
+        fs::create_directory_symlink(tmp.sub("nowhere"), tmp.sub("dangling"));
+        CHECK(open_error(tmp.sub("dangling")).find("is a symbolic link") != std::string::npos);
+        CHECK_FALSE(fs::exists(tmp.sub("nowhere")));
+    }
+    SUBCASE("inspect creates nothing") {
+        CHECK_FALSE(TpmStateDir::inspect(tmp.sub("later")).has_value());
+        CHECK_FALSE(fs::exists(tmp.sub("later")));
+        CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("missing/parent")),
+                             ("cannot create TPM state directory " + tmp.sub("missing/parent") + ": No such file or directory").c_str(),
+                             TpmStateError);
+        fs::create_directory(tmp.sub("empty"));
+        auto dir = TpmStateDir::inspect(tmp.sub("empty"));
+        REQUIRE(dir.has_value());
+        CHECK(fs::is_empty(tmp.sub("empty")));
+    }
+}
