@@ -44,7 +44,7 @@ std::optional<uint64_t> parse_size(const std::string& text) {
     default: break;
     }
     auto n = parse_uint<uint64_t>(digits);
-    if (!n || *n == 0 || *n > (~uint64_t{0}) / unit) return std::nullopt;
+    if (!n || *n > (~uint64_t{0}) / unit) return std::nullopt;
     return *n * unit;
 }
 
@@ -116,6 +116,10 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             if (!size) usage_error(fmt::format("-m: '{}' is not a size like 512M or 2G", v));
             if (*size < kMinRam || *size > kMaxRam)
                 usage_error(fmt::format("-m: {} is out of range (32M to 1T)", v));
+            // KVM maps RAM in pages and the CMOS/e820 sizes SeaBIOS reads are in 64 KiB units;
+            // whole MiB keep every one of them exact.
+            if (*size % kRamGranularity != 0)
+                usage_error(fmt::format("-m: {} is not a whole number of MiB (RAM is given in 1M steps)", v));
             c.ram_bytes = *size;
         } else if (opt == "-smp") {
             std::string v = value();
@@ -138,6 +142,11 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-tpm-sock") {
             c.tpm_socket = value();
             if (c.tpm_socket->empty()) usage_error("-tpm-sock: empty path");
+            // sockaddr_un::sun_path with its terminating NUL. The path is not repeated: it is long.
+            if (c.tpm_socket->size() > kMaxSocketPath)
+                usage_error(fmt::format("-tpm-sock: the path is {} bytes long, a unix socket path can have at most {}; "
+                                        "use a shorter one (a relative path or a link to its directory)",
+                                        c.tpm_socket->size(), kMaxSocketPath));
         } else if (opt == "-tpm-state") {
             c.tpm_state = value();
             if (c.tpm_state->empty()) usage_error("-tpm-state: empty directory name");

@@ -45,11 +45,13 @@ struct CliResult {
 CliResult parse_cli(const std::vector<std::string>& args);
 std::string usage_text();
 
-// "512M", "2G", "1024" (MiB, as QEMU) -> bytes; nullopt when malformed or zero.
+// "512M", "2G", "1024" (MiB, as QEMU) -> bytes; nullopt when malformed or too large for 64 bits.
 std::optional<uint64_t> parse_size(const std::string& text);
 
 inline constexpr uint64_t kMinRam = 32ull << 20;  // SeaBIOS keeps 16 MiB for its tables
 inline constexpr uint64_t kMaxRam = 1ull << 40;
+inline constexpr uint64_t kRamGranularity = 1ull << 20;  // -m in whole MiB
 inline constexpr unsigned kMaxCpus = 64;
+inline constexpr size_t kMaxSocketPath = 107;  // sizeof(sockaddr_un::sun_path) - 1
 
 }  // namespace minivmm

@@ -1,5 +1,11 @@
 #include "vmm/swtpm_backend.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -33,7 +39,25 @@ std::string connect_reason(int err) {
     }
 }
 
+// A path too long for a socket address gets no start hint: the hint would repeat the path.
+[[noreturn]] void throw_connect_error(const std::string& path, int err) {
+    if (err == ENAMETOOLONG)
+        throw std::runtime_error(fmt::format("cannot connect to swtpm control socket: {}", connect_reason(err)));
+    throw std::runtime_error(
+        fmt::format("cannot connect to swtpm control socket {}: {}; {}", path, connect_reason(err), start_hint(path)));
+}
+
 }  // namespace
+
+void SwtpmBackend::check_socket(const std::string& ctrl_socket_path) {
+    struct stat st {};
+    int err = 0;
+    if (ctrl_socket_path.empty() || ctrl_socket_path.size() >= sizeof(sockaddr_un{}.sun_path)) err = ENAMETOOLONG;
+    else if (::stat(ctrl_socket_path.c_str(), &st) != 0) err = errno;
+    else if (!S_ISSOCK(st.st_mode)) err = ENOTSOCK;
+    else if (::faccessat(AT_FDCWD, ctrl_socket_path.c_str(), W_OK, AT_EACCESS) != 0) err = errno;  // connect() needs it
+    if (err != 0) throw_connect_error(ctrl_socket_path, err);
+}
 
 SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::milliseconds timeout) noexcept
     : path_(std::move(path)), timeout_(timeout), ctrl_(std::move(ctrl)) {}
@@ -41,9 +65,7 @@ SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::mi
 std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_socket_path,
                                                     std::chrono::milliseconds timeout) {
     swtpm::Socket ctrl;
-    if (int err = swtpm::connect_unix(ctrl_socket_path, ctrl); err != 0)
-        throw std::runtime_error(fmt::format("cannot connect to swtpm control socket {}: {}; {}", ctrl_socket_path,
-                                             connect_reason(err), start_hint(ctrl_socket_path)));
+    if (int err = swtpm::connect_unix(ctrl_socket_path, ctrl); err != 0) throw_connect_error(ctrl_socket_path, err);
     std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(ctrl_socket_path, std::move(ctrl), timeout));
     backend->handshake();
     return backend;

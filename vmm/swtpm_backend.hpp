@@ -32,6 +32,9 @@ public:
     // bounds each control command and each TPM command. Throws std::runtime_error with one line
     // naming the socket and how to start swtpm if it is missing, refused, not a socket, does
     // not answer or is not a usable swtpm.
+    // What connect() checks first, without connecting: the path fits a socket address, exists,
+    // is a socket and may be connected to. Throws std::runtime_error with connect()'s message.
+    static void check_socket(const std::string& ctrl_socket_path);
     static std::unique_ptr<SwtpmBackend> connect(const std::string& ctrl_socket_path,
                                                  std::chrono::milliseconds timeout = kDefaultTimeout);
 

@@ -59,7 +59,7 @@ TEST_CASE("sizes") {
     CHECK_FALSE(parse_size("M").has_value());
     CHECK_FALSE(parse_size("12X").has_value());
     CHECK_FALSE(parse_size("-1G").has_value());
-    CHECK_FALSE(parse_size("0").has_value());
+    CHECK(parse_size("0") == 0u);  // a size; -m says it is out of range
     CHECK_FALSE(parse_size("99999999999999999999G").has_value());
     CHECK_FALSE(parse_size("20000000000T").has_value());
 }
@@ -79,6 +79,25 @@ TEST_CASE("bad command lines are usage errors") {
     CHECK(usage_code({"-debugcon", "none", "a.img"}) == kExitUsage);
     CHECK(usage_code({"-boot-menu-wait", "-5", "a.img"}) == kExitUsage);
     CHECK(usage_code({"-d", "verbose", "a.img"}) == kExitUsage);
+}
+
+TEST_CASE("-m: out of range and not whole MiB say so") {
+    auto message = [](const std::string& size) {
+        try {
+            parse_cli({"-m", size, "a.img"});
+        } catch (const SetupError& e) {
+            CHECK(e.code() == kExitUsage);
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    CHECK(message("0") == "-m: 0 is out of range (32M to 1T) (see minivmm --help)");
+    CHECK(message("0G") == "-m: 0G is out of range (32M to 1T) (see minivmm --help)");
+    CHECK(message("33554433K") == "-m: 33554433K is not a whole number of MiB (RAM is given in 1M steps) (see minivmm --help)");
+    CHECK(message("32769K").find("is not a whole number of MiB") != std::string::npos);
+    CHECK(message("lots") == "-m: 'lots' is not a size like 512M or 2G (see minivmm --help)");
+    CHECK(parse({"-m", "33554432K", "a.img"}).ram_bytes == (32ull << 30));
+    CHECK(parse({"-m", "1T", "a.img"}).ram_bytes == (1ull << 40));
 }
 
 namespace {
@@ -117,6 +136,12 @@ TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
           "-tpm-version: '2' is not 1.2 or 2.0 (see minivmm --help)");
     CHECK(usage_message({"-tpm-state", "d", "-tpm-version", "3.0", "a.img"}).find("is not 1.2 or 2.0") != std::string::npos);
     CHECK(usage_message({"-tpm-state", "", "a.img"}) == "-tpm-state: empty directory name (see minivmm --help)");
+    // A path too long for sockaddr_un is a bad value, said once (the path is not repeated).
+    const std::string long_path = "/tmp/" + std::string(103, 'x');  // 108 bytes
+    CHECK(usage_message({"-tpm-sock", long_path, "a.img"}) ==
+          "-tpm-sock: the path is 108 bytes long, a unix socket path can have at most 107; use a shorter one (a "
+          "relative path or a link to its directory) (see minivmm --help)");
+    CHECK(*parse({"-tpm-sock", long_path.substr(1), "a.img"}).tpm_socket == long_path.substr(1));  // 107 bytes fit
     CHECK(usage_message({"a.img", "-tpm-state"}) == "option -tpm-state needs a value (see minivmm --help)");
     CHECK(usage_message({"a.img", "-tpm-state", "d", "-tpm-version"}) == "option -tpm-version needs a value (see minivmm --help)");
     CHECK(usage_text().find("-tpm-state DIR") != std::string::npos);
