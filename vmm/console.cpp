@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <termios.h>
 
@@ -15,6 +16,7 @@
 #include <fmt/core.h>
 
 #include "vmm/log.hpp"
+#include "vmm/memory_map.hpp"
 
 namespace minivmm {
 
@@ -57,10 +59,33 @@ void FdSink::write(std::span<const uint8_t> bytes) noexcept {
     }
 }
 
-std::unique_ptr<FdSink> open_file_sink(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw std::runtime_error(fmt::format("cannot open '{}' for writing: {}", path, errno_text(errno)));
-    return std::make_unique<FdSink>(fd, true);
+std::optional<FileIdentity> identify_file(const std::string& path, std::string what) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return FileIdentity{st.st_dev, st.st_ino, std::move(what)};
+}
+
+const FileIdentity* find_identity(const struct stat& st, std::span<const FileIdentity> files) noexcept {
+    for (const FileIdentity& f : files)
+        if (f.dev == st.st_dev && f.ino == st.st_ino) return &f;
+    return nullptr;
+}
+
+std::unique_ptr<FdSink> open_file_sink(const std::string& path, std::span<const FileIdentity> never) {
+    auto fail = [&](const std::string& why) {
+        throw std::runtime_error(fmt::format("cannot open '{}' for writing: {}", path, why));
+    };
+    // No O_TRUNC yet: what the path names is checked first. O_NOFOLLOW: a symbolic link (to
+    // the disk, to someone's file) is refused rather than written through.
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd.valid()) fail(errno == ELOOP ? "it is a symbolic link; give the file itself" : errno_text(errno));
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) fail(errno_text(errno));
+    if (const FileIdentity* f = find_identity(st, never)) fail(fmt::format("it is {}", f->what));
+    if (S_ISREG(st.st_mode) && ::ftruncate(fd.get(), 0) != 0) fail(errno_text(errno));
+    auto sink = std::make_unique<FdSink>(fd.get(), true);
+    (void)fd.release();  // the sink owns it now
+    return sink;
 }
 
 std::unique_ptr<FdSink> make_byte_sink(std::string_view spec) {

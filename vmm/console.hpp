@@ -3,6 +3,7 @@
 // (TerminalRawMode), and the thread that carries keystrokes into the UART (StdinReader).
 #pragma once
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -10,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,9 +42,21 @@ private:
     bool owns_fd_;
 };
 
-// Opens (creating or truncating, mode 0644) `path` for writing. Throws std::runtime_error
-// naming the path and the reason.
-std::unique_ptr<FdSink> open_file_sink(const std::string& path);
+// A file by identity (device and inode), for "an output must never be the disk image".
+struct FileIdentity {
+    dev_t dev = 0;
+    ino_t ino = 0;
+    std::string what;  // "the disk image", for messages
+};
+// The identity of the file `path` names (following links), or nullopt if it cannot be stat()ed.
+std::optional<FileIdentity> identify_file(const std::string& path, std::string what);
+// The entry of `files` that `st` is, or nullptr.
+const FileIdentity* find_identity(const struct stat& st, std::span<const FileIdentity> files) noexcept;
+
+// Opens `path` for writing (created with mode 0600, O_NOFOLLOW, O_CLOEXEC) and truncates a
+// regular file only once it is known not to be one of `never`. Throws std::runtime_error
+// "cannot open 'PATH' for writing: REASON" (a symbolic link, one of `never`, an errno).
+std::unique_ptr<FdSink> open_file_sink(const std::string& path, std::span<const FileIdentity> never = {});
 
 // Parses a character-backend spec as -serial/-debugcon take it: "stdio" (stdout, not owned),
 // "file:PATH" (open_file_sink), "none" or "null" (nullptr: output discarded). Throws

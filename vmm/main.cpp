@@ -29,6 +29,7 @@
 #include "vmm/machine.hpp"
 #include "vmm/privileges.hpp"
 #include "vmm/sandbox.hpp"
+#include "vmm/startup_checks.hpp"
 #include "vmm/swtpm_backend.hpp"
 #include "vmm/vcpu.hpp"
 
@@ -60,13 +61,14 @@ void install_crash_handlers() {
     for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(s, &sa, nullptr);
 }
 
-std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* what) {
+std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* what,
+                                         const std::vector<FileIdentity>& inputs) {
     switch (target.kind) {
     case CharTarget::Kind::stdio:
         return std::make_unique<FdSink>(STDOUT_FILENO, false);
     case CharTarget::Kind::file:
         try {
-            return open_file_sink(target.path);
+            return open_file_sink(target.path, inputs);
         } catch (const std::exception& e) {
             throw SetupError(kExitFile, fmt::format("{}: {}", what, e.what()));
         }
@@ -74,18 +76,6 @@ std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* w
         break;
     }
     return nullptr;
-}
-
-void dump_acpi(const std::string& dir, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& tables) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot create directory {}: {}", dir, std::strerror(errno)));
-    for (const auto& [sig, bytes] : tables) {
-        std::string path = dir + "/" + sig + ".dat";
-        UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-        if (!fd.valid() || ::write(fd.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
-            throw SetupError(kExitFile, fmt::format("-dump-acpi: cannot write {}: {}", path, std::strerror(errno)));
-    }
-    log::info("wrote {} ACPI tables to {}", tables.size(), dir);
 }
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
@@ -130,10 +120,14 @@ int run(const Config& config, int signal_fd) {
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitFile, e.what());
     }
-    if (disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
-    auto serial_out = open_char_target(config.serial, "-serial");
-    auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon") : nullptr;
+    // Every argument and file is checked before anything is created or truncated, and before
+    // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
+    check_before_start(config);
     Kvm kvm = Kvm::open();
+    if (disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
+    const std::vector<FileIdentity> inputs = input_files(config);
+    auto serial_out = open_char_target(config.serial, "-serial", inputs);
+    auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon", inputs) : nullptr;
     // The TPM outlives guest resets (each power-on power-cycles it) and is shut down at exit.
     std::unique_ptr<TpmBackend> tpm;
     if (config.tpm_socket) {
@@ -183,7 +177,7 @@ int run(const Config& config, int signal_fd) {
     MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get()};
     for (unsigned boot = 1;; ++boot) {
         auto machine = std::make_unique<Machine>(options);
-        if (boot == 1 && config.dump_acpi_dir) dump_acpi(*config.dump_acpi_dir, machine->acpi_dumps());
+        if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         if (boot == 1) confine(config, runas, kvm);
         {
             std::lock_guard lock(machine_mutex);

@@ -40,11 +40,60 @@ def main():
         ("BIOS of a bad size", ["-bios", bad_bios, disk], 3, "64 KiB"),
         ("unwritable serial file", ["-serial", "file:/nonexistent/dir/s.log", disk], 3, "/nonexistent/dir/s.log"),
     ]
+    # Output files: checked, not created or truncated, before anything else happens.
+    precious = os.path.join(s.tmp.name, "precious.txt")
+    with open(precious, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(s.tmp.name, "link.txt")
+    os.symlink(precious, link)
+    d2 = os.path.join(s.tmp.name, "d2.img")
+    with open(d2, "wb") as f:
+        f.write(b"\x5a" * 1024 * 1024)
+    cases += [
+        ("-debugcon into the disk image", ["-debugcon", f"file:{d2}", d2], 3, f"is the disk image {d2}"),
+        ("-serial into the disk image", ["-serial", f"file:{d2}", d2], 3, f"is the disk image {d2}"),
+        ("-serial into the BIOS", ["-serial", f"file:{BIOS}", disk], 3, f"is the BIOS {BIOS}"),
+        ("-serial through a symbolic link", ["-serial", f"file:{link}", disk], 3, "is a symbolic link"),
+        ("-serial into a directory", ["-serial", f"file:{s.tmp.name}", disk], 3, "Is a directory"),
+        ("-dump-acpi in a missing directory", ["-dump-acpi", "/nonexistent/dir/acpi", disk], 3, "/nonexistent/dir/acpi"),
+    ]
+    # Cheap checks come before /dev/kvm: sizes, TPM arguments, the TPM itself.
+    foreign = os.path.join(s.tmp.name, "home")
+    os.mkdir(foreign)
+    with open(os.path.join(foreign, "notes.txt"), "w") as f:
+        f.write("mine\n")
+    os.symlink(foreign, os.path.join(s.tmp.name, "tpmlink"))
+    cases += [
+        ("-m 0 is out of range", ["-m", "0", disk], 2, "-m: 0 is out of range (32M to 1T)"),
+        ("-m not whole MiB", ["-m", "33554433K", disk], 2, "-m: 33554433K is not a whole number of MiB"),
+        ("-tpm-sock path too long", ["-tpm-sock", "/tmp/" + "x" * 200, disk], 2, "is 205 bytes long"),
+        ("-tpm-sock missing", ["-tpm-sock", os.path.join(s.tmp.name, "no-sock"), disk], 6,
+         "cannot connect to swtpm control socket"),
+        ("-tpm-state someone's directory", ["-tpm-state", foreign, disk], 6, "is not empty and was not made by minivmm"),
+        ("-tpm-state symbolic link", ["-tpm-state", os.path.join(s.tmp.name, "tpmlink"), disk], 6, "is a symbolic link"),
+    ]
     for name, args, code, text in cases:
         r = vmmtest.run([minivmm] + args, timeout=30)
         lines = [l for l in r.stderr.splitlines() if l.strip()]
         ok = (r.returncode == code and len(lines) == 1 and text in lines[0] and lines[0].startswith("minivmm: error:"))
         s.check(f"{name}: exit {code}, one line naming the problem", ok, r)
+
+    long_sock = [l for l in vmmtest.run([minivmm, "-tpm-sock", "/tmp/" + "y" * 200, disk]).stderr.splitlines()]
+    s.check("-tpm-sock too long: the path is not repeated", all("y" * 200 not in l for l in long_sock), long_sock)
+    s.check("refused runs left the disk, the output file and the foreign directory alone",
+            open(d2, "rb").read() == b"\x5a" * 1024 * 1024 and open(precious).read() == "precious\n" and
+            sorted(os.listdir(foreign)) == ["notes.txt"] and not os.path.exists("/nonexistent/dir"))
+
+    # Without KVM the run stops at /dev/kvm (exit 4): by then nothing may have been created or
+    # truncated. (Where KVM works the guest would run, and an output file is then meant to be written.)
+    if not os.path.exists("/dev/kvm") or not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        fresh = os.path.join(s.tmp.name, "fresh.log")
+        state = os.path.join(s.tmp.name, "new-tpm-state")
+        r = vmmtest.run([minivmm, "-serial", f"file:{precious}", "-debugcon", f"file:{fresh}", "-tpm-state", state,
+                         "-dump-acpi", os.path.join(s.tmp.name, "acpi"), disk], timeout=30)
+        s.check("no KVM: exit 4, and the serial file, debugcon file, TPM state and ACPI directory are untouched",
+                r.returncode == 4 and open(precious).read() == "precious\n" and not os.path.exists(fresh) and
+                not os.path.exists(state) and not os.path.exists(os.path.join(s.tmp.name, "acpi")), r)
 
     r = vmmtest.run([minivmm, "--help"], timeout=30)
     s.check("--help exits 0 and documents options", r.returncode == 0 and "-no-reboot" in r.stdout, r)

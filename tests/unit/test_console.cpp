@@ -156,8 +156,27 @@ TEST_CASE("open_file_sink / make_byte_sink") {
     { auto sink = open_file_sink(path); }
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
-    CHECK((st.st_mode & 0777) == 0644);
+    CHECK((st.st_mode & 0777) == 0600);  // private whatever the umask (README "Sandbox")
     ::umask(old_mask);
+
+    // Never through a symbolic link, never into a file it must not be (the disk image): both
+    // refused with the file left as it was.
+    const auto precious = (dir / "precious.img").string();
+    std::FILE* f = std::fopen(precious.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("disk contents", f);
+    std::fclose(f);
+    const auto link = (dir / "link.log").string();
+    std::filesystem::create_symlink(precious, link);
+    CHECK_THROWS_WITH_AS(open_file_sink(link),
+                         ("cannot open '" + link + "' for writing: it is a symbolic link; give the file itself").c_str(),
+                         std::runtime_error);
+    const std::vector<FileIdentity> never{*identify_file(precious, "the disk image")};
+    CHECK_THROWS_WITH_AS(open_file_sink(precious, never),
+                         ("cannot open '" + precious + "' for writing: it is the disk image").c_str(), std::runtime_error);
+    CHECK(std::filesystem::file_size(precious) == 13);
+    std::filesystem::remove(link);
+    std::filesystem::remove(precious);
 
     const std::string bad = (dir / "no-such-dir" / "x.log").string();
     try {
