@@ -27,6 +27,7 @@
 #include "vmm/libtpms_backend.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine.hpp"
+#include "vmm/output_queue.hpp"
 #include "vmm/privileges.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/startup_checks.hpp"
@@ -61,21 +62,29 @@ void install_crash_handlers() {
     for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) ::sigaction(s, &sa, nullptr);
 }
 
-std::unique_ptr<FdSink> open_char_target(const CharTarget& target, const char* what,
-                                         const std::vector<FileIdentity>& inputs) {
+// Device output goes through a QueuedSink: a vCPU never waits for the terminal, pipe or file.
+std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const char* what,
+                                             const std::vector<FileIdentity>& inputs) {
+    std::unique_ptr<FdSink> out;
     switch (target.kind) {
     case CharTarget::Kind::stdio:
-        return std::make_unique<FdSink>(STDOUT_FILENO, false);
+        out = std::make_unique<FdSink>(STDOUT_FILENO, false);
+        break;
     case CharTarget::Kind::file:
         try {
-            return open_file_sink(target.path, inputs);
+            out = open_file_sink(target.path, inputs);
         } catch (const std::exception& e) {
             throw SetupError(kExitFile, fmt::format("{}: {}", what, e.what()));
         }
-    case CharTarget::Kind::none:
         break;
+    case CharTarget::Kind::none:
+        return nullptr;
     }
-    return nullptr;
+    try {
+        return std::make_unique<QueuedSink>(std::move(out), what);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitInternal, e.what());
+    }
 }
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,

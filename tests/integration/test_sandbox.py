@@ -6,10 +6,12 @@ not, -debugcon file) run to the guest's power-off with the sandbox on; -sandbox 
 -runas nobody boots with the uid changed. Skips (77) without /dev/kvm.
 
 usage: test_sandbox.py MINIVMM MINIVMM_TESTHOOKS TEST_GUEST_BIN MKIMAGE_PY"""
+import fcntl
 import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmtest  # noqa: E402
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 VIOLATION = re.compile(r"^minivmm: error: sandbox: forbidden system call socket \(41\) in vCPU 0; "
                        r"run with -sandbox off to debug$")
 
@@ -174,6 +177,33 @@ def main():
                 owners == {nobody.pw_uid} and mode == 0o700, f"owners {owners}, mode {oct(mode)}")
     else:
         print("SKIP -runas: not root, or no user nobody")
+
+    # 5. A stdout nobody reads (a full pipe) must not hang a vCPU in write() with the device lock
+    # held: the guest keeps running (its output is dropped) and SIGTERM still ends minivmm with 143.
+    loop = os.path.join(s.tmp.name, "reset-loop.img")
+    subprocess.run([sys.executable, mkimage, "--program", program, "--out", loop, "--mode", "reset-loop",
+                    "--resets", "1000"], check=True)
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    with open(os.path.join(s.tmp.name, "blocked.err"), "w+b") as err:
+        p = subprocess.Popen([minivmm, "-bios", BIOS, "-debugcon", "stdio", "-snapshot", loop],
+                             stdin=subprocess.DEVNULL, stdout=write_end, stderr=err)
+        os.close(write_end)
+        time.sleep(5)
+        alive = p.poll() is None
+        p.send_signal(signal.SIGTERM)
+        start = time.monotonic()
+        try:
+            code = p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            code = f"still running 10 s after SIGTERM (killed; exit {p.wait()})"
+        seconds = time.monotonic() - start
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    os.close(read_end)
+    s.check("stdout a full pipe nobody reads: still running after 5 s, SIGTERM ends it with 143 within 3 s",
+            alive and code == 143 and seconds < 3, f"running at 5 s: {alive}, exit {code} after {seconds:.1f} s\n{stderr}")
     s.finish()
 
 

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "vmm/console.hpp"
+#include "vmm/output_queue.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;
@@ -338,4 +339,49 @@ TEST_CASE("StdinReader: stop() ends an idle reader; read errors end it too") {
     StdinReader bad(c.fn(), {}, closed);
     CHECK(wait_until([&] { return bad.finished(); }));
     CHECK(c.get().empty());
+}
+
+// --- QueuedSink: device output never blocks the writer (a vCPU holding the device lock) ------
+
+TEST_CASE("QueuedSink: a pipe nobody reads neither blocks write() nor the destructor") {
+    ::signal(SIGPIPE, SIG_IGN);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    ::fcntl(fds[1], F_SETPIPE_SZ, 4096);
+    const auto start = std::chrono::steady_clock::now();
+    {
+        QueuedSink sink(std::make_unique<FdSink>(fds[1], false), "test", 64 * 1024);
+        const std::vector<uint8_t> piece(1024, 'x');
+        for (int i = 0; i < 1024; ++i) sink.write(piece);  // 1 MiB into 4 KiB of pipe + 64 KiB of buffer
+        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
+        CHECK(sink.dropped() >= 1024 * 1024 - 64 * 1024 - 2 * 4096 - 4096);
+        CHECK_FALSE(sink.flush(100));
+    }  // gives up on the stuck writer after kStallMs
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(QueuedSink::kStallMs + 1500));
+    ::close(fds[0]);  // the detached writer's write() now fails with EPIPE and the thread ends
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ::close(fds[1]);
+}
+
+TEST_CASE("QueuedSink: a reader gets every byte in order and the destructor flushes") {
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    std::string received;
+    std::thread reader([&] {
+        char buf[4096];
+        for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) received.append(buf, static_cast<size_t>(n));
+    });
+    std::string sent;
+    {
+        QueuedSink sink(std::make_unique<FdSink>(fds[1], true), "test");
+        for (int i = 0; i < 2000; ++i) {
+            const std::string line = "line " + std::to_string(i) + "\n";
+            sent += line;
+            sink.write(std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+        }
+        CHECK(sink.dropped() == 0);
+    }  // flushed, then the fd is closed: the reader sees EOF
+    reader.join();
+    ::close(fds[0]);
+    CHECK(received == sent);
 }
