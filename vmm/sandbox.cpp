@@ -140,17 +140,18 @@ void allow_device_io(Filter& f) {
         f.allow(nr);
 }
 
-// The TPM backend's run-time I/O. swtpm: commands on the worker, control commands (locality,
-// established flag, cancel) from vCPUs and the main thread, on sockets connected at start-up.
-// libtpms: state files written by the worker (NV changes), the main thread (power cycle, exit)
-// and vCPUs (TPM 1.2 writes its NV when tpmEstablished is reset), always relative to the state
+// The TPM backend's run-time I/O. swtpm: commands and the established-flag reset on the worker,
+// cancel from vCPUs, the power cycle from the main thread, on sockets connected at start-up.
+// libtpms: state files written by the worker (NV changes, the established-flag reset that TPM
+// 1.2 writes to its NV) and the main thread (power cycle, exit), always relative to the state
 // directory's fd; TPMLIB also reads clocks and the pid (getpid, clock_gettime: allowed above).
-void allow_tpm_io(Filter& f, TpmIo tpm) {
+// A vCPU only reads the cached established flag and cancels: no file system calls.
+void allow_tpm_io(Filter& f, TpmIo tpm, bool vcpu) {
     if (tpm == TpmIo::swtpm) {
         for (int nr : {SCMP_SYS(sendmsg), SCMP_SYS(recvfrom)}) f.allow(nr);
-    } else if (tpm == TpmIo::libtpms) {
-        for (int nr : {SCMP_SYS(openat), SCMP_SYS(close), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(fsync),
-                       SCMP_SYS(renameat), SCMP_SYS(unlinkat)})
+    } else if (tpm == TpmIo::libtpms && !vcpu) {
+        for (int nr : {SCMP_SYS(openat), SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(fsync), SCMP_SYS(renameat),
+                       SCMP_SYS(unlinkat)})
             f.allow(nr);
     }
 }
@@ -158,14 +159,15 @@ void allow_tpm_io(Filter& f, TpmIo tpm) {
 void build_vcpu_filter(Filter& f, const Policy& policy) {
     allow_thread_basics(f);
     allow_device_io(f);
-    allow_tpm_io(f, policy.tpm);
+    allow_tpm_io(f, policy.tpm, true);
     f.allow_ioctls(kVcpuIoctls);
 }
 
 // The union over all threads: the vCPU rules plus what the main thread needs to rebuild a
-// machine and wait for it, and what the console input thread and the TPM worker need.
+// machine and wait for it, and what the console threads and the TPM worker need.
 void build_process_filter(Filter& f, const Policy& policy) {
     build_vcpu_filter(f, policy);
+    if (policy.tpm == TpmIo::libtpms) allow_tpm_io(f, policy.tpm, false);  // swtpm: in the vCPU rules already
     for (int nr : {SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(eventfd2), SCMP_SYS(set_robust_list), SCMP_SYS(rseq)})
         f.allow(nr);
     f.allow_ioctls(kMachineIoctls);

@@ -29,9 +29,21 @@ void TpmWorker::submit(uint8_t locality, std::span<const uint8_t> command) noexc
             log::debug("tpm: {} commands already queued; dropping a {}-byte command", queue_.size(), command.size());
             return;
         }
-        queue_.push_back(Job{locality, std::vector<uint8_t>(command.begin(), command.end()), generation_});
+        queue_.push_back(Job{Job::Kind::command, locality, std::vector<uint8_t>(command.begin(), command.end()), generation_});
     } catch (...) {
         log::error("tpm: out of memory queueing a TPM command");
+        return;
+    }
+    wake_.notify_one();
+}
+
+void TpmWorker::reset_established(uint8_t locality) noexcept {
+    try {
+        std::lock_guard lock(mutex_);
+        if (stop_) return;
+        queue_.push_back(Job{Job::Kind::reset_established, locality, {}, generation_});
+    } catch (...) {
+        log::error("tpm: out of memory queueing a reset of the established flag");
         return;
     }
     wake_.notify_one();
@@ -50,7 +62,7 @@ void TpmWorker::cancel() noexcept {
 void TpmWorker::quiesce() noexcept {
     std::unique_lock lock(mutex_);
     ++generation_;
-    queue_.clear();
+    std::erase_if(queue_, [](const Job& job) { return job.kind == Job::Kind::command; });
     idle_.wait(lock, [this] { return !running_; });
 }
 
@@ -69,6 +81,13 @@ void TpmWorker::run() noexcept {
         running_ = true;
         lock.unlock();
 
+        if (job.kind == Job::Kind::reset_established) {
+            backend_.reset_established(job.locality);
+            lock.lock();
+            running_ = false;
+            idle_.notify_all();
+            continue;
+        }
         size_t n = backend_.execute(job.locality, job.command, response_);
         n = std::min(n, response_.size());
 

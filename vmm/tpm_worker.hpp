@@ -40,11 +40,16 @@ public:
     // Forwards to the backend if a command is executing (from this thread, on the control channel).
     void cancel() noexcept override;
     bool established() const noexcept override { return backend_.established(); }
-    void reset_established(uint8_t locality) noexcept override { backend_.reset_established(locality); }
+    // Queued for the worker thread, after the commands before it, never waited for: the vCPU
+    // that asks must not write the TPM's state files (libtpms TPM 1.2 writes its NV here; the
+    // vCPU's sandbox filter has no file system calls). established() reads the old flag until
+    // the worker has run it.
+    void reset_established(uint8_t locality) noexcept override;
 
-    // For machine reset: drops queued commands, waits for the one in flight to finish and drops
-    // its response, so that no completion from before the reset reaches the reset device. Same
-    // locking rule as the destructor.
+    // For machine reset: drops queued commands (a queued reset_established stays: the flag
+    // outlives power cycles), waits for the one in flight to finish and drops its response, so
+    // that no completion from before the reset reaches the reset device. Same locking rule as
+    // the destructor.
     void quiesce() noexcept;
     // Commands submitted and not yet completed or dropped (for tests and diagnostics).
     size_t outstanding() const noexcept;
@@ -54,6 +59,7 @@ public:
 
 private:
     struct Job {
+        enum class Kind { command, reset_established } kind;
         uint8_t locality;
         std::vector<uint8_t> command;
         uint64_t generation;

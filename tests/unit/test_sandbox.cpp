@@ -173,6 +173,33 @@ TEST_CASE("file access only with the in-process TPM") {
     CHECK(libtpms.err == message("socket", 41, "the main thread"));
 }
 
+TEST_CASE("with the in-process TPM a vCPU thread still cannot open, rename or remove files") {
+    // The state files are written by the TPM worker and the main thread only (README "Sandbox").
+    Child open_on_vcpu = sandboxed(sandbox::TpmIo::libtpms, [](int) {
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // the main thread may
+        if (fd < 0) ::_exit(80);
+        ::close(fd);
+        std::thread t([] {
+            if (sandbox::enter_vcpu_thread(1) != 0) ::_exit(81);
+            ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            ::_exit(82);
+        });
+        t.join();
+    });
+    CHECK(open_on_vcpu.status == kExitSandbox);
+    CHECK(open_on_vcpu.err == message("openat", 257, "vCPU 1"));
+    Child unlink_on_vcpu = sandboxed(sandbox::TpmIo::libtpms, [](int) {
+        std::thread t([] {
+            if (sandbox::enter_vcpu_thread(2) != 0) ::_exit(81);
+            ::unlinkat(AT_FDCWD, "/nonexistent/minivmm-test", 0);
+            ::_exit(82);
+        });
+        t.join();
+    });
+    CHECK(unlink_on_vcpu.status == kExitSandbox);
+    CHECK(unlink_on_vcpu.err == message("unlinkat", 263, "vCPU 2"));
+}
+
 TEST_CASE("unnamed threads are reported by thread id") {
     Child c = sandboxed(sandbox::TpmIo::none, [](int) {
         std::thread t([] { ::socket(AF_UNIX, SOCK_STREAM, 0); });

@@ -36,7 +36,10 @@ public:
     }
     void cancel() noexcept override { ++cancels; }
     bool established() noexcept override { return est; }
-    void reset_established(uint8_t locality) noexcept override { reset_locality = locality; }
+    void reset_established(uint8_t locality) noexcept override {
+        reset_thread = std::this_thread::get_id();
+        reset_locality = locality;
+    }
     void shutdown() noexcept override {}
 
     void close_gate() {
@@ -61,7 +64,8 @@ public:
     std::vector<uint8_t> localities;
     std::atomic<int> cancels{0};
     bool est = true;
-    int reset_locality = -1;
+    std::atomic<int> reset_locality{-1};
+    std::thread::id reset_thread;
 };
 
 struct Collector {
@@ -145,7 +149,31 @@ TEST_CASE("established and reset_established are forwarded") {
     backend.est = false;
     CHECK_FALSE(worker.established());
     worker.reset_established(3);
+    // Run by the worker thread (not the caller, a vCPU), in order after queued commands.
+    for (int i = 0; i < 500 && backend.reset_locality.load() != 3; ++i) std::this_thread::sleep_for(1ms);
     CHECK(backend.reset_locality == 3);
+    CHECK(backend.reset_thread != std::this_thread::get_id());
+}
+
+TEST_CASE("reset_established waits behind a running command, never blocks the caller, survives quiesce") {
+    FakeBackend backend;
+    backend.close_gate();
+    TpmWorker worker(backend, [](std::span<const uint8_t>) {});
+    const uint8_t cmd[10] = {};
+    worker.submit(0, cmd);
+    backend.wait_started(1);
+    const auto start = std::chrono::steady_clock::now();
+    worker.reset_established(4);  // the worker is busy: queued, not run here
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    CHECK(backend.reset_locality == -1);
+    std::thread opener([&] {
+        std::this_thread::sleep_for(50ms);
+        backend.open_gate();
+    });
+    worker.quiesce();  // drops commands, keeps the flag reset
+    opener.join();
+    for (int i = 0; i < 500 && backend.reset_locality.load() != 4; ++i) std::this_thread::sleep_for(1ms);
+    CHECK(backend.reset_locality == 4);
 }
 
 TEST_CASE("destructor waits for the command in flight and drops its completion") {
