@@ -342,8 +342,7 @@ TEST_CASE("state directory: only minivmm's own directory, and only its own files
     const std::string marker = std::string(TpmStateDir::kMarkerName);
 
     SUBCASE("a new directory is marked") {
-        TpmStateDir dir(tmp.sub("new"));
-        CHECK(fs::is_regular_file(tmp.sub("new/" + marker)));
+        { TpmStateDir dir(tmp.sub("new")); }
         CHECK(mode_of(tmp.sub("new/" + marker)) == 0600);
     }
     SUBCASE("someone's non-empty directory is refused and left as it was") {
@@ -352,12 +351,10 @@ TEST_CASE("state directory: only minivmm's own directory, and only its own files
         spit(tmp.sub("home/work.tmp"), pattern(10, 2));
         const std::string refused = "TPM state directory " + tmp.sub("home") + " is not empty and was not made by minivmm";
         CHECK(open_error(tmp.sub("home")).find(refused) == 0);
-        CHECK(open_error(tmp.sub("home")).find("give a new or empty directory") != std::string::npos);
         CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("home")), doctest::Contains(refused.c_str()), TpmStateError);
         CHECK(slurp(tmp.sub("home/notes.txt")) == pattern(10, 1));
         CHECK(slurp(tmp.sub("home/work.tmp")) == pattern(10, 2));
-        CHECK_FALSE(fs::exists(tmp.sub("home/.lock")));
-        CHECK_FALSE(fs::exists(tmp.sub("home/" + marker)));
+        CHECK(std::distance(fs::directory_iterator(tmp.sub("home")), fs::directory_iterator{}) == 2);  // no .lock, no marker
     }
     SUBCASE("a directory of an older minivmm (only our names, no marker) is accepted and marked") {
         fs::create_directory(tmp.sub("old"));
@@ -388,19 +385,16 @@ TEST_CASE("state directory: only minivmm's own directory, and only its own files
         CHECK(open_error(tmp.sub("link")) == expected);
         CHECK(open_error(tmp.sub("link") + "/").find("is a symbolic link") != std::string::npos);
         CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("link")), expected.c_str(), TpmStateError);
-        fs::create_directory_symlink(tmp.sub("nowhere"), tmp.sub("dangling"));
-        CHECK(open_error(tmp.sub("dangling")).find("is a symbolic link") != std::string::npos);
-        CHECK_FALSE(fs::exists(tmp.sub("nowhere")));
+        fs::create_directory_symlink(tmp.sub("nowhere"), tmp.sub("dangling"));  // not created through the link
+        CHECK((open_error(tmp.sub("dangling")).find("is a symbolic link") != std::string::npos && !fs::exists(tmp.sub("nowhere"))));
     }
     SUBCASE("inspect creates nothing") {
-        CHECK_FALSE(TpmStateDir::inspect(tmp.sub("later")).has_value());
-        CHECK_FALSE(fs::exists(tmp.sub("later")));
+        CHECK((!TpmStateDir::inspect(tmp.sub("later")).has_value() && !fs::exists(tmp.sub("later"))));
         CHECK_THROWS_WITH_AS(TpmStateDir::inspect(tmp.sub("missing/parent")),
                              ("cannot create TPM state directory " + tmp.sub("missing/parent") + ": No such file or directory").c_str(),
                              TpmStateError);
         fs::create_directory(tmp.sub("empty"));
-        auto dir = TpmStateDir::inspect(tmp.sub("empty"));
-        REQUIRE(dir.has_value());
+        CHECK(TpmStateDir::inspect(tmp.sub("empty")).has_value());
         CHECK(fs::is_empty(tmp.sub("empty")));
     }
 }
