@@ -26,6 +26,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/virtio_blk.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
+#include "tests/fuzz/write_confinement.hpp"
 #include "vmm/bus.hpp"
 #include "vmm/platform.hpp"
 
@@ -162,11 +163,10 @@ public:
         // Guest memory and queue state before the operation, for the write-confinement check.
         const bool queue_live = blk_.queue(0).enabled() && !blk_.queue(0).broken();
         tracking_ = queue_live;
-        data_over_used_ = false;
+        writes_.clear();
         if (queue_live) {
             ram_.snapshot(before_);
-            allowed_.clear();
-            allow_writable();
+            writes_.allow_writable(blk_.queue(0));
         }
         const uint16_t count_before = blk_.queue(0).used_idx();
 
@@ -210,7 +210,7 @@ public:
 
         // allow_writable() before the operation (and after the harness's own writes) already
         // covers descriptors that the device rewrites during it (see bounds_of).
-        if (queue_live) check_writes();
+        if (queue_live) writes_.check_writes(before_);
         check_used(count_before);
         check_state();
     }
@@ -387,7 +387,7 @@ private:
             uint8_t* p = ram_.byte(gpa + i);
             if (!p) continue;
             *p = bytes[i];
-            if (tracking_) before_[index_of(gpa + i)] = bytes[i];
+            if (tracking_) before_[writes_.index_of(gpa + i)] = bytes[i];
         }
     }
     void write_desc(uint64_t table, uint16_t index, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
@@ -475,7 +475,7 @@ private:
             write_desc(q.desc_addr(), head, table, table_len, flags, 0);
         }
         push_avail(head);
-        if (tracking_) allow_writable();  // the buffers the new descriptors name
+        if (tracking_) writes_.allow_writable(q);  // the buffers the new descriptors name
         notify(0);
     }
 
@@ -514,151 +514,6 @@ private:
         return static_cast<uint16_t>(idx[0] | idx[1] << 8);
     }
 
-    MINIVMM_FUZZ_HARNESS size_t index_of(uint64_t gpa) const {  // position of a RAM byte in a snapshot
-        size_t pos = 0;
-        for (const GuestRegion& r : ram_.memory.regions()) {
-            if (gpa - r.gpa < r.size) return pos + (gpa - r.gpa);
-            pos += r.size;
-        }
-        return SIZE_MAX;
-    }
-
-    // Allows the device to write [gpa, gpa+len) (clipped to RAM), as snapshot positions.
-    MINIVMM_FUZZ_HARNESS void allow(uint64_t gpa, uint64_t len) {
-        size_t pos = 0;
-        for (const GuestRegion& r : ram_.memory.regions()) {
-            const uint64_t lo = std::max(gpa, r.gpa);
-            const uint64_t end = gpa + len < gpa ? UINT64_MAX : gpa + len;
-            const uint64_t hi = std::min(end, r.gpa + r.size);
-            if (lo < hi) allowed_.emplace_back(pos + (lo - r.gpa), pos + (hi - r.gpa));
-            pos += r.size;
-        }
-    }
-
-    using Ranges = std::vector<std::pair<size_t, size_t>>;  // sorted, merged snapshot positions
-
-    MINIVMM_FUZZ_HARNESS static Ranges merged(Ranges ranges) {
-        std::sort(ranges.begin(), ranges.end());
-        Ranges out;
-        for (const auto& r : ranges) {
-            if (!out.empty() && r.first <= out.back().second) out.back().second = std::max(out.back().second, r.second);
-            else out.push_back(r);
-        }
-        return out;
-    }
-    MINIVMM_FUZZ_HARNESS static bool covers(const Ranges& ranges, size_t pos) {
-        auto it = std::upper_bound(ranges.begin(), ranges.end(), std::pair<size_t, size_t>{pos, SIZE_MAX});
-        return it != ranges.begin() && pos < std::prev(it)->second;
-    }
-    // Whether any RAM byte of [gpa, gpa+len) is in `ranges`.
-    MINIVMM_FUZZ_HARNESS bool intersects(const Ranges& ranges, uint64_t gpa, uint64_t len) const {
-        size_t pos = 0;
-        const uint64_t end = gpa + len < gpa ? UINT64_MAX : gpa + len;
-        for (const GuestRegion& r : ram_.memory.regions()) {
-            const uint64_t lo = std::max(gpa, r.gpa), hi = std::min(end, r.gpa + r.size);
-            if (lo < hi) {
-                const size_t first = pos + (lo - r.gpa), last = pos + (hi - r.gpa);
-                auto it = std::lower_bound(ranges.begin(), ranges.end(), first,
-                                           [](const std::pair<size_t, size_t>& range, size_t p) { return range.second <= p; });
-                if (it != ranges.end() && it->first < last) return true;
-            }
-            pos += r.size;
-        }
-        return false;
-    }
-
-    // A descriptor as the device may read it at some moment of the operation. Its bytes that the
-    // device itself may write (inside `writable`) can hold anything meanwhile: one request's
-    // status byte or data may rewrite a descriptor that a later request of the same notification
-    // uses, and a third may rewrite it again before the operation ends, so neither the state
-    // before nor the state after shows what the device followed. Each field is bounded by its
-    // rewritable bytes all 0 and all 0xFF.
-    struct DescriptorBounds {
-        uint64_t addr_lo, addr_hi, len_max;
-        bool maybe_write, maybe_indirect;
-    };
-    MINIVMM_FUZZ_HARNESS DescriptorBounds bounds_of(uint64_t gpa, const std::array<uint8_t, 16>& raw,
-                                                    const Ranges& writable) const {
-        std::array<bool, 16> free{};
-        if (intersects(writable, gpa, 16)) {  // else (nearly always) every field is exact
-            for (unsigned b = 0; b < 16; ++b) {
-                const size_t pos = index_of(gpa + b);
-                free[b] = pos != SIZE_MAX && covers(writable, pos);
-            }
-        }
-        auto field = [&](unsigned offset, unsigned size, bool high) {
-            uint64_t v = 0;
-            for (unsigned b = size; b-- > 0;) v = v << 8 | (free[offset + b] ? (high ? 0xFF : 0) : raw[offset + b]);
-            return v;
-        };
-        const uint64_t flags = field(12, 2, true);
-        return {field(0, 8, false), field(0, 8, true), field(8, 4, true), (flags & kWrite) != 0,
-                (flags & kIndirect) != 0};
-    }
-    // Allows everything the device could write through a descriptor within `bounds`.
-    MINIVMM_FUZZ_HARNESS void allow_bounds(const DescriptorBounds& d) {
-        const uint64_t spread = d.addr_hi - d.addr_lo;
-        allow(d.addr_lo, spread > UINT64_MAX - d.len_max ? UINT64_MAX : spread + d.len_max);
-    }
-
-    // Every buffer some device-writable descriptor (direct or in an indirect table) names at any
-    // moment of the operation, plus the used ring. What the device may write can change the
-    // descriptors, which can widen what it may write: iterated until nothing grows (the bounds
-    // only widen, so it ends; after kMaxRounds everything is allowed, which stays correct).
-    MINIVMM_FUZZ_HARNESS void allow_writable() {
-        constexpr int kMaxRounds = 8;
-        const Virtqueue& q = blk_.queue(0);
-        allow(q.used_addr() + 2, 2 + 8ull * q.size());
-        const size_t ring_end = allowed_.size();
-        Ranges writable = merged(allowed_);
-        std::vector<std::pair<uint64_t, uint64_t>> tables;  // [gpa, len) of the descriptors read
-        for (int round = 0;; ++round) {
-            allowed_.resize(ring_end);
-            tables.assign(1, {q.desc_addr(), 16ull * q.size()});
-            if (round == kMaxRounds) {
-                allow(0, UINT64_MAX);
-                break;
-            }
-            for (uint16_t i = 0; i < q.size(); ++i) {
-                std::array<uint8_t, 16> raw;
-                const uint64_t at = q.desc_addr() + 16ull * i;
-                if (!ram_.peek(at, raw)) continue;
-                const DescriptorBounds d = bounds_of(at, raw, writable);
-                if (d.maybe_write) allow_bounds(d);
-                if (!d.maybe_indirect) continue;
-                if (d.addr_lo != d.addr_hi) {
-                    allow(0, UINT64_MAX);  // a table that may be anywhere may name anything
-                    continue;
-                }
-                uint64_t e = 0;
-                for (; e < d.len_max / 16; ++e) {
-                    std::array<uint8_t, 16> entry;
-                    if (!ram_.peek(d.addr_lo + 16 * e, entry)) break;
-                    const DescriptorBounds ind = bounds_of(d.addr_lo + 16 * e, entry, writable);
-                    if (ind.maybe_write) allow_bounds(ind);
-                }
-                tables.emplace_back(d.addr_lo, 16 * e);
-            }
-            Ranges grown = merged(allowed_);
-            // Done when the descriptors read meet no byte that became writable this round (the
-            // next round would read them exactly as this one did).
-            bool changed = false;
-            for (const auto& [gpa, len] : tables)
-                if (!changed && grown != writable && intersects(grown, gpa, len)) changed = true;
-            if (!changed) break;
-            writable = std::move(grown);
-        }
-        // A data buffer over the used index lets the device write anything there legitimately.
-        const size_t idx = index_of(q.used_addr() + 2);
-        for (size_t i = ring_end; i < allowed_.size() && idx != SIZE_MAX; ++i)
-            if (allowed_[i].first <= idx + 1 && idx < allowed_[i].second) data_over_used_ = true;
-    }
-
-    MINIVMM_FUZZ_HARNESS void check_writes() {
-        const Ranges allowed = merged(allowed_);
-        ram_.for_each_change(before_, [&](uint64_t, size_t pos) { check(covers(allowed, pos)); });
-    }
-
     // The used index only moves forward, by at most one ring per operation (or restarts from 0
     // after a reset within the operation), and what the device published is its own count.
     void check_used(uint16_t count_before) {
@@ -668,7 +523,7 @@ private:
         check(static_cast<uint16_t>(count - count_before) <= q.size() || count <= q.size());
         // A count of 0 is a reset (the ring in memory is the driver's business until a publish).
         const std::optional<uint16_t> in_memory = used_idx();
-        if (count != count_before && count != 0 && in_memory && !data_over_used_) check(*in_memory == count);
+        if (count != count_before && count != 0 && in_memory && !writes_.data_over_used()) check(*in_memory == count);
     }
 
     void check_state() {
@@ -717,9 +572,8 @@ private:
     uint16_t avail_idx_ = 0;
     std::vector<uint64_t> bases_, io_bases_, mem_bases_;
     std::vector<uint8_t>& before_;
-    std::vector<std::pair<size_t, size_t>> allowed_;  // [begin, end) snapshot positions
-    bool tracking_ = false;        // before_/allowed_ describe this operation
-    bool data_over_used_ = false;  // a device-writable buffer covers the used index
+    WriteConfinement writes_{ram_};  // what the device may write during this operation
+    bool tracking_ = false;          // before_/writes_ describe this operation
 };
 
 }  // namespace
