@@ -94,8 +94,8 @@ def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False)
     mode = decide(minivmm)
     if mode.how != "nested" and not icount:
         return mode
-    if os.environ.get("MINIVMM_KVM") == "direct" and icount:
-        return mode  # already inside
+    if os.environ.get("MINIVMM_NESTED") == "1":
+        return mode  # already inside the nested VM
     import nested_kvm
     why = "deterministic virtual time (--icount)" if icount else mode.reason
     print(f"{name}: running inside the nested KVM VM (scripts/kvm-vm): {why}", file=sys.stderr, flush=True)

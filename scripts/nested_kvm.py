@@ -159,7 +159,7 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
                           f"{need} MiB needed (--mem)")
     kernel, initrd = l1_image(say)
     cwd = os.path.abspath(cwd or os.getcwd())
-    env = dict(os.environ if env is None else env)
+    env = dict(os.environ if env is None else env, MINIVMM_NESTED="1")
     shares = sorted({os.path.realpath(p) for p in rw}, key=len)
     if under_tmpfs(cwd) and not any(cwd == s or cwd.startswith(s + "/") for s in shares):
         shares.append(cwd)
