@@ -102,6 +102,9 @@ def offline(s):
             not schema_valid(path + ".bad")[0])
     s.check("exit status: 1 with a failure, 0 with only passes and skips",
             report.exit_status(cases) == 1 and report.exit_status(cases[:2]) == 0)
+    s.check("exit status: 1 when every case was skipped (nothing checked is not green)",
+            report.exit_status([cases[1], report.Case("minivmm", "e", "skipped", "no kvm")]) == 1
+            and report.exit_status([]) == 1)
 
 
 def tpm2_tool_lines(pcr, pcrread=None, random2="ffeeddccbbaa99887766554433221100", ecc="PASS"):
