@@ -151,8 +151,6 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
     out = out or sys.stdout.buffer
     say = say or _say
     qemu = qemu_binary()
-    if not os.path.exists("/usr/lib/x86_64-linux-gnu/qemu") and not Path(qemu).exists():
-        raise NestedError("qemu-system-x86_64 is not usable")
     need = mem_mib + 512
     if available_mib() < need:
         raise NestedError(f"not enough free memory for the nested VM: {available_mib()} MiB available, "
@@ -170,7 +168,7 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
         Path(xchg, "command.sh").write_text(command_script(argv, cwd, env))
         Path(xchg, "shares").write_text("".join(f"rw{i} {p}\n" for i, p in enumerate(shares)))
         Path(xchg, "hostname").write_text("nested-kvm\n")
-        cmd = [qemu, "-accel", "tcg" if icount else "tcg,thread=multi", "-cpu", "max",
+        cmd = [qemu, "-accel", "tcg" if icount or smp == 1 else "tcg,thread=multi", "-cpu", "max",
                "-m", f"{mem_mib}M", "-smp", "1" if icount else str(smp),
                "-display", "none", "-vga", "none", "-nodefaults", "-no-user-config", "-no-reboot",
                "-serial", "stdio", "-monitor", "none",
