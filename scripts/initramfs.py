@@ -81,3 +81,35 @@ def base(busybox, init, modules):
 
 def pack(cpio):
     return gzip.compress(cpio.finish(), compresslevel=6, mtime=0)
+
+
+def shared_libraries(program):
+    """The absolute paths ldd lists for program: its libraries and the dynamic loader."""
+    out = subprocess.run(["ldd", str(program)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ValueError(f"ldd {program} failed: {out.stderr.strip() or out.stdout.strip()}")
+    paths = []
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if "=>" in parts and len(parts) > parts.index("=>") + 1 and parts[parts.index("=>") + 1].startswith("/"):
+            paths.append(parts[parts.index("=>") + 1])
+        elif parts and parts[0].startswith("/"):
+            paths.append(parts[0])
+    return paths
+
+
+def add_host_programs(cpio, programs, libraries=(), links=()):
+    """Host binaries into the archive at their own paths, with every library they and `libraries`
+    (dlopen()ed ones, which ldd cannot see) load, and `links` as (name, target) symlinks."""
+    wanted = []
+    for path in list(programs) + list(libraries):
+        wanted += [path] + shared_libraries(path)
+    done = set()
+    for path in wanted:
+        if path in done:
+            continue
+        done.add(path)
+        with open(path, "rb") as f:
+            cpio.file(path, f.read(), 0o755)
+    for name, target in links:
+        cpio.symlink(name, target)

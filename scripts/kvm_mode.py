@@ -84,3 +84,25 @@ def decide(minivmm=None):
         return Mode("direct", f"/dev/kvm runs a Linux kernel ({why})")
     nested.reason = nested.reason or why
     return nested
+
+
+def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False):
+    """For scripts that boot guests (demo, nightly-boot, benchmarks): returns when this host's KVM can
+    run them (or none exists: the script then reports that itself); otherwise says so in one line
+    on stderr, runs the same command line inside the nested VM (rw: directories it writes) and exits
+    with its status."""
+    mode = decide(minivmm)
+    if mode.how != "nested" and not icount:
+        return mode
+    if os.environ.get("MINIVMM_NESTED") == "1":
+        return mode  # already inside the nested VM
+    import nested_kvm
+    why = "deterministic virtual time (--icount)" if icount else mode.reason
+    print(f"{name}: running inside the nested KVM VM (scripts/kvm-vm): {why}", file=sys.stderr, flush=True)
+    env = dict(os.environ, MINIVMM_KVM="direct")
+    try:
+        status = nested_kvm.run([sys.executable] + argv, env=env, rw=rw, mem_mib=mem_mib, icount=icount)
+    except nested_kvm.NestedError as e:
+        print(f"{name}: error: the nested KVM cannot start here: {e}", file=sys.stderr)
+        status = 1
+    sys.exit(status)

@@ -5,7 +5,8 @@
       -bios /usr/share/seabios/bios-256k.bin -drive if=virtio,format=raw,file=IMG
       [-chardev socket,id=chrtpm,path=SOCK -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0]
 
-For each kernel (--kernels, default debian,minimal) it builds the image into a scratch directory,
+For each kernel (--kernels, default $MINIVMM_GUEST_KERNELS or debian; the minimal kernel, a 5-15 min
+build from linux-source, with --kernels debian,minimal or MINIVMM_GUEST_KERNELS=debian,minimal) it builds the image into a scratch directory,
 checks its layout (MBR with one bootable partition at sector 2048, flag sector "NIGHTLY-BOOT-FLAG=0"),
 then boots it (without -no-reboot: the image reboots once by itself) with
   tpm2   swtpm --tpm2: both boots print every NIGHTLY line; "2.0 TPM", /dev/tpm0, tpm-version 2,
@@ -185,7 +186,7 @@ def report(name, problems, seconds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("build_script")
-    ap.add_argument("--kernels", default="debian,minimal")
+    ap.add_argument("--kernels", default=os.environ.get("MINIVMM_GUEST_KERNELS") or "debian")
     ap.add_argument("--keep", help="keep images and serial logs in this directory")
     args = ap.parse_args()
     for tool in ["qemu-system-x86_64", "swtpm"]:

@@ -14,9 +14,11 @@ bad options exit 2.
 
 usage: test_nightly_boot.py NIGHTLY_BOOT MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import glob
+import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -85,6 +87,8 @@ def offline(s):
     s.check("linux checks: boot 1 without a second boot fails", v.status == "failed" and "second boot" in v.message,
             v.message)
 
+    deep_checks(s)
+
     path = os.path.join(s.tmp.name, "unit.xml")
     cases = [report.Case("host", "a", "passed", "ok"), report.Case("minivmm", "b", "skipped", "why <&>\x01"),
              report.Case("minivmm", "c", "failed", "bad"), report.Case("qemu", "d", "error", "no image")]
@@ -98,6 +102,74 @@ def offline(s):
             not schema_valid(path + ".bad")[0])
     s.check("exit status: 1 with a failure, 0 with only passes and skips",
             report.exit_status(cases) == 1 and report.exit_status(cases[:2]) == 0)
+    s.check("exit status: 1 when every case was skipped (nothing checked is not green)",
+            report.exit_status([cases[1], report.Case("minivmm", "e", "skipped", "no kvm")]) == 1
+            and report.exit_status([]) == 1)
+
+
+def tpm2_tool_lines(pcr, pcrread=None, random2="ffeeddccbbaa99887766554433221100", ecc="PASS"):
+    digest = hashlib.sha256(b"minivmm-nightly\n").hexdigest()
+    pcr16 = hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest()
+    lines = ["NIGHTLY: check selftest PASS", f"NIGHTLY: getrandom 00112233445566778899aabbccddeeff {random2}"]
+    lines += [f"NIGHTLY: pcrread {i} {pcrread or pcr}" for i in range(8)]
+    lines += [f"NIGHTLY: replay {i} {pcr}" for i in range(8)]
+    lines += ["NIGHTLY: check pcrextend PASS", f"NIGHTLY: pcr16 {digest} {pcr16}", f"NIGHTLY: check ecc-sign {ecc}"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def sha1_log_and_pcrs():
+    """A TPM 1.2 event log (two events on PCR 0, one on PCR 4, an EV_NO_ACTION on PCR 5) and its PCRs."""
+    events = [(0, 8, b"a"), (0, 1, b"bb"), (4, 13, b"mbr"), (5, 3, b"ignored")]
+    log, pcrs = b"", {n: bytes(20) for n in range(8)}
+    for index, kind, data in events:
+        digest = hashlib.sha1(data).digest()
+        log += struct.pack("<II", index, kind) + digest + struct.pack("<I", len(data)) + data
+        if kind != 3:
+            pcrs[index] = hashlib.sha1(pcrs[index] + digest).digest()
+    return log + bytes(64), {n: v.hex() for n, v in pcrs.items()}
+
+
+def deep_checks(s):
+    """The deeper TPM checks on recorded /init output: tpm2-tools lines (2.0), caps and the SHA-1 log (1.2)."""
+    pcr = "ab" * 32
+    good = nightly_boot(1, pcr=pcr).replace("NIGHTLY: boot 1", tpm2_tool_lines(pcr) + "NIGHTLY: boot 1")
+    good += nightly_boot(2, pcr=pcr).replace("NIGHTLY: boot 2", tpm2_tool_lines(pcr) + "NIGHTLY: boot 2")
+    run = fake_run(good)
+    first = checks.pcr_values(checks.nightly_lines(run, *checks.segments(run.text)[0]))
+    v0, v1 = checks.tpm_checks(run, 0, "2.0"), checks.tpm_checks(run, 1, "2.0", first)
+    s.check("deep checks 2.0: recorded tpm2-tools output passes every named check in both boots",
+            set(v0) == set(checks.TPM2_CHECKS) and set(v1) == set(checks.TPM2_CHECKS) | {"pcrs-unchanged"}
+            and all(v.status == "passed" for v in list(v0.values()) + list(v1.values())),
+            {k: v.message for k, v in list(v0.items()) + list(v1.items())})
+    bad = nightly_boot(1, pcr=pcr).replace("NIGHTLY: boot 1", tpm2_tool_lines(pcr, pcrread="cd" * 32,
+                                           random2="00112233445566778899aabbccddeeff", ecc="FAIL oops")
+                                           + "NIGHTLY: pcr16 00 11\r\nNIGHTLY: boot 1")
+    v = checks.tpm_checks(fake_run(bad), 0, "2.0")
+    s.check("deep checks 2.0: PCR mismatch, equal randoms, failed signature each fail their check",
+            v["pcrread-eventlog"].status == v["getrandom"].status == v["ecc-sign"].status == "failed"
+            and v["selftest"].status == "passed", {k: x.message for k, x in v.items()})
+    v = checks.tpm_checks(fake_run(nightly_boot(1, pcr=pcr)), 0, "2.0")
+    s.check("deep checks 2.0: no tpm2-tools output fails (never passes by absence)",
+            all(x.status == "failed" for x in v.values()), {k: x.message for k, x in v.items()})
+    changed = fake_run(nightly_boot(1, pcr=pcr) + nightly_boot(2, pcr="cd" * 32))
+    s.check("deep checks: PCRs differing after the reboot fail pcrs-unchanged",
+            checks.tpm_checks(changed, 1, "2.0", {n: pcr for n in range(8)})["pcrs-unchanged"].status == "failed")
+    log, pcrs = sha1_log_and_pcrs()
+    replayed, events = checks.replay_sha1_log(log)
+    s.check("SHA-1 log replay: 4 events, EV_NO_ACTION skipped, PCRs as computed", events == 4 and replayed == pcrs,
+            (events, replayed))
+    caps = "Manufacturer: 0x49424d00;TCG version: 1.2;Firmware version: 1.2;"
+    lines = [f"NIGHTLY: pcr {n} {pcrs[n]}" for n in range(8)] + [f"NIGHTLY: caps {caps}",
+                                                                  f"NIGHTLY: eventlog-hex {log.hex()}"]
+    text = "SeaBIOS (version x)\r\nNIGHTLY: init-start uptime=1\r\n" + "\r\n".join(lines) + "\r\n"
+    v = checks.tpm_checks(fake_run(text), 0, "1.2")
+    s.check("deep checks 1.2: caps and the SHA-1 log replaying to sysfs PCRs pass",
+            all(x.status == "passed" for x in v.values()) and set(v) == set(checks.TPM12_CHECKS),
+            {k: x.message for k, x in v.items()})
+    wrong = text.replace(f"pcr 4 {pcrs[4]}", "pcr 4 " + "00" * 20)
+    v = checks.tpm_checks(fake_run(wrong), 0, "1.2")
+    s.check("deep checks 1.2: a PCR the log does not replay to fails, naming it",
+            v["pcrs-eventlog"].status == "failed" and "PCR 4" in v["pcrs-eventlog"].message, v["pcrs-eventlog"].message)
 
 
 def junit_consistent(path):
@@ -168,7 +240,8 @@ def main():
         c = probe.classify(r, probe.markers(r))
         s.check("probe under QEMU TCG: every step runs, host capable", c.capable is True, f"{c.detail}\n{r}")
 
-    images = sorted(glob.glob(os.path.join(ROOT, "build", "guest-linux-*.img")))
+    images = [p for p in sorted(glob.glob(os.path.join(ROOT, "build", "guest-linux-*.img")))
+              if not p.endswith("-shell.img")]  # the interactive image (--shell) never powers off by itself
     if os.environ.get("MINIVMM_NIGHTLY_IMAGE"):
         images = [os.environ["MINIVMM_NIGHTLY_IMAGE"]]
     base = [sys.executable, script, "--minivmm", minivmm, "--program", program, "--timeout", "300"]
@@ -221,8 +294,11 @@ def main():
         r = vmmtest.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*"], timeout=900)
         res = results(junit) if os.path.exists(junit) else {}
         print(r.stdout)
-        s.check("QEMU reference: 4 cases, none skipped, first boot reaches the bootloader",
-                len(res) == 4 and all(v[0] != "skipped" for v in res.values())
+        compare = {k: v for k, v in res.items() if k.endswith("/pcrs-as-minivmm")}
+        s.check("QEMU reference: 11 cases, first boot reaches the bootloader, only the PCR comparison "
+                "(no minivmm run selected) skipped",
+                len(res) == 11 and all(v[0] != "skipped" for k, v in res.items() if k not in compare)
+                and len(compare) == 2 and all(v[0] == "skipped" and "no minivmm" in v[1] for v in compare.values())
                 and res.get("qemu/tpm1.2/first-boot/pre-kernel", ("",))[0] == "passed", (r, res))
 
     # Injected failure: no such image. The image cases are errors, the run exits 1.

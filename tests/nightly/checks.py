@@ -10,7 +10,8 @@ SEABIOS_BANNER = "SeaBIOS (version"  # once per boot on COM1 (sercon); its debug
 BOOTING = "Booting from Hard Disk"
 BOOTLOADER = r"(?:SYS|EXT|ISO)LINUX \d\S*|GNU GRUB"   # --bootloader-banner default
 TPM_TABLE = {"2.0": "table(324d5054)", "1.2": "table(41504354)"}  # SeaBIOS found our TPM2 / TCPA
-NIGHTLY = re.compile(r"NIGHTLY: ([a-z_-]+)(?: ([^\r\n]*))?")
+NIGHTLY = re.compile(r"NIGHTLY: ([a-z0-9_-]+)(?: ([^\r\n]*))?")
+INDEXED = ("pcr", "pcrread", "replay", "check")
 MVG = re.compile(r"MVG: (\S+) (PASS|FAIL)(?: ([^\r\n]*))?")
 
 
@@ -98,15 +99,16 @@ def prekernel(run, debug, index, version, banner, kernel_runs, what="bootloader"
 
 
 def nightly_lines(run, start, end):
-    """{key: (value, time)} of the first NIGHTLY line of each key in text[start:end]; PCRs as
-    {"pcr": {n: (hex, time)}}."""
-    found = {"pcr": {}}
+    """{key: (value, time)} of the first NIGHTLY line of each key in text[start:end]; the keys in
+    INDEXED as {key: {first word: (rest, time)}} (PCRs: {"pcr": {n: (hex, time)}}, checks:
+    {"check": {name: ("PASS ...", time)}})."""
+    found = {k: {} for k in INDEXED}
     for m in NIGHTLY.finditer(run.text, start, end):
         key, value = m.group(1), (m.group(2) or "").strip()
         when = run.at(m.start())
-        if key == "pcr":
-            n, _, digest = value.partition(" ")
-            found["pcr"].setdefault(n, (digest.strip(), when))
+        if key in INDEXED:
+            n, _, rest = value.partition(" ")
+            found[key].setdefault(n, (rest.strip(), when))
         else:
             found.setdefault(key, (value, when))
     return found
@@ -197,3 +199,106 @@ def firmware(run, debug, index, version):
     log = results["tpm-eventlog"][1]
     return Verdict("passed", f"event log replays to the PCRs, MBR measured into PCR 4: {log}",
                    pre.details + [f"tpm-eventlog: {log}"], seconds)
+
+
+# -- deeper TPM checks: /init's tpm2-tools (TPM 2.0) and sysfs/event-log (TPM 1.2) lines --------------
+TPM2_CHECKS = ("selftest", "getrandom", "pcrread-eventlog", "pcrextend", "ecc-sign")
+TPM12_CHECKS = ("caps", "pcrs-eventlog")
+AFTER_REBOOT = "pcrs-unchanged"  # only for the second boot: PCR 0-7 as in the first
+
+
+def tpm_check_names(version, boot_index):
+    names = TPM2_CHECKS if version == "2.0" else TPM12_CHECKS
+    return names + ((AFTER_REBOOT,) if boot_index == 1 else ())
+
+
+def pcr_values(lines, key="pcr"):
+    return {int(n): re.sub(r"[\s:]", "", v[0]).lower() for n, v in lines[key].items() if n.isdigit()}
+
+
+def replay_sha1_log(data):
+    """PCRs 0-7 from a TPM 1.2 (SHA-1, TCG_PCR_EVENT) event log (TCG PC Client spec for
+    conventional BIOS 1.21, 11.1): PCR = SHA1(PCR || digest) per event, EV_NO_ACTION (3) skipped."""
+    import hashlib
+    import struct
+    pcrs, at, events = {n: bytes(20) for n in range(8)}, 0, 0
+    while at + 32 <= len(data):
+        index, kind = struct.unpack_from("<II", data, at)
+        digest, size = data[at + 8:at + 28], struct.unpack_from("<I", data, at + 28)[0]
+        if index == 0 and kind == 0 and size == 0 and not digest.strip(b"\0"):
+            break  # the zero-filled rest of the log area
+        if at + 32 + size > len(data):
+            raise ValueError(f"event {events} at offset {at} runs past the log's end")
+        if kind != 3 and index < 8:
+            pcrs[index] = hashlib.sha1(pcrs[index] + digest).digest()
+        at, events = at + 32 + size, events + 1
+    return {n: v.hex() for n, v in pcrs.items()}, events
+
+
+def tpm_checks(run, index, version, first_pcrs=None):
+    """{check name: Verdict} of boot `index` for tpm_check_names(version, index). first_pcrs: the
+    first boot's PCR 0-7 values (pcr_values), for the after-reboot comparison."""
+    import hashlib
+    bounds = segments(run.text)
+    names = tpm_check_names(version, index)
+    if index >= len(bounds):
+        return {n: Verdict("failed", f"boot {index + 1} never started ({run.describe()})") for n in names}
+    lines = nightly_lines(run, *bounds[index])
+    if "init-start" not in lines:
+        return {n: Verdict("failed", f"/init never ran in boot {index + 1}") for n in names}
+    value = lambda key: lines.get(key, ("", None))[0]  # noqa: E731
+    pcrs = pcr_values(lines)
+    out = {}
+
+    def verdict(name, problem, summary):
+        out[name] = Verdict("failed", problem) if problem else Verdict("passed", summary)
+
+    def tool(name):
+        result = lines["check"].get(name, ("missing: /init printed no result (tpm2-tools in the image?)", None))[0]
+        verdict(name, None if result == "PASS" else f"{name}: {result}", f"tpm2_{name.replace('-', '_')} succeeded")
+
+    if version == "2.0":
+        tool("selftest")
+        randoms = value("getrandom").split()
+        ok = len(randoms) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", r) for r in randoms) and randoms[0] != randoms[1]
+        verdict("getrandom", None if ok else f"want two different 16-byte answers, got {value('getrandom')!r}",
+                f"two different answers: {' '.join(randoms)}")
+        read, replay = pcr_values(lines, "pcrread"), pcr_values(lines, "replay")
+        problem = None
+        if sorted(read) != list(range(8)) or sorted(replay) != list(range(8)):
+            problem = f"tpm2_pcrread gave PCRs {sorted(read)}, tpm2_eventlog replayed {sorted(replay)}; want 0-7"
+        elif read != replay:
+            problem = "tpm2_pcrread differs from the event log's replay on PCR " + ", ".join(
+                str(n) for n in range(8) if read[n] != replay[n])
+        elif any(read[n] != pcrs.get(n) for n in range(8)):
+            problem = "tpm2_pcrread differs from sysfs pcr-sha256"
+        verdict("pcrread-eventlog", problem, "tpm2_pcrread = tpm2_eventlog replay = sysfs for PCR 0-7")
+        tool_result = lines["check"].get("pcrextend", ("missing", None))[0]
+        digest, _, got = value("pcr16").partition(" ")
+        want = hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest() if re.fullmatch(r"[0-9a-f]{64}",
+                                                                                             digest) else None
+        problem = (f"tpm2_pcrextend: {tool_result}" if tool_result != "PASS" else
+                   f"PCR 16 reads {got!r}, want SHA256(0^32 || {digest}) = {want}" if got.strip().lower() != want
+                   else None)
+        verdict("pcrextend", problem, f"PCR 16 = SHA256(0^32 || digest) = {str(want)[:16]}...")
+        tool("ecc-sign")
+    else:
+        caps = value("caps")
+        ok = "Manufacturer" in caps and re.search(r"TCG version: 1\.2", caps)
+        verdict("caps", None if ok else f"sysfs caps {caps!r}: want a Manufacturer and TCG version 1.2",
+                caps.replace(";", "; ").strip())
+        try:
+            replay, events = replay_sha1_log(bytes.fromhex(value("eventlog-hex")))
+            problem = None if events else "the SHA-1 event log is empty"
+            if not problem and any(replay[n] != pcrs.get(n) for n in range(8)):
+                problem = "the event log's replay differs from sysfs pcrs on PCR " + ", ".join(
+                    str(n) for n in range(8) if replay[n] != pcrs.get(n))
+        except ValueError as e:
+            problem, events = f"event log unreadable: {e}", 0
+        verdict("pcrs-eventlog", problem, f"{events} SHA-1 events replay to sysfs PCRs 0-7")
+    if index == 1:
+        first = first_pcrs or {}
+        diff = [n for n in range(8) if pcrs.get(n) is None or pcrs.get(n) != first.get(n)]
+        verdict(AFTER_REBOOT, f"PCR {', '.join(map(str, diff))} differ from the first boot" if diff else None,
+                "PCR 0-7 identical to the first boot")
+    return out

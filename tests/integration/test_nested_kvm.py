@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The nested-KVM runner (scripts/kvm-vm) and the scripts around it, on the host:
+
+- kvm-vm runs a command in the L1 VM with a real /dev/kvm (char 10,232), in the same cwd, with the
+  environment and --env passed, the cwd (on /tmp) shared writable, a fresh /tmp of its own; stdout
+  and stderr arrive; the command's exit status comes back; --timeout stops it with 125 and one line;
+  a bad --env is a usage error (2);
+- scripts/with-kvm --mode names the mode; MINIVMM_KVM=bogus is refused;
+- scripts/bench-boot exits 1 with the VMM's own error when a run fails (a fake VMM that fails).
+
+Skips (77) only without qemu-system-x86_64. usage: test_nested_kvm.py"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmtest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KVM_VM = os.path.join(ROOT, "scripts", "kvm-vm")
+WITH_KVM = os.path.join(ROOT, "scripts", "with-kvm")
+BENCH_BOOT = os.path.join(ROOT, "scripts", "bench-boot")
+
+
+def run(cmd, timeout, cwd=None, env=None):
+    p = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout)
+    return vmmtest.Run(p.returncode, p.stdout, p.stderr, 0)
+
+
+def main():
+    if not shutil.which("qemu-system-x86_64"):
+        print("SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+        return vmmtest.SKIP
+    s = vmmtest.Suite()
+    work = tempfile.mkdtemp(prefix="nested-test-", dir="/tmp")
+    hidden = tempfile.NamedTemporaryFile(prefix="host-only-", dir="/tmp", delete=False).name
+    script = ("ls -l /dev/kvm; echo cwd=$(pwd); echo foo=$FOO home=$HOME; echo inside >written.txt; "
+              f"test -e {hidden} && echo host-tmp-visible; echo to-stderr >&2; exit 3")
+    env = dict(os.environ, HOME="/root-test-home")
+    r = run([KVM_VM, "--env", "FOO=bar baz", "--", "sh", "-c", script], 300, cwd=work, env=env)
+    s.check("kvm-vm: the command's exit status (3) comes back", r.returncode == 3, r)
+    kvm = [l for l in r.stdout.splitlines() if "/dev/kvm" in l]
+    s.check("kvm-vm: /dev/kvm inside is KVM's character device (10, 232)",
+            bool(kvm) and kvm[0].startswith("c") and "10, 232" in kvm[0], r)
+    s.check("kvm-vm: same cwd inside", f"cwd={work}" in r.stdout, r)
+    s.check("kvm-vm: --env and the caller's environment arrive", "foo=bar baz home=/root-test-home" in r.stdout, r)
+    s.check("kvm-vm: the cwd on /tmp is shared writable",
+            open(os.path.join(work, "written.txt")).read() == "inside\n" if os.path.exists(
+                os.path.join(work, "written.txt")) else False, r)
+    s.check("kvm-vm: /tmp inside is fresh (the host's other /tmp files are not there)",
+            "host-tmp-visible" not in r.stdout, r)
+    s.check("kvm-vm: stderr arrives", "to-stderr" in r.stdout + r.stderr, r)
+
+    r = run([KVM_VM, "--timeout", "25", "--", "sleep", "600"], 200, cwd=work)
+    s.check("kvm-vm --timeout: status 125 and one line saying so",
+            r.returncode == 125 and "did not finish within 25 s" in r.stderr, r)
+    r = run([KVM_VM, "--env", "NOEQUALS", "--", "true"], 30)
+    s.check("kvm-vm: a bad --env is a usage error (2)", r.returncode == 2 and "NAME=VALUE" in r.stderr, r)
+
+    r = run([WITH_KVM, "--mode"], 120)
+    s.check("with-kvm --mode: direct or nested with a reason",
+            r.returncode == 0 and r.stdout.split(":")[0] in ("direct", "nested") and len(r.stdout) > 10, r)
+    r = run([WITH_KVM, "--mode"], 30, env=dict(os.environ, MINIVMM_KVM="bogus"))
+    s.check("with-kvm: MINIVMM_KVM=bogus is refused", r.returncode != 0 and "MINIVMM_KVM" in r.stderr, r)
+
+    fake = os.path.join(work, "fake-vmm")
+    with open(fake, "w") as f:
+        f.write("#!/bin/sh\necho 'minivmm: error: fake failure for the test' >&2\nexit 5\n")
+    os.chmod(fake, 0o755)
+    r = run([BENCH_BOOT, "-n", "1", "--no-qemu", "--minivmm", fake], 120, env=dict(os.environ, MINIVMM_KVM="direct"))
+    s.check("bench-boot: a failing run exits 1 and shows the VMM's error",
+            r.returncode == 1 and "fake failure for the test" in r.stderr, r)
+    shutil.rmtree(work, ignore_errors=True)
+    os.unlink(hidden)
+    s.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
