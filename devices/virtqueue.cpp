@@ -49,12 +49,27 @@ bool Virtqueue::set_size(uint16_t size) noexcept {
     return true;
 }
 
+void Virtqueue::enable() noexcept {
+    // Ring sizes from virtio 1.0 §2.4: descriptor table 16·N, avail 6 + 2·N, used 6 + 8·N bytes.
+    const uint64_t n = size_;
+    const bool ok = guest_range_valid(memory_, desc_, 16 * n) &&
+                    guest_range_valid(memory_, avail_, kRingHeader + 2 * n + 2) &&
+                    guest_range_valid(memory_, used_, kRingHeader + kUsedElemSize * n + 2);
+    if (!ok) {
+        log::debug("virtqueue: rings desc {:#x} avail {:#x} used {:#x} (size {}) are not in RAM; queue broken",
+                   desc_, avail_, used_, size_);
+    }
+    rings_ok_ = ok;
+    enabled_ = true;
+}
+
 void Virtqueue::reset() noexcept {
     size_ = max_size_;
     desc_ = avail_ = used_ = 0;
     enabled_ = false;
     indirect_allowed_ = false;
     broken_ = false;
+    rings_ok_ = false;
     last_avail_ = 0;
     next_used_ = 0;
 }
@@ -66,6 +81,10 @@ Virtqueue::PopStatus Virtqueue::pop(Chain& out) noexcept {
     out.has_writable = false;
     out.error = ChainError::none;
     if (!enabled_ || broken_) return PopStatus::empty;
+    if (!rings_ok_) {
+        broken_ = true;
+        return PopStatus::broken;
+    }
 
     const auto avail_idx = memory_.read_obj<uint16_t>(avail_ + 2);
     if (!avail_idx) {
@@ -154,7 +173,7 @@ Virtqueue::ChainError Virtqueue::add_segment(const Desc& d, Chain& out) noexcept
 }
 
 bool Virtqueue::push(uint16_t head, uint32_t written) noexcept {
-    if (!enabled_) return false;
+    if (!enabled_ || broken_ || !rings_ok_) return false;
     const uint64_t elem = used_ + kRingHeader + kUsedElemSize * (next_used_ % size_);
     const uint32_t e[2] = {head, written};
     if (!memory_.write_obj(elem, e)) {

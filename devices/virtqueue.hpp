@@ -68,7 +68,9 @@ public:
     uint64_t desc_addr() const noexcept { return desc_; }
     uint64_t avail_addr() const noexcept { return avail_; }
     uint64_t used_addr() const noexcept { return used_; }
-    void enable() noexcept { enabled_ = true; }
+    // Enables the queue; one whose rings are not wholly in guest RAM (or whose address range wraps
+    // past 2^64) is enabled broken: its first pop says so, and it never pops or pushes until the next reset.
+    void enable() noexcept;
     bool enabled() const noexcept { return enabled_; }
     void set_indirect_allowed(bool allowed) noexcept { indirect_allowed_ = allowed; }
     void reset() noexcept;  // back to size = max, disabled, addresses 0, indices 0
@@ -80,7 +82,7 @@ public:
     bool push(uint16_t head, uint32_t written) noexcept;
     // The driver set VIRTQ_AVAIL_F_NO_INTERRUPT (virtio 1.0 §2.4.7).
     bool interrupt_suppressed() const noexcept;
-    bool broken() const noexcept { return broken_; }
+    bool broken() const noexcept { return broken_ || (enabled_ && !rings_ok_); }
     // The used->idx this queue last published (0 after reset); for tests and fuzzers.
     uint16_t used_idx() const noexcept { return next_used_; }
 
@@ -104,6 +106,7 @@ private:
     bool enabled_ = false;
     bool indirect_allowed_ = false;
     bool broken_ = false;
+    bool rings_ok_ = false;  // checked at enable(): every ring wholly in guest RAM
     uint16_t last_avail_ = 0;  // next avail ring slot to consume
     uint16_t next_used_ = 0;   // next used idx to publish
 };

@@ -344,3 +344,23 @@ TEST_CASE("chain cursor crosses descriptors and RAM regions") {
     CHECK(guest_range_valid(ram.mem, 0x100000 - 1, 2));
     CHECK_FALSE(guest_range_valid(ram.mem, 0x10FFFF, 2));
 }
+
+TEST_CASE("virtqueue with rings whose range wraps past 2^64 or leaves RAM is broken: no pop, no used-ring write") {
+    for (auto [avail, used] : {std::pair<uint64_t, uint64_t>{~0ull, ~0ull - 2}, {kAvail, 0xFFFFFFFFFFFFFFF0ull},
+                               {kAvail, 0x100000 + 0x10000 - 8}}) {
+        Ram ram;
+        Virtqueue vq{ram.mem};
+        REQUIRE(vq.set_size(8));
+        vq.set_desc_addr(kDesc);
+        vq.set_avail_addr(avail);
+        vq.set_used_addr(used);
+        vq.enable();
+        // A chain the guest offers through low RAM (where a wrapped used ring would land).
+        ram.mem.write_obj<uint16_t>(kAvail + 2, 1);
+        Virtqueue::Chain c;
+        CHECK(vq.pop(c) == Virtqueue::PopStatus::broken);
+        CHECK(vq.pop(c) == Virtqueue::PopStatus::empty);
+        CHECK_FALSE(vq.push(0, 16));
+        for (uint64_t a = 0; a < 0x40; ++a) CHECK(ram.low[a] == 0);
+    }
+}
