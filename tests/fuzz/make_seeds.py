@@ -265,6 +265,30 @@ def tpm_tis_seeds():
     }
 
 
+# --- fuzz_acpi_pm ---------------------------------------------------------------------------
+def acpi_pm_seeds():
+    SIZE_SEL = {1: 0, 2: 1, 4: 2, 8: 3, 3: 5}
+
+    def rd(offset, size):  # port 0x600 + offset (offsets -4..15)
+        return u8(0 | SIZE_SEL[size] << 2, offset + 4)
+
+    def wr(offset, size, value):
+        return u8(2 | SIZE_SEL[size] << 2, offset + 4) + u64(value)[:size]
+
+    period = u8(3 | 2 << 2, 0)  # one TMR_STS period (~2.34 s)
+    return {
+        "linux-probe": u8(0) + rd(0, 2) + rd(2, 2) + rd(4, 2) + b"".join(rd(8, 4) for _ in range(3))
+        + u8(3 | 1 << 2) + u32(1000000) + rd(8, 4),
+        "tmr-sts": u8(1) + period + rd(0, 2) + wr(0, 2, 0x0001) + rd(0, 2) + period + period + rd(0, 1)
+        + wr(1, 1, 0x01) + rd(0, 2) + wr(0, 4, 0x00000001) + rd(0, 4),
+        "enables-and-control": u8(0) + wr(2, 2, 0xFFFF) + rd(2, 2) + wr(3, 1, 0) + rd(2, 2) + wr(4, 2, 0x0C07)
+        + rd(4, 2) + wr(5, 1, 0x0C) + rd(4, 2),
+        "poweroff-s5": u8(0) + wr(4, 2, 0x2000) + rd(4, 2) + wr(5, 1, 0x20) + wr(4, 2, 0x2400),
+        "edges-and-clock-end": u8(3) + rd(-4, 8) + rd(6, 2) + rd(10, 4) + rd(11, 1) + wr(10, 4, 0) + wr(-2, 4, 0xFFFF)
+        + u8(3 | 3 << 2) + u64(1 << 63) + rd(8, 4) + u8(3 | 3 << 2) + u64(1 << 63) + rd(0, 2),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -273,6 +297,7 @@ TARGETS = {
     "pci_virtio_blk": pci_seeds,
     "swtpm_protocol": swtpm_seeds,
     "tpm_tis": tpm_tis_seeds,
+    "acpi_pm": acpi_pm_seeds,
 }
 
 
