@@ -289,6 +289,19 @@ def acpi_pm_seeds():
     }
 
 
+# --- fuzz_debug_port ------------------------------------------------------------------------
+def debug_port_seeds():
+    def ch(c):
+        return u8(1, c)
+
+    return {
+        "seabios-probe-and-log": u8(1) + u8(0, 8) + b"".join(ch(c) for c in b"SeaBIOS (version 1.16)\n"),
+        "no-sink": u8(0) + u8(0, 8) + b"".join(ch(c) for c in b"dropped"),
+        "wide-and-neighbours": u8(1) + u8(0 | 2 << 2, 8) + u8(0, 7) + u8(0, 9) + u8(1 | 0x80 | 1 << 2, 8) + b"ab"
+        + u8(1 | 0x80, 9) + b"x" + u8(3 | 3 << 2) + b"12345678" + u8(3 | 0x80 | 2 << 2),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -298,6 +311,7 @@ TARGETS = {
     "swtpm_protocol": swtpm_seeds,
     "tpm_tis": tpm_tis_seeds,
     "acpi_pm": acpi_pm_seeds,
+    "debug_port": debug_port_seeds,
 }
 
 
