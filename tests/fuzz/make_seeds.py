@@ -302,6 +302,24 @@ def debug_port_seeds():
     }
 
 
+# --- fuzz_reset_control ---------------------------------------------------------------------
+def reset_control_seeds():
+    def cf9(offset_from_cf4, size_sel, write=False):
+        return u8((1 if write else 0) | size_sel << 3, offset_from_cf4 & 0xF)
+
+    def p92(offset_from_8e, size_sel, write=False):
+        return u8((1 if write else 0) | size_sel << 3, 0x80 | offset_from_8e)
+
+    return {
+        "seabios-reboot": u8(2 | 0 << 3) + u8(2 | 1 << 3) + cf9(5, 0),  # 0x02 then 0x06, read 0xCF9
+        "acpi-reset-reg": u8(2 | 2 << 3) + cf9(5, 0) + u8(3),
+        "a20-and-fast-reset": p92(4, 0) + u8(2 | 0x40 | 6 << 3) + p92(4, 0) + u8(2 | 0x40 | 5 << 3) + p92(4, 0)
+        + u8(2 | 0x40 | 0x80) + u8(0),
+        "pci-config-neighbours": cf9(4, 2, True) + u32(0x80000000) + cf9(8, 2) + cf9(5, 1) + cf9(5, 0, True) + u8(0x0E)
+        + cf9(4, 3) + cf9(3, 1) + cf9(11, 3, True) + u64(0) + p92(3, 1) + p92(4, 1, True) + u16(0x0101),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -312,6 +330,7 @@ TARGETS = {
     "tpm_tis": tpm_tis_seeds,
     "acpi_pm": acpi_pm_seeds,
     "debug_port": debug_port_seeds,
+    "reset_control": reset_control_seeds,
 }
 
 
