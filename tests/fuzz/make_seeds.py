@@ -320,6 +320,48 @@ def reset_control_seeds():
     }
 
 
+# --- fuzz_disk_overlay ----------------------------------------------------------------------
+def disk_overlay_seeds():
+    def at(v):  # pick_offset case 4: v % (size + 1)
+        return u8(4, 0) + u16(v)
+
+    def block(k, delta=0):  # block boundary k, plus -128..127
+        return u8(1 | k << 3, delta)
+
+    def end(delta=0):
+        return u8(2, delta)
+
+    def top(delta=0):  # 2^64 - 1 + delta
+        return u8(3, delta)
+
+    def small(n):
+        return u8(n << 2)
+
+    def sectors(k):
+        return u8(1 | k << 2)
+
+    def any_len(n):
+        return u8(3) + u16(n)
+
+    def rd(off, ln):
+        return u8(0) + off + ln
+
+    def wr(off, ln, data=b""):
+        return u8(2) + off + ln + data
+
+    flush = u8(3) + at(0) + small(0)
+    return {
+        "sector-write-read": u8(2) + wr(at(512), sectors(1), bytes(range(256)) * 2) + rd(at(0), sectors(8)) + flush
+        + rd(at(512), sectors(1)),
+        "straddle-blocks": u8(3) + wr(block(1, -4), small(8), b"ABCDEFGH") + rd(block(1, -8), small(16))
+        + wr(block(3, -100), any_len(9000)) + rd(block(2), any_len(12288)),
+        "partial-last-block": u8(2) + wr(end(-8), small(8), b"lastbyte") + rd(end(-16), small(16)) + wr(end(-7), small(8))
+        + rd(end(0), small(0)) + rd(end(1), small(0)),
+        "out-of-range": u8(0) + wr(top(0), small(1), b"x") + rd(top(-7), small(8)) + wr(end(0), small(1), b"y")
+        + rd(u8(5, 0) + u64(1 << 63), sectors(1)) + rd(at(0), sectors(1)),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -331,6 +373,7 @@ TARGETS = {
     "acpi_pm": acpi_pm_seeds,
     "debug_port": debug_port_seeds,
     "reset_control": reset_control_seeds,
+    "disk_overlay": disk_overlay_seeds,
 }
 
 
