@@ -362,6 +362,27 @@ def disk_overlay_seeds():
     }
 
 
+# --- fuzz_tis_libtpms -----------------------------------------------------------------------
+def tis_libtpms_seeds():
+    def trip(locality, template, extra=b"", patch=None):  # templates: 0 Startup, 1 GetRandom(n),
+        op = 3 | locality << 3 | (0x80 if patch else 0)  # 2 PCR_Read, 3 GetCapability, 4 SelfTest, 5 raw
+        out = u8(op, template) + extra
+        return out + (u8(*patch) if patch else b"")
+
+    def rd(offset, size_sel=2):
+        return u8(0 | size_sel << 3) + u16(offset)
+
+    raw_startup = bytes([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0])
+    return {
+        "boot-sequence": u8(0) + trip(0, 0) + trip(0, 4) + trip(0, 1, u8(32)) + trip(0, 2) + trip(0, 3) + rd(0x18),
+        "startup-twice-and-reset": u8(1) + trip(0, 0) + trip(0, 0) + u8(7) + trip(0, 0) + trip(2, 1, u8(80)),
+        "before-startup-and-patched": u8(0) + trip(0, 2) + trip(0, 0, patch=(11, 1)) + trip(1, 5, u8(len(raw_startup))
+                                                                                             + raw_startup),
+        "established-and-localities": u8(1) + trip(3, 0) + u8(6 | 3 << 3) + rd(0x3000, 0) + u8(5 | 3 << 3) + u8(5 | 0x40)
+        + rd(0x0000, 0) + u8(4 | 1 << 3, 1, 8) + u8(5 | 0x80 | 1 << 3) + u8(2),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -374,6 +395,7 @@ TARGETS = {
     "debug_port": debug_port_seeds,
     "reset_control": reset_control_seeds,
     "disk_overlay": disk_overlay_seeds,
+    "tis_libtpms": tis_libtpms_seeds,
 }
 
 
