@@ -265,6 +265,124 @@ def tpm_tis_seeds():
     }
 
 
+# --- fuzz_acpi_pm ---------------------------------------------------------------------------
+def acpi_pm_seeds():
+    SIZE_SEL = {1: 0, 2: 1, 4: 2, 8: 3, 3: 5}
+
+    def rd(offset, size):  # port 0x600 + offset (offsets -4..15)
+        return u8(0 | SIZE_SEL[size] << 2, offset + 4)
+
+    def wr(offset, size, value):
+        return u8(2 | SIZE_SEL[size] << 2, offset + 4) + u64(value)[:size]
+
+    period = u8(3 | 2 << 2, 0)  # one TMR_STS period (~2.34 s)
+    return {
+        "linux-probe": u8(0) + rd(0, 2) + rd(2, 2) + rd(4, 2) + b"".join(rd(8, 4) for _ in range(3))
+        + u8(3 | 1 << 2) + u32(1000000) + rd(8, 4),
+        "tmr-sts": u8(1) + period + rd(0, 2) + wr(0, 2, 0x0001) + rd(0, 2) + period + period + rd(0, 1)
+        + wr(1, 1, 0x01) + rd(0, 2) + wr(0, 4, 0x00000001) + rd(0, 4),
+        "enables-and-control": u8(0) + wr(2, 2, 0xFFFF) + rd(2, 2) + wr(3, 1, 0) + rd(2, 2) + wr(4, 2, 0x0C07)
+        + rd(4, 2) + wr(5, 1, 0x0C) + rd(4, 2),
+        "poweroff-s5": u8(0) + wr(4, 2, 0x2000) + rd(4, 2) + wr(5, 1, 0x20) + wr(4, 2, 0x2400),
+        "edges-and-clock-end": u8(3) + rd(-4, 8) + rd(6, 2) + rd(10, 4) + rd(11, 1) + wr(10, 4, 0) + wr(-2, 4, 0xFFFF)
+        + u8(3 | 3 << 2) + u64(1 << 63) + rd(8, 4) + u8(3 | 3 << 2) + u64(1 << 63) + rd(0, 2),
+    }
+
+
+# --- fuzz_debug_port ------------------------------------------------------------------------
+def debug_port_seeds():
+    def ch(c):
+        return u8(1, c)
+
+    return {
+        "seabios-probe-and-log": u8(1) + u8(0, 8) + b"".join(ch(c) for c in b"SeaBIOS (version 1.16)\n"),
+        "no-sink": u8(0) + u8(0, 8) + b"".join(ch(c) for c in b"dropped"),
+        "wide-and-neighbours": u8(1) + u8(0 | 2 << 2, 8) + u8(0, 7) + u8(0, 9) + u8(1 | 0x80 | 1 << 2, 8) + b"ab"
+        + u8(1 | 0x80, 9) + b"x" + u8(3 | 3 << 2) + b"12345678" + u8(3 | 0x80 | 2 << 2),
+    }
+
+
+# --- fuzz_reset_control ---------------------------------------------------------------------
+def reset_control_seeds():
+    def cf9(offset_from_cf4, size_sel, write=False):
+        return u8((1 if write else 0) | size_sel << 3, offset_from_cf4 & 0xF)
+
+    def p92(offset_from_8e, size_sel, write=False):
+        return u8((1 if write else 0) | size_sel << 3, 0x80 | offset_from_8e)
+
+    return {
+        "seabios-reboot": u8(2 | 0 << 3) + u8(2 | 1 << 3) + cf9(5, 0),  # 0x02 then 0x06, read 0xCF9
+        "acpi-reset-reg": u8(2 | 2 << 3) + cf9(5, 0) + u8(3),
+        "a20-and-fast-reset": p92(4, 0) + u8(2 | 0x40 | 6 << 3) + p92(4, 0) + u8(2 | 0x40 | 5 << 3) + p92(4, 0)
+        + u8(2 | 0x40 | 0x80) + u8(0),
+        "pci-config-neighbours": cf9(4, 2, True) + u32(0x80000000) + cf9(8, 2) + cf9(5, 1) + cf9(5, 0, True) + u8(0x0E)
+        + cf9(4, 3) + cf9(3, 1) + cf9(11, 3, True) + u64(0) + p92(3, 1) + p92(4, 1, True) + u16(0x0101),
+    }
+
+
+# --- fuzz_disk_overlay ----------------------------------------------------------------------
+def disk_overlay_seeds():
+    def at(v):  # pick_offset case 4: v % (size + 1)
+        return u8(4, 0) + u16(v)
+
+    def block(k, delta=0):  # block boundary k, plus -128..127
+        return u8(1 | k << 3, delta)
+
+    def end(delta=0):
+        return u8(2, delta)
+
+    def top(delta=0):  # 2^64 - 1 + delta
+        return u8(3, delta)
+
+    def small(n):
+        return u8(n << 2)
+
+    def sectors(k):
+        return u8(1 | k << 2)
+
+    def any_len(n):
+        return u8(3) + u16(n)
+
+    def rd(off, ln):
+        return u8(0) + off + ln
+
+    def wr(off, ln, data=b""):
+        return u8(2) + off + ln + data
+
+    flush = u8(3) + at(0) + small(0)
+    return {
+        "sector-write-read": u8(2) + wr(at(512), sectors(1), bytes(range(256)) * 2) + rd(at(0), sectors(8)) + flush
+        + rd(at(512), sectors(1)),
+        "straddle-blocks": u8(3) + wr(block(1, -4), small(8), b"ABCDEFGH") + rd(block(1, -8), small(16))
+        + wr(block(3, -100), any_len(9000)) + rd(block(2), any_len(12288)),
+        "partial-last-block": u8(2) + wr(end(-8), small(8), b"lastbyte") + rd(end(-16), small(16)) + wr(end(-7), small(8))
+        + rd(end(0), small(0)) + rd(end(1), small(0)),
+        "out-of-range": u8(0) + wr(top(0), small(1), b"x") + rd(top(-7), small(8)) + wr(end(0), small(1), b"y")
+        + rd(u8(5, 0) + u64(1 << 63), sectors(1)) + rd(at(0), sectors(1)),
+    }
+
+
+# --- fuzz_tis_libtpms -----------------------------------------------------------------------
+def tis_libtpms_seeds():
+    def trip(locality, template, extra=b"", patch=None):  # templates: 0 Startup, 1 GetRandom(n),
+        op = 3 | locality << 3 | (0x80 if patch else 0)  # 2 PCR_Read, 3 GetCapability, 4 SelfTest, 5 raw
+        out = u8(op, template) + extra
+        return out + (u8(*patch) if patch else b"")
+
+    def rd(offset, size_sel=2):
+        return u8(0 | size_sel << 3) + u16(offset)
+
+    raw_startup = bytes([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0])
+    return {
+        "boot-sequence": u8(0) + trip(0, 0) + trip(0, 4) + trip(0, 1, u8(32)) + trip(0, 2) + trip(0, 3) + rd(0x18),
+        "startup-twice-and-reset": u8(1) + trip(0, 0) + trip(0, 0) + u8(7) + trip(0, 0) + trip(2, 1, u8(80)),
+        "before-startup-and-patched": u8(0) + trip(0, 2) + trip(0, 0, patch=(11, 1)) + trip(1, 5, u8(len(raw_startup))
+                                                                                             + raw_startup),
+        "established-and-localities": u8(1) + trip(3, 0) + u8(6 | 3 << 3) + rd(0x3000, 0) + u8(5 | 3 << 3) + u8(5 | 0x40)
+        + rd(0x0000, 0) + u8(4 | 1 << 3, 1, 8) + u8(5 | 0x80 | 1 << 3) + u8(2),
+    }
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -273,6 +391,11 @@ TARGETS = {
     "pci_virtio_blk": pci_seeds,
     "swtpm_protocol": swtpm_seeds,
     "tpm_tis": tpm_tis_seeds,
+    "acpi_pm": acpi_pm_seeds,
+    "debug_port": debug_port_seeds,
+    "reset_control": reset_control_seeds,
+    "disk_overlay": disk_overlay_seeds,
+    "tis_libtpms": tis_libtpms_seeds,
 }
 
 
