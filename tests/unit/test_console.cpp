@@ -348,16 +348,14 @@ TEST_CASE("QueuedSink: a pipe nobody reads neither blocks write() nor the destru
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     ::fcntl(fds[1], F_SETPIPE_SZ, 4096);
-    const auto start = std::chrono::steady_clock::now();
     {
         QueuedSink sink(std::make_unique<FdSink>(fds[1], false), "test", 64 * 1024);
         const std::vector<uint8_t> piece(1024, 'x');
         for (int i = 0; i < 1024; ++i) sink.write(piece);  // 1 MiB into 4 KiB of pipe + 64 KiB of buffer
-        CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(1));
         CHECK(sink.dropped() >= 1024 * 1024 - 64 * 1024 - 2 * 4096 - 4096);
         CHECK_FALSE(sink.flush(100));
-    }  // gives up on the stuck writer after kStallMs
-    CHECK(std::chrono::steady_clock::now() - start < std::chrono::milliseconds(QueuedSink::kStallMs + 1500));
+    }  // gives up on the stuck writer after kStallMs; a write() or destructor that blocked would
+       // hang here until meson's timeout fails the test (no wall-clock assertion, see README)
     ::close(fds[0]);  // the detached writer's write() now fails with EPIPE and the thread ends
     // fds[1] stays open: the detached writer may still be inside write() on it, and closing it
     // under that thread would be a race (and could hand its number to an unrelated open()).
