@@ -29,11 +29,15 @@ import initramfs  # noqa: E402
 
 # kvm-amd (with its dependencies kvm, irqbypass, ccp) and 9p over virtio-pci.
 MODULES = ["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"]
-RECIPE = "nested-kvm L1 v2"  # part of the cache key: bump when INIT or MODULES change meaning
+RECIPE = "nested-kvm L1 v3"  # part of the cache key: bump when INIT or MODULES change meaning
+# kvm-amd without virtual GIF and virtual VMLOAD/VMSAVE: QEMU 7.2's TCG emulation of them hung the
+# L1 now and then (vCPU spinning with a timer interrupt pending in its LAPIC, never delivered).
+KVM_AMD_ARGS = "vgif=0 vls=0"
 TMPFS = ["/tmp", "/run", "/var/tmp", "/dev/shm"]
 START, END = "@@nested-kvm:start@@", "@@nested-kvm:end@@"
 LOCKUP = re.compile(rb"soft lockup - CPU#\d+ stuck for (\d+)s")
 LOCKUP_LIMIT = 120  # seconds: a hung L1 (it prints this every ~30 s) is stopped instead of waited for
+HEARTBEAT_LIMIT = 300  # host seconds without the L1's 5-second heartbeat: the L1 is hung
 NOT_RUN = 125  # status when the command never ran or its status was lost
 
 # /init of the L1 (busybox sh). /etc/shares lists "tag path" for the writable shares.
@@ -44,7 +48,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 fail() { echo "nested-kvm: $*"; poweroff -f; }
-while read -r m; do insmod "/lib/modules/$m.ko" || fail "insmod $m failed"; done </etc/modules
+while read -r m; do
+  args=; [ "$m" = kvm_amd ] && args="KVM_AMD_ARGS"
+  insmod "/lib/modules/$m.ko" $args || fail "insmod $m $args failed"
+done </etc/modules
 [ -c /dev/kvm ] || fail "/dev/kvm did not appear (kvm_amd: $(dmesg | grep -m1 -i 'kvm\|svm'))"
 opts=trans=virtio,version=9p2000.L,msize=512000
 mkdir -p /host /xchg
@@ -65,13 +72,17 @@ mkdir -p /host/run/nested-kvm && mount --bind /xchg /host/run/nested-kvm
 ip link set lo up 2>/dev/null
 hostname "$(cat /xchg/hostname)"
 stty -F /dev/ttyS0 raw -echo
+# a root shell on COM2 for debugging (connected only with MINIVMM_NESTED_DEBUG)
+[ -f /xchg/debug ] && setsid sh -c 'exec sh -i </dev/ttyS1 >/dev/ttyS1 2>&1' &
+# a heartbeat for the host: a hung L1 stops it (nested_kvm.HEARTBEAT_LIMIT)
+( while :; do date +%s >/xchg/heartbeat; sleep 5; done ) &
 echo "START_MARK" >/dev/ttyS0
 # through a pipe, as on a CI host: programs see no terminal
 chroot /host /bin/sh /run/nested-kvm/command.sh </dev/null 2>&1 | cat >/dev/ttyS0
 sync
 echo "END_MARK" >/dev/ttyS0
 poweroff -f
-""".replace("TMPFS_DIRS", " ".join(TMPFS)).replace("START_MARK", START).replace("END_MARK", END)
+""".replace("TMPFS_DIRS", " ".join(TMPFS)).replace("KVM_AMD_ARGS", KVM_AMD_ARGS).replace("START_MARK", START).replace("END_MARK", END)
 
 
 class NestedError(Exception):
@@ -171,15 +182,22 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
         cmd = [qemu, "-accel", "tcg" if icount or smp == 1 else "tcg,thread=multi", "-cpu", "max",
                "-m", f"{mem_mib}M", "-smp", "1" if icount else str(smp),
                "-display", "none", "-vga", "none", "-nodefaults", "-no-user-config", "-no-reboot",
-               "-serial", "stdio", "-monitor", "none",
+               "-serial", "stdio",
                "-kernel", str(kernel), "-initrd", str(initrd),
-               "-append", "console=ttyS0 quiet loglevel=1 panic=-1 nokaslr mitigations=off",
+               "-append", "console=ttyS0 quiet loglevel=1 panic=-1 nokaslr no5lvl mitigations=off",
                "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
                "-virtfs", f"local,path={xchg},mount_tag=xchg,security_model=none"]
         cmd += [a for i, p in enumerate(shares)
                 for a in ("-virtfs", f"local,path={p},mount_tag=rw{i},security_model=none,multidevs=remap")]
         if icount:
             cmd += ["-icount", "shift=0,sleep=off"]
+        debug = os.environ.get("MINIVMM_NESTED_DEBUG")
+        if debug:  # the QEMU monitor and a root shell in the L1, as unix sockets in that directory
+            Path(xchg, "debug").write_text("")
+            cmd += ["-monitor", f"unix:{debug}/monitor.sock,server=on,wait=off",
+                    "-serial", f"unix:{debug}/shell.sock,server=on,wait=off"]
+        else:
+            cmd += ["-monitor", "none"]
         return _relay(cmd, xchg, timeout, out, say)
 
 
@@ -190,13 +208,28 @@ def _relay(cmd, xchg, timeout, out, say):
                                                                                           signal.SIGINT)}
     started, pending, head = False, b"", b""
     deadline = time.monotonic() + timeout if timeout else None
+    heartbeat = Path(xchg, "heartbeat")
+    alive = time.time()  # the L1's last sign of life (boot start, then its heartbeat)
     try:
         while True:
             left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and (left <= 0 or not select.select([proc.stdout], [], [], left)[0]):
+            if left is not None and left <= 0:
                 say(f"nested-kvm: error: the command did not finish within {timeout:g} s; stopped")
                 _stop(proc)
                 return NOT_RUN
+            if not select.select([proc.stdout], [], [], min(15, left) if left is not None else 15)[0]:
+                try:
+                    alive = max(alive, heartbeat.stat().st_mtime)
+                except FileNotFoundError:
+                    pass
+                if time.time() - alive > HEARTBEAT_LIMIT:
+                    tail = (head + pending).decode(errors="replace").strip().splitlines()[-5:]
+                    say(f"nested-kvm: error: the nested VM hung (no heartbeat for {HEARTBEAT_LIMIT} s: its "
+                        "kernel no longer runs; an emulation fault of QEMU TCG, not of the command); stopped"
+                        + ("; its last lines: " + " | ".join(tail) if tail else ""))
+                    _stop(proc)
+                    return NOT_RUN
+                continue
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
                 break
