@@ -70,6 +70,9 @@ options:
   -tpm-state DIR         give the guest a TPM TIS backed by libtpms inside minivmm, keeping
                          its state in DIR (created if missing; one minivmm at a time)
   -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
+  -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm to answer at start
+                         and at each power-on, saying every 5 s that it waits; the guest starts
+                         only once the TPM is up (a TPM that never comes up: exit status 6)
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
   -d LEVEL               log level: error, warn (default), info, debug, trace
   -sandbox on|off        confine every thread to the system calls it needs once set-up is
@@ -94,6 +97,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     c.bios = platform::kDefaultBios;
     std::vector<std::string> positional;
     bool tpm_version_given = false;
+    bool tpm_start_timeout_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
         std::string opt = args[i];
@@ -150,6 +154,13 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-tpm-state") {
             c.tpm_state = value();
             if (c.tpm_state->empty()) usage_error("-tpm-state: empty directory name");
+        } else if (opt == "-tpm-start-timeout") {
+            std::string v = value();
+            auto s = parse_uint<unsigned>(v);
+            if (!s || *s == 0 || *s > 3600)
+                usage_error(fmt::format("-tpm-start-timeout: '{}' is not a time in seconds (1-3600)", v));
+            c.tpm_start_timeout_s = *s;
+            tpm_start_timeout_given = true;
         } else if (opt == "-tpm-version") {
             std::string v = value();
             if (v == "2.0") c.tpm_version = TpmVersion::v2_0;
@@ -183,6 +194,8 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (c.tpm_socket && c.tpm_state)
         usage_error("-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or "
                     "libtpms inside minivmm)");
+    if (tpm_start_timeout_given && !c.tpm_socket)
+        usage_error("-tpm-start-timeout is only valid with -tpm-sock (it bounds the wait for swtpm)");
     if (tpm_version_given && !c.tpm_state)
         usage_error(c.tpm_socket ? "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is "
                                    "detected from swtpm)"

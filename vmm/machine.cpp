@@ -151,6 +151,10 @@ void Machine::stop_vcpus() noexcept {
     threads_.clear();
 }
 
+std::optional<TpmWorker::Stats> Machine::tpm_stats() const noexcept {
+    return devices_->tpm_stats();
+}
+
 const std::vector<std::pair<std::string, std::vector<uint8_t>>>& Machine::acpi_dumps() const noexcept {
     return devices_->acpi_dumps();
 }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "vmm/machine_events.hpp"
 #include "vmm/memory_map.hpp"
 #include "vmm/tpm_backend.hpp"
+#include "vmm/tpm_worker.hpp"
 
 namespace minivmm {
 
@@ -54,6 +56,8 @@ public:
     // Host console input for COM1; thread-safe; returns how many bytes the UART accepted.
     size_t serial_input(std::span<const uint8_t> bytes) noexcept;
     MachineEvents& events() noexcept { return events_; }
+    // What the TPM did during this power-on (for the end-of-boot check); nullopt without a TPM.
+    std::optional<TpmWorker::Stats> tpm_stats() const noexcept;
     // Every generated ACPI table by signature, for -dump-acpi.
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept;
 

@@ -69,9 +69,7 @@ MachineDevices::MachineDevices(const Wiring& w)
 }
 
 void MachineDevices::attach_tpm(const Wiring& w) {
-    // Every power-on power-cycles the TPM: SeaBIOS fails if TPM2_Startup finds it already started
-    // (seabios-acpi.md §2.5). QEMU does the same in tpm_tis_reset().
-    if (!w.tpm->power_cycle()) log::error("the TPM could not be restarted; the guest's TPM commands will fail");
+    // The TPM was power-cycled for this power-on before the machine was built (main.cpp).
     std::mutex& lock = w.device_lock;
     tpm_worker_ = std::make_unique<TpmWorker>(*w.tpm, [this, &lock](std::span<const uint8_t> response) {
         std::lock_guard guard(lock);

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -53,6 +54,10 @@ public:
 
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
+    // What the TPM did during this power-on; nullopt without a TPM.
+    std::optional<TpmWorker::Stats> tpm_stats() const noexcept {
+        return tpm_worker_ ? std::optional(tpm_worker_->stats()) : std::nullopt;
+    }
 
 private:
     void attach_tpm(const Wiring& w);

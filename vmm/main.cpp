@@ -119,6 +119,20 @@ void install_test_hooks() {
 }
 #endif
 
+// Loud, not silent: a nightly run must not take a boot without measurements for a good one.
+// SeaBIOS writes an event-log entry for each PCR it extends, so no extend means no event log.
+void check_tpm_boot(unsigned boot, const TpmWorker::Stats& s) {
+    std::string trouble;
+    if (s.failures != 0) trouble += fmt::format("; {} TPM command(s) got a TPM failure answer", s.failures);
+    if (s.cancelled != 0)
+        trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM?)", s.cancelled);
+    if (s.extends == 0)
+        log::warn("boot {}: no PCR was extended: the firmware made no measurements and its TPM event log is empty "
+                  "({} TPM commands{})", boot, s.commands, trouble);
+    else if (!trouble.empty())
+        log::warn("boot {}: measurements may be incomplete ({} PCR extends{})", boot, s.extends, trouble);
+}
+
 int run(const Config& config, int signal_fd) {
     std::optional<RunAsUser> runas;
     if (config.runas) runas = resolve_runas(*config.runas);
@@ -141,7 +155,9 @@ int run(const Config& config, int signal_fd) {
     std::unique_ptr<TpmBackend> tpm;
     if (config.tpm_socket) {
         try {
-            tpm = SwtpmBackend::connect(*config.tpm_socket);
+            SwtpmBackend::Limits limits;
+            limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
+            tpm = SwtpmBackend::connect(*config.tpm_socket, limits);
         } catch (const std::runtime_error& e) {
             throw SetupError(kExitTpm, e.what());
         }
@@ -185,6 +201,13 @@ int run(const Config& config, int signal_fd) {
 
     MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get()};
     for (unsigned boot = 1;; ++boot) {
+        // Every power-on power-cycles the TPM before any vCPU runs: SeaBIOS fails if TPM2_Startup
+        // finds it already started (QEMU: tpm_tis_reset). On the first boot a TPM that does not
+        // come up ends minivmm: the guest would boot without measurements.
+        if (tpm && !tpm->power_cycle()) {
+            if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
+            log::error("boot {}: the TPM could not be restarted; the guest's TPM commands will fail", boot);
+        }
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         if (boot == 1) confine(config, runas, kvm);
@@ -199,6 +222,7 @@ int run(const Config& config, int signal_fd) {
             std::lock_guard lock(machine_mutex);
             current = nullptr;
         }
+        if (auto stats = machine->tpm_stats()) check_tpm_boot(boot, *stats);
         machine.reset();
         switch (result.kind) {
         case MachineEvents::Kind::poweroff:

@@ -59,14 +59,13 @@ void SwtpmBackend::check_socket(const std::string& ctrl_socket_path) {
     if (err != 0) throw_connect_error(ctrl_socket_path, err);
 }
 
-SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::milliseconds timeout) noexcept
-    : path_(std::move(path)), timeout_(timeout), ctrl_(std::move(ctrl)) {}
+SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, Limits limits) noexcept
+    : path_(std::move(path)), limits_(limits), ctrl_(std::move(ctrl)) {}
 
-std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_socket_path,
-                                                    std::chrono::milliseconds timeout) {
+std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_socket_path, Limits limits) {
     swtpm::Socket ctrl;
     if (int err = swtpm::connect_unix(ctrl_socket_path, ctrl); err != 0) throw_connect_error(ctrl_socket_path, err);
-    std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(ctrl_socket_path, std::move(ctrl), timeout));
+    std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(ctrl_socket_path, std::move(ctrl), limits));
     backend->handshake();
     return backend;
 }
@@ -79,11 +78,11 @@ void SwtpmBackend::fail_setup(const std::string& reason) const {
 // tpm_emulator_handle_device_opts + tpm_emulator_get_buffer_size).
 void SwtpmBackend::handshake() {
     auto expect_reply = [this](CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply, int pass_fd) {
-        IoResult io = transact(request, reply, pass_fd);
+        IoResult io = transact(request, reply, pass_fd, swtpm::ctrl_cmd_name(cmd));
         if (io.status == IoStatus::timeout)
             fail_setup(fmt::format("no answer to {} within {} ms (is another program such as QEMU or swtpm_ioctl "
                                    "connected to it? swtpm serves one control connection at a time)",
-                                   swtpm::ctrl_cmd_name(cmd), timeout_.count()));
+                                   swtpm::ctrl_cmd_name(cmd), limits_.start.count()));
         if (!io.ok()) fail_setup(fmt::format("{} failed: {}", swtpm::ctrl_cmd_name(cmd), io.describe()));
     };
 
@@ -130,25 +129,43 @@ TpmVersion SwtpmBackend::probe_version() {
 }
 
 bool SwtpmBackend::probe(std::span<const uint8_t> command, uint16_t expected_tag) {
-    auto deadline = swtpm::Clock::now() + timeout_;
+    auto deadline = swtpm::Clock::now() + limits_.start;
     IoResult io = swtpm::send_all(data_.get(), command, deadline);
     if (!io.ok()) fail_setup(fmt::format("cannot write to the TPM data channel: {}", io.describe()));
     std::array<uint8_t, kMaxBufferSize> buf{};
     swtpm::TpmResponseReader reader(buf, buf.size());
-    io = swtpm::recv_tpm_response(data_.get(), reader, deadline);
+    io = await_answer(data_.get(), deadline, "the TPM version probe");
+    if (io.ok()) io = swtpm::recv_tpm_response(data_.get(), reader, deadline);
     if (io.status == IoStatus::timeout)
-        fail_setup(fmt::format("no TPM response on the data channel within {} ms", timeout_.count()));
+        fail_setup(fmt::format("no TPM response on the data channel within {} ms", limits_.start.count()));
     if (!io.ok()) fail_setup(fmt::format("cannot read from the TPM data channel: {}", io.describe()));
     if (reader.state() != swtpm::TpmResponseReader::State::complete)
         fail_setup(fmt::format("malformed TPM response during the version probe (size field {})", reader.declared_size()));
     return swtpm::probe_response_matches(std::span<const uint8_t>(buf.data(), reader.size()), expected_tag);
 }
 
-IoResult SwtpmBackend::transact(const CtrlRequest& request, CtrlReply& reply, int pass_fd) noexcept {
-    auto deadline = swtpm::Clock::now() + timeout_;
+IoResult SwtpmBackend::transact(const CtrlRequest& request, CtrlReply& reply, int pass_fd, std::string_view wait_for) noexcept {
+    const bool patient = !wait_for.empty();
+    auto deadline = swtpm::Clock::now() + (patient ? limits_.start : limits_.control);
     IoResult io = swtpm::send_all(ctrl_.get(), request.view(), deadline, pass_fd);
     if (!io.ok()) return io;
+    if (patient) {
+        io = await_answer(ctrl_.get(), deadline, wait_for);
+        if (!io.ok()) return io;
+    }
     return swtpm::recv_ctrl_reply(ctrl_.get(), reply, deadline);
+}
+
+IoResult SwtpmBackend::await_answer(int fd, swtpm::Clock::time_point deadline, std::string_view what) noexcept {
+    constexpr auto kTick = std::chrono::seconds(5);
+    const auto start = swtpm::Clock::now();
+    for (auto next = start + kTick;; next += kTick) {
+        IoResult io = swtpm::wait_readable(fd, std::min(next, deadline));
+        if (io.status != IoStatus::timeout || next >= deadline) return io;
+        auto waited = std::chrono::duration_cast<std::chrono::seconds>(swtpm::Clock::now() - start);
+        log::warn("waiting for swtpm at {} to answer {} ({} s so far, giving up after {} s)", path_, what,
+                  waited.count(), std::chrono::duration_cast<std::chrono::seconds>(limits_.start).count());
+    }
 }
 
 bool SwtpmBackend::run_ctrl(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply) noexcept {
@@ -156,13 +173,14 @@ bool SwtpmBackend::run_ctrl(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& 
     return run_ctrl_locked(cmd, request, reply);
 }
 
-bool SwtpmBackend::run_ctrl_locked(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply) noexcept {
+bool SwtpmBackend::run_ctrl_locked(CtrlCmd cmd, const CtrlRequest& request, CtrlReply& reply, bool patient) noexcept {
     if (failed()) return false;
-    IoResult io = transact(request, reply);
+    IoResult io = transact(request, reply, -1, patient ? swtpm::ctrl_cmd_name(cmd) : std::string_view{});
     if (io.ok()) return true;
     try {
         mark_dead(io.status == IoStatus::timeout
-                      ? fmt::format("no answer to {} within {} ms", swtpm::ctrl_cmd_name(cmd), timeout_.count())
+                      ? fmt::format("no answer to {} within {} ms", swtpm::ctrl_cmd_name(cmd),
+                                    (patient ? limits_.start : limits_.control).count())
                       : fmt::format("{} failed: {}", swtpm::ctrl_cmd_name(cmd), io.describe()));
     } catch (...) {
         mark_dead("control channel failure");
@@ -171,9 +189,11 @@ bool SwtpmBackend::run_ctrl_locked(CtrlCmd cmd, const CtrlRequest& request, Ctrl
 }
 
 void SwtpmBackend::mark_dead(const std::string& reason) noexcept {
+    abandon_.store(true, std::memory_order_release);  // a command in flight stops waiting
     if (dead_.exchange(true, std::memory_order_acq_rel)) return;
     if (shut_down_.load(std::memory_order_acquire)) return;
-    log::error("swtpm at {} stopped responding: {}; the guest's TPM commands now fail", path_, reason);
+    log::error("swtpm at {} stopped responding: {}; the guest's TPM commands now fail until minivmm exits "
+               "(it never reconnects under a running guest)", path_, reason);
 }
 
 size_t SwtpmBackend::fail_response(std::span<uint8_t> response) const noexcept {
@@ -198,7 +218,7 @@ bool SwtpmBackend::power_cycle() noexcept {
     };
     for (const Step& step : steps) {
         CtrlReply reply(step.cmd);
-        if (!run_ctrl_locked(step.cmd, step.request, reply)) return false;
+        if (!run_ctrl_locked(step.cmd, step.request, reply, true)) return false;
         if (reply.result() != swtpm::kPtmSuccess) {
             log::error("swtpm at {}: {} failed with {} while starting the TPM{}", path_, swtpm::ctrl_cmd_name(step.cmd),
                        swtpm::ptm_result_text(reply.result()),
@@ -212,6 +232,11 @@ bool SwtpmBackend::power_cycle() noexcept {
             return false;
         }
     }
+    // A command abandoned before this power cycle (machine reset) has answered by now: swtpm
+    // finishes a TPM command before it serves the control channel. Its bytes are not a reply.
+    if (size_t stale = swtpm::drain_pending(data_.get()); stale != 0)
+        log::debug("swtpm: discarded {} bytes of an abandoned command's response", stale);
+    abandon_.store(false, std::memory_order_release);
     return true;
 }
 
@@ -242,17 +267,18 @@ size_t SwtpmBackend::execute(uint8_t locality, std::span<const uint8_t> command,
         mark_dead(fmt::format("{} unexpected bytes on the data channel", stale));
         return fail_response(response);
     }
-    auto deadline = swtpm::Clock::now() + timeout_;
+    if (abandon_.load(std::memory_order_acquire)) return fail_response(response);
+    auto deadline = swtpm::Clock::now() + limits_.command;
     IoResult io = swtpm::send_all(data_.get(), command, deadline);
     swtpm::TpmResponseReader reader(response, buffer_size_);
-    if (io.ok()) io = swtpm::recv_tpm_response(data_.get(), reader, deadline, &dead_);
+    if (io.ok()) io = swtpm::recv_tpm_response(data_.get(), reader, deadline, &abandon_);
     if (io.ok() && reader.state() == swtpm::TpmResponseReader::State::complete) return reader.size();
     try {
         if (io.ok())
             mark_dead(fmt::format("malformed TPM response (size field {}, allowed 10..{})", reader.declared_size(),
                                   std::min(buffer_size_, response.size())));
         else if (io.status == IoStatus::timeout)
-            mark_dead(fmt::format("no TPM response within {} ms", timeout_.count()));
+            mark_dead(fmt::format("no TPM response within {} ms", limits_.command.count()));
         else if (io.status == IoStatus::closed)
             mark_dead("the data channel was closed (swtpm exited?)");
         else if (io.status != IoStatus::aborted)
@@ -305,6 +331,7 @@ void SwtpmBackend::shutdown() noexcept {
         log::warn("swtpm at {}: CMD_SHUTDOWN failed with {}", path_, swtpm::ptm_result_text(reply.result()));
     shut_down_.store(true, std::memory_order_release);
     dead_.store(true, std::memory_order_release);
+    abandon_.store(true, std::memory_order_release);
 }
 
 }  // namespace minivmm

@@ -14,29 +14,48 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "vmm/swtpm_channel.hpp"
 #include "vmm/tpm_backend.hpp"
 
 namespace minivmm {
 
+// How long each kind of exchange may take before swtpm counts as gone.
+struct SwtpmLimits {
+    // Set-up and every power-on (connect(), power_cycle(): CMD_INIT may load a large state,
+    // and a loaded host may not schedule swtpm for a while). Progress lines every 5 s.
+    std::chrono::milliseconds start{120000};
+    // Control commands while the guest runs (locality, cancel, established flag).
+    std::chrono::milliseconds control{10000};
+    // One TPM command. Meanwhile the TIS shows the command executing, as real hardware
+    // does; the guest's driver decides when to give up. 300 s is the longest TPM 2.0 command
+    // duration Linux waits for (TPM2_DURATION_LONG_LONG).
+    std::chrono::milliseconds command{300000};
+};
+
 class SwtpmBackend final : public TpmBackend {
 public:
     static constexpr std::chrono::milliseconds kDefaultTimeout{10000};
+    using Limits = SwtpmLimits;
     // The TIS buffer is 4096 bytes (QEMU caps the swtpm buffer size at TPM_TIS_BUFFER_MAX).
     static constexpr size_t kMaxBufferSize = 4096;
 
     // Connects to swtpm's control socket, checks its capabilities, passes it the data channel,
     // detects the TPM version (TPM 1.2 or 2.0, as QEMU's tpm_util_test_tpmdev) and queries the
     // buffer size. Does not start the TPM: call power_cycle() before the guest runs. `timeout`
-    // bounds each control command and each TPM command. Throws std::runtime_error with one line
+    // bounds set-up (see Limits). Throws std::runtime_error with one line
     // naming the socket and how to start swtpm if it is missing, refused, not a socket, does
     // not answer or is not a usable swtpm.
     // What connect() checks first, without connecting: the path fits a socket address, exists,
     // is a socket and may be connected to. Throws std::runtime_error with connect()'s message.
     static void check_socket(const std::string& ctrl_socket_path);
+    static std::unique_ptr<SwtpmBackend> connect(const std::string& ctrl_socket_path, Limits limits = {});
+    // Every exchange bounded by `timeout` (tests and tools).
     static std::unique_ptr<SwtpmBackend> connect(const std::string& ctrl_socket_path,
-                                                 std::chrono::milliseconds timeout = kDefaultTimeout);
+                                                 std::chrono::milliseconds timeout) {
+        return connect(ctrl_socket_path, Limits{timeout, timeout, timeout});
+    }
 
     ~SwtpmBackend() override = default;
     SwtpmBackend(const SwtpmBackend&) = delete;
@@ -54,6 +73,9 @@ public:
     void reset_established(uint8_t locality) noexcept override;
     // CMD_SHUTDOWN: swtpm saves its state and exits. Afterwards every call fails fast, silently.
     void shutdown() noexcept override;
+    // Stops waiting for the command in flight (execute() returns a failure response within
+    // 100 ms); its late response is discarded by the next power_cycle().
+    void abandon() noexcept override { abandon_.store(true, std::memory_order_release); }
 
     const std::string& socket_path() const noexcept { return path_; }
     uint32_t capabilities() const noexcept { return caps_; }
@@ -61,7 +83,7 @@ public:
     bool failed() const noexcept { return dead_.load(std::memory_order_acquire); }
 
 private:
-    SwtpmBackend(std::string path, swtpm::Socket ctrl, std::chrono::milliseconds timeout) noexcept;
+    SwtpmBackend(std::string path, swtpm::Socket ctrl, Limits limits) noexcept;
 
     // The set-up half of connect(); throws.
     void handshake();
@@ -70,11 +92,17 @@ private:
     bool probe(std::span<const uint8_t> command, uint16_t expected_tag);
 
     // One control command without locking or failure handling (ctrl_mutex_ held or set-up).
-    swtpm::IoResult transact(const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply, int pass_fd = -1) noexcept;
+    // Bounded by limits_.control, or, given `wait_for` (what is awaited, for the progress
+    // lines), by limits_.start with a progress line every 5 s.
+    swtpm::IoResult transact(const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply, int pass_fd = -1,
+                             std::string_view wait_for = {}) noexcept;
+    // Waits for `fd` to become readable until `deadline`, saying every 5 s what it waits for.
+    swtpm::IoResult await_answer(int fd, swtpm::Clock::time_point deadline, std::string_view what) noexcept;
     // One control command at run time: takes ctrl_mutex_ unless `locked`, fails fast once dead,
     // marks the backend dead on I/O failure. Returns false if no reply was received.
     bool run_ctrl(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply) noexcept;
-    bool run_ctrl_locked(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply) noexcept;
+    bool run_ctrl_locked(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply,
+                         bool patient = false) noexcept;
     // Logs "swtpm at PATH stopped responding: REASON; ..." the first time only.
     void mark_dead(const std::string& reason) noexcept;
     size_t fail_response(std::span<uint8_t> response) const noexcept;
@@ -83,7 +111,7 @@ private:
     static constexpr int kEstablishedUnknown = -1;
 
     const std::string path_;
-    const std::chrono::milliseconds timeout_;
+    const Limits limits_;
     TpmVersion version_ = TpmVersion::v2_0;
     size_t buffer_size_ = kMaxBufferSize;
     uint32_t caps_ = 0;
@@ -94,6 +122,7 @@ private:
 
     std::atomic<bool> dead_{false};
     std::atomic<bool> shut_down_{false};
+    std::atomic<bool> abandon_{false};  // abandon(): stop waiting for the command in flight
     std::atomic<int> cur_locality_{kNoLocality};
     std::atomic<int> established_cache_{kEstablishedUnknown};
 };

@@ -107,6 +107,10 @@ std::pair<Socket, Socket> make_data_socketpair() {
     return {std::move(ours), std::move(theirs)};
 }
 
+IoResult wait_readable(int fd, Clock::time_point deadline, const std::atomic<bool>* abort) noexcept {
+    return wait_ready(fd, POLLIN, deadline, abort);
+}
+
 IoResult send_all(int fd, std::span<const uint8_t> bytes, Clock::time_point deadline, int pass_fd) noexcept {
     size_t sent = 0;
     while (sent < bytes.size()) {

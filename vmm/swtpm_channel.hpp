@@ -73,6 +73,10 @@ IoResult recv_ctrl_reply(int fd, CtrlReply& reply, Clock::time_point deadline) n
 IoResult recv_tpm_response(int fd, TpmResponseReader& reader, Clock::time_point deadline,
                            const std::atomic<bool>* abort = nullptr) noexcept;
 
+// Waits until `fd` has something to read (or reports a hang-up), the deadline passes
+// (IoStatus::timeout) or `abort` becomes true (IoStatus::aborted).
+IoResult wait_readable(int fd, Clock::time_point deadline, const std::atomic<bool>* abort = nullptr) noexcept;
+
 // Discards bytes already queued on `fd` (without waiting); returns how many there were.
 size_t drain_pending(int fd) noexcept;
 

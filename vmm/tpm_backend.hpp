@@ -27,6 +27,9 @@ public:
     virtual void cancel() noexcept = 0;
     virtual bool established() noexcept = 0;
     virtual void reset_established(uint8_t locality) noexcept = 0;
+    // From another thread: stop waiting for the command in flight, if the backend can wait long
+    // (machine reset and VMM exit must not wait for a stalled external TPM).
+    virtual void abandon() noexcept {}
     // Orderly shutdown at VMM exit (swtpm: CMD_SHUTDOWN).
     virtual void shutdown() noexcept = 0;
 };

@@ -6,6 +6,23 @@
 
 namespace minivmm {
 
+namespace {
+
+uint32_t be32_at(std::span<const uint8_t> b, size_t at) noexcept {
+    return b.size() < at + 4 ? 0 : uint32_t{b[at]} << 24 | uint32_t{b[at + 1]} << 16 | uint32_t{b[at + 2]} << 8 | b[at + 3];
+}
+
+// Ordinals and return codes of the header (TPM 2.0 Part 2 §6.5, §6.6; TPM 1.2 Part 2 §17, §16).
+bool is_extend(TpmVersion v, uint32_t ordinal) noexcept {
+    return v == TpmVersion::v2_0 ? ordinal == 0x182 /* TPM2_CC_PCR_Extend */ || ordinal == 0x13C /* PCR_Event */
+                                 : ordinal == 0x14 /* TPM_ORD_Extend */ || ordinal == 0xA3 /* SHA1CompleteExtend */;
+}
+bool is_failure(TpmVersion v, uint32_t rc) noexcept {
+    return rc == (v == TpmVersion::v2_0 ? 0x101u /* TPM_RC_FAILURE */ : 0x09u /* TPM_FAIL */);
+}
+
+}  // namespace
+
 TpmWorker::TpmWorker(TpmBackend& backend, Completion on_complete)
     : backend_(backend), on_complete_(std::move(on_complete)),
       response_(std::max<size_t>(backend.buffer_size(), 10)), thread_([this] { run(); }) {}
@@ -16,6 +33,7 @@ TpmWorker::~TpmWorker() {
         stop_ = true;
         ++generation_;
         queue_.clear();
+        if (running_) backend_.abandon();
     }
     wake_.notify_all();
     thread_.join();
@@ -53,6 +71,7 @@ void TpmWorker::cancel() noexcept {
     {
         std::lock_guard lock(mutex_);
         if (!running_) return;
+        ++stats_.cancelled;
     }
     // Outside the lock: the backend may take a while; a command that finished meanwhile makes
     // the cancel a harmless no-op (swtpm ignores a cancel while idle).
@@ -64,6 +83,11 @@ void TpmWorker::quiesce() noexcept {
     ++generation_;
     std::erase_if(queue_, [](const Job& job) { return job.kind == Job::Kind::command; });
     idle_.wait(lock, [this] { return !running_; });
+}
+
+TpmWorker::Stats TpmWorker::stats() const noexcept {
+    std::lock_guard lock(mutex_);
+    return stats_;
 }
 
 size_t TpmWorker::outstanding() const noexcept {
@@ -90,8 +114,13 @@ void TpmWorker::run() noexcept {
         }
         size_t n = backend_.execute(job.locality, job.command, response_);
         n = std::min(n, response_.size());
+        const std::span<const uint8_t> answer(response_.data(), n);
+        const TpmVersion version = backend_.version();
 
         lock.lock();
+        ++stats_.commands;
+        if (n >= 10 && be32_at(answer, 6) == 0 && is_extend(version, be32_at(job.command, 6))) ++stats_.extends;
+        if (n >= 10 && is_failure(version, be32_at(answer, 6))) ++stats_.failures;
         // Delivery is decided and performed with running_ still set, so quiesce() and the
         // destructor wait for the callback to return.
         if (job.generation == generation_ && !stop_) {

@@ -26,8 +26,8 @@ public:
     // worker thread, once per submitted command, in submission order, never after the
     // destructor (or quiesce()) returned for commands submitted before it.
     TpmWorker(TpmBackend& backend, Completion on_complete);
-    // Stops the thread; waits for a command in flight (bounded by the backend's timeouts) and
-    // drops its response and any queued commands. Must not be called with the lock that
+    // Stops the thread; abandons a command in flight (TpmBackend::abandon) and waits for the
+    // backend to return, dropping its response and any queued commands. Must not be called with the lock that
     // `on_complete` takes held (it may be waiting for it).
     ~TpmWorker() override;
     TpmWorker(const TpmWorker&) = delete;
@@ -54,6 +54,17 @@ public:
     // Commands submitted and not yet completed or dropped (for tests and diagnostics).
     size_t outstanding() const noexcept;
 
+    // What the TPM did for the guest since this worker started (one machine power-on, a boot):
+    // the firmware's measurements are PCR extends; failures are TPM failure answers (a dead or
+    // broken backend); cancelled counts commands the guest gave up on while they executed.
+    struct Stats {
+        unsigned commands = 0;
+        unsigned extends = 0;
+        unsigned failures = 0;
+        unsigned cancelled = 0;
+    };
+    Stats stats() const noexcept;
+
     // Commands beyond this many waiting are dropped (the TIS has at most one outstanding).
     static constexpr size_t kMaxQueued = 8;
 
@@ -75,6 +86,7 @@ private:
     bool running_ = false;           // a job is between dequeue and the end of its completion
     bool stop_ = false;
     uint64_t generation_ = 0;        // bumped by quiesce(): older jobs are not delivered
+    Stats stats_;                    // guarded by mutex_
     std::vector<uint8_t> response_;  // worker thread only
     std::thread thread_;             // last: started after everything above exists
 };

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <fmt/core.h>
+
 #include "vmm/cli.hpp"
 #include "vmm/error.hpp"
 
@@ -146,6 +148,18 @@ TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
     CHECK(usage_message({"a.img", "-tpm-state", "d", "-tpm-version"}) == "option -tpm-version needs a value (see minivmm --help)");
     CHECK(usage_text().find("-tpm-state DIR") != std::string::npos);
     CHECK(usage_text().find("-tpm-version 1.2|2.0") != std::string::npos);
+}
+
+TEST_CASE("-tpm-start-timeout: seconds from 1 to 3600, with -tpm-sock only") {
+    CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_start_timeout_s == 120);
+    CHECK(parse({"-tpm-sock", "s", "-tpm-start-timeout", "15", "a.img"}).tpm_start_timeout_s == 15);
+    CHECK(parse({"-tpm-sock", "s", "--tpm-start-timeout", "3600", "a.img"}).tpm_start_timeout_s == 3600);
+    for (const char* bad : {"0", "3601", "-1", "1.5", "10s", ""})
+        CHECK(usage_message({"-tpm-sock", "s", "-tpm-start-timeout", bad, "a.img"}) ==
+              fmt::format("-tpm-start-timeout: '{}' is not a time in seconds (1-3600) (see minivmm --help)", bad));
+    CHECK(usage_message({"-tpm-state", "d", "-tpm-start-timeout", "5", "a.img"}) ==
+          "-tpm-start-timeout is only valid with -tpm-sock (it bounds the wait for swtpm) (see minivmm --help)");
+    CHECK(usage_text().find("-tpm-start-timeout S") != std::string::npos);
 }
 
 TEST_CASE("hardening options: -sandbox, -runas") {

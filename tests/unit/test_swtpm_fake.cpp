@@ -61,6 +61,7 @@ public:
     std::atomic<int> established_queries{0};
     std::atomic<int> locality_sets{0};
     std::atomic<int> data_commands{0};
+    int init_delay_ms = 0;  // CMD_INIT answers this late (a loaded host, a large state)
 
     FakeSwtpm() {
         char tmpl[] = "/tmp/minivmm-fakeswtpm-XXXXXX";
@@ -144,6 +145,10 @@ private:
             put32(r, 4096);
             put32(r, 128);
             put32(r, 4096);
+            break;
+        case 0x02:
+            std::this_thread::sleep_for(std::chrono::milliseconds(init_delay_ms));
+            put32(r, 0);
             break;
         default: put32(r, 0); break;
         }
@@ -365,4 +370,40 @@ TEST_CASE("a small response buffer gets nothing; commands over the buffer size a
     CHECK(fake.data_commands == 1);  // only the probe reached the fake
     CHECK_FALSE(tpm->failed());
     CHECK(run(*tpm, 0) == kGood);
+}
+
+TEST_CASE("power-on waits for a slow CMD_INIT up to the start limit, not the control limit") {
+    FakeSwtpm fake;
+    fake.init_delay_ms = 1000;
+    fake.start();
+    auto tpm = SwtpmBackend::connect(fake.path, SwtpmLimits{5000ms, 250ms, 250ms});
+    CHECK(tpm->power_cycle());
+    CHECK_FALSE(tpm->failed());
+    CHECK(run(*tpm, 0) != kFailure);
+}
+
+TEST_CASE("a slow TPM command is waited for; an abandoned one fails without killing the TPM") {
+    FakeSwtpm fake;
+    std::atomic<int> calls{0};
+    fake.data_reply = [&](const std::vector<uint8_t>&) {
+        if (calls++ == 1) return std::vector<uint8_t>{};  // the second command never gets an answer
+        std::this_thread::sleep_for(600ms);                // the others are slow
+        std::vector<uint8_t> r = {0x80, 0x01};
+        put32(r, 10);
+        put32(r, 0);
+        return r;
+    };
+    fake.start();
+    auto tpm = SwtpmBackend::connect(fake.path, SwtpmLimits{5000ms, 1000ms, 60000ms});
+    REQUIRE(tpm->power_cycle());
+    CHECK(run(*tpm, 0) != kFailure);  // 600 ms: longer than the control limit would allow
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(300ms);
+        tpm->abandon();  // what the TPM worker does at a machine reset
+    });
+    CHECK(run(*tpm, 0) == kFailure);
+    stopper.join();
+    CHECK_FALSE(tpm->failed());
+    REQUIRE(tpm->power_cycle());  // the next power-on starts clean
+    CHECK(run(*tpm, 0) != kFailure);
 }

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""A slow or stalled swtpm never silently loses the TPM or the measurements (issue 10):
+
+- swtpm stopped (SIGSTOP) before minivmm starts and continued 15 s later: minivmm says every 5 s
+  that it waits, starts no vCPU before the TPM is up, and the boot then has the TPM working
+  (SeaBIOS's event log present and replaying to the PCRs, every in-guest TPM check passing);
+- an swtpm that stays stopped past -tpm-start-timeout: exit 6 with the waiting lines and one
+  error line, the guest never started;
+- swtpm killed while SeaBIOS measures: the end-of-boot check says loudly that the measurements
+  of that boot are missing or incomplete.
+
+usage: test_tpm_slow_backend.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmtest  # noqa: E402
+from test_minivmm_tpm import BIOS, Swtpm, all_pass, image  # noqa: E402
+
+
+def main():
+    minivmm, program, mkimage = sys.argv[1:4]
+    if not vmmtest.kvm_usable():
+        sys.exit(vmmtest.SKIP)
+    if not shutil.which("swtpm"):
+        print("SKIP: swtpm is not installed (apt-get install swtpm)")
+        sys.exit(vmmtest.SKIP)
+    s = vmmtest.Suite()
+    img = image(s, program, mkimage, "basic", "2.0")
+
+    # Stopped for 15 s before minivmm starts: it waits, then boots with a working TPM.
+    tpm = Swtpm(os.path.join(s.tmp.name, "stopped"), "2.0")
+    tpm.proc.send_signal(signal.SIGSTOP)
+    timer = threading.Timer(15, lambda: tpm.proc.send_signal(signal.SIGCONT))
+    timer.start()
+    try:
+        r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, img], 300)
+    finally:
+        timer.cancel()
+        tpm.proc.send_signal(signal.SIGCONT)
+    waits = [l for l in r.stderr.splitlines() if "waiting for swtpm at" in l]
+    s.check("swtpm stopped 15 s: minivmm says it waits (a line every 5 s)", len(waits) >= 2, r)
+    s.check("swtpm stopped 15 s: the boot completes (exit 0), every guest check passes",
+            r.returncode == 0 and all_pass(r.stdout), r)
+    s.check("swtpm stopped 15 s: SeaBIOS's event log replays to the PCRs",
+            re.search(r"MVG: tpm-eventlog PASS", r.stdout) is not None, r)
+    s.check("swtpm stopped 15 s: the TPM was never given up and no boot warning",
+            "stopped responding" not in r.stderr and "boot 1:" not in r.stderr, r)
+    tpm.stop()
+
+    # Stopped for good, with a short limit: exit 6, the guest never ran.
+    tpm = Swtpm(os.path.join(s.tmp.name, "dead"), "2.0")
+    tpm.proc.send_signal(signal.SIGSTOP)
+    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-start-timeout", "7", img], 120)
+    errors = [l for l in r.stderr.splitlines() if ": error:" in l]
+    s.check("swtpm never answers: exit 6, one error line naming the socket and the limit",
+            r.returncode == 6 and len(errors) == 1 and tpm.sock in errors[0] and "7000 ms" in errors[0], r)
+    s.check("swtpm never answers: the waiting line came first, the guest never started",
+            "waiting for swtpm at" in r.stderr and "SeaBIOS" not in r.stdout, r)
+    tpm.proc.send_signal(signal.SIGCONT)
+    tpm.stop()
+
+    # Killed while SeaBIOS measures: the boot's missing measurements are reported.
+    tpm = Swtpm(os.path.join(s.tmp.name, "killed"), "2.0")
+    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, img],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out = b""
+    while True:
+        chunk = os.read(p.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        out += chunk
+        if tpm.proc.poll() is None and b"SeaBIOS (version" in out:
+            tpm.proc.send_signal(signal.SIGKILL)
+    p.wait(timeout=120)
+    err = p.stderr.read().decode(errors="replace")
+    s.check("swtpm killed: VM survives (exit 0) with one line for the dead swtpm",
+            p.returncode == 0 and err.count("stopped responding") == 1, f"exit {p.returncode}\n{err}")
+    s.check("swtpm killed: the end of the boot says its measurements are missing or incomplete",
+            re.search(r"boot 1: (no PCR was extended|measurements may be incomplete)", err) is not None, err)
+    tpm.stop()
+    s.finish()
+
+
+if __name__ == "__main__":
+    main()
