@@ -5,7 +5,13 @@
 // TIS register traffic (MMIO exits) comes on top of it (scripts/bench-tpm measures that).
 //
 //   tpm_backend_bench [--count N] [--warmup N] [--tpm-version 1.2|2.0] [--backend libtpms|swtpm|both]
-//                     [--swtpm-sock PATH]
+//                     [--swtpm-sock PATH] [--power-ons N]
+//
+// --power-ons N: then N power-on cycles (power cycle, TPM_Startup(CLEAR), TPM_Shutdown/SaveState),
+// the commands that write the TPM's persistent state (libtpms: a state file written and fsynced;
+// swtpm: the same inside swtpm), one more line: "backend=B power_ons=N startup_median_ms=..
+// startup_p90_ms=.. startup_max_ms=.. shutdown_median_ms=.. shutdown_p90_ms=.. shutdown_max_ms=..".
+// Run it under load to see what a loaded host does to the commands SeaBIOS waits for.
 //
 // One line per backend: "backend=B version=V setup_ms=S count=N mean_us=M median_us=D p99_us=P
 // min_us=L" (or "backend=swtpm skipped=..." when swtpm is not installed). setup_ms is the time from
@@ -50,6 +56,9 @@ constexpr uint8_t kTpm2Startup[] = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x44,
 constexpr uint8_t kTpm2GetRandom[] = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x7b, 0x00, 0x08};
 constexpr uint8_t kTpm12Startup[] = {0x00, 0xc1, 0, 0, 0, 0x0c, 0, 0, 0x00, 0x99, 0x00, 0x01};
 constexpr uint8_t kTpm12GetRandom[] = {0x00, 0xc1, 0, 0, 0, 0x0e, 0, 0, 0x00, 0x46, 0, 0, 0, 0x08};
+// TPM2_Shutdown(SU_CLEAR) (Part 3 §9.4); TPM_SaveState (TPM 1.2 Part 3 §3.3).
+constexpr uint8_t kTpm2Shutdown[] = {0x80, 0x01, 0, 0, 0, 0x0c, 0, 0, 0x01, 0x45, 0x00, 0x00};
+constexpr uint8_t kTpm12SaveState[] = {0x00, 0xc1, 0, 0, 0, 0x0a, 0, 0, 0x00, 0x98};
 // Response sizes: header, size field (u16 for 2.0, u32 for 1.2), 8 bytes.
 constexpr size_t kTpm2RandomResponse = 10 + 2 + 8;
 constexpr size_t kTpm12RandomResponse = 10 + 4 + 8;
@@ -60,7 +69,40 @@ struct Options {
     TpmVersion version = TpmVersion::v2_0;
     bool libtpms = true, swtpm = true;
     std::string swtpm_sock;
+    long power_ons = 0;
 };
+
+double percentile(std::vector<double> v, size_t pct) {
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, v.size() * pct / 100)];
+}
+
+// --power-ons: the state-writing commands of every boot, timed.
+bool bench_power_ons(std::string_view name, TpmBackend& tpm, const Options& o) {
+    bool v2 = tpm.version() == TpmVersion::v2_0;
+    std::vector<uint8_t> response(tpm.buffer_size());
+    std::vector<double> startup_ms, shutdown_ms;
+    auto timed = [&](std::span<const uint8_t> cmd, std::vector<double>& into) {
+        auto t = Clock::now();
+        size_t n = tpm.execute(0, cmd, response);
+        into.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
+        return n >= 10 && swtpm::tpm_code(std::span(response.data(), n)) == 0;
+    };
+    for (long i = 0; i < o.power_ons; ++i) {
+        if (!tpm.power_cycle() ||
+            !timed(v2 ? std::span<const uint8_t>(kTpm2Startup) : std::span<const uint8_t>(kTpm12Startup), startup_ms) ||
+            !timed(v2 ? std::span<const uint8_t>(kTpm2Shutdown) : std::span<const uint8_t>(kTpm12SaveState), shutdown_ms)) {
+            std::fprintf(stderr, "tpm_backend_bench: %.*s: power-on %ld failed\n", int(name.size()), name.data(), i + 1);
+            return false;
+        }
+    }
+    std::printf("backend=%.*s power_ons=%ld startup_median_ms=%.2f startup_p90_ms=%.2f startup_max_ms=%.2f "
+                "shutdown_median_ms=%.2f shutdown_p90_ms=%.2f shutdown_max_ms=%.2f\n", int(name.size()), name.data(),
+                o.power_ons, percentile(startup_ms, 50), percentile(startup_ms, 90), percentile(startup_ms, 100),
+                percentile(shutdown_ms, 50), percentile(shutdown_ms, 90), percentile(shutdown_ms, 100));
+    std::fflush(stdout);
+    return true;
+}
 
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents at the end.
 class TempDir {
@@ -177,8 +219,9 @@ bool bench(std::string_view name, TpmBackend& tpm, const Options& o, Clock::time
                 total / static_cast<double>(us.size()),
                 us[us.size() / 2], us[std::min(us.size() - 1, us.size() * 99 / 100)], us.front());
     std::fflush(stdout);
+    bool ok = o.power_ons == 0 || bench_power_ons(name, tpm, o);
     tpm.shutdown();
-    return true;
+    return ok;
 }
 
 bool run_libtpms(const Options& o) {
@@ -217,7 +260,7 @@ bool run_swtpm(const Options& o) {
 
 int usage() {
     std::fprintf(stderr, "usage: tpm_backend_bench [--count N] [--warmup N] [--tpm-version 1.2|2.0] "
-                         "[--backend libtpms|swtpm|both] [--swtpm-sock PATH]\n");
+                         "[--backend libtpms|swtpm|both] [--swtpm-sock PATH] [--power-ons N]\n");
     return 2;
 }
 
@@ -243,6 +286,8 @@ int main(int argc, char** argv) {
         } else if (a == "--backend" && (v == "libtpms" || v == "swtpm" || v == "both")) {
             o.libtpms = v != "swtpm";
             o.swtpm = v != "libtpms";
+        } else if (a == "--power-ons") {
+            if (!number(o.power_ons, 0)) return usage();
         } else if (a == "--swtpm-sock") {
             o.swtpm_sock = v;
         } else {
