@@ -6,8 +6,9 @@
   (SeaBIOS's event log present and replaying to the PCRs, every in-guest TPM check passing);
 - an swtpm that stays stopped past -tpm-start-timeout: exit 6 with the waiting lines and one
   error line, the guest never started;
-- swtpm killed while SeaBIOS measures: the end-of-boot check says loudly that the measurements
-  of that boot are missing or incomplete.
+- swtpm killed while SeaBIOS measures, a new swtpm started on the same socket before the guest
+  reboots: the end-of-boot check says loudly that the measurements are missing or incomplete, and
+  the new swtpm is never used, not even at the reboot.
 
 usage: test_tpm_slow_backend.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import os
@@ -66,24 +67,46 @@ def main():
     tpm.proc.send_signal(signal.SIGCONT)
     tpm.stop()
 
-    # Killed while SeaBIOS measures: the boot's missing measurements are reported.
+    # Killed while SeaBIOS measures, and a new swtpm started on the same socket before the guest
+    # reboots: the boot's missing measurements are reported, and the new swtpm is never used (a
+    # fresh TPM under a running OS would have PCRs restarted from zero).
     tpm = Swtpm(os.path.join(s.tmp.name, "killed"), "2.0")
-    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, img],
+    fresh_dir = os.path.join(s.tmp.name, "fresh")
+    os.makedirs(fresh_dir)
+    fresh = None
+    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out = b""
-    while True:
-        chunk = os.read(p.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        out += chunk
-        if tpm.proc.poll() is None and b"SeaBIOS (version" in out:
-            tpm.proc.send_signal(signal.SIGKILL)
-    p.wait(timeout=120)
+    try:
+        while True:
+            chunk = os.read(p.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            out += chunk
+            if fresh is None and b"SeaBIOS (version" in out:
+                tpm.proc.send_signal(signal.SIGKILL)
+                tpm.proc.wait()
+                os.unlink(tpm.sock)
+                fresh = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={fresh_dir}", "--tpm2", "--ctrl",
+                                          f"type=unixio,path={tpm.sock}"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.wait(timeout=120)
+    finally:
+        if fresh is not None:
+            fresh.kill()
+            fresh.wait()
     err = p.stderr.read().decode(errors="replace")
-    s.check("swtpm killed: VM survives (exit 0) with one line for the dead swtpm",
-            p.returncode == 0 and err.count("stopped responding") == 1, f"exit {p.returncode}\n{err}")
+    text = out.decode(errors="replace")
+    s.check("swtpm killed: VM survives both boots (exit 0) with one line for the dead swtpm",
+            p.returncode == 0 and text.count("SeaBIOS (version") == 2 and err.count("stopped responding") == 1,
+            f"exit {p.returncode}\n{text[-2000:]}\n{err}")
     s.check("swtpm killed: the end of the boot says its measurements are missing or incomplete",
             re.search(r"boot 1: (no PCR was extended|measurements may be incomplete)", err) is not None, err)
+    s.check("swtpm killed: the reboot says the TPM could not be restarted, and its boot has no measurements",
+            "boot 2: the TPM could not be restarted" in err and "boot 2: no PCR was extended" in err, err)
+    s.check("swtpm killed: the swtpm started on the same socket was never used (no TPM state created)",
+            fresh is not None and not any(n.startswith("tpm2-") for n in os.listdir(fresh_dir)),
+            f"{os.listdir(fresh_dir)}")
     tpm.stop()
     s.finish()
 
