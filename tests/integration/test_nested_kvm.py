@@ -57,6 +57,14 @@ def main():
     r = run([KVM_VM, "--timeout", "25", "--", "sleep", "600"], 200, cwd=work)
     s.check("kvm-vm --timeout: status 125 and one line saying so",
             r.returncode == 125 and "did not finish within 25 s" in r.stderr, r)
+    # A hung L1 (its kernel stops running: simulated by stopping its heartbeat loop) is stopped with
+    # one line once the heartbeat is older than the limit, instead of waiting forever.
+    freeze = ("for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' <$p/cmdline 2>/dev/null)\" = 'sleep 5 ' ] && "
+              "kill -STOP $(awk '/^PPid/{print $2}' $p/status); done; sleep 600")
+    r = run([KVM_VM, "--", "sh", "-c", freeze], 300, cwd=work,
+            env=dict(os.environ, MINIVMM_NESTED_HEARTBEAT_LIMIT="20"))
+    s.check("kvm-vm: a VM whose heartbeat stops is stopped: status 125 and one line saying it hung",
+            r.returncode == 125 and "the nested VM hung (no heartbeat for 20 s" in r.stderr, r)
     r = run([KVM_VM, "--env", "NOEQUALS", "--", "true"], 30)
     s.check("kvm-vm: a bad --env is a usage error (2)", r.returncode == 2 and "NAME=VALUE" in r.stderr, r)
 
