@@ -3,14 +3,11 @@
 #include <algorithm>
 
 #include "vmm/log.hpp"
+#include "vmm/swtpm_protocol.hpp"
 
 namespace minivmm {
 
 namespace {
-
-uint32_t be32_at(std::span<const uint8_t> b, size_t at) noexcept {
-    return b.size() < at + 4 ? 0 : uint32_t{b[at]} << 24 | uint32_t{b[at + 1]} << 16 | uint32_t{b[at + 2]} << 8 | b[at + 3];
-}
 
 // Ordinals and return codes of the header (TPM 2.0 Part 2 §6.5, §6.6; TPM 1.2 Part 2 §17, §16).
 bool is_extend(TpmVersion v, uint32_t ordinal) noexcept {
@@ -18,7 +15,7 @@ bool is_extend(TpmVersion v, uint32_t ordinal) noexcept {
                                  : ordinal == 0x14 /* TPM_ORD_Extend */ || ordinal == 0xA3 /* SHA1CompleteExtend */;
 }
 bool is_failure(TpmVersion v, uint32_t rc) noexcept {
-    return rc == (v == TpmVersion::v2_0 ? 0x101u /* TPM_RC_FAILURE */ : 0x09u /* TPM_FAIL */);
+    return rc == (v == TpmVersion::v2_0 ? swtpm::kTpm2RcFailure : swtpm::kTpm12Fail);
 }
 
 }  // namespace
@@ -119,8 +116,9 @@ void TpmWorker::run() noexcept {
 
         lock.lock();
         ++stats_.commands;
-        if (n >= 10 && be32_at(answer, 6) == 0 && is_extend(version, be32_at(job.command, 6))) ++stats_.extends;
-        if (n >= 10 && is_failure(version, be32_at(answer, 6))) ++stats_.failures;
+        // The header's third field: the command's ordinal, the response's return code.
+        if (n >= 10 && swtpm::tpm_code(answer) == 0 && is_extend(version, swtpm::tpm_code(job.command))) ++stats_.extends;
+        if (n >= 10 && is_failure(version, swtpm::tpm_code(answer))) ++stats_.failures;
         // Delivery is decided and performed with running_ still set, so quiesce() and the
         // destructor wait for the callback to return.
         if (job.generation == generation_ && !stop_) {
