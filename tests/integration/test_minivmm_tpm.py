@@ -10,7 +10,6 @@ swtpm that answers garbage, and an swtpm killed while the guest uses the TPM.
 usage: test_minivmm_tpm.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY FAKE_SWTPM_PY"""
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -68,11 +67,7 @@ def all_pass(out):
 
 def main():
     minivmm, program, mkimage, fake = sys.argv[1:5]
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not shutil.which("swtpm"):
-        print("SKIP: swtpm is not installed (apt-get install swtpm)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_swtpm()
     s = vmmtest.Suite()
 
     # The matrix: {swtpm, in-process libtpms} x {TPM 2.0, 1.2}, the same guest checks for each.

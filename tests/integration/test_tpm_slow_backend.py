@@ -13,7 +13,6 @@
 usage: test_tpm_slow_backend.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,11 +26,7 @@ from test_minivmm_tpm import BIOS, Swtpm, all_pass, image  # noqa: E402
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not shutil.which("swtpm"):
-        print("SKIP: swtpm is not installed (apt-get install swtpm)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_swtpm()
     s = vmmtest.Suite()
     img = image(s, program, mkimage, "basic", "2.0")
 

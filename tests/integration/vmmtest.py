@@ -1,6 +1,7 @@
 """Shared helpers for the minivmm integration tests: run the VMM on a guest image, collect
 its serial output and exit status, and report results in the form scripts/test counts."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,15 @@ def kvm_usable():
     except OSError as e:
         print(f"SKIP: /dev/kvm is not usable here ({e.strerror})")
         return False
+
+
+def require_kvm_and_swtpm():
+    """Exits with SKIP (saying why) unless /dev/kvm is usable and swtpm is installed."""
+    if not kvm_usable():
+        sys.exit(SKIP)
+    if not shutil.which("swtpm"):
+        print("SKIP: swtpm is not installed (apt-get install swtpm)")
+        sys.exit(SKIP)
 
 
 class Suite:
