@@ -43,8 +43,8 @@ public:
 
     // Connects to swtpm's control socket, checks its capabilities, passes it the data channel,
     // detects the TPM version (TPM 1.2 or 2.0, as QEMU's tpm_util_test_tpmdev) and queries the
-    // buffer size. Does not start the TPM: call power_cycle() before the guest runs. `timeout`
-    // bounds set-up (see Limits). Throws std::runtime_error with one line
+    // buffer size. Does not start the TPM: call power_cycle() before the guest runs. `limits`
+    // bound each kind of exchange (SwtpmLimits; set-up uses `start`). Throws std::runtime_error with one line
     // naming the socket and how to start swtpm if it is missing, refused, not a socket, does
     // not answer or is not a usable swtpm.
     // What connect() checks first, without connecting: the path fits a socket address, exists,
