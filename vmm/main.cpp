@@ -125,7 +125,8 @@ void check_tpm_boot(unsigned boot, const TpmWorker::Stats& s) {
     std::string trouble;
     if (s.failures != 0) trouble += fmt::format("; {} TPM command(s) got a TPM failure answer", s.failures);
     if (s.cancelled != 0)
-        trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM?)", s.cancelled);
+        trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM? the slowest, "
+                               "ordinal 0x{:x}, took {} ms)", s.cancelled, s.slowest_ordinal, s.slowest_ms);
     if (s.extends == 0)
         log::warn("boot {}: no PCR was extended: the firmware made no measurements and its TPM event log is empty "
                   "({} TPM commands{})", boot, s.commands, trouble);

@@ -1,6 +1,7 @@
 #include "vmm/tpm_worker.hpp"
 
 #include <algorithm>
+#include <chrono>
 
 #include "vmm/log.hpp"
 #include "vmm/swtpm_protocol.hpp"
@@ -109,13 +110,21 @@ void TpmWorker::run() noexcept {
             idle_.notify_all();
             continue;
         }
+        const auto started = std::chrono::steady_clock::now();
         size_t n = backend_.execute(job.locality, job.command, response_);
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         n = std::min(n, response_.size());
         const std::span<const uint8_t> answer(response_.data(), n);
         const TpmVersion version = backend_.version();
 
         lock.lock();
         ++stats_.commands;
+        const uint32_t ordinal = job.command.size() >= 10 ? swtpm::tpm_code(job.command) : 0;
+        log::debug("tpm: command 0x{:x} took {} ms in the backend", ordinal, ms.count());
+        if (static_cast<uint64_t>(ms.count()) >= stats_.slowest_ms) {
+            stats_.slowest_ms = static_cast<unsigned>(std::min<int64_t>(ms.count(), UINT32_MAX));
+            stats_.slowest_ordinal = ordinal;
+        }
         // The header's third field: the command's ordinal, the response's return code.
         if (n >= 10 && swtpm::tpm_code(answer) == 0 && is_extend(version, swtpm::tpm_code(job.command))) ++stats_.extends;
         if (n >= 10 && is_failure(version, swtpm::tpm_code(answer))) ++stats_.failures;

@@ -62,6 +62,9 @@ public:
         unsigned extends = 0;
         unsigned failures = 0;
         unsigned cancelled = 0;
+        // The command that took longest in the backend, for "slow TPM" diagnostics.
+        uint32_t slowest_ordinal = 0;
+        unsigned slowest_ms = 0;
     };
     Stats stats() const noexcept;
 
