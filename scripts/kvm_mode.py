@@ -86,11 +86,11 @@ def decide(minivmm=None):
     return nested
 
 
-def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False):
+def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False, clock=None):
     """For scripts that boot guests (demo, nightly-boot, benchmarks): returns when this host's KVM can
     run them (or none exists: the script then reports that itself); otherwise says so in one line
-    on stderr, runs the same command line inside the nested VM (rw: directories it writes) and exits
-    with its status."""
+    on stderr, runs the same command line inside the nested VM (rw: directories it writes; clock:
+    the L1's, nested_kvm.CLOCKS) and exits with its status."""
     mode = decide(minivmm)
     if mode.how != "nested" and not icount:
         return mode
@@ -101,7 +101,8 @@ def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False)
     print(f"{name}: running inside the nested KVM VM (scripts/kvm-vm): {why}", file=sys.stderr, flush=True)
     env = dict(os.environ, MINIVMM_KVM="direct")
     try:
-        status = nested_kvm.run([sys.executable] + argv, env=env, rw=rw, mem_mib=mem_mib, icount=icount)
+        status = nested_kvm.run([sys.executable] + argv, env=env, rw=rw, mem_mib=mem_mib, icount=icount,
+                                clock=clock)
     except nested_kvm.NestedError as e:
         print(f"{name}: error: the nested KVM cannot start here: {e}", file=sys.stderr)
         status = 1

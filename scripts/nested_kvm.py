@@ -37,10 +37,29 @@ TMPFS = ["/tmp", "/run", "/var/tmp", "/dev/shm"]
 START, END = "@@nested-kvm:start@@", "@@nested-kvm:end@@"
 LOCKUP = re.compile(rb"soft lockup - CPU#\d+ stuck for (\d+)s")
 LOCKUP_LIMIT = 120  # seconds: a hung L1 (it prints this every ~30 s) is stopped instead of waited for
-# Host seconds without the L1's 5-second heartbeat after which the L1 counts as hung (the test of
+# Host seconds without the L1's heartbeat (every second of its clock: under -icount that can be
+# tens of host seconds) after which the L1 counts as hung (the test of
 # this path sets MINIVMM_NESTED_HEARTBEAT_LIMIT lower).
 HEARTBEAT_LIMIT = int(os.environ.get("MINIVMM_NESTED_HEARTBEAT_LIMIT", "300"))
 NOT_RUN = 125  # status when the command never ran or its status was lost
+# Host seconds without a heartbeat after which the host sends the L1 a byte on its serial line (again
+# each period while it stays silent): QEMU 7.2's TCG can lose the update of a vCPU's pending interrupts (a plain |= on
+# interrupt_request from the vCPU thread in helper_vmrun races with the main loop's timer callback;
+# made atomic upstream in QEMU 10.2), leaving the L1's timer interrupt stuck in its LAPIC's IRR until
+# some other interrupt arrives: the UART's receive interrupt is one. (The test of this path sets
+# MINIVMM_NESTED_NUDGE_AFTER lower.)
+NUDGE_AFTER = int(os.environ.get("MINIVMM_NESTED_NUDGE_AFTER", "15"))
+# The L1's clock (-icount). "real" (the default) is the host's. "instructions" counts each executed
+# instruction as 1 ns while the L1 is busy and follows the host's clock while it is idle, so the L2
+# guests' time-outs do not depend on how fast or loaded the host is: SeaBIOS gives a TPM2_SelfTest 2 s;
+# libtpms needs 0.44 s of that clock here, but 1.0-2.5 s of host time in an L1 on our 2-core host, so
+# on a loaded host SeaBIOS gave up on the TPM. It does not suit Linux L2 guests: their boot polls the
+# PIT and ports with costly exits that count few instructions, so their waits crawl (minutes of host
+# time for a second of the L1's). "virtual" skips idle time too (fully deterministic: benchmarks,
+# --icount).
+CLOCKS = {"instructions": ["-icount", "shift=0,sleep=on"],
+          "virtual": ["-icount", "shift=0,sleep=off"],
+          "real": []}
 
 # /init of the L1 (busybox sh). /etc/shares lists "tag path" for the writable shares.
 INIT = r"""#!/bin/busybox sh
@@ -78,7 +97,7 @@ stty -F /dev/ttyS0 raw -echo
 # a root shell on COM2 for debugging (connected only with MINIVMM_NESTED_DEBUG)
 [ -f /xchg/debug ] && setsid sh -c 'exec sh -i </dev/ttyS1 >/dev/ttyS1 2>&1' &
 # a heartbeat for the host: a hung L1 stops it (nested_kvm.HEARTBEAT_LIMIT)
-( while :; do date +%s >/xchg/heartbeat; sleep 5; done ) &
+( while :; do date +%s >/xchg/heartbeat; sleep 1; done ) &
 echo "START_MARK" >/dev/ttyS0
 # through a pipe, as on a CI host: programs see no terminal
 chroot /host /bin/sh /run/nested-kvm/command.sh </dev/null 2>&1 | cat >/dev/ttyS0
@@ -159,9 +178,15 @@ def command_script(argv, cwd, env):
 
 
 def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, timeout=None, out=None,
-        say=None):
+        say=None, clock=None):
     """Runs argv inside the nested VM; returns its exit status. Output goes to `out` (default our
-    stdout) as it arrives. Raises NestedError when the VM cannot be started."""
+    stdout) as it arrives. `clock`: one of CLOCKS (icount=True means "virtual"). Raises NestedError
+    when the VM cannot be started."""
+    clock = "virtual" if icount else clock or "real"
+    if clock not in CLOCKS:
+        raise NestedError(f"unknown L1 clock {clock!r} (one of {', '.join(CLOCKS)})")
+    if smp > 1 and clock != "real":
+        raise NestedError("an L1 with more than one CPU needs the real clock (-icount runs one CPU)")
     out = out or sys.stdout.buffer
     say = say or _say
     qemu = qemu_binary()
@@ -182,8 +207,8 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
         Path(xchg, "command.sh").write_text(command_script(argv, cwd, env))
         Path(xchg, "shares").write_text("".join(f"rw{i} {p}\n" for i, p in enumerate(shares)))
         Path(xchg, "hostname").write_text("nested-kvm\n")
-        cmd = [qemu, "-accel", "tcg" if icount or smp == 1 else "tcg,thread=multi", "-cpu", "max",
-               "-m", f"{mem_mib}M", "-smp", "1" if icount else str(smp),
+        cmd = [qemu, "-accel", "tcg" if smp == 1 else "tcg,thread=multi", "-cpu", "max",
+               "-m", f"{mem_mib}M", "-smp", str(smp),
                "-display", "none", "-vga", "none", "-nodefaults", "-no-user-config", "-no-reboot",
                "-serial", "stdio",
                "-kernel", str(kernel), "-initrd", str(initrd),
@@ -192,8 +217,7 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
                "-virtfs", f"local,path={xchg},mount_tag=xchg,security_model=none"]
         cmd += [a for i, p in enumerate(shares)
                 for a in ("-virtfs", f"local,path={p},mount_tag=rw{i},security_model=none,multidevs=remap")]
-        if icount:
-            cmd += ["-icount", "shift=0,sleep=off"]
+        cmd += CLOCKS[clock]
         debug = os.environ.get("MINIVMM_NESTED_DEBUG")
         if debug:  # the QEMU monitor and a root shell in the L1, as unix sockets in that directory
             Path(xchg, "debug").write_text("")
@@ -206,14 +230,16 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
 
 def _relay(cmd, xchg, timeout, out, say):
     """Starts QEMU, copies the command's output (between the markers) to out, returns its status."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     previous = {s: signal.signal(s, lambda *_: (_stop(proc), sys.exit(128 + s))) for s in (signal.SIGTERM,
                                                                                           signal.SIGINT)}
     started, pending, head = False, b"", b""
     recent = b""  # the last output of the VM, whatever it was, for the hang message
     deadline = time.monotonic() + timeout if timeout else None
     heartbeat = Path(xchg, "heartbeat")
-    alive = time.time()  # the L1's last sign of life (boot start, then its heartbeat)
+    alive = nudged = time.time()  # the L1's last sign of life (boot start, then its heartbeat); last nudge
+    stalled_since = None  # the last heartbeat before a silence that got nudges
+    beating = False  # the L1 has booted and written a heartbeat (a boot is not nudged)
     try:
         while True:
             left = None if deadline is None else deadline - time.monotonic()
@@ -221,18 +247,33 @@ def _relay(cmd, xchg, timeout, out, say):
                 say(f"nested-kvm: error: the command did not finish within {timeout:g} s; stopped")
                 _stop(proc)
                 return NOT_RUN
-            if not select.select([proc.stdout], [], [], min(15, left) if left is not None else 15)[0]:
+            try:
+                alive, beating = max(alive, heartbeat.stat().st_mtime), True
+            except FileNotFoundError:
+                pass
+            now = time.time()
+            if now - alive > HEARTBEAT_LIMIT:
+                tail = [l for l in recent.decode(errors="replace").splitlines() if l.strip()][-5:]
+                say(f"nested-kvm: error: the nested VM hung (no heartbeat for {HEARTBEAT_LIMIT} s: its "
+                    "kernel no longer runs; an emulation fault of QEMU TCG, not of the command); stopped"
+                    + ("; its last lines: " + " | ".join(tail) if tail else ""))
+                _stop(proc)
+                return NOT_RUN
+            if beating and now - alive > NUDGE_AFTER and now - nudged > NUDGE_AFTER:
+                if stalled_since is None:
+                    stalled_since = alive
+                    say(f"nested-kvm: no heartbeat from the nested VM for {now - alive:.0f} s; sending it serial "
+                        "interrupts (QEMU 7.2's TCG can lose a pending timer interrupt)")
+                nudged = now
                 try:
-                    alive = max(alive, heartbeat.stat().st_mtime)
-                except FileNotFoundError:
+                    proc.stdin.write(b"\0")
+                    proc.stdin.flush()
+                except OSError:
                     pass
-                if time.time() - alive > HEARTBEAT_LIMIT:
-                    tail = [l for l in recent.decode(errors="replace").splitlines() if l.strip()][-5:]
-                    say(f"nested-kvm: error: the nested VM hung (no heartbeat for {HEARTBEAT_LIMIT} s: its "
-                        "kernel no longer runs; an emulation fault of QEMU TCG, not of the command); stopped"
-                        + ("; its last lines: " + " | ".join(tail) if tail else ""))
-                    _stop(proc)
-                    return NOT_RUN
+            elif stalled_since is not None and now - alive < NUDGE_AFTER:
+                say(f"nested-kvm: the nested VM's heartbeat is back after {alive - stalled_since:.0f} s")
+                stalled_since = None
+            if not select.select([proc.stdout], [], [], min(5, left) if left is not None else 5)[0]:
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:

@@ -59,12 +59,19 @@ def main():
             r.returncode == 125 and "did not finish within 25 s" in r.stderr, r)
     # A hung L1 (its kernel stops running: simulated by stopping its heartbeat loop) is stopped with
     # one line once the heartbeat is older than the limit, instead of waiting forever.
-    freeze = ("for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' <$p/cmdline 2>/dev/null)\" = 'sleep 5 ' ] && "
+    freeze = ("for p in /proc/[0-9]*; do [ \"$(tr '\\0' ' ' <$p/cmdline 2>/dev/null)\" = 'sleep 1 ' ] && "
               "kill -STOP $(awk '/^PPid/{print $2}' $p/status); done; sleep 600")
     r = run([KVM_VM, "--", "sh", "-c", freeze], 300, cwd=work,
             env=dict(os.environ, MINIVMM_NESTED_HEARTBEAT_LIMIT="20"))
     s.check("kvm-vm: a VM whose heartbeat stops is stopped: status 125 and one line saying it hung",
             r.returncode == 125 and "the nested VM hung (no heartbeat for 20 s" in r.stderr, r)
+    # Before that, a VM without a heartbeat gets a byte on its serial line (an interrupt that wakes an L1
+    # whose timer interrupt QEMU lost): here the command itself reads it.
+    nudge = freeze.replace("sleep 600", "echo nudged=$(head -c1 /dev/ttyS0 | od -An -tx1 | tr -d ' ')")
+    r = run([KVM_VM, "--", "sh", "-c", nudge], 300, cwd=work,
+            env=dict(os.environ, MINIVMM_NESTED_HEARTBEAT_LIMIT="200", MINIVMM_NESTED_NUDGE_AFTER="10"))
+    s.check("kvm-vm: a VM without a heartbeat gets a byte on its serial line, with one line saying so",
+            r.returncode == 0 and "nudged=00" in r.stdout and "sending it serial interrupts" in r.stderr, r)
     r = run([KVM_VM, "--env", "NOEQUALS", "--", "true"], 30)
     s.check("kvm-vm: a bad --env is a usage error (2)", r.returncode == 2 and "NAME=VALUE" in r.stderr, r)
 
