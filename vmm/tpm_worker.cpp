@@ -29,7 +29,6 @@ TpmWorker::~TpmWorker() {
     {
         std::lock_guard lock(mutex_);
         stop_ = true;
-        ++generation_;
         queue_.clear();
         if (running_) backend_.abandon();
     }
@@ -45,7 +44,7 @@ void TpmWorker::submit(uint8_t locality, std::span<const uint8_t> command) noexc
             log::debug("tpm: {} commands already queued; dropping a {}-byte command", queue_.size(), command.size());
             return;
         }
-        queue_.push_back(Job{Job::Kind::command, locality, std::vector<uint8_t>(command.begin(), command.end()), generation_});
+        queue_.push_back(Job{Job::Kind::command, locality, std::vector<uint8_t>(command.begin(), command.end())});
     } catch (...) {
         log::error("tpm: out of memory queueing a TPM command");
         return;
@@ -57,7 +56,7 @@ void TpmWorker::reset_established(uint8_t locality) noexcept {
     try {
         std::lock_guard lock(mutex_);
         if (stop_) return;
-        queue_.push_back(Job{Job::Kind::reset_established, locality, {}, generation_});
+        queue_.push_back(Job{Job::Kind::reset_established, locality, {}});
     } catch (...) {
         log::error("tpm: out of memory queueing a reset of the established flag");
         return;
@@ -74,13 +73,6 @@ void TpmWorker::cancel() noexcept {
     // Outside the lock: the backend may take a while; a command that finished meanwhile makes
     // the cancel a harmless no-op (swtpm ignores a cancel while idle).
     backend_.cancel();
-}
-
-void TpmWorker::quiesce() noexcept {
-    std::unique_lock lock(mutex_);
-    ++generation_;
-    std::erase_if(queue_, [](const Job& job) { return job.kind == Job::Kind::command; });
-    idle_.wait(lock, [this] { return !running_; });
 }
 
 TpmWorker::Stats TpmWorker::stats() const noexcept {
@@ -128,9 +120,9 @@ void TpmWorker::run() noexcept {
         // The header's third field: the command's ordinal, the response's return code.
         if (n >= 10 && swtpm::tpm_code(answer) == 0 && is_extend(version, swtpm::tpm_code(job.command))) ++stats_.extends;
         if (n >= 10 && is_failure(version, swtpm::tpm_code(answer))) ++stats_.failures;
-        // Delivery is decided and performed with running_ still set, so quiesce() and the
-        // destructor wait for the callback to return.
-        if (job.generation == generation_ && !stop_) {
+        // Delivery is decided and performed with running_ still set, so the destructor waits
+        // for the callback to return.
+        if (!stop_) {
             lock.unlock();
             try {
                 on_complete_(std::span<const uint8_t>(response_.data(), n));

@@ -24,7 +24,7 @@ public:
 
     // Starts the worker thread. `backend` must outlive the worker. `on_complete` runs on the
     // worker thread, once per submitted command, in submission order, never after the
-    // destructor (or quiesce()) returned for commands submitted before it.
+    // destructor returned. (Machine reset destroys the worker and makes a new one.)
     TpmWorker(TpmBackend& backend, Completion on_complete);
     // Stops the thread; abandons a command in flight (TpmBackend::abandon) and waits for the
     // backend to return, dropping its response and any queued commands. Must not be called with the lock that
@@ -46,11 +46,6 @@ public:
     // the worker has run it.
     void reset_established(uint8_t locality) noexcept override;
 
-    // For machine reset: drops queued commands (a queued reset_established stays: the flag
-    // outlives power cycles), waits for the one in flight to finish and drops its response, so
-    // that no completion from before the reset reaches the reset device. Same locking rule as
-    // the destructor.
-    void quiesce() noexcept;
     // Commands submitted and not yet completed or dropped (for tests and diagnostics).
     size_t outstanding() const noexcept;
 
@@ -76,7 +71,6 @@ private:
         enum class Kind { command, reset_established } kind;
         uint8_t locality;
         std::vector<uint8_t> command;
-        uint64_t generation;
     };
     void run() noexcept;
 
@@ -84,11 +78,10 @@ private:
     Completion on_complete_;
     mutable std::mutex mutex_;
     std::condition_variable wake_;   // worker: a job arrived or stop
-    std::condition_variable idle_;   // quiesce/destructor: the running job finished
+    std::condition_variable idle_;   // destructor: the running job finished
     std::deque<Job> queue_;
     bool running_ = false;           // a job is between dequeue and the end of its completion
     bool stop_ = false;
-    uint64_t generation_ = 0;        // bumped by quiesce(): older jobs are not delivered
     Stats stats_;                    // guarded by mutex_
     std::vector<uint8_t> response_;  // worker thread only
     std::thread thread_;             // last: started after everything above exists
