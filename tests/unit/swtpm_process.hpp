@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+
+#include "skipped_cases.hpp"
 #include <vector>
 
 namespace minivmm::testing {
@@ -53,11 +55,12 @@ inline std::string find_swtpm() {
     return {};
 }
 
-// True if swtpm is installed. The first call that finds none prints "<who>: swtpm not found in
-// PATH; skipping real-swtpm tests" on stderr.
+// True if swtpm is installed. Otherwise the calling case counts as skipped (skipped_cases.hpp), and
+// the first call prints "<who>: swtpm not found in PATH; skipping real-swtpm tests" on stderr.
 inline bool swtpm_available(const char* who) {
     static const bool found = !find_swtpm().empty();
     static bool reported = false;
+    if (!found) skip_case();
     if (!found && !reported) {
         std::fprintf(stderr, "%s: swtpm not found in PATH; skipping real-swtpm tests\n", who);
         reported = true;
