@@ -1,5 +1,5 @@
 // Conformance against a REAL swtpm: replays every TIS access of the recorded SeaBIOS + Linux 6.1
-// boot on QEMU 7.2 + swtpm 0.7.1 (shared/traces/seabios-linux61-tpm2.trace, see its README)
+// boot on QEMU 7.2 + swtpm 0.7.1 (tests/data/traces/seabios-linux61-tpm2.trace, see its README)
 // against TpmTis whose backend runs each command on a freshly started `swtpm socket --tpm2`
 // through SwtpmBackend, and compares every register read with what the guest saw on QEMU.
 //
@@ -221,7 +221,7 @@ ReplayResult replay(SwtpmBackend& tpm, const std::vector<TisAccess>& trace, cons
 }
 
 std::vector<TisAccess> load_trace() {
-    const std::string path = find_shared_file("traces/seabios-linux61-tpm2.trace");
+    const std::string path = find_test_data("traces/seabios-linux61-tpm2.trace");
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path);
     return parse_tis_trace(in);

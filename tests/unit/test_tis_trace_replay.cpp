@@ -1,5 +1,5 @@
 // Conformance: replays every TIS access of a recorded SeaBIOS + Linux 6.1 boot on QEMU 7.2 with
-// swtpm (shared/traces/seabios-linux61-tpm2.trace) against TpmTis and compares every register
+// swtpm (tests/data/traces/seabios-linux61-tpm2.trace) against TpmTis and compares every register
 // read with what the guest saw on QEMU. The fake backend answers each command with the
 // response recorded in the trace.
 #include <doctest/doctest.h>
@@ -108,7 +108,7 @@ ReplayResult replay(const std::vector<TisAccess>& trace, const std::vector<TisEx
 }
 
 std::vector<TisAccess> load_trace() {
-    const std::string path = find_shared_file("traces/seabios-linux61-tpm2.trace");
+    const std::string path = find_test_data("traces/seabios-linux61-tpm2.trace");
     std::ifstream in(path);
     if (!in) throw std::runtime_error("cannot open " + path);
     return parse_tis_trace(in);

@@ -1,5 +1,5 @@
 // Parser for TPM TIS MMIO traces recorded with QEMU's trace events (tpm_tis_mmio_read,
-// tpm_tis_mmio_write, tpm_tis_data_read), as in shared/traces/README.md:
+// tpm_tis_mmio_write, tpm_tis_data_read), as in tests/data/traces/README.md:
 //
 //     tpm_tis_mmio_read  read.4(0x00000f00) = 0x00011014
 //     tpm_tis_mmio_write write.1(0x00000000) = 0x00000002
@@ -43,9 +43,8 @@ std::vector<TisExchange> tis_trace_exchanges(const std::vector<TisAccess>& acces
 // True for accesses to DATA_FIFO (0x24) or XDATA_FIFO (0x80..0xBF) of any locality.
 bool is_tis_fifo_offset(uint32_t offset) noexcept;
 
-// Path of `relative` (e.g. "traces/seabios-linux61-tpm2.trace") in the shared reference data:
-// $MINIVMM_SHARED if set, else <repository>/../shared (fixed at configure time). Throws
-// std::runtime_error listing the places looked at when the file is in none of them.
-std::string find_shared_file(std::string_view relative);
+// Path of `relative` (e.g. "traces/seabios-linux61-tpm2.trace") in the repository's tests/data
+// (fixed at configure time). Throws std::runtime_error naming the path when it is missing.
+std::string find_test_data(std::string_view relative);
 
 }  // namespace minivmm
