@@ -11,6 +11,9 @@ BOOTING = "Booting from Hard Disk"
 BOOTLOADER = r"(?:SYS|EXT|ISO)LINUX \d\S*|GNU GRUB"   # --bootloader-banner default
 TPM_TABLE = {"2.0": "table(324d5054)", "1.2": "table(41504354)"}  # SeaBIOS found our TPM2 / TCPA
 NIGHTLY = re.compile(r"NIGHTLY: ([a-z0-9_-]+)(?: ([^\r\n]*))?")
+# A kernel message that the console printed into the middle of a NIGHTLY line ("... 1[   25.135265]
+# hrtimer: interrupt took 26206683 ns"): the value ends where it starts.
+PRINTK = re.compile(r"\[\s*\d+\.\d+\] ")
 INDEXED = ("pcr", "pcrread", "replay", "check")
 MVG = re.compile(r"MVG: (\S+) (PASS|FAIL)(?: ([^\r\n]*))?")
 
@@ -104,7 +107,7 @@ def nightly_lines(run, start, end):
     {"check": {name: ("PASS ...", time)}})."""
     found = {k: {} for k in INDEXED}
     for m in NIGHTLY.finditer(run.text, start, end):
-        key, value = m.group(1), (m.group(2) or "").strip()
+        key, value = m.group(1), PRINTK.split(m.group(2) or "", maxsplit=1)[0].strip()
         when = run.at(m.start())
         if key in INDEXED:
             n, _, rest = value.partition(" ")
