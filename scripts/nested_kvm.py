@@ -43,7 +43,7 @@ LOCKUP_LIMIT = 120  # seconds: a hung L1 (it prints this every ~30 s) is stopped
 HEARTBEAT_LIMIT = int(os.environ.get("MINIVMM_NESTED_HEARTBEAT_LIMIT", "300"))
 NOT_RUN = 125  # status when the command never ran or its status was lost
 # Host seconds without a heartbeat after which the host sends the L1 a byte on its serial line (again
-# each period while it stays silent): QEMU 7.2's TCG can lose the update of a vCPU's pending interrupts (a plain |= on
+# each period while it stays silent; four times as long under -icount): QEMU 7.2's TCG can lose the update of a vCPU's pending interrupts (a plain |= on
 # interrupt_request from the vCPU thread in helper_vmrun races with the main loop's timer callback;
 # made atomic upstream in QEMU 10.2), leaving the L1's timer interrupt stuck in its LAPIC's IRR until
 # some other interrupt arrives: the UART's receive interrupt is one. (The test of this path sets
@@ -225,10 +225,12 @@ def run(argv, cwd=None, env=None, rw=(), mem_mib=4096, smp=1, icount=False, time
                     "-serial", f"unix:{debug}/shell.sock,server=on,wait=off"]
         else:
             cmd += ["-monitor", "none"]
-        return _relay(cmd, xchg, timeout, out, say)
+        # Under -icount a busy L1's clock runs slower than the host's: its heartbeat can be 20 s apart.
+        nudge_after = NUDGE_AFTER if clock == "real" else 4 * NUDGE_AFTER
+        return _relay(cmd, xchg, timeout, out, say, nudge_after)
 
 
-def _relay(cmd, xchg, timeout, out, say):
+def _relay(cmd, xchg, timeout, out, say, nudge_after):
     """Starts QEMU, copies the command's output (between the markers) to out, returns its status."""
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
     previous = {s: signal.signal(s, lambda *_: (_stop(proc), sys.exit(128 + s))) for s in (signal.SIGTERM,
@@ -259,7 +261,7 @@ def _relay(cmd, xchg, timeout, out, say):
                     + ("; its last lines: " + " | ".join(tail) if tail else ""))
                 _stop(proc)
                 return NOT_RUN
-            if beating and now - alive > NUDGE_AFTER and now - nudged > NUDGE_AFTER:
+            if beating and now - alive > nudge_after and now - nudged > nudge_after:
                 if stalled_since is None:
                     stalled_since = alive
                     say(f"nested-kvm: no heartbeat from the nested VM for {now - alive:.0f} s; sending it serial "
@@ -270,7 +272,7 @@ def _relay(cmd, xchg, timeout, out, say):
                     proc.stdin.flush()
                 except OSError:
                     pass
-            elif stalled_since is not None and now - alive < NUDGE_AFTER:
+            elif stalled_since is not None and now - alive < nudge_after:
                 say(f"nested-kvm: the nested VM's heartbeat is back after {alive - stalled_since:.0f} s")
                 stalled_since = None
             if not select.select([proc.stdout], [], [], min(5, left) if left is not None else 5)[0]:
