@@ -98,6 +98,7 @@ stty -F /dev/ttyS0 raw -echo
 [ -f /xchg/debug ] && setsid sh -c 'exec sh -i </dev/ttyS1 >/dev/ttyS1 2>&1' &
 # a heartbeat for the host: a hung L1 stops it (nested_kvm.HEARTBEAT_LIMIT)
 ( while :; do date +%s >/xchg/heartbeat; sleep 1; done ) &
+echo $! >/xchg/heartbeat.pid  # for the test that stops it (/run/nested-kvm/heartbeat.pid inside)
 echo "START_MARK" >/dev/ttyS0
 # through a pipe, as on a CI host: programs see no terminal
 chroot /host /bin/sh /run/nested-kvm/command.sh </dev/null 2>&1 | cat >/dev/ttyS0
