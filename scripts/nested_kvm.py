@@ -45,9 +45,9 @@ NOT_RUN = 125  # status when the command never ran or its status was lost
 # Host seconds without a heartbeat after which the host sends the L1 a byte on its serial line (again
 # each period while it stays silent; four times as long under -icount): QEMU 7.2's TCG can lose the
 # update of a vCPU's pending interrupts (a plain |= on interrupt_request from the vCPU thread in
-# helper_vmrun races with the main loop's timer callback; made atomic upstream in QEMU 10.2), leaving the L1's timer interrupt stuck in its LAPIC's IRR until
-# some other interrupt arrives: the UART's receive interrupt is one. (The test of this path sets
-# MINIVMM_NESTED_NUDGE_AFTER lower.)
+# helper_vmrun races with the main loop's timer callback; made atomic upstream in QEMU 10.2), leaving
+# the L1's timer interrupt stuck in its LAPIC's IRR until some other interrupt arrives: the UART's
+# receive interrupt is one. (The test of this path sets MINIVMM_NESTED_NUDGE_AFTER lower.)
 NUDGE_AFTER = int(os.environ.get("MINIVMM_NESTED_NUDGE_AFTER", "15"))
 # The L1's clock (-icount). "real" (the default) is the host's. "instructions" counts each executed
 # instruction as 1 ns while the L1 is busy and follows the host's clock while it is idle, so the L2
