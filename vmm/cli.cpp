@@ -74,6 +74,8 @@ options:
                          and at each power-on, saying every 5 s that it waits; the guest starts
                          only once the TPM is up (a TPM that never comes up: exit status 6)
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
+  -exit-stats            at the end of every boot, print on stderr how many KVM exits each
+                         reason and each device caused ("exit-stats boot=N ..." lines)
   -d LEVEL               log level: error, warn (default), info, debug, trace
   -sandbox on|off        confine every thread to the system calls it needs once set-up is
                          done (seccomp; default on); a forbidden call ends minivmm (status 7)
@@ -139,6 +141,8 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             auto ms = parse_uint<uint32_t>(v);
             if (!ms || *ms > 600000) usage_error(fmt::format("-boot-menu-wait: '{}' is not a time in milliseconds (0-600000)", v));
             c.boot_menu_wait_ms = *ms;
+        } else if (opt == "-exit-stats") {
+            c.exit_stats = true;
         } else if (opt == "-no-reboot") {
             c.no_reboot = true;
         } else if (opt == "-snapshot") {

@@ -98,6 +98,13 @@ Vm::Vm(const Kvm& kvm) {
     fd_.reset(fd);
 }
 
+int Vm::register_coalesced_mmio(uint64_t gpa, uint32_t size) noexcept {
+    kvm_coalesced_mmio_zone zone{};
+    zone.addr = gpa;
+    zone.size = size;
+    return xioctl(fd_.get(), KVM_REGISTER_COALESCED_MMIO, &zone) == 0 ? 0 : errno;
+}
+
 void Vm::set_tss_addr(uint64_t addr) {
     if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr)) < 0) fail("KVM_SET_TSS_ADDR");
 }

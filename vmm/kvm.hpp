@@ -46,6 +46,9 @@ public:
     // GSI 0 wired to pin 2 (the MADT's IRQ0 override); GSI 16-23 to IOAPIC pins only.
     void set_pc_gsi_routing(unsigned ioapic_pins);
     void set_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only);
+    // KVM_REGISTER_COALESCED_MMIO: writes into [gpa, gpa + size) go to the coalesced ring.
+    // Returns 0 or the errno.
+    int register_coalesced_mmio(uint64_t gpa, uint32_t size) noexcept;
 
     // Run-time interrupt injection (thread-safe in the kernel).
     bool irq_line(uint32_t gsi, bool level) noexcept;

@@ -17,6 +17,7 @@
 #include "vmm/platform.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/vcpu.hpp"
+#include "devices/tpm_tis_regs.hpp"
 
 namespace minivmm {
 
@@ -51,6 +52,8 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
         options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
         options_.debug_out, options_.tpm, ram_below_4g_, ram_above_4g_});
     create_vcpus();
+    coalesce_tpm_fifo();
+    if (options_.config.exit_stats) exit_stats_.resize(vcpus_.size());
 }
 
 Machine::~Machine() {
@@ -95,11 +98,42 @@ void Machine::create_vcpus() {
     }
 }
 
+// Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write, each an exit; with the
+// FIFOs as coalesced zones those writes wait in KVM's ring until the next exit (always a read of
+// STS or a write of STS.go), which replays them first (vmm/coalesced_mmio.hpp).
+void Machine::coalesce_tpm_fifo() {
+    if (!options_.tpm || vcpus_.empty()) return;
+    const int pages = options_.kvm.check_extension(KVM_CAP_COALESCED_MMIO);
+    const long page_size = ::sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page_size <= 0) {
+        log::debug("KVM has no coalesced MMIO: every TPM FIFO write exits");
+        return;
+    }
+    const size_t offset = static_cast<size_t>(pages) * static_cast<size_t>(page_size);
+    if (offset + static_cast<size_t>(page_size) > vcpus_[0]->run_size())
+        throw SetupError(kExitKvm, fmt::format("KVM: the coalesced MMIO page {} lies outside the {}-byte vCPU mapping",
+                                               pages, vcpus_[0]->run_size()));
+    // The ring first: a zone that was registered before a later one failed still fills it.
+    auto* base = reinterpret_cast<uint8_t*>(&vcpus_[0]->run());
+    coalesced_.emplace(std::span<uint8_t>(base + offset, static_cast<size_t>(page_size)));
+    for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {
+        const uint64_t page = platform::kTpmTisBase + loc * 0x1000;
+        int err = vm_.register_coalesced_mmio(page + tis::kRegDataFifo, 4);
+        if (!err) err = vm_.register_coalesced_mmio(page + tis::kRegXDataFifo, tis::kRegXDataFifoEnd + 4 - tis::kRegXDataFifo);
+        if (err) {  // a slower TPM, nothing worse: the writes exit instead
+            log::info("KVM_REGISTER_COALESCED_MMIO failed ({}): TPM FIFO writes of locality {} and up exit",
+                      std::strerror(err), loc);
+            return;
+        }
+    }
+}
+
 Machine::Result Machine::run(int signal_fd) {
     // Every AP must be inside KVM_RUN so that SeaBIOS's INIT-SIPI-SIPI finds it (§1.7 smp_scan).
     for (auto& vcpu : vcpus_) {
         Vcpu* v = vcpu.get();
-        threads_.emplace_back([this, v] {
+        ExitStats* stats = exit_stats_.empty() ? nullptr : &exit_stats_[v->index()];
+        threads_.emplace_back([this, v, stats] {
             sigset_t set;
             sigemptyset(&set);
             sigaddset(&set, kVcpuKickSignal);
@@ -110,7 +144,8 @@ Machine::Result Machine::run(int signal_fd) {
                                                                      v->index(), std::strerror(err)));
                 return;
             }
-            VcpuContext ctx{*v, pio_, mmio_, device_lock_, events_, memory_, options_.bios, stop_};
+            VcpuContext ctx{*v,     pio_,  mmio_, device_lock_, events_, memory_, options_.bios,
+                            stop_, devices_.get(), coalesced_ ? &*coalesced_ : nullptr, stats};
             run_vcpu(ctx);
         });
     }
@@ -149,6 +184,13 @@ void Machine::stop_vcpus() noexcept {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
+}
+
+std::vector<std::string> Machine::exit_stats_lines(unsigned boot) const {
+    if (exit_stats_.empty()) return {};
+    ExitStats all;
+    for (const ExitStats& s : exit_stats_) all.merge(s);
+    return all.lines(boot);
 }
 
 std::optional<TpmWorker::Stats> Machine::tpm_stats() const noexcept {

@@ -22,6 +22,8 @@
 #include "vmm/machine_events.hpp"
 #include "vmm/memory_map.hpp"
 #include "vmm/tpm_backend.hpp"
+#include "vmm/coalesced_mmio.hpp"
+#include "vmm/exit_stats.hpp"
 #include "vmm/tpm_worker.hpp"
 
 namespace minivmm {
@@ -58,12 +60,16 @@ public:
     MachineEvents& events() noexcept { return events_; }
     // What the TPM did during this power-on (for the end-of-boot check); nullopt without a TPM.
     std::optional<TpmWorker::Stats> tpm_stats() const noexcept;
+    // -exit-stats: every vCPU's counts merged (ExitStats::lines); empty without the option.
+    // After run() returned.
+    std::vector<std::string> exit_stats_lines(unsigned boot) const;
     // Every generated ACPI table by signature, for -dump-acpi.
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept;
 
 private:
     void map_memory();
     void create_vcpus();
+    void coalesce_tpm_fifo();
     void stop_vcpus() noexcept;
 
     const MachineOptions& options_;
@@ -77,6 +83,8 @@ private:
     Bus mmio_{"MMIO"};
     std::unique_ptr<MachineDevices> devices_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    std::optional<CoalescedMmioRing> coalesced_;  // in vCPU 0's mapping
+    std::vector<ExitStats> exit_stats_;           // one per vCPU with -exit-stats, else empty
     std::vector<std::thread> threads_;
     std::atomic<bool> stop_{false};
 };

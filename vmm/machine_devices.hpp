@@ -4,6 +4,7 @@
 // it, one DSDT node and its tables in build_acpi_config().
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -30,10 +31,11 @@
 #include "vmm/kvm.hpp"
 #include "vmm/tpm_backend.hpp"
 #include "vmm/tpm_worker.hpp"
+#include "vmm/vcpu.hpp"
 
 namespace minivmm {
 
-class MachineDevices {
+class MachineDevices final : public ExitPrelude {
 public:
     struct Wiring {
         const Config& config;
@@ -51,6 +53,14 @@ public:
         uint64_t ram_above_4g;
     };
     explicit MachineDevices(const Wiring& wiring);  // throws on set-up errors
+
+    // A guest read of the TIS while a TPM command executes is a poll for its end: the vCPU waits
+    // (without the device lock) up to kTpmPollStall for the response, so the poll finds it ready
+    // instead of the guest sleeping and polling again (Linux tpm_try_transmit sleeps 1 ms per
+    // miss). A TPM on LPC stalls the bus the same way, with "long wait" SYNC cycles (Intel Low Pin
+    // Count Interface Specification 1.1, SYNC field). The bound keeps a slow command (key generation) from holding the vCPU.
+    static constexpr std::chrono::microseconds kTpmPollStall{2000};
+    void before_dispatch(const kvm_run& run) noexcept override;
 
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }

@@ -224,6 +224,7 @@ int run(const Config& config, int signal_fd) {
             current = nullptr;
         }
         if (auto stats = machine->tpm_stats()) check_tpm_boot(boot, *stats);
+        for (const std::string& line : machine->exit_stats_lines(boot)) fmt::print(stderr, "{}\n", line);
         machine.reset();
         switch (result.kind) {
         case MachineEvents::Kind::poweroff:

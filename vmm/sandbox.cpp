@@ -52,7 +52,8 @@ constexpr unsigned long kVcpuIoctls[] = {KVM_RUN, KVM_IRQ_LINE, KVM_SIGNAL_MSI, 
 // Building a machine (at start-up and on every guest reset), on VM and vCPU fds.
 constexpr unsigned long kMachineIoctls[] = {KVM_SET_TSS_ADDR,      KVM_SET_IDENTITY_MAP_ADDR,  KVM_CREATE_IRQCHIP,
                                             KVM_CREATE_PIT2,       kSetGsiRouting,             KVM_SET_USER_MEMORY_REGION,
-                                            KVM_CREATE_VCPU,       kSetCpuid2};
+                                            KVM_CREATE_VCPU,       kSetCpuid2,
+                                            KVM_REGISTER_COALESCED_MMIO};
 // System ioctls, allowed on the /dev/kvm fd only.
 constexpr unsigned long kSystemIoctls[] = {KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
                                            kGetSupportedCpuid, KVM_CREATE_VM};

@@ -80,6 +80,15 @@ TpmWorker::Stats TpmWorker::stats() const noexcept {
     return stats_;
 }
 
+bool TpmWorker::wait_idle(std::chrono::microseconds limit) noexcept {
+    try {
+        std::unique_lock lock(mutex_);
+        return idle_.wait_for(lock, limit, [this] { return stop_ || (queue_.empty() && !running_); });
+    } catch (...) {
+        return false;  // a failed wait only costs the guest another poll
+    }
+}
+
 size_t TpmWorker::outstanding() const noexcept {
     std::lock_guard lock(mutex_);
     return queue_.size() + (running_ ? 1 : 0);

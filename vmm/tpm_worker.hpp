@@ -4,6 +4,7 @@
 // QEMU does the same with a thread-pool job per command (backends/tpm/tpm_backend.c).
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -45,6 +46,10 @@ public:
     // vCPU's sandbox filter has no file system calls). established() reads the old flag until
     // the worker has run it.
     void reset_established(uint8_t locality) noexcept override;
+
+    // Waits up to `limit` until no job is queued or running (its completion delivered); true if
+    // idle. Must not be called with the lock that `on_complete` takes held.
+    bool wait_idle(std::chrono::microseconds limit) noexcept;
 
     // Commands submitted and not yet completed or dropped (for tests and diagnostics).
     size_t outstanding() const noexcept;

@@ -78,9 +78,15 @@ void run_vcpu(const VcpuContext& ctx) noexcept {
                             fmt::format("KVM_RUN failed on vCPU {}: {}", ctx.vcpu.index(), std::strerror(errno)));
             return;
         }
+        if (ctx.prelude) ctx.prelude->before_dispatch(run);
         ExitOutcome outcome;
         {
             std::lock_guard lock(ctx.device_lock);
+            if (ctx.coalesced) {
+                size_t replayed = ctx.coalesced->drain(ctx.mmio);
+                if (ctx.stats) ctx.stats->count_coalesced(replayed);
+            }
+            if (ctx.stats) ctx.stats->count(run, ctx.pio, ctx.mmio);
             outcome = handle_exit(run, ctx.vcpu.run_size(), ctx.pio, ctx.mmio);
         }
         switch (outcome.action) {

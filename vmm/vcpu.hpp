@@ -9,11 +9,23 @@
 
 #include "firmware/bios_image.hpp"
 #include "vmm/bus.hpp"
+#include "vmm/coalesced_mmio.hpp"
+#include "vmm/exit_stats.hpp"
 #include "vmm/guest_memory.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
 
 namespace minivmm {
+
+// Runs before an exit is dispatched, without the device lock, so the machine can let work the
+// guest is polling for finish first (MachineDevices: a TPM command the guest waits on).
+class ExitPrelude {
+public:
+    virtual void before_dispatch(const kvm_run& run) noexcept = 0;
+
+protected:
+    ~ExitPrelude() = default;
+};
 
 struct VcpuContext {
     Vcpu& vcpu;
@@ -24,6 +36,9 @@ struct VcpuContext {
     const GuestMemory& memory;
     const BiosImage& bios;
     const std::atomic<bool>& stop;
+    ExitPrelude* prelude = nullptr;          // optional
+    CoalescedMmioRing* coalesced = nullptr;  // optional: replayed before every exit is served
+    ExitStats* stats = nullptr;              // optional (-exit-stats): this vCPU's counts
 };
 
 // Runs until ctx.stop is set (the caller kicks the thread with SIGUSR1 and sets

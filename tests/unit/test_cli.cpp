@@ -28,9 +28,10 @@ TEST_CASE("defaults and every option") {
     CHECK(c.serial.kind == CharTarget::Kind::stdio);
     CHECK_FALSE(c.debugcon.has_value());
     CHECK_FALSE(c.boot_menu_wait_ms.has_value());
+    CHECK_FALSE(c.exit_stats);
 
     c = parse({"-bios", "b.bin", "-m", "2G", "-smp", "2", "-serial", "file:/tmp/s.log", "-debugcon", "stdio",
-               "-boot-menu-wait", "500", "-no-reboot", "-snapshot", "-dump-acpi", "/tmp/acpi", "-d", "debug", "x.img"});
+               "-boot-menu-wait", "500", "-no-reboot", "-snapshot", "-exit-stats", "-dump-acpi", "/tmp/acpi", "-d", "debug", "x.img"});
     CHECK(c.bios == "b.bin");
     CHECK(c.ram_bytes == (2ull << 30));
     CHECK(c.cpus == 2);
@@ -39,6 +40,7 @@ TEST_CASE("defaults and every option") {
     CHECK(c.debugcon->kind == CharTarget::Kind::stdio);
     CHECK(*c.boot_menu_wait_ms == 500);
     CHECK(c.no_reboot);
+    CHECK(c.exit_stats);
     CHECK(c.snapshot);
     CHECK(*c.dump_acpi_dir == "/tmp/acpi");
     CHECK(c.log_level == log::Level::debug);

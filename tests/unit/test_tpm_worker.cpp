@@ -230,3 +230,25 @@ TEST_CASE("a flood of submissions is bounded") {
     std::this_thread::sleep_for(20ms);
     CHECK(got.count() == 1 + TpmWorker::kMaxQueued);
 }
+
+TEST_CASE("wait_idle returns once the completion was delivered, or false at its limit") {
+    FakeBackend backend;
+    Collector got;
+    TpmWorker worker(backend, [&](std::span<const uint8_t> r) { got(r); });
+    CHECK(worker.wait_idle(0us));  // nothing submitted: idle at once
+    backend.close_gate();
+    const uint8_t cmd[] = {0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0};
+    worker.submit(0, cmd);
+    backend.wait_started(1);
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK_FALSE(worker.wait_idle(20ms));  // the command is held: the wait ends at its bound
+    CHECK(std::chrono::steady_clock::now() - t0 >= 20ms);
+    CHECK(got.count() == 0);
+    std::thread opener([&] {
+        std::this_thread::sleep_for(10ms);
+        backend.open_gate();
+    });
+    CHECK(worker.wait_idle(5s));  // woken by the end of the command, long before the bound
+    CHECK(got.count() == 1);      // and its response is already delivered
+    opener.join();
+}
