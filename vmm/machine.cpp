@@ -11,6 +11,7 @@
 
 #include <fmt/core.h>
 
+#include "vmm/cpuid.hpp"
 #include "vmm/error.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine_devices.hpp"
@@ -24,19 +25,6 @@ namespace minivmm {
 namespace {
 
 enum MemorySlot : uint32_t { kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2 };
-
-// CPUID for vCPU `index`: what KVM supports (its 0x4000000x signature and kvmclock leaves
-// included, which lets SeaBIOS skip the PIT-based TSC calibration), with this vCPU's APIC ID.
-std::vector<kvm_cpuid_entry2> cpuid_for(std::vector<kvm_cpuid_entry2> entries, unsigned index, unsigned cpus) {
-    for (auto& e : entries) {
-        if (e.function == 1) {
-            e.ebx = (e.ebx & 0x0000FFFFu) | (cpus << 16) | (index << 24);  // logical count, initial APIC ID
-            if (cpus > 1) e.edx |= 1u << 28;                                // HTT: more than one logical CPU
-        }
-        if (e.function == 0xB || e.function == 0x1F) e.edx = index;  // x2APIC ID
-    }
-    return entries;
-}
 
 }  // namespace
 
