@@ -1,6 +1,6 @@
-// What the TPM TIS device model needs from the rest of the VMM. The device never talks to a
+// What the TPM device models (TIS, CRB) need from the rest of the VMM. A device never talks to a
 // socket or to libtpms: it submits a command buffer and is told later, through
-// TpmTis::command_completed(), that the response is ready (from a worker thread, under the
+// TpmFrontend::command_completed(), that the response is ready (from a worker thread, under the
 // machine's device lock). Unit tests and fuzzers implement this with a scripted fake.
 #pragma once
 
@@ -8,9 +8,15 @@
 #include <cstdint>
 #include <span>
 
+#include "devices/device.hpp"
+
 namespace minivmm {
 
 enum class TpmVersion { v1_2, v2_0 };
+
+// How the guest talks to the TPM (TCG PC Client PTP): the FIFO interface (TIS) or the Command
+// Response Buffer interface (CRB, TPM 2.0 only).
+enum class TpmInterface { tis, crb };
 
 class TpmDeviceBackend {
 public:
@@ -27,6 +33,13 @@ public:
     virtual bool established() const noexcept = 0;
     // STS.resetEstablishment (only honoured by the TPM from locality 3 or 4).
     virtual void reset_established(uint8_t locality) noexcept = 0;
+};
+
+// The guest-facing side: TpmTis or TpmCrb. The response of the command the device submitted
+// arrives here, under the machine's device lock; a call with no command outstanding is ignored.
+class TpmFrontend : public Device {
+public:
+    virtual void command_completed(std::span<const uint8_t> response) noexcept = 0;
 };
 
 }  // namespace minivmm

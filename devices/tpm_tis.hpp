@@ -32,7 +32,7 @@
 
 namespace minivmm {
 
-class TpmTis final : public Device {
+class TpmTis final : public TpmFrontend {
 public:
     // `irq` may be nullptr: the device is then polled (as with QEMU's DSDT, which advertises no
     // IRQ). `irq_vector` is what TPM_INT_VECTOR reads (QEMU: ISA IRQ 5). Calls reset().
@@ -45,7 +45,7 @@ public:
     // The backend finished the command submitted by TPM_STS.tpmGo. At most buffer-size bytes of
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
-    void command_completed(std::span<const uint8_t> response) noexcept;
+    void command_completed(std::span<const uint8_t> response) noexcept override;
 
     // Machine reset (QEMU tpm_tis_reset): re-reads the backend's version and buffer size, all
     // localities idle, none active. A command still outstanding is cancelled and its

@@ -265,6 +265,29 @@ def tpm_tis_seeds():
     }
 
 
+# --- fuzz_tpm_crb ---------------------------------------------------------------------------
+def tpm_crb_seeds():
+    startup = bytes([0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0])
+    ok = bytes([0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0])
+
+    def command(body):
+        return u8(2, len(body)) + body
+
+    def complete(rsp):
+        return u8(3) + u16(len(rsp)) + rsp
+
+    def read(offset, size_sel=2):
+        return u8(0 | size_sel << 3) + u16(offset)
+
+    return {
+        "command-round-trip": u8(0) + command(startup) + complete(ok) + read(0x4C) + read(0x44)
+        + b"".join(read(0x80 + i, 0) for i in range(10)),
+        "short-command-and-response": u8(3) + command(ok[:6]) + command(startup) + complete(ok[:4]) + read(0x44),
+        "registers": u8(8) + b"".join(read(off) for off in (0x0, 0xC, 0x30, 0x34, 0x40, 0x44, 0x58, 0x5C, 0x68))
+        + u8(1 | 2 << 3) + u16(0x8) + u64(1) + u8(4) + u8(5 | 0x80),
+    }
+
+
 # --- fuzz_acpi_pm ---------------------------------------------------------------------------
 def acpi_pm_seeds():
     SIZE_SEL = {1: 0, 2: 1, 4: 2, 8: 3, 3: 5}
@@ -391,6 +414,7 @@ TARGETS = {
     "pci_virtio_blk": pci_seeds,
     "swtpm_protocol": swtpm_seeds,
     "tpm_tis": tpm_tis_seeds,
+    "tpm_crb": tpm_crb_seeds,
     "acpi_pm": acpi_pm_seeds,
     "debug_port": debug_port_seeds,
     "reset_control": reset_control_seeds,

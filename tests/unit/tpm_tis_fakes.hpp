@@ -54,20 +54,20 @@ inline constexpr uint32_t kAccess = 0x00, kIntEnable = 0x08, kIntVector = 0x0C, 
 
 constexpr uint64_t reg(unsigned locality, uint32_t r) { return (uint64_t{locality} << 12) + r; }
 
-inline uint64_t read_n(TpmTis& t, uint64_t off, size_t n) {
+inline uint64_t read_n(Device& t, uint64_t off, size_t n) {
     uint8_t b[8] = {};
     t.read(off, std::span<uint8_t>(b, n));
     return load_le(std::span<const uint8_t>(b, n));
 }
-inline void write_n(TpmTis& t, uint64_t off, uint64_t v, size_t n) {
+inline void write_n(Device& t, uint64_t off, uint64_t v, size_t n) {
     uint8_t b[8] = {};
     store_le(std::span<uint8_t>(b, n), v);
     t.write(off, std::span<const uint8_t>(b, n));
 }
-inline uint8_t readb(TpmTis& t, uint64_t off) { return static_cast<uint8_t>(read_n(t, off, 1)); }
-inline uint32_t readl(TpmTis& t, uint64_t off) { return static_cast<uint32_t>(read_n(t, off, 4)); }
-inline void writeb(TpmTis& t, uint64_t off, uint8_t v) { write_n(t, off, v, 1); }
-inline void writel(TpmTis& t, uint64_t off, uint32_t v) { write_n(t, off, v, 4); }
+inline uint8_t readb(Device& t, uint64_t off) { return static_cast<uint8_t>(read_n(t, off, 1)); }
+inline uint32_t readl(Device& t, uint64_t off) { return static_cast<uint32_t>(read_n(t, off, 4)); }
+inline void writeb(Device& t, uint64_t off, uint8_t v) { write_n(t, off, v, 1); }
+inline void writel(Device& t, uint64_t off, uint32_t v) { write_n(t, off, v, 4); }
 
 // TPM2_Startup(SU_CLEAR), the command QEMU's tpm-tis qtest transmits.
 inline const std::vector<uint8_t> kStartup = {0x80, 0x01, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x01, 0x44, 0x00, 0x00};

@@ -1,0 +1,154 @@
+// libFuzzer target for the TPM CRB device model. The input is a configuration byte (backend
+// buffer size, established flag) followed by operations: MMIO reads and writes of 1/2/4/8 (and
+// odd) sizes at any offset of the page (and past it) with any value, whole commands through the
+// Linux tpm_crb sequence, backend completions with arbitrary response bytes (up to 8 KiB) and
+// cancels. Sanitizers catch memory errors and UB; the checks below catch broken invariants.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "devices/tpm_crb.hpp"
+
+using namespace minivmm;
+
+namespace {
+
+[[noreturn]] void violated() { __builtin_trap(); }
+void check(bool ok) {
+    if (!ok) violated();
+}
+
+class Input {
+public:
+    Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+    bool empty() const { return pos_ >= size_; }
+    uint8_t u8() { return pos_ < size_ ? data_[pos_++] : 0; }
+    uint16_t u16() { return static_cast<uint16_t>(u8() | u8() << 8); }
+    uint64_t u64() {
+        uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) v |= uint64_t{u8()} << (8 * i);
+        return v;
+    }
+    std::vector<uint8_t> bytes(size_t n) {
+        std::vector<uint8_t> out(n);
+        for (size_t i = 0; i < n; ++i) out[i] = pos_ < size_ ? data_[pos_++] : static_cast<uint8_t>(i);
+        return out;
+    }
+
+private:
+    const uint8_t* data_;
+    size_t size_;
+    size_t pos_ = 0;
+};
+
+class FuzzBackend final : public TpmDeviceBackend {
+public:
+    FuzzBackend(size_t buffer, bool established) : buf_(buffer), est_(established) {}
+    TpmVersion version() const noexcept override { return TpmVersion::v2_0; }
+    size_t buffer_size() const noexcept override { return buf_; }
+    void submit(uint8_t locality, std::span<const uint8_t> command) noexcept override {
+        check(!outstanding);  // one command at a time
+        check(locality == 0);
+        check(command.size() >= crb::kHeaderSize || command.size() == buf_);  // a header, unless cut to the buffer
+        check(command.size() <= crb::kBufferSize && command.size() <= buf_);
+        volatile uint8_t sink = 0;
+        for (uint8_t b : command) sink = sink ^ b;
+        outstanding = true;
+    }
+    void cancel() noexcept override { ++cancels; }
+    bool established() const noexcept override { return est_; }
+    void reset_established(uint8_t) noexcept override { violated(); }  // locality 0 never may
+
+    bool outstanding = false;
+    unsigned cancels = 0;
+
+private:
+    size_t buf_;
+    bool est_;
+};
+
+constexpr size_t kBufferSizes[8] = {4096, 4096, 1024, 128, 16, 10, 0, 1 << 16};
+constexpr size_t kAccessSizes[8] = {1, 2, 4, 8, 1, 4, 3, 0};
+
+uint64_t pick_offset(Input& in) {
+    const uint16_t raw = in.u16();
+    if ((raw & 0xF000) == 0xF000) return 0x1000 - (raw & 0xF);  // near the end of the page
+    return (raw & 0x800) ? (raw & 0xFFF) : (raw & 0x7F);         // mostly the register block
+}
+
+uint32_t readl(TpmCrb& crb, uint64_t off) {
+    uint8_t b[4];
+    crb.read(off, b);
+    return static_cast<uint32_t>(load_le(b));
+}
+void writel(TpmCrb& crb, uint64_t off, uint32_t v) {
+    uint8_t b[4];
+    store_le(b, v);
+    crb.write(off, b);
+}
+
+void do_read(TpmCrb& crb, uint64_t offset, size_t n) {
+    uint8_t buf[16];
+    for (uint8_t& b : buf) b = 0xA5;
+    crb.read(offset, std::span<uint8_t>(buf + 4, n));
+    for (size_t i = 0; i < 4; ++i) check(buf[i] == 0xA5 && buf[4 + n + i] == 0xA5);  // wrote exactly n bytes
+    if (n == 0 || n > 8 || offset + n > 0x1000) {
+        for (size_t i = 0; i < n; ++i) check(buf[4 + i] == 0xFF);
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    Input in(data, size);
+    const uint8_t config = in.u8();
+    FuzzBackend backend(kBufferSizes[config & 7], (config & 8) != 0);
+    TpmCrb crb(backend);
+
+    for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {
+        const uint8_t op = in.u8();
+        switch (op % 6) {
+        case 0: do_read(crb, pick_offset(in), kAccessSizes[(op >> 3) & 7]); break;
+        case 1: {
+            const uint64_t off = pick_offset(in);
+            const size_t n = kAccessSizes[(op >> 3) & 7];
+            const uint64_t v = in.u64();
+            uint8_t buf[8];
+            store_le(buf, v);
+            crb.write(off, std::span<const uint8_t>(buf, n));
+            break;
+        }
+        case 2: {  // a whole command, as Linux tpm_crb sends it
+            const std::vector<uint8_t> cmd = in.bytes(in.u8());
+            writel(crb, 0x08, 1);
+            writel(crb, 0x40, 1);
+            writel(crb, 0x48, 0);
+            crb.write(0x80, std::span<const uint8_t>());  // empty access: ignored
+            for (size_t i = 0; i < cmd.size(); ++i) crb.write(0x80 + i, std::span<const uint8_t>(&cmd[i], 1));
+            const bool was = backend.outstanding;
+            writel(crb, 0x4C, 1);
+            check(crb.command_outstanding() == backend.outstanding);
+            if (!was && backend.outstanding) check(readl(crb, 0x4C) == 1);
+            break;
+        }
+        case 3: {  // the backend answers (also when nothing is outstanding)
+            const std::vector<uint8_t> rsp = in.bytes(in.u16() % 8192);
+            const bool was = backend.outstanding;
+            crb.command_completed(rsp);
+            backend.outstanding = false;
+            check(!crb.command_outstanding());
+            check(readl(crb, 0x4C) == 0);
+            if (was && rsp.size() < crb::kHeaderSize) check((readl(crb, 0x44) & 1) == 1);
+            break;
+        }
+        case 4: writel(crb, 0x48, 1); break;
+        case 5: writel(crb, 0x08, op & 0x80 ? 2 : 1); break;
+        }
+        // Invariants: the register block always decodes; start mirrors the backend.
+        check((readl(crb, 0x00) & 0x80) == 0x80);
+        check(readl(crb, 0x58) == crb::kBufferSize && readl(crb, 0x5C) == 0xFED40080);
+        check(((readl(crb, 0x4C) & 1) == 1) == backend.outstanding);
+    }
+    return 0;
+}

@@ -1,0 +1,123 @@
+// TpmCrb with a REAL swtpm behind the machine's TPM worker thread: the register sequence Linux's
+// tpm_crb uses (request locality, cmdReady, cancel 0, buffer, start, poll CTRL_START, read the
+// response, goIdle, relinquish) runs TPM2_Startup, TPM2_GetRandom, TPM2_PCR_Extend and
+// TPM2_PCR_Read, and the answers are checked against what TPM 2.0 must return.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "devices/tpm_crb.hpp"
+#include "swtpm_process.hpp"
+#include "tpm_tis_fakes.hpp"
+#include "vmm/swtpm_backend.hpp"
+#include "vmm/tpm_worker.hpp"
+
+using namespace minivmm;
+using namespace std::chrono_literals;
+
+namespace {
+
+uint32_t be32(const std::vector<uint8_t>& v, size_t at) {
+    return uint32_t{v[at]} << 24 | uint32_t{v[at + 1]} << 16 | uint32_t{v[at + 2]} << 8 | v[at + 3];
+}
+
+// The guest side, every access under the device lock as the vCPU loop makes it.
+struct Guest {
+    TpmCrb& crb;
+    std::mutex& lock;
+
+    uint32_t readl(uint64_t off) {
+        std::lock_guard g(lock);
+        return test::readl(crb, off);
+    }
+    void writel(uint64_t off, uint32_t v) {
+        std::lock_guard g(lock);
+        test::writel(crb, off, v);
+    }
+    std::vector<uint8_t> transmit(const std::vector<uint8_t>& cmd) {
+        writel(0x08, 1);  // LOC_CTRL requestAccess
+        REQUIRE((readl(0x00) & 0x82) == 0x82);
+        writel(0x40, 1);  // CTRL_REQ cmdReady
+        REQUIRE(readl(0x40) == 0);
+        writel(0x48, 0);  // CTRL_CANCEL
+        {
+            std::lock_guard g(lock);
+            for (size_t i = 0; i < cmd.size(); ++i) test::writeb(crb, 0x80 + i, cmd[i]);
+        }
+        writel(0x4C, 1);  // CTRL_START
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (readl(0x4C) & 1) {
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(100us);
+        }
+        REQUIRE((readl(0x44) & 1) == 0);  // CTRL_STS: no error
+        std::vector<uint8_t> rsp(10);
+        {
+            std::lock_guard g(lock);
+            for (size_t i = 0; i < 10; ++i) rsp[i] = test::readb(crb, 0x80 + i);
+            const uint32_t size = be32(rsp, 2);
+            REQUIRE(size >= 10);
+            REQUIRE(size <= 0xF80);
+            rsp.resize(size);
+            for (size_t i = 10; i < size; ++i) rsp[i] = test::readb(crb, 0x80 + i);
+        }
+        writel(0x40, 2);  // goIdle
+        writel(0x08, 2);  // relinquish
+        return rsp;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("CRB runs TPM 2.0 commands on a real swtpm through the TPM worker") {
+    if (!testing::swtpm_available("test_tisreplay")) return;
+    testing::SwtpmProcess proc(true);
+    auto tpm = SwtpmBackend::connect(proc.sock, 5000ms);
+    REQUIRE(tpm->version() == TpmVersion::v2_0);
+    REQUIRE(tpm->power_cycle());
+
+    std::mutex lock;
+    std::unique_ptr<TpmCrb> crb;
+    TpmWorker worker(*tpm, [&](std::span<const uint8_t> response) {
+        std::lock_guard g(lock);
+        crb->command_completed(response);
+    });
+    crb = std::make_unique<TpmCrb>(worker);
+    Guest guest{*crb, lock};
+
+    auto rsp = guest.transmit(test::kStartup);
+    CHECK(rsp == test::kOkResponse);
+
+    // TPM2_GetRandom(16): TPM_ST_NO_SESSIONS, success, a TPM2B of 16 bytes.
+    const std::vector<uint8_t> getrandom = {0x80, 0x01, 0, 0, 0, 0x0C, 0, 0, 0x01, 0x7B, 0, 16};
+    rsp = guest.transmit(getrandom);
+    REQUIRE(rsp.size() == 28);
+    CHECK(be32(rsp, 6) == 0);
+    CHECK((rsp[10] << 8 | rsp[11]) == 16);
+    const auto second = guest.transmit(getrandom);
+    CHECK(second != rsp);  // random bytes differ
+
+    // TPM2_PCR_Extend(PCR 16, sha256 = 32 x 0x5A) with an empty password session, then
+    // TPM2_PCR_Read(sha256, PCR 16) must show SHA256(zeros || digest).
+    std::vector<uint8_t> extend = {0x80, 0x02, 0, 0, 0, 0, 0, 0, 0x01, 0x82, 0, 0, 0, 16,
+                                   0, 0, 0, 9, 0x40, 0, 0, 9, 0, 0, 1, 0, 0,  // auth area: TPM_RS_PW
+                                   0, 0, 0, 1, 0, 0x0B};                      // one digest, TPM_ALG_SHA256
+    extend.insert(extend.end(), 32, 0x5A);
+    extend[5] = static_cast<uint8_t>(extend.size());
+    rsp = guest.transmit(extend);
+    CHECK(be32(rsp, 6) == 0);
+    const std::vector<uint8_t> pcr_read = {0x80, 0x01, 0, 0, 0, 0x14, 0, 0, 0x01, 0x7E,
+                                           0, 0, 0, 1, 0, 0x0B, 3, 0, 0, 1};  // sha256, PCR 16
+    rsp = guest.transmit(pcr_read);
+    REQUIRE(rsp.size() >= 32);
+    CHECK(be32(rsp, 6) == 0);
+    // SHA-256(32 zero bytes || 32 x 0x5A), computed independently (python3 hashlib).
+    const std::vector<uint8_t> want = {0xd3, 0x42, 0xb8, 0xb5, 0xfd, 0xda, 0xbf, 0xc1, 0xd9, 0x4e, 0x5c, 0x8c, 0x53, 0x38, 0x82, 0x11, 0xdf, 0x37, 0x97, 0x91, 0x08, 0x9b, 0x77, 0x2e, 0xc0, 0x2a, 0x15, 0xd9, 0x4a, 0xdc, 0xc7, 0xf5};
+    CHECK(std::vector<uint8_t>(rsp.end() - 32, rsp.end()) == want);
+    CHECK(worker.stats().commands == 5);
+    CHECK(worker.stats().extends == 1);
+}
