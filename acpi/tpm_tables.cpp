@@ -5,6 +5,7 @@
 
 #include "acpi/aml.hpp"
 #include "acpi/table_builders.hpp"
+#include "devices/tpm_crb_regs.hpp"
 #include "vmm/platform.hpp"
 
 namespace minivmm {
@@ -17,8 +18,8 @@ struct Tpm2Table {
     acpi::TableHeader header;      // 0: "TPM2", revision 4
     uint16_t platform_class;       // 36: 0 = client
     uint16_t reserved;             // 38
-    uint64_t control_area;         // 40: 0 for the TIS/FIFO interface
-    uint32_t start_method;         // 48: 6 = "uses the TIS/FIFO interface" (memory mapped)
+    uint64_t control_area;         // 40: 0 for the TIS/FIFO interface, the CRB control area
+    uint32_t start_method;         // 48: 6 = TIS/FIFO (memory mapped), 7 = command response buffer
     uint8_t start_parameters[12];  // 52
     uint32_t log_area_min_length;  // 64: LAML
     uint64_t log_area_start;       // 68: LASA, patched by the table-loader
@@ -36,6 +37,7 @@ static_assert(sizeof(TcpaTable) == 50);
 #pragma pack(pop)
 
 constexpr uint32_t kStartMethodTis = 6;
+constexpr uint32_t kStartMethodCrb = 7;
 
 template <typename T>
 std::vector<uint8_t> bytes_of(const T& t) {
@@ -46,10 +48,15 @@ std::vector<uint8_t> bytes_of(const T& t) {
 
 }  // namespace
 
-std::vector<uint8_t> build_tpm2_table() {
+std::vector<uint8_t> build_tpm2_table(TpmInterface interface) {
     Tpm2Table t{};
     t.header = acpi::make_header("TPM2", 4, sizeof(Tpm2Table));
-    t.start_method = kStartMethodTis;
+    if (interface == TpmInterface::crb) {
+        t.start_method = kStartMethodCrb;
+        t.control_area = platform::kTpmTisBase + crb::kControlArea;
+    } else {
+        t.start_method = kStartMethodTis;
+    }
     t.log_area_min_length = kTpmLogSize;
     return bytes_of(t);
 }
@@ -61,28 +68,32 @@ std::vector<uint8_t> build_tcpa_table() {
     return bytes_of(t);
 }
 
-std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version) {
+std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq) {
     // Linux binds tpm_tis to MSFT0101 (TPM 2.0, with a TPM2 table of start method 6) or to the
-    // PNP id PNP0C31 (TPM 1.2). QEMU's _STR is left out: iasl insists it be a Unicode buffer.
+    // PNP id PNP0C31 (TPM 1.2), tpm_crb to MSFT0101 with start method 7. QEMU's _STR is left
+    // out: iasl insists it be a Unicode buffer.
     const auto hid = version == TpmVersion::v2_0 ? aml::string("MSFT0101") : aml::eisa_id("PNP0C31");
-    const auto crs = aml::resource_template({aml::memory32_fixed(aml::Access::read_write,
-                                                                 static_cast<uint32_t>(platform::kTpmTisBase),
-                                                                 static_cast<uint32_t>(platform::kTpmTisSize))});
+    const uint32_t size = interface == TpmInterface::crb ? crb::kPageSize : static_cast<uint32_t>(platform::kTpmTisSize);
+    std::vector<aml::Bytes> resources{
+        aml::memory32_fixed(aml::Access::read_write, static_cast<uint32_t>(platform::kTpmTisBase), size)};
+    // TCG PC Client PTP, TPM_INTF_CAPABILITY: the TIS interrupt is level-triggered, active low.
+    if (irq) resources.push_back(aml::irq(aml::Trigger::level, aml::Polarity::active_low, aml::Sharing::exclusive, {*irq}));
+    const auto crs = aml::resource_template(resources);
     return aml::device("TPM", {aml::name("_HID", hid), aml::name("_UID", aml::integer(1)),
                                aml::name("_STA", aml::integer(0x0F)), aml::name("_CRS", crs)});
 }
 
-void add_tpm_acpi(AcpiConfig& config, TpmVersion version) {
+void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq) {
     AcpiConfig::ExtraTable table;
     if (version == TpmVersion::v2_0) {
-        table.bytes = build_tpm2_table();
+        table.bytes = build_tpm2_table(interface);
         table.patches.push_back({static_cast<uint32_t>(offsetof(Tpm2Table, log_area_start)), 8, kTpmLogFile});
     } else {
         table.bytes = build_tcpa_table();
         table.patches.push_back({static_cast<uint32_t>(offsetof(TcpaTable, log_area_start)), 8, kTpmLogFile});
     }
     config.extra_tables.push_back(std::move(table));
-    config.extra_dsdt_devices.push_back(build_tpm_dsdt_device(version));
+    config.extra_dsdt_devices.push_back(build_tpm_dsdt_device(version, interface, irq));
     config.extra_allocations.push_back({kTpmLogFile, 1});
 }
 

@@ -1,12 +1,17 @@
-// ACPI description of the TPM TIS device, as QEMU's -device tpm-tis emits it
-// (seabios-acpi.md §2.3, §2.4; TCG ACPI Specification for TPM 2.0 and TCPA):
-//   TPM 2.0: a TPM2 table, revision 4, 76 bytes, start method 6 (TIS/FIFO), control area 0,
-//            LAML 64 KiB and LASA pointing at the fw_cfg file "etc/tpm/log"; DSDT MSFT0101.
-//   TPM 1.2: a TCPA table, revision 2 (client), 50 bytes, same LAML/LASA; DSDT PNP0C31.
-// Both DSDT devices claim Memory32Fixed(0xFED40000, 0x5000) and no IRQ (polled, as QEMU).
+// ACPI description of the TPM device, as QEMU's -device tpm-tis / tpm-crb emit it (QEMU
+// hw/acpi/aml-build.c build_tpm2, hw/i386/acpi-build.c; TCG ACPI Specification for TPM 2.0 and TCPA):
+//   TPM 2.0: a TPM2 table, revision 4, 76 bytes, LAML 64 KiB and LASA pointing at the fw_cfg file
+//            "etc/tpm/log"; DSDT MSFT0101. TIS: start method 6 (FIFO), control area 0. CRB:
+//            start method 7 (command response buffer), control area 0xFED40040.
+//   TPM 1.2: a TCPA table, revision 2 (client), 50 bytes, same LAML/LASA; DSDT PNP0C31 (TIS only).
+// The DSDT device claims Memory32Fixed(0xFED40000, 0x5000) for the TIS's five localities, or
+// 0x1000 for the CRB page (Linux tpm_crb wants the control area 0x40 bytes into that region),
+// and, for the TIS, optionally its interrupt: IRQ (Level, ActiveLow, Exclusive) {n} (QEMU lists
+// none: polled).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "acpi/acpi_builder.hpp"
@@ -18,11 +23,15 @@ inline constexpr const char* kTpmLogFile = "etc/tpm/log";
 inline constexpr uint32_t kTpmLogSize = 64 * 1024;  // TPM_LOG_AREA_MINIMUM_SIZE
 
 // Adds the TPM table, the DSDT device and the log-area allocation to `config`.
-void add_tpm_acpi(AcpiConfig& config, TpmVersion version);
+// CRB is TPM 2.0 only: callers reject TPM 1.2 with CRB before (the CLI and main.cpp).
+// `irq`: the TIS interrupt the DSDT device lists (IRQ (Level, ActiveLow, Exclusive)), or none.
+void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface = TpmInterface::tis,
+                  std::optional<uint8_t> irq = std::nullopt);
 
 // The pieces, for tests.
-std::vector<uint8_t> build_tpm2_table();
+std::vector<uint8_t> build_tpm2_table(TpmInterface interface = TpmInterface::tis);
 std::vector<uint8_t> build_tcpa_table();
-std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version);
+std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface interface = TpmInterface::tis,
+                                           std::optional<uint8_t> irq = std::nullopt);
 
 }  // namespace minivmm

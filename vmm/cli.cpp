@@ -64,12 +64,17 @@ options:
   -boot-menu-wait MS     show SeaBIOS's boot menu for MS milliseconds (default: no menu)
   -no-reboot             exit (status 0) when the guest resets instead of rebooting it
   -snapshot              never write to DISK: guest writes go to memory and are discarded
-  -tpm-sock PATH         give the guest a TPM TIS backed by the swtpm whose control socket is
+  -tpm-sock PATH         give the guest a TPM backed by the swtpm whose control socket is
                          PATH (swtpm socket --ctrl type=unixio,path=PATH [--tpm2]); the TPM
                          version (1.2 or 2.0) is detected
-  -tpm-state DIR         give the guest a TPM TIS backed by libtpms inside minivmm, keeping
+  -tpm-state DIR         give the guest a TPM backed by libtpms inside minivmm, keeping
                          its state in DIR (created if missing; one minivmm at a time)
   -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
+  -tpm-interface tis|crb how the guest reaches the TPM at 0xFED40000: tis (FIFO, default;
+                         Linux tpm_tis) or crb (Command Response Buffer, TPM 2.0 only;
+                         Linux tpm_crb, polled, as QEMU's tpm-crb)
+  -tpm-irq on|off        the TIS interrupt, ISA IRQ 13, level, active low (default on): the
+                         DSDT lists it and the TIS raises it; off: polled, as QEMU's tpm-tis
   -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm to answer at start
                          and at each power-on, saying every 5 s that it waits; the guest starts
                          only once the TPM is up (a TPM that never comes up: exit status 6)
@@ -99,6 +104,8 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     c.bios = platform::kDefaultBios;
     std::vector<std::string> positional;
     bool tpm_version_given = false;
+    bool tpm_interface_given = false;
+    bool tpm_irq_given = false;
     bool tpm_start_timeout_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
@@ -165,6 +172,18 @@ CliResult parse_cli(const std::vector<std::string>& args) {
                 usage_error(fmt::format("-tpm-start-timeout: '{}' is not a time in seconds (1-3600)", v));
             c.tpm_start_timeout_s = *s;
             tpm_start_timeout_given = true;
+        } else if (opt == "-tpm-interface") {
+            const std::string v = value();
+            if (v == "tis") c.tpm_interface = TpmInterface::tis;
+            else if (v == "crb") c.tpm_interface = TpmInterface::crb;
+            else usage_error(fmt::format("-tpm-interface: '{}' is not tis or crb", v));
+            tpm_interface_given = true;
+        } else if (opt == "-tpm-irq") {
+            const std::string v = value();
+            if (v == "on") c.tpm_irq = true;
+            else if (v == "off") c.tpm_irq = false;
+            else usage_error(fmt::format("-tpm-irq: '{}' is not on or off", v));
+            tpm_irq_given = true;
         } else if (opt == "-tpm-version") {
             std::string v = value();
             if (v == "2.0") c.tpm_version = TpmVersion::v2_0;
@@ -204,6 +223,18 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         usage_error(c.tpm_socket ? "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is "
                                    "detected from swtpm)"
                                  : "-tpm-version is only valid with -tpm-state");
+    if (tpm_interface_given && !c.tpm_socket && !c.tpm_state)
+        usage_error("-tpm-interface needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
+    if (c.tpm_interface == TpmInterface::crb && c.tpm_state && c.tpm_version == TpmVersion::v1_2)
+        usage_error("-tpm-interface crb needs a TPM 2.0 (the CRB interface is TPM 2.0 only); drop -tpm-version 1.2 "
+                    "or use -tpm-interface tis");
+    if (tpm_irq_given && !c.tpm_socket && !c.tpm_state)
+        usage_error("-tpm-irq needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
+    if (c.tpm_interface == TpmInterface::crb) {
+        if (tpm_irq_given && c.tpm_irq)
+            usage_error("-tpm-irq on: the CRB interface has no interrupt here (as QEMU's tpm-crb); use -tpm-interface tis");
+        c.tpm_irq = false;
+    }
     if (c.serial.kind == CharTarget::Kind::stdio && c.debugcon && c.debugcon->kind == CharTarget::Kind::stdio)
         log::debug("serial and debugcon both write to stdout");
     return result;

@@ -32,6 +32,8 @@ struct Config {
     std::optional<std::string> tpm_socket;  // swtpm control socket (-tpm-sock)
     std::optional<std::string> tpm_state;   // in-process libtpms state directory (-tpm-state)
     TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state only
+    TpmInterface tpm_interface = TpmInterface::tis;  // -tpm-interface tis|crb
+    bool tpm_irq = true;  // -tpm-irq on|off: the TIS interrupt (CRB has none)
     unsigned tpm_start_timeout_s = 120;  // -tpm-start-timeout: wait for swtpm at start and power-on
     log::Level log_level = log::Level::warn;
     bool exit_stats = false;          // -exit-stats: print exit counts at the end of every boot

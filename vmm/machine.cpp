@@ -18,7 +18,6 @@
 #include "vmm/platform.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/vcpu.hpp"
-#include "devices/tpm_tis_regs.hpp"
 
 namespace minivmm {
 
@@ -86,9 +85,10 @@ void Machine::create_vcpus() {
     }
 }
 
-// Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write, each an exit; with the
-// FIFOs as coalesced zones those writes wait in KVM's ring until the next exit (always a read of
-// STS or a write of STS.go), which replays them first (vmm/coalesced_mmio.hpp).
+// Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write (TIS) or with string moves
+// into the data buffer (CRB), each an exit; with those ranges as coalesced zones the writes wait
+// in KVM's ring until the next exit (a read of STS or CTRL_START, a write of STS.go or
+// CTRL_START), which replays them first (vmm/coalesced_mmio.hpp).
 void Machine::coalesce_tpm_fifo() {
     if (!options_.tpm || vcpus_.empty()) return;
     const int pages = options_.kvm.check_extension(KVM_CAP_COALESCED_MMIO);
@@ -104,13 +104,10 @@ void Machine::coalesce_tpm_fifo() {
     // The ring first: a zone that was registered before a later one failed still fills it.
     auto* base = reinterpret_cast<uint8_t*>(&vcpus_[0]->run());
     coalesced_.emplace(std::span<uint8_t>(base + offset, static_cast<size_t>(page_size)));
-    for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {
-        const uint64_t page = platform::kTpmTisBase + loc * 0x1000;
-        int err = vm_.register_coalesced_mmio(page + tis::kRegDataFifo, 4);
-        if (!err) err = vm_.register_coalesced_mmio(page + tis::kRegXDataFifo, tis::kRegXDataFifoEnd + 4 - tis::kRegXDataFifo);
-        if (err) {  // a slower TPM, nothing worse: the writes exit instead
-            log::info("KVM_REGISTER_COALESCED_MMIO failed ({}): TPM FIFO writes of locality {} and up exit",
-                      std::strerror(err), loc);
+    for (const MachineDevices::MmioZone& zone : devices_->coalescible_tpm_zones()) {
+        if (int err = vm_.register_coalesced_mmio(zone.base, zone.size)) {  // a slower TPM, nothing worse
+            log::info("KVM_REGISTER_COALESCED_MMIO failed ({}): TPM writes at {:#x} and up exit", std::strerror(err),
+                      zone.base);
             return;
         }
     }

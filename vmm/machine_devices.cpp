@@ -1,6 +1,8 @@
 #include "vmm/machine_devices.hpp"
 
 #include "acpi/tpm_tables.hpp"
+#include "devices/tpm_crb.hpp"
+#include "devices/tpm_tis.hpp"
 #include "firmware/fw_cfg_setup.hpp"
 #include "firmware/smbios.hpp"
 #include "vmm/error.hpp"
@@ -15,7 +17,11 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
     AcpiConfig config;
     config.cpus = w.config.cpus;
     config.pci_mmio32_start = w.ram_below_4g;
-    if (w.tpm) add_tpm_acpi(config, w.tpm->version());
+    if (w.tpm) {
+        const bool irq = w.config.tpm_irq && w.config.tpm_interface == TpmInterface::tis;
+        add_tpm_acpi(config, w.tpm->version(), w.config.tpm_interface,
+                     irq ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt);
+    }
     return build_acpi(config);
 }
 
@@ -25,6 +31,7 @@ MachineDevices::MachineDevices(const Wiring& w)
     : acpi_(make_acpi(w)),
       com1_irq_(w.vm, platform::kCom1Irq),
       virtio_irq_(w.vm, platform::pci_intx_gsi(platform::kVirtioBlkSlot, 0)),
+      tpm_irq_(w.vm, platform::kTpmTisIrq),
       msi_(w.vm),
       uart_(com1_irq_, w.serial_out),
       cmos_(CmosConfig{w.ram_below_4g, w.ram_above_4g, w.config.cpus}),
@@ -79,10 +86,37 @@ void MachineDevices::attach_tpm(const Wiring& w) {
     std::mutex& lock = w.device_lock;
     tpm_worker_ = std::make_unique<TpmWorker>(*w.tpm, [this, &lock](std::span<const uint8_t> response) {
         std::lock_guard guard(lock);
-        tis_->command_completed(response);
+        tpm_device_->command_completed(response);
     });
-    tis_ = std::make_unique<TpmTis>(*tpm_worker_, nullptr);  // polled, as QEMU's DSDT describes it
-    w.mmio.insert(platform::kTpmTisBase, platform::kTpmTisSize, *tis_);
+    tpm_interface_ = w.config.tpm_interface;
+    if (tpm_interface_ == TpmInterface::crb) {
+        if (w.tpm->version() != TpmVersion::v2_0)  // main.cpp and the CLI say so first
+            throw SetupError(kExitTpm, "the CRB interface needs a TPM 2.0");
+        tpm_device_ = std::make_unique<TpmCrb>(*tpm_worker_);
+        w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *tpm_device_);
+    } else {
+        if (w.config.tpm_irq)  // the TIS interrupt, as the DSDT lists it
+            tpm_device_ = std::make_unique<TpmTis>(*tpm_worker_, &tpm_irq_, platform::kTpmTisIrq);
+        else  // polled, as QEMU's DSDT describes it
+            tpm_device_ = std::make_unique<TpmTis>(*tpm_worker_, nullptr);
+        w.mmio.insert(platform::kTpmTisBase, platform::kTpmTisSize, *tpm_device_);
+    }
+}
+
+std::vector<MachineDevices::MmioZone> MachineDevices::coalescible_tpm_zones() const {
+    std::vector<MmioZone> zones;
+    if (!tpm_device_) return zones;
+    if (tpm_interface_ == TpmInterface::crb) {
+        // Only the data buffer: every register write acts at once (CTRL_START reads back).
+        zones.push_back({platform::kTpmTisBase + crb::kDataBuffer, crb::kBufferSize});
+        return zones;
+    }
+    for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {
+        const uint64_t page = platform::kTpmTisBase + loc * 0x1000;
+        zones.push_back({page + tis::kRegDataFifo, 4});
+        zones.push_back({page + tis::kRegXDataFifo, tis::kRegXDataFifoEnd + 4 - tis::kRegXDataFifo});
+    }
+    return zones;
 }
 
 }  // namespace minivmm

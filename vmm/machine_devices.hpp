@@ -23,7 +23,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
-#include "devices/tpm_tis.hpp"
+#include "devices/tpm_interface.hpp"
 #include "devices/virtio_blk.hpp"
 #include "vmm/bus.hpp"
 #include "vmm/cli.hpp"
@@ -64,6 +64,14 @@ public:
 
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
+    // Guest-physical ranges where the TPM device takes only writes that may wait in KVM's
+    // coalesced MMIO ring (vmm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB data buffer.
+    struct MmioZone {
+        uint64_t base;
+        uint32_t size;
+    };
+    std::vector<MmioZone> coalescible_tpm_zones() const;
+
     // What the TPM did during this power-on; nullopt without a TPM.
     std::optional<TpmWorker::Stats> tpm_stats() const noexcept {
         return tpm_worker_ ? std::optional(tpm_worker_->stats()) : std::nullopt;
@@ -75,6 +83,7 @@ private:
     AcpiBlobs acpi_;
     KvmIrqLine com1_irq_;
     KvmIrqLine virtio_irq_;
+    KvmIrqLine tpm_irq_;  // ISA IRQ 13; raised only by a TIS with -tpm-irq on
     KvmMsiSink msi_;
     Uart16550 uart_;
     Cmos cmos_;
@@ -87,8 +96,10 @@ private:
     Cf9Decoder cf8_ports_;
     VirtioBlk virtio_blk_;
     // TPM: the worker runs backend commands off the vCPU threads and completes them into the
-    // TIS under the device lock. Declared after the TIS so it is destroyed (joined) first.
-    std::unique_ptr<TpmTis> tis_;
+    // TIS or CRB device under the device lock. Declared after the device so it is destroyed
+    // (joined) first.
+    TpmInterface tpm_interface_ = TpmInterface::tis;
+    std::unique_ptr<TpmFrontend> tpm_device_;
     std::unique_ptr<TpmWorker> tpm_worker_;
 };
 

@@ -163,6 +163,10 @@ int run(const Config& config, int signal_fd) {
             throw SetupError(kExitTpm, e.what());
         }
         log::info("TPM {} via swtpm at {}", tpm->version() == TpmVersion::v2_0 ? "2.0" : "1.2", *config.tpm_socket);
+        if (config.tpm_interface == TpmInterface::crb && tpm->version() != TpmVersion::v2_0)
+            throw SetupError(kExitTpm, fmt::format("-tpm-interface crb needs a TPM 2.0, and the swtpm at {} is a TPM 1.2 "
+                                                   "(start it with --tpm2, or use -tpm-interface tis)",
+                                                   *config.tpm_socket));
     } else if (config.tpm_state) {
         try {
             tpm = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);

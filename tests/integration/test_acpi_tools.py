@@ -136,10 +136,17 @@ def main():
         check("AE_" not in out.replace("AE_OK", ""), "acpiexec: no ACPICA exceptions")
 
     # With a TPM: the TPM2 (2.0) or TCPA (1.2) table disassembles, and the DSDT device that Linux's
-    # tpm_tis binds to evaluates as QEMU's does (seabios-acpi.md §2.3, §2.4).
-    for version, table, hid in (("2.0", "TPM2", '"MSFT0101"'), ("1.2", "TCPA", "[Integer] = 00000000310CD041")):
+    # tpm_tis (or, for 2.0-crb, tpm_crb) binds to evaluates as QEMU's does (QEMU build_tpm2,
+    # hw/i386/acpi-build.c): TIS start method 6 and 0x5000 bytes, CRB start method 7 with its
+    # control area 0x40 bytes into a 0x1000-byte region (Linux crb_map_io's layout check).
+    # The TIS lists its interrupt, IRQ (Level, ActiveLow, Exclusive) {13}, unless turned off; CRB has none.
+    for version, table, hid, irq in (("2.0", "TPM2", '"MSFT0101"', True), ("2.0-crb", "TPM2", '"MSFT0101"', False),
+                                     ("1.2", "TCPA", "[Integer] = 00000000310CD041", True),
+                                     ("2.0 --no-tpm-irq", "TPM2", '"MSFT0101"', False)):
+        crb = version == "2.0-crb"
+        region = 0x1000 if crb else 0x5000
         with tempfile.TemporaryDirectory(prefix="minivmm-acpi-tpm-") as d:
-            r = run([acpi_dump, d, "--tpm", version], d)
+            r = run([acpi_dump, d, "--tpm"] + version.split(), d)
             check(r.returncode == 0, f"acpi_dump --tpm {version} succeeds")
             path = os.path.join(d, f"{table}.dat")
             if not check(os.path.exists(path), f"TPM {version}: {table} table written"):
@@ -148,8 +155,12 @@ def main():
             check(sum(raw) % 256 == 0, f"TPM {version}: {table} checksum valid")
             if table == "TPM2":
                 check(len(raw) == 76 and raw[8] == 4, "TPM2: 76 bytes, revision 4")
-                check(struct.unpack_from("<Q", raw, 40)[0] == 0 and struct.unpack_from("<I", raw, 48)[0] == 6,
-                      "TPM2: control area 0, start method 6 (TIS)")
+                if crb:
+                    check(struct.unpack_from("<Q", raw, 40)[0] == 0xFED40040 and struct.unpack_from("<I", raw, 48)[0] == 7,
+                          "TPM2: control area 0xFED40040, start method 7 (CRB)")
+                else:
+                    check(struct.unpack_from("<Q", raw, 40)[0] == 0 and struct.unpack_from("<I", raw, 48)[0] == 6,
+                          "TPM2: control area 0, start method 6 (TIS)")
                 check(struct.unpack_from("<I", raw, 64)[0] == 0x10000, "TPM2: LAML 64 KiB")
             else:
                 check(len(raw) == 50 and raw[8] == 2, "TCPA: 50 bytes, revision 2")
@@ -163,8 +174,11 @@ def main():
             check("[Integer] = 000000000000000F" in out, f"acpiexec: TPM {version} _STA = 0x0F")
             m = re.search(r"_CRS returned.*\n\s*\[Buffer\] Length \w+ =\s+0000: ((?:[0-9A-F]{2} )+)", out)
             crs = bytes(int(b, 16) for b in m.group(1).split()) if m else b""
-            check(struct.pack("<BHBII", 0x86, 9, 1, 0xFED40000, 0x5000) in crs,
-                  f"acpiexec: TPM {version} _CRS = Memory32Fixed(ReadWrite, 0xFED40000, 0x5000)")
+            check(struct.pack("<BHBII", 0x86, 9, 1, 0xFED40000, region) in crs,
+                  f"acpiexec: TPM {version} _CRS = Memory32Fixed(ReadWrite, 0xFED40000, {region:#x})")
+            irq13 = bytes([0x23, 0x00, 0x20, 0x08])
+            check((irq13 in crs) == irq and (irq or 0x23 not in crs[:len(crs) - 2]),
+                  f"acpiexec: TPM {version} _CRS " + ("has IRQ (Level, ActiveLow, Exclusive) {13}" if irq else "has no IRQ"))
             check("AE_" not in out.replace("AE_OK", ""), f"acpiexec: TPM {version}: no ACPICA exceptions")
 
     if failures:

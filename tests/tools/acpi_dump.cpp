@@ -1,4 +1,4 @@
-// acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]: builds minivmm's default ACPI tables and writes each one as
+// acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]: (the TIS lists IRQ 13 unless --no-tpm-irq) builds minivmm's default ACPI tables and writes each one as
 // DIR/<SIGNATURE>.dat (DSDT.dat, FACP.dat, APIC.dat, ..., RSDP.dat) for iasl -d and acpiexec.
 #include <fmt/core.h>
 
@@ -10,10 +10,13 @@
 
 #include "acpi/acpi_builder.hpp"
 #include "acpi/tpm_tables.hpp"
+#include "vmm/platform.hpp"
 
 int main(int argc, char** argv) {
     std::string dir;
     minivmm::AcpiConfig config;
+    std::string tpm;
+    bool tpm_irq = true;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--cpus" && i + 1 < argc) {
@@ -25,21 +28,29 @@ int main(int argc, char** argv) {
             }
         } else if (arg == "--tpm" && i + 1 < argc) {
             const std::string_view v = argv[++i];
-            if (v != "1.2" && v != "2.0") {
-                fmt::print(stderr, "acpi_dump: --tpm takes 1.2 or 2.0\n");
+            if (v != "1.2" && v != "2.0" && v != "2.0-crb") {
+                fmt::print(stderr, "acpi_dump: --tpm takes 1.2, 2.0 or 2.0-crb\n");
                 return 2;
             }
-            minivmm::add_tpm_acpi(config, v == "2.0" ? minivmm::TpmVersion::v2_0 : minivmm::TpmVersion::v1_2);
+            tpm = v;
+        } else if (arg == "--no-tpm-irq") {
+            tpm_irq = false;
         } else if (dir.empty() && !arg.starts_with("-")) {
             dir = arg;
         } else {
-            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]\n");
+            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]\n");
             return 2;
         }
     }
     if (dir.empty()) {
-        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0]\n");
+        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]\n");
         return 2;
+    }
+    if (!tpm.empty()) {
+        const bool crb = tpm == "2.0-crb";
+        minivmm::add_tpm_acpi(config, tpm == "1.2" ? minivmm::TpmVersion::v1_2 : minivmm::TpmVersion::v2_0,
+                              crb ? minivmm::TpmInterface::crb : minivmm::TpmInterface::tis,
+                              tpm_irq && !crb ? std::optional<uint8_t>(minivmm::platform::kTpmTisIrq) : std::nullopt);
     }
     try {
         const minivmm::AcpiBlobs blobs = minivmm::build_acpi(config);

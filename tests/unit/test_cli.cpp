@@ -116,6 +116,35 @@ std::string usage_message(std::vector<std::string> args) {
 }
 }  // namespace
 
+TEST_CASE("TPM options: -tpm-interface tis|crb") {
+    CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_interface == TpmInterface::tis);  // the default
+    CHECK(parse({"-tpm-sock", "s", "-tpm-interface", "crb", "a.img"}).tpm_interface == TpmInterface::crb);
+    CHECK(parse({"-tpm-state", "d", "-tpm-interface", "tis", "a.img"}).tpm_interface == TpmInterface::tis);
+    CHECK(parse({"-tpm-state", "d", "-tpm-version", "1.2", "-tpm-interface", "tis", "a.img"}).tpm_interface ==
+          TpmInterface::tis);
+    CHECK(usage_message({"-tpm-sock", "s", "-tpm-interface", "fifo", "a.img"}) ==
+          "-tpm-interface: 'fifo' is not tis or crb (see minivmm --help)");
+    CHECK(usage_message({"-tpm-interface", "crb", "a.img"}) ==
+          "-tpm-interface needs a TPM: add -tpm-sock PATH or -tpm-state DIR (see minivmm --help)");
+    CHECK(usage_message({"-tpm-state", "d", "-tpm-version", "1.2", "-tpm-interface", "crb", "a.img"}).find(
+              "-tpm-interface crb needs a TPM 2.0") == 0);
+    CHECK(usage_message({"a.img", "-tpm-interface"}) == "option -tpm-interface needs a value (see minivmm --help)");
+}
+
+TEST_CASE("TPM options: -tpm-irq on|off") {
+    CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_irq);  // the TIS interrupt by default
+    CHECK_FALSE(parse({"-tpm-sock", "s", "-tpm-irq", "off", "a.img"}).tpm_irq);
+    CHECK(parse({"-tpm-state", "d", "-tpm-irq", "on", "a.img"}).tpm_irq);
+    CHECK_FALSE(parse({"-tpm-sock", "s", "-tpm-interface", "crb", "a.img"}).tpm_irq);  // CRB: none
+    CHECK_FALSE(parse({"-tpm-sock", "s", "-tpm-interface", "crb", "-tpm-irq", "off", "a.img"}).tpm_irq);
+    CHECK(usage_message({"-tpm-sock", "s", "-tpm-interface", "crb", "-tpm-irq", "on", "a.img"}).find(
+              "-tpm-irq on: the CRB interface has no interrupt") == 0);
+    CHECK(usage_message({"-tpm-irq", "off", "a.img"}) ==
+          "-tpm-irq needs a TPM: add -tpm-sock PATH or -tpm-state DIR (see minivmm --help)");
+    CHECK(usage_message({"-tpm-sock", "s", "-tpm-irq", "13", "a.img"}) ==
+          "-tpm-irq: '13' is not on or off (see minivmm --help)");
+}
+
 TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
     Config c = parse({"a.img"});
     CHECK_FALSE(c.tpm_socket.has_value());
