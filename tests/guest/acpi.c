@@ -113,7 +113,7 @@ const struct acpi_table_ref *acpi_find_table(const char *sig)
  * PM1a_CNT_BLK +64, X_DSDT +140. */
 static bool check_fadt(const struct acpi_table_ref *fadt)
 {
-    static uint8_t f[148];
+    static uint8_t f[148] LOWBSS;
     uint32_t n = fadt->len < sizeof(f) ? fadt->len : sizeof(f);
     memset(f, 0, sizeof(f));
     phys_read(f, fadt->addr, n);
@@ -228,7 +228,7 @@ void check_acpi_tables(void)
     }
     acpi.tables_ok = true;
     /* One PASS line listing every signature: "FACP,APIC,..." */
-    static char sigs[ACPI_MAX_TABLES * 5];
+    static char sigs[ACPI_MAX_TABLES * 5] LOWBSS;
     unsigned n = 0;
     for (unsigned i = 0; i < acpi.ntables; i++) {
         memcpy(sigs + n, acpi.tables[i].sig, 4);

@@ -14,7 +14,7 @@ bool bench_tpm_wanted(void) { return config.mode == MODE_BENCH_TPM; }
 
 void check_bench_tpm(void)
 {
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     uint32_t n = config.bench_count, ok = 0;
     uint8_t random[8], first[8];
     const char *why = NULL;

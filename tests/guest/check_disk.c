@@ -9,7 +9,7 @@ extern const uint8_t _start[];          /* LBA 0 as loaded by SeaBIOS (never mod
 extern const uint8_t _trailer[];        /* last 16 bytes of the loaded image */
 extern const uint8_t _load_sectors[];   /* linker constant: sectors after the MBR */
 
-static uint8_t sector_buf[1024];        /* two sectors */
+static uint8_t sector_buf[1024] LOWBSS;  /* two sectors */
 
 void check_disk_read(void)
 {

@@ -8,12 +8,15 @@
 #include "config.h"
 #include "phys.h"
 #include "report.h"
+#include "tpm_crb.h"
 #include "tpm_tis.h"
 
 #define TPM_DID_VID 0x00011014u         /* QEMU: DID 1, VID IBM */
 #define TPM_LAML 0x10000u               /* QEMU TPM_LOG_AREA_MINIMUM_SIZE */
 
 bool tpm_checks_wanted(void) { return config.tpm != TPM_UNCHECKED; }
+bool tpm_tis_checks_wanted(void) { return config.tpm != TPM_UNCHECKED && config.tpm != TPM_20_CRB; }
+bool tpm_crb_checks_wanted(void) { return config.tpm == TPM_20_CRB; }
 bool tpm_device_expected(void) { return config.tpm >= TPM_12; }
 
 static uint8_t tbl[76];                 /* TPM2 76 bytes, TCPA 50 */
@@ -24,6 +27,7 @@ static uint8_t tbl[76];                 /* TPM2 76 bytes, TCPA 50 */
 static const uint8_t hid20[] = {'_', 'H', 'I', 'D', 0x0D, 'M', 'S', 'F', 'T', '0', '1', '0', '1', 0};
 static const uint8_t hid12[] = {'_', 'H', 'I', 'D', 0x0C, 0x41, 0xD0, 0x0C, 0x31};
 static const uint8_t mem32_tis[] = {0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0xD4, 0xFE, 0x00, 0x50, 0x00, 0x00};
+static const uint8_t mem32_crb[] = {0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0xD4, 0xFE, 0x00, 0x10, 0x00, 0x00};
 
 static int32_t dsdt_find(uint32_t from, const uint8_t *pat, uint32_t len)
 {
@@ -32,7 +36,7 @@ static int32_t dsdt_find(uint32_t from, const uint8_t *pat, uint32_t len)
 
 const char *tpm_log_area(uint32_t *lasa, uint32_t *laml)
 {
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     const struct acpi_table_ref *t = acpi_find_table(tpm2 ? "TPM2" : "TCPA");
     if (!t || t->len < (tpm2 ? 76u : 50u))
         return "no TPM2/TCPA table or too short";
@@ -52,6 +56,10 @@ struct table_field {
 static const struct table_field tpm2_fields[] = {
     {8, 1, 4}, {36, 2, 0}, {40, 4, 0}, {44, 4, 0}, {48, 4, 6}, {64, 4, TPM_LAML}, {72, 4, 0},
 };
+/* QEMU's tpm-crb: control area 0xFED40040, start method 7 (command response buffer). */
+static const struct table_field tpm2_crb_fields[] = {
+    {8, 1, 4}, {36, 2, 0}, {40, 4, 0xFED40040}, {44, 4, 0}, {48, 4, 7}, {64, 4, TPM_LAML}, {72, 4, 0},
+};
 static const struct table_field tcpa_fields[] = {{8, 1, 2}, {36, 2, 0}, {38, 4, TPM_LAML}, {46, 4, 0}};
 
 void check_tpm_acpi(void)
@@ -60,7 +68,7 @@ void check_tpm_acpi(void)
         fail("acpi-tables did not pass");
         return;
     }
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     bool has2 = acpi_find_table("TPM2"), has12 = acpi_find_table("TCPA");
     int32_t at20 = dsdt_find(ACPI_HEADER_LEN, hid20, sizeof(hid20));
     int32_t at12 = dsdt_find(ACPI_HEADER_LEN, hid12, sizeof(hid12));
@@ -77,7 +85,8 @@ void check_tpm_acpi(void)
     const char *why = tpm_log_area(&lasa, &laml);
     if (!why && (tpm2 ? has12 || at12 >= 0 : has2 || at20 >= 0))
         why = "other TPM version's table or _HID present";
-    const struct table_field *f = tpm2 ? tpm2_fields : tcpa_fields;
+    const bool crb = config.tpm == TPM_20_CRB;
+    const struct table_field *f = crb ? tpm2_crb_fields : tpm2 ? tpm2_fields : tcpa_fields;
     for (unsigned n = tpm2 ? ARRAY_SIZE(tpm2_fields) : ARRAY_SIZE(tcpa_fields); !why && n--; f++) {
         uint32_t v = le32(tbl + f->off) & (0xFFFFFFFFu >> (32 - 8 * f->bytes));
         if (v != f->want) {
@@ -87,8 +96,8 @@ void check_tpm_acpi(void)
     }
     if (!why && at < 0)
         why = "no TPM _HID in the DSDT";
-    if (!why && (mem = dsdt_find((uint32_t)at, mem32_tis, sizeof(mem32_tis))) < 0)
-        why = "no Memory32Fixed 0xFED40000/0x5000 after _HID";
+    if (!why && (mem = dsdt_find((uint32_t)at, crb ? mem32_crb : mem32_tis, sizeof(mem32_tis))) < 0)
+        why = crb ? "no Memory32Fixed 0xFED40000/0x1000 after _HID" : "no Memory32Fixed 0xFED40000/0x5000 after _HID";
     if (why)
         fail("%s: %s", sig, why);
     else
@@ -186,7 +195,7 @@ void check_tpm_tis_regs(void)
             pass("no TPM: 0x%x reads all-%s", TIS_BASE, did ? "ones" : "zero");
         return;
     }
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     const char *why = NULL;
     if (!tis_wait(0, TIS_ACCESS, ACC_VALID, ACC_VALID, 1, &acc0))
         why = "ACCESS.tpmRegValidSts not set";
@@ -214,6 +223,46 @@ void check_tpm_tis_regs(void)
              tis_read32(0, TIS_INTERFACE_ID), sts);
 }
 
+/* ---- tpm-crb-regs ---- */
+
+/* The CRB registers as QEMU's tpm-crb shows them: tpmRegValidSts, INTF_ID (CRB active, version
+ * 1, 64-byte transfers, CapCRB, selector CRB), vendor 0x1014, one 0xF80-byte buffer at +0x80 for
+ * commands and responses. SeaBIOS leaves locality 0 assigned and the TPM ready (crb_ready after
+ * each command), so the check first relinquishes (CTRL_STS as SeaBIOS left it: not compared) and
+ * goes idle; then each step of a request/cmdReady/goIdle/relinquish cycle must show exactly its
+ * bits in LOC_STATE, LOC_STS and CTRL_STS (a cmdReady|goIdle write is ignored). */
+static const struct crb_step {
+    uint8_t reg, write, state, sts;
+} crb_cycle[] = {
+    {CRB_LOC_CTRL, 2, 0x80, 0xFF}, {CRB_CTRL_REQ, 2, 0x80, 2}, {CRB_LOC_CTRL, 1, 0x82, 2},
+    {CRB_CTRL_REQ, 1, 0x82, 0}, {CRB_CTRL_REQ, 3, 0x82, 0}, {CRB_CTRL_REQ, 2, 0x82, 2},
+    {CRB_LOC_CTRL, 2, 0x80, 2},
+};
+
+void check_tpm_crb_regs(void)
+{
+    uint32_t id = crb_read32(CRB_INTF_ID);
+    const char *why = NULL;
+    if ((id & 0xFFFFF) != 0x25811 || crb_read32(CRB_INTF_ID2) != 0x1014 || crb_read32(CRB_CMD_SIZE) != 0xF80 ||
+        crb_read32(CRB_CMD_LADDR) != CRB_BASE + 0x80 || crb_read32(CRB_CMD_HADDR) ||
+        crb_read32(CRB_RSP_SIZE) != 0xF80 || crb_read32(CRB_RSP_ADDR) != CRB_BASE + 0x80 ||
+        crb_read32(CRB_RSP_ADDR_HIGH) || crb_read32(CRB_CTRL_START) || crb_read32(CRB_INT_ENABLE))
+        why = "ID, buffer or control registers differ from QEMU's";
+    for (unsigned i = 0; !why && i < ARRAY_SIZE(crb_cycle); i++) {
+        const struct crb_step *c = &crb_cycle[i];
+        crb_write32(c->reg, c->write);
+        uint32_t st = crb_read32(CRB_LOC_STATE) & ~1u, ls = crb_read32(CRB_LOC_STS), cs = crb_read32(CRB_CTRL_STS);
+        if (st != c->state || ls != (c->state >> 1 & 1) || (c->sts != 0xFF && cs != c->sts) || crb_read32(CRB_CTRL_REQ)) {
+            info("crb step %u: LOC_STATE 0x%x LOC_STS 0x%x CTRL_STS 0x%x", i, st, ls, cs);
+            why = "locality or idle cycle differs from QEMU's";
+        }
+    }
+    if (why)
+        fail("%s (INTF_ID 0x%x)", why, id);
+    else
+        pass("intf_id=0x%x, buffer 0x%x+0xf80, locality and idle cycle ok", id, crb_read32(CRB_CMD_LADDR));
+}
+
 /* ---- tpm-cmd ---- */
 
 /* TPM2_GetRandom (TPM 2.0 Part 3 §16.1) / TPM_GetRandom (TPM 1.2 Part 3 §13.6) of 8 bytes. */
@@ -235,7 +284,7 @@ const char *tpm_get_random(bool tpm2, bool strict, uint8_t out[8])
 
 void check_tpm_cmd(void)
 {
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     uint8_t r1[8], r2[8];
     /* strict: per-byte STS and burstCount checks */
     const char *why = tpm_get_random(tpm2, true, r1);
@@ -246,5 +295,6 @@ void check_tpm_cmd(void)
     if (why)
         fail("GetRandom: %s", why);
     else
-        pass("%s(8) x2, byte-wise FIFO: %08x%08x", tpm2 ? "TPM2_GetRandom" : "TPM_GetRandom", be32(r1), be32(r1 + 4));
+        pass("%s(8) x2, %s: %08x%08x", tpm2 ? "TPM2_GetRandom" : "TPM_GetRandom",
+             config.tpm == TPM_20_CRB ? "CRB buffer" : "byte-wise FIFO", be32(r1), be32(r1 + 4));
 }

@@ -152,7 +152,7 @@ const char *tpm_log_replay(bool tpm2, uint8_t pcr[TPM_NPCR][SHA256_SIZE], unsign
 
 void check_tpm_eventlog(void)
 {
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     uint8_t replayed[NPCR][SHA256_SIZE], tpm_pcr[NPCR][SHA256_SIZE];
     unsigned events;
     uint32_t bytes;

@@ -30,8 +30,8 @@ const char *mode_name(uint32_t mode)
 
 const char *tpm_expect_name(uint32_t tpm)
 {
-    static const char *const names[] = {"unchecked", "none", "1.2", "2.0"};
-    return tpm <= TPM_20 ? names[tpm] : "?";
+    static const char *const names[] = {"unchecked", "none", "1.2", "2.0", "2.0-crb"};
+    return tpm <= TPM_20_CRB ? names[tpm] : "?";
 }
 
 const char *reset_method_name(uint32_t method)
@@ -80,7 +80,7 @@ void check_config(void)
         config.mode = MODE_NONE;
         return;
     }
-    if (config.tpm > TPM_20) {
+    if (config.tpm > TPM_20_CRB) {
         fail("unknown tpm expectation %u", config.tpm);
         config.mode = MODE_NONE;
         config.tpm = TPM_UNCHECKED;

@@ -16,7 +16,10 @@ enum guest_mode { MODE_NONE = 0, MODE_BASIC = 1, MODE_RESET = 2, MODE_BENCH_TPM 
 enum reset_method { RESET_CF9 = 0, RESET_ACPI = 1, RESET_PORT92 = 2, RESET_TRIPLE = 3 };
 
 /* What the TPM checks expect (mkimage.py --tpm); TPM_UNCHECKED skips them. */
-enum tpm_expect { TPM_UNCHECKED = 0, TPM_NONE = 1, TPM_12 = 2, TPM_20 = 3 };
+enum tpm_expect { TPM_UNCHECKED = 0, TPM_NONE = 1, TPM_12 = 2, TPM_20 = 3, TPM_20_CRB = 4 };
+
+/* A TPM 2.0 is expected, through TIS or CRB. */
+static inline bool tpm_expect_20(void);
 
 struct guest_config {
     char magic[8];                      /* "MVGCONF1" */
@@ -35,13 +38,15 @@ struct guest_config {
 _Static_assert(sizeof(struct guest_config) == 512, "config is one sector");
 
 extern struct guest_config config;
+
+static inline bool tpm_expect_20(void) { return config.tpm == TPM_20 || config.tpm == TPM_20_CRB; }
 extern uint32_t boot_number;            /* 1 = first boot of this image, 0 = no config */
 extern bool config_persisted;           /* boot counter written back */
 
 /* Check "config": reads the sector, validates it, writes boot_count + 1 back. */
 void check_config(void);
 const char *mode_name(uint32_t mode);
-const char *tpm_expect_name(uint32_t tpm);     /* "unchecked", "none", "1.2", "2.0" */
+const char *tpm_expect_name(uint32_t tpm);     /* "unchecked", "none", "1.2", "2.0", "2.0-crb" */
 const char *reset_method_name(uint32_t method); /* "cf9", "acpi", "port92", "triple" */
 
 #endif

@@ -87,7 +87,7 @@ static void print_hex(const uint8_t *p, unsigned n)
 
 void check_demo(void)
 {
-    bool tpm2 = config.tpm == TPM_20;
+    bool tpm2 = tpm_expect_20();
     unsigned n = tpm2 ? SHA256_SIZE : SHA1_SIZE, events;
     uint32_t bytes;
     uint8_t pcr[TPM_NPCR][SHA256_SIZE], replayed[TPM_NPCR][SHA256_SIZE];

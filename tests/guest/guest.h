@@ -44,6 +44,10 @@ static inline uint64_t rdtsc(void)
     return ((uint64_t)hi << 32) | lo;
 }
 
+/* Big scratch buffers go below the program (guest.ld's .lowbss at 0x1000, uncleared: fill before
+ * use), keeping code, data and bss under the 64 KiB real-mode segment limit. */
+#define LOWBSS __attribute__((section(".bss.low")))
+
 /* Little-endian field access in byte buffers (ACPI, disk sectors). */
 static inline uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 static inline uint32_t le32(const uint8_t *p)

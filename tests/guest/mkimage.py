@@ -21,7 +21,7 @@ CONFIG_MAGIC = b"MVGCONF1"
 TRAILER_MAGIC = b"MVGTRAIL"
 MODES = {"basic": 1, "reset": 2, "bench-tpm": 3, "demo": 4, "reset-loop": 5, "smp-hammer": 6}
 # --tpm: what the TPM checks expect; without --tpm (0) they do not run (config.h enum tpm_expect).
-TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3}
+TPM_EXPECT = {"none": 1, "1.2": 2, "2.0": 3, "2.0-crb": 4}  # 2.0-crb: TPM 2.0 through the CRB interface
 # --reset-method: how reset mode's first boot resets (config.h enum reset_method).
 RESET_METHODS = {"cf9": 0, "acpi": 1, "port92": 2, "triple": 3}
 BENCH_COUNT_MAX = 1000000  # config.h BENCH_COUNT_MAX
@@ -75,8 +75,8 @@ def check_program(program):
 
 
 def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000, resets=5):
-    if mode in ("bench-tpm", "demo") and tpm not in ("1.2", "2.0"):
-        raise ValueError(f"--mode {mode} needs --tpm 1.2 or --tpm 2.0")
+    if mode in ("bench-tpm", "demo") and tpm not in ("1.2", "2.0", "2.0-crb"):
+        raise ValueError(f"--mode {mode} needs --tpm 1.2, 2.0 or 2.0-crb")
     if mode == "smp-hammer" and tpm != "2.0":
         raise ValueError("--mode smp-hammer needs --tpm 2.0 (and minivmm -smp 2)")
     if not 1 <= bench_count <= BENCH_COUNT_MAX:

@@ -7,7 +7,7 @@ enum { PM_COPY, PM_READ8, PM_READ16, PM_READ32, PM_WRITE8, PM_WRITE16, PM_WRITE3
 uint32_t pm_op(uint32_t op, uint32_t dst, uint32_t src, uint32_t val);
 
 enum { CHUNK = 1024 };
-static uint8_t chunk[CHUNK];
+static uint8_t chunk[CHUNK] LOWBSS;
 
 uint8_t phys_read8(uint32_t addr) { return (uint8_t)pm_op(PM_READ8, 0, addr, 0); }
 uint16_t phys_read16(uint32_t addr) { return (uint16_t)pm_op(PM_READ16, 0, addr, 0); }

@@ -56,7 +56,7 @@ void power_off(void)
 
 static const char *acpi_reset_reg(uint16_t *port, uint8_t *value)
 {
-    static uint8_t f[129];
+    static uint8_t f[129] LOWBSS;
     if (!acpi.fadt)
         return "no FADT (acpi-tables did not find one)";
     memset(f, 0, sizeof(f));

@@ -3,14 +3,16 @@
  * 0x00) and an iteration cap, so a dead TPM cannot hang the program. */
 #include "tpm_tis.h"
 
+#include "config.h"
 #include "phys.h"
 #include "report.h"
+#include "tpm_crb.h"
 
 uint8_t tis_read8(unsigned loc, uint32_t reg) { return phys_read8(TIS_REG(loc, reg)); }
 uint32_t tis_read32(unsigned loc, uint32_t reg) { return phys_read32(TIS_REG(loc, reg)); }
 void tis_write8(unsigned loc, uint32_t reg, uint8_t v) { phys_write8(TIS_REG(loc, reg), v); }
 
-static uint8_t rtc_seconds(void)
+uint8_t rtc_seconds(void)
 {
     outb(0x70, 0x80);                   /* register 0, NMI disabled */
     return inb(0x71);
@@ -136,10 +138,15 @@ const char *tis_transmit(unsigned loc, const uint8_t *cmd, uint32_t len, uint8_t
 const char *tpm_command(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len,
                         bool strict)
 {
-    if (!tis_request_locality(0))
-        return "locality 0 not granted";
-    const char *why = tis_transmit(0, cmd, len, rsp, rsp_max, rsp_len, strict);
-    tis_relinquish_locality(0);
+    const char *why;
+    if (config.tpm == TPM_20_CRB) {
+        why = crb_transmit(cmd, len, rsp, rsp_max, rsp_len);
+    } else {
+        if (!tis_request_locality(0))
+            return "locality 0 not granted";
+        why = tis_transmit(0, cmd, len, rsp, rsp_max, rsp_len, strict);
+        tis_relinquish_locality(0);
+    }
     if (why)
         return why;
     uint16_t tag = be16(rsp);

@@ -64,6 +64,9 @@ static inline void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
+/* The RTC's seconds register (MC146818 CMOS 0x00): what every TPM wait is bounded by. */
+uint8_t rtc_seconds(void);
+
 uint8_t tis_read8(unsigned loc, uint32_t reg);
 uint32_t tis_read32(unsigned loc, uint32_t reg);
 void tis_write8(unsigned loc, uint32_t reg, uint8_t v);
@@ -87,8 +90,9 @@ void tis_relinquish_locality(unsigned loc);
 const char *tis_transmit(unsigned loc, const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max,
                          uint32_t *rsp_len, bool strict);
 
-/* tis_transmit on locality 0 (requested and relinquished around it), then checks the response
- * header: tag (TPM 2.0 0x8001/0x8002, TPM 1.2 0x00C4) and return code 0. */
+/* tis_transmit on locality 0 (requested and relinquished around it), or crb_transmit when the
+ * image expects the CRB interface (mkimage.py --tpm 2.0-crb), then checks the response header:
+ * tag (TPM 2.0 0x8001/0x8002, TPM 1.2 0x00C4) and return code 0. */
 const char *tpm_command(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len,
                         bool strict);
 

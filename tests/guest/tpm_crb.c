@@ -1,0 +1,74 @@
+/* Polled TPM CRB driver (see tpm_crb.h). Every wait is bounded by the RTC seconds register and
+ * an iteration cap, so a dead TPM cannot hang the program. */
+#include "tpm_crb.h"
+
+#include "phys.h"
+#include "report.h"
+#include "tpm_tis.h"
+
+uint32_t crb_read32(uint32_t reg) { return phys_read32(CRB_BASE + reg); }
+void crb_write32(uint32_t reg, uint32_t v) { phys_write32(CRB_BASE + reg, v); }
+
+bool crb_wait(uint32_t reg, uint32_t mask, uint32_t want, unsigned seconds, uint32_t *last)
+{
+    uint8_t sec = rtc_seconds();
+    unsigned changes = 0;
+    for (uint32_t spins = 0; spins < 5000000u; spins++) {
+        *last = crb_read32(reg);
+        if ((*last & mask) == want)
+            return true;
+        uint8_t s = rtc_seconds();
+        if (s != sec) {
+            sec = s;
+            if (++changes > seconds)
+                break;
+        }
+    }
+    return false;
+}
+
+static const char *exchange(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len)
+{
+    uint32_t v, buf = crb_read32(CRB_CMD_LADDR);
+    if (!crb_wait(CRB_LOC_STATE, 0x82, 0x82, 1, &v))
+        return "locality 0 not assigned";
+    crb_write32(CRB_CTRL_REQ, 1);                          /* cmdReady */
+    if (!crb_wait(CRB_CTRL_REQ, 1, 0, 1, &v) || (crb_read32(CRB_CTRL_STS) & CRB_CTRL_STS_IDLE))
+        return "cmdReady not taken";
+    if (len > crb_read32(CRB_CMD_SIZE) || crb_read32(CRB_RSP_ADDR) != buf)
+        return "command larger than the buffer, or separate buffers";
+    crb_write32(CRB_CTRL_CANCEL, 0);
+    for (uint32_t i = 0; i < len; i += 4)
+        phys_write32(buf + i, le32(cmd + i));
+    crb_write32(CRB_CTRL_START, 1);
+    if (!crb_wait(CRB_CTRL_START, 1, 0, 30, &v))
+        return "CTRL_START never cleared";
+    if (crb_read32(CRB_CTRL_STS) & CRB_CTRL_STS_ERROR)
+        return "CTRL_STS tpmSts (fatal error)";
+    for (uint32_t i = 0; i < 12; i += 4)
+        put_le32(rsp + i, phys_read32(buf + i));
+    uint32_t n = be32(rsp + 2);
+    if (n < 10 || n + 3 > rsp_max)
+        return "response paramSize out of range";
+    for (uint32_t i = 12; i < n; i += 4)
+        put_le32(rsp + i, phys_read32(buf + i));
+    *rsp_len = n;
+    return NULL;
+}
+
+const char *crb_transmit(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len)
+{
+    static uint8_t padded[64];
+    if (len > sizeof(padded))
+        return "command too long for the CRB test driver";
+    memset(padded, 0, sizeof(padded));
+    memcpy(padded, cmd, len);
+    crb_write32(CRB_LOC_CTRL, 1);                          /* requestAccess */
+    const char *why = exchange(padded, (len + 3) & ~3u, rsp, rsp_max, rsp_len);
+    if (why)
+        info("crb LOC_STATE=0x%x CTRL_STS=0x%x CTRL_START=0x%x", crb_read32(CRB_LOC_STATE),
+             crb_read32(CRB_CTRL_STS), crb_read32(CRB_CTRL_START));
+    crb_write32(CRB_CTRL_REQ, 2);                          /* goIdle */
+    crb_write32(CRB_LOC_CTRL, 2);                          /* relinquish */
+    return why;
+}
