@@ -17,7 +17,7 @@ constexpr uint8_t kRootChar = 0x5C, kParentPrefix = 0x5E, kDualNamePrefix = 0x2E
 constexpr uint8_t kNullName = 0x00;
 
 // Resource descriptor tags (§6.4.2, §6.4.3).
-constexpr uint8_t kIrqNoFlagsTag = 0x22, kIrqTag = 0x23, kIoTag = 0x47, kEndTag = 0x79;
+constexpr uint8_t kIrqNoFlagsTag = 0x22, kIoTag = 0x47, kEndTag = 0x79, kExtendedIrqTag = 0x89;
 constexpr uint8_t kMemory32FixedTag = 0x86, kDWordAddressTag = 0x87, kWordAddressTag = 0x88, kQWordAddressTag = 0x8A;
 // Address space resource types and general flags (§6.4.3.5.1 Table 6.50).
 constexpr uint8_t kMemoryRange = 0, kIoRange = 1, kBusNumberRange = 2;
@@ -262,14 +262,17 @@ Bytes irq_no_flags(const std::vector<uint8_t>& irqs) {
     return out;
 }
 
-// IRQ Descriptor with the information byte (§6.4.2.1): _HE bit 0 (1 = edge), _LL bit 3 (1 = active
-// low), _SHR bit 4 (1 = shared).
-Bytes irq(Trigger trigger, Polarity polarity, Sharing sharing, const std::vector<uint8_t>& irqs) {
-    Bytes out = irq_no_flags(irqs);
-    out[0] = kIrqTag;
-    out.push_back(static_cast<uint8_t>((trigger == Trigger::edge ? 0x01 : 0x00) |
-                                       (polarity == Polarity::active_low ? 0x08 : 0x00) |
-                                       (sharing == Sharing::shared ? 0x10 : 0x00)));
+// Extended Interrupt Descriptor (§6.4.3.6): tag 0x89, length, flags (bit 0 consumer, _HE bit 1
+// (1 = edge), _LL bit 2 (1 = active low), _SHR bit 3), the count, then each interrupt as a DWord.
+Bytes interrupt(Trigger trigger, Polarity polarity, Sharing sharing, const std::vector<uint32_t>& gsis) {
+    if (gsis.empty() || gsis.size() > 255) throw std::invalid_argument("AML: Interrupt takes 1..255 interrupts");
+    Bytes out{kExtendedIrqTag};
+    put_le(out, 2 + 4 * gsis.size(), 2);
+    out.push_back(static_cast<uint8_t>(0x01 | (trigger == Trigger::edge ? 0x02 : 0x00) |
+                                       (polarity == Polarity::active_low ? 0x04 : 0x00) |
+                                       (sharing == Sharing::shared ? 0x08 : 0x00)));
+    out.push_back(static_cast<uint8_t>(gsis.size()));
+    for (uint32_t gsi : gsis) put_le(out, gsi, 4);
     return out;
 }
 

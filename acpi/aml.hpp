@@ -61,7 +61,8 @@ Bytes method(std::string_view path, unsigned args, bool serialized, const std::v
 Bytes return_value(const Bytes& value);
 
 // --- Resource descriptors (§6.4) ------------------------------------------------------------
-// Small items: IO (§6.4.2.5), IRQ and IRQNoFlags (§6.4.2.1); large items: Memory32Fixed (§6.4.3.4),
+// Small items: IO (§6.4.2.5), IRQNoFlags (§6.4.2.1); large items: Memory32Fixed (§6.4.3.4),
+// Extended Interrupt (§6.4.3.6),
 // Word/DWord/QWord Address Space (§6.4.3.5). The address-space descriptors are emitted as
 // ResourceProducer, PosDecode, MinFixed, MaxFixed, granularity 0, translation 0, length
 // max - min + 1 (as QEMU's PCI host bridge _CRS).
@@ -72,11 +73,13 @@ enum class Cache : uint8_t { non_cacheable = 0, cacheable = 1, write_combining =
 Bytes io(Decode decode, uint16_t min, uint16_t max, uint8_t align, uint8_t length);
 // IRQNoFlags () { irqs... }: IRQ numbers 0..15, at least one.
 Bytes irq_no_flags(const std::vector<uint8_t>& irqs);
-// IRQ (trigger, polarity, sharing) { irqs... }: the same IRQs with the information byte.
+// Interrupt (ResourceConsumer, trigger, polarity, sharing) { gsis... }: the extended descriptor,
+// whose attributes the OS takes as written (Linux overrides a legacy IRQ () descriptor below 16
+// with the ISA default, edge / active high, unless the MADT says otherwise).
 enum class Trigger : uint8_t { level, edge };
 enum class Polarity : uint8_t { active_high, active_low };
 enum class Sharing : uint8_t { exclusive, shared };
-Bytes irq(Trigger trigger, Polarity polarity, Sharing sharing, const std::vector<uint8_t>& irqs);
+Bytes interrupt(Trigger trigger, Polarity polarity, Sharing sharing, const std::vector<uint32_t>& gsis);
 Bytes memory32_fixed(Access access, uint32_t base, uint32_t length);
 Bytes word_bus_number(uint16_t min, uint16_t max);
 // WordIO with EntireRange (ISA and non-ISA ranges), TypeStatic.

@@ -6,8 +6,8 @@
 //   TPM 1.2: a TCPA table, revision 2 (client), 50 bytes, same LAML/LASA; DSDT PNP0C31 (TIS only).
 // The DSDT device claims Memory32Fixed(0xFED40000, 0x5000) for the TIS's five localities, or
 // 0x1000 for the CRB page (Linux tpm_crb wants the control area 0x40 bytes into that region),
-// and, for the TIS, optionally its interrupt: IRQ (Level, ActiveLow, Exclusive) {n} (QEMU lists
-// none: polled).
+// and, for the TIS, optionally its interrupt: Interrupt (ResourceConsumer, Level, ActiveHigh,
+// Exclusive) {n} (QEMU lists none: polled).
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,7 @@ inline constexpr uint32_t kTpmLogSize = 64 * 1024;  // TPM_LOG_AREA_MINIMUM_SIZE
 
 // Adds the TPM table, the DSDT device and the log-area allocation to `config`.
 // CRB is TPM 2.0 only: callers reject TPM 1.2 with CRB before (the CLI and main.cpp).
-// `irq`: the TIS interrupt the DSDT device lists (IRQ (Level, ActiveLow, Exclusive)), or none.
+// `irq`: the TIS interrupt the DSDT device lists (Interrupt (..., Level, ActiveHigh, Exclusive)), or none.
 void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface = TpmInterface::tis,
                   std::optional<uint8_t> irq = std::nullopt);
 

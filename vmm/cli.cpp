@@ -73,7 +73,7 @@ options:
   -tpm-interface tis|crb how the guest reaches the TPM at 0xFED40000: tis (FIFO, default;
                          Linux tpm_tis) or crb (Command Response Buffer, TPM 2.0 only;
                          Linux tpm_crb, polled, as QEMU's tpm-crb)
-  -tpm-irq on|off        the TIS interrupt, ISA IRQ 13, level, active low (default on): the
+  -tpm-irq on|off        the TIS interrupt, ISA IRQ 13, level-triggered (default on): the
                          DSDT lists it and the TIS raises it; off: polled, as QEMU's tpm-tis
   -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm to answer at start
                          and at each power-on, saying every 5 s that it waits; the guest starts

@@ -45,8 +45,8 @@ inline constexpr uint16_t kAcpiPmTimer = kAcpiPmBase + 8;
 inline constexpr uint16_t kAcpiPmSize = 12;
 inline constexpr uint8_t kSciIrq = 9;
 // The TPM TIS interrupt: ISA IRQ 13 (the PC's FPU-error line, unused on this machine; no other
-// device here claims it), level-triggered, active low as TPM_INTF_CAPABILITY says. TPM_INT_VECTOR
-// reads it (its sirqVec field is 4 bits: an ISA IRQ).
+// device here claims it), level-triggered and, as KVM's IOAPIC delivers a line driven to 1, active
+// high in ACPI. TPM_INT_VECTOR reads it (its sirqVec field is 4 bits: an ISA IRQ).
 inline constexpr uint8_t kTpmTisIrq = 13;
 inline constexpr uint16_t kSleepTypeS5 = 0;  // \_S5 SLP_TYPa, as QEMU: SLP_TYP 0 = soft-off
 

@@ -139,7 +139,8 @@ def main():
     # tpm_tis (or, for 2.0-crb, tpm_crb) binds to evaluates as QEMU's does (QEMU build_tpm2,
     # hw/i386/acpi-build.c): TIS start method 6 and 0x5000 bytes, CRB start method 7 with its
     # control area 0x40 bytes into a 0x1000-byte region (Linux crb_map_io's layout check).
-    # The TIS lists its interrupt, IRQ (Level, ActiveLow, Exclusive) {13}, unless turned off; CRB has none.
+    # The TIS lists its interrupt, Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive) {13},
+    # unless turned off; CRB has none.
     for version, table, hid, irq in (("2.0", "TPM2", '"MSFT0101"', True), ("2.0-crb", "TPM2", '"MSFT0101"', False),
                                      ("1.2", "TCPA", "[Integer] = 00000000310CD041", True),
                                      ("2.0 --no-tpm-irq", "TPM2", '"MSFT0101"', False)):
@@ -172,13 +173,17 @@ def main():
             out = r.stdout
             check(r.returncode == 0 and hid in out, f"acpiexec: TPM {version} _HID is {hid}")
             check("[Integer] = 000000000000000F" in out, f"acpiexec: TPM {version} _STA = 0x0F")
-            m = re.search(r"_CRS returned.*\n\s*\[Buffer\] Length \w+ =\s+0000: ((?:[0-9A-F]{2} )+)", out)
-            crs = bytes(int(b, 16) for b in m.group(1).split()) if m else b""
+            # The buffer dump: "[Buffer] Length N =" then "0000: 86 09 ...  // text" lines of 16 bytes
+            # (a short buffer's one line on the same line).
+            m = re.search(r"_CRS returned.*\n\s*\[Buffer\] Length \w+ =((?:\s+[0-9A-F]{4}: .*\n)+)", out)
+            crs = bytes(int(b, 16) for line in (m.group(1).splitlines() if m else []) if ":" in line
+                        for b in line.split("//")[0].split(":", 1)[1].split())
             check(struct.pack("<BHBII", 0x86, 9, 1, 0xFED40000, region) in crs,
                   f"acpiexec: TPM {version} _CRS = Memory32Fixed(ReadWrite, 0xFED40000, {region:#x})")
-            irq13 = bytes([0x23, 0x00, 0x20, 0x08])
-            check((irq13 in crs) == irq and (irq or 0x23 not in crs[:len(crs) - 2]),
-                  f"acpiexec: TPM {version} _CRS " + ("has IRQ (Level, ActiveLow, Exclusive) {13}" if irq else "has no IRQ"))
+            irq13 = bytes([0x89, 0x06, 0x00, 0x01, 0x01, 0x0D, 0x00, 0x00, 0x00])
+            check((irq13 in crs) == irq and (irq or 0x89 not in crs),
+                  f"acpiexec: TPM {version} _CRS " + ("has Interrupt (Level, ActiveHigh, Exclusive) {13}" if irq
+                                                      else "has no interrupt"))
             check("AE_" not in out.replace("AE_OK", ""), f"acpiexec: TPM {version}: no ACPICA exceptions")
 
     if failures:

@@ -134,12 +134,13 @@ TEST_CASE("resource descriptors match iasl") {
     CHECK(aml::irq_no_flags({4}) == Bytes{0x22, 0x10, 0x00});
     CHECK(aml::irq_no_flags({8}) == Bytes{0x22, 0x00, 0x01});
     CHECK(aml::irq_no_flags({3, 4, 15}) == Bytes{0x22, 0x18, 0x80});
-    // iasl: IRQ (Level, ActiveLow, Exclusive, ) {13} and IRQ (Edge, ActiveHigh, Shared, ) {5}
-    CHECK(aml::irq(aml::Trigger::level, aml::Polarity::active_low, aml::Sharing::exclusive, {13}) ==
-          Bytes{0x23, 0x00, 0x20, 0x08});
-    CHECK(aml::irq(aml::Trigger::edge, aml::Polarity::active_high, aml::Sharing::shared, {5}) ==
-          Bytes{0x23, 0x20, 0x00, 0x11});
-    CHECK_THROWS_AS(aml::irq(aml::Trigger::level, aml::Polarity::active_low, aml::Sharing::exclusive, {16}),
+    // iasl: Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive, ,, ) {13} and
+    // Interrupt (ResourceConsumer, Edge, ActiveLow, Shared, ,, ) {20}
+    CHECK(aml::interrupt(aml::Trigger::level, aml::Polarity::active_high, aml::Sharing::exclusive, {13}) ==
+          Bytes{0x89, 0x06, 0x00, 0x01, 0x01, 0x0D, 0x00, 0x00, 0x00});
+    CHECK(aml::interrupt(aml::Trigger::edge, aml::Polarity::active_low, aml::Sharing::shared, {20}) ==
+          Bytes{0x89, 0x06, 0x00, 0x0F, 0x01, 0x14, 0x00, 0x00, 0x00});
+    CHECK_THROWS_AS(aml::interrupt(aml::Trigger::level, aml::Polarity::active_high, aml::Sharing::exclusive, {}),
                     std::invalid_argument);
 
     CHECK_THROWS_AS(aml::irq_no_flags({}), std::invalid_argument);
