@@ -85,15 +85,16 @@ def module_depends(path):
 
 
 class KernelPackage:
-    """Debian's stock kernel (the package linux-image-amd64 depends on), unpacked into `work`."""
+    """Debian's stock kernel (the package the meta-package `meta` depends on: linux-image-amd64, 6.1
+    on Debian 12; linux-image-6.12-amd64, the newer kernel Debian 12 ships), unpacked into `work`."""
 
-    def __init__(self, work, say=print):
-        _, depends = candidate("linux-image-amd64")
+    def __init__(self, work, say=print, meta="linux-image-amd64"):
+        _, depends = candidate(meta)
         image_pkg = re.match(r"(linux-image-[^\s,|]+)", depends)
         if not image_pkg:
-            raise DebError(f"cannot find the kernel package in linux-image-amd64's Depends: {depends}")
+            raise DebError(f"cannot find the kernel package in {meta}'s Depends: {depends}")
         self.deb, self.version = fetch(image_pkg.group(1), say)
-        root = extract(self.deb, Path(work) / "linux-image")
+        root = extract(self.deb, Path(work) / ("linux-image" if meta == "linux-image-amd64" else meta))
         self.vmlinuz = next(iter(sorted((root / "boot").glob("vmlinuz-*"))), None)
         if self.vmlinuz is None:
             raise DebError(f"no boot/vmlinuz-* in {self.deb.name}")

@@ -14,7 +14,10 @@ then boots it (without -no-reboot: the image reboots once by itself) with
          (the TPM starts over at the reset); boot 1 reboots, boot 2 powers off and QEMU exits by
          itself; the flag sector is 0 again afterwards
   tpm12  swtpm (TPM 1.2): the same with "1.2 TPM", tpm-version 1, 40-digit PCRs
+  tpm2-crb  swtpm --tpm2 behind QEMU's -device tpm-crb: as tpm2, with Linux's tpm_crb bound
+         (the "tpm-driver" line) and no tpm_tis probe line
   none   no TPM: every TPM line says "none", the two boots still happen
+Every TPM case also checks the "tpm-driver" line: tpm_tis, or tpm_crb for tpm2-crb.
 Prints one line per case with its wall time, then "N passed, N failed".
 Exit status: 0 all passed, 1 failures, 77 (meson "skip") without qemu-system-x86_64, swtpm,
 SeaBIOS, or (not being root) the image build tools.
@@ -34,11 +37,12 @@ from test_guest_tpm_on_qemu import Swtpm, qemu_env  # noqa: E402
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 BOOT_TIMEOUT = 300  # both boots under TCG, on a loaded 2-core host
-LINE_KEYS = ["init-start", "tpm_tis", "devtpm", "tpm-version", "eventlog-size", "boot", "action"]
-TPM_CASES = {  # name: (swtpm --tpm2?, tpm_tis text, tpm-version, PCR hex digits)
-    "tpm2": (True, "2.0 TPM", "2", 64),
-    "tpm12": (False, "1.2 TPM", "1", 40),
-    "none": (None, None, None, None),
+LINE_KEYS = ["init-start", "tpm_tis", "tpm-driver", "devtpm", "tpm-version", "eventlog-size", "boot", "action"]
+TPM_CASES = {  # name: (swtpm --tpm2?, tpm_tis text, tpm-version, PCR hex digits, QEMU device)
+    "tpm2": (True, "2.0 TPM", "2", 64, "tpm-tis"),
+    "tpm12": (False, "1.2 TPM", "1", 40, "tpm-tis"),
+    "tpm2-crb": (True, "", "2", 64, "tpm-crb"),  # tpm_crb prints no probe line: /init names the driver
+    "none": (None, None, None, None, None),
 }
 
 
@@ -68,17 +72,21 @@ def boots(output):
 
 
 def check_boot(boot, number, case):
-    tpm2, tis_text, version, digits = TPM_CASES[case]
+    tpm2, tis_text, version, digits, device = TPM_CASES[case]
     problems = [f"NIGHTLY {k}: expected one line, got {boot.get(k)}" for k in LINE_KEYS if len(boot.get(k, [])) != 1]
     if problems:
         return problems
     one = {k: boot[k][0] for k in LINE_KEYS}
     expect = {"boot": str(number), "action": "reboot" if number == 1 else "poweroff"}
     if tis_text is None:
-        expect.update({"tpm_tis": "none", "devtpm": "none", "tpm-version": "none", "eventlog-size": "none"})
+        expect.update({"tpm_tis": "none", "tpm-driver": "none", "devtpm": "none", "tpm-version": "none",
+                       "eventlog-size": "none"})
     else:
         expect["tpm-version"] = version
-        if tis_text not in one["tpm_tis"] or not one["tpm_tis"].startswith("tpm_tis "):
+        expect["tpm-driver"] = device.replace("-", "_")  # tpm_tis or tpm_crb
+        if not tis_text:
+            expect["tpm_tis"] = "none"
+        elif tis_text not in one["tpm_tis"] or not one["tpm_tis"].startswith("tpm_tis "):
             problems.append(f"tpm_tis line {one['tpm_tis']!r} does not say {tis_text!r}")
         if not re.search(r"/dev/tpm0(;|$)", one["devtpm"]):
             problems.append(f"devtpm {one['devtpm']!r} has no /dev/tpm0")
@@ -148,7 +156,7 @@ def boot_case(image, case, workdir, name):
         os.mkdir(tpmdir)
         swtpm = Swtpm("swtpm", tpmdir, tpm2)
     try:
-        output, rc, elapsed = run_qemu(copy, swtpm.qemu_args() if swtpm else [])
+        output, rc, elapsed = run_qemu(copy, swtpm.qemu_args(TPM_CASES[case][4]) if swtpm else [])
     finally:
         if swtpm:
             swtpm.close()

@@ -11,6 +11,9 @@ Cases:
                             tpm-eventlog included), DONE fail=0, QEMU exits by itself
   tpm2-reset, tpm12-reset   two boots (0xCF9 reset): both pass; boot 2's event log holds only
                             its own events and replays to the TPM's PCRs (they started over)
+  tpm20-crb-reset           the same with QEMU's -device tpm-crb and --tpm 2.0-crb: the program's
+                            CRB driver and tpm-crb-regs checks against QEMU's CRB (tpm-tis-regs
+                            does not run)
   none-basic                QEMU without a TPM, --tpm none: tpm-acpi and tpm-tis-regs PASS
   tpm2-image-no-tpm         (negative) --tpm 2.0 on QEMU without a TPM: all four TPM checks FAIL
   none-image-tpm2           (negative) --tpm none on QEMU with a TPM 2.0: tpm-acpi, tpm-tis-regs FAIL
@@ -31,6 +34,7 @@ from test_guest_on_qemu import (Run, check_boot_all_pass, check_image, done_coun
                                 outcome_problems, results, split_boots)
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
+CRB_CHECKS = ["tpm-acpi", "tpm-crb-regs", "tpm-cmd", "tpm-eventlog"]
 NO_TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs"]
 
 
@@ -52,9 +56,9 @@ class Swtpm:
                 raise RuntimeError(f"swtpm did not create {self.sock}: {self.output()}")
             time.sleep(0.02)
 
-    def qemu_args(self):
+    def qemu_args(self, device="tpm-tis"):
         return ["-chardev", f"socket,id=chrtpm,path={self.sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-                "-device", "tpm-tis,tpmdev=tpm0"]
+                "-device", f"{device},tpmdev=tpm0"]
 
     def output(self):
         if not self.log.closed:
@@ -148,15 +152,16 @@ class Suite:
         return path
 
     def boot(self, name, mode, tpm_image, tpm_device, reboot=False):
-        """Makes the image, starts swtpm (tpm_device "2.0"/"1.2") or none, runs QEMU."""
+        """Makes the image, starts swtpm (tpm_device "2.0"/"1.2"; "2.0-crb": TPM 2.0 behind QEMU's
+        tpm-crb) or none, runs QEMU."""
         img = self.image(name, mode, tpm_image)
         swtpm = None
         extra = []
         if tpm_device:
             state = os.path.join(self.workdir, f"{name}.tpm")
             os.makedirs(state)
-            swtpm = Swtpm(self.args.swtpm, state, tpm_device == "2.0")
-            extra = swtpm.qemu_args()
+            swtpm = Swtpm(self.args.swtpm, state, tpm_device.startswith("2.0"))
+            extra = swtpm.qemu_args("tpm-crb" if tpm_device.endswith("-crb") else "tpm-tis")
         try:
             run = run_qemu(self.args.qemu, img, self.args.timeout, extra, reboot=reboot)
         finally:
@@ -197,17 +202,18 @@ class Suite:
 
     def case_reset(self, version):
         name = f"tpm{version.replace('.', '')}-reset"
+        checks = CRB_CHECKS if version.endswith("-crb") else TPM_CHECKS
         img, run = self.boot(name, "reset", version, version, reboot=True)
         boots = split_boots(run.mvg_lines())
         problems = outcome_problems(run, want_exit=True)
         if len(boots) != 2:
             problems.append(f"{len(boots)} boots, expected 2")
         if boots:
-            problems += [f"boot 1: {p}" for p in check_boot_all_pass(boots[0], TPM_CHECKS, expect_done=False)]
+            problems += [f"boot 1: {p}" for p in check_boot_all_pass(boots[0], checks, expect_done=False)]
             if boots[0][-1] != "reset-request boot=1":
                 problems.append(f"boot 1 ends with {boots[0][-1]!r}, expected 'reset-request boot=1'")
         if len(boots) >= 2:
-            problems += [f"boot 2: {p}" for p in check_boot_all_pass(boots[1], TPM_CHECKS + ["second-boot"])]
+            problems += [f"boot 2: {p}" for p in check_boot_all_pass(boots[1], checks + ["second-boot"])]
             # SeaBIOS measures the same things on every boot: a log holding only boot 2's events
             # (the TPM was reset) has boot 1's event count and replays to the same PCR values.
             first, second = eventlog_detail(boots[0]), eventlog_detail(boots[1])
@@ -282,6 +288,7 @@ def main():
         suite.case_basic("1.2")
         suite.case_reset("2.0")
         suite.case_reset("1.2")
+        suite.case_reset("2.0-crb")
         suite.case_none()
         suite.case_negative("tpm2-image-no-tpm", "2.0", None, TPM_CHECKS)
         suite.case_negative("none-image-tpm2", "none", "2.0", NO_TPM_CHECKS)

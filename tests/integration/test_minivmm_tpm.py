@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """KVM integration tests of the TPM: minivmm with a real swtpm or the in-process libtpms TPM (each as
-TPM 2.0 and 1.2) boots SeaBIOS,
+TPM 2.0 and 1.2, and TPM 2.0 through the CRB interface) boots SeaBIOS,
 which finds the TPM through our TPM2/TCPA table, starts it and measures the boot; the project's
 boot-sector program then checks, inside the guest, the ACPI table and DSDT device, TIS register
 behaviour, a command round trip, and replays SeaBIOS's event log against the PCRs it reads from
@@ -102,6 +102,37 @@ def main():
                     all_pass(r.stdout) and r.stdout.count("MVG: tpm-eventlog PASS") == 2, r)
             if tpm:
                 tpm.stop()
+
+    # The CRB interface (-tpm-interface crb, TPM 2.0): SeaBIOS drives it itself (its crb driver),
+    # the program checks the TPM2 table (start method 7, control area 0xFED40040), the CRB
+    # registers, a command round trip through the CRB buffer and the event-log replay; on a
+    # reboot too. A TPM 1.2 with CRB: one clear line, exit 6.
+    crb_checks = ("tpm-acpi", "tpm-crb-regs", "tpm-cmd", "tpm-eventlog")
+    for backend in ("swtpm", "libtpms"):
+        name = f"{backend} TPM 2.0 CRB"
+        tpm, args = tpm_args(s, backend, "2.0", f"{backend}-crb")
+        log = os.path.join(s.tmp.name, f"seabios-{backend}-crb.log")
+        r = vmmtest.run([minivmm, "-bios", BIOS] + args + ["-tpm-interface", "crb", "-debugcon", f"file:{log}",
+                                                           image(s, program, mkimage, "reset", "2.0-crb")])
+        s.check(f"{name}: two boots, exit 0", r.returncode == 0 and "MVG: second-boot PASS" in r.stdout, r)
+        s.check(f"{name}: every guest check passes on both boots", all_pass(r.stdout), r)
+        for check in crb_checks:
+            s.check(f"{name}: guest check {check} on both boots", r.stdout.count(f"MVG: {check} PASS") == 2, r)
+        m = re.search(r"MVG: tpm-eventlog PASS(.*)", r.stdout)
+        if m:
+            print(f"    {m.group(1).strip()}")
+        s.check(f"{name}: no TIS check ran", "tpm-tis-regs" not in r.stdout, r)
+        seabios = open(log, errors="replace").read()
+        s.check(f"{name}: SeaBIOS found the TPM2 table", f"table({b'TPM2'[::-1].hex()})" in seabios, seabios[-1500:])
+        if tpm:
+            tpm.stop()
+    tpm = Swtpm(os.path.join(s.tmp.name, "crb-12"), "1.2")
+    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-interface", "crb",
+                     image(s, program, mkimage, "basic", "none")], 60)
+    tpm.stop()
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    s.check("swtpm TPM 1.2 with -tpm-interface crb: exit 6, one line saying CRB needs a TPM 2.0",
+            r.returncode == 6 and len(lines) == 1 and "needs a TPM 2.0" in lines[0] and tpm.sock in lines[0], r)
 
     # No swtpm at the given path: one clear line naming the socket and how to start swtpm.
     missing = os.path.join(s.tmp.name, "nope", "swtpm-sock")

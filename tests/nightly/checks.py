@@ -117,8 +117,9 @@ def nightly_lines(run, start, end):
     return found
 
 
-def linux(run, index, version):
-    """Boot `index` of the Linux image: /init ran, tpm_tis bound, /dev/tpm0 exists, the TPM version,
+def linux(run, index, version, interface="tis"):
+    """Boot `index` of the Linux image: /init ran, tpm_tis (or with interface "crb", tpm_crb) bound
+    to the TPM, /dev/tpm0 exists, the TPM version,
     PCRs 0-7 non-zero, a non-empty event log, the boot number and what /init did next; boot 1 must
     be followed by a second boot, boot 2 by a power-off (exit 0)."""
     bounds = segments(run.text)
@@ -135,8 +136,16 @@ def linux(run, index, version):
     init = lines["init-start"][1] - t0
     details.append(f"init at {init:.1f}s ({lines['init-start'][0] or 'no uptime'})")
     value = lambda key: lines.get(key, ("none", None))[0]  # noqa: E731
-    if value("tpm_tis") in ("", "none"):
+    driver = value("tpm-driver")  # older images have no such line: then only the probe line counts
+    if interface == "crb":
+        if driver != "tpm_crb":
+            problems.append(f"the TPM's driver is {driver!r}, want tpm_crb")
+        else:
+            details.append("driver tpm_crb")
+    elif value("tpm_tis") in ("", "none"):
         problems.append("no tpm_tis line in dmesg")
+    elif driver not in ("none", "tpm_tis"):
+        problems.append(f"the TPM's driver is {driver!r}, want tpm_tis")
     else:
         details.append(f"tpm_tis: {value('tpm_tis')}")
     tpm0 = None
@@ -177,9 +186,9 @@ def linux(run, index, version):
     return Verdict("passed", "; ".join(details), details, seconds, init, tpm0)
 
 
-def firmware(run, debug, index, version):
+def firmware(run, debug, index, version, interface="tis"):
     """Boot `index` of the boot-sector program (reset mode, --tpm VERSION): SeaBIOS measured the boot
-    into the TPM and the program checked it: tpm-acpi, tpm-tis-regs, tpm-cmd and tpm-eventlog (the
+    into the TPM and the program checked it: tpm-acpi, tpm-tis-regs (CRB: tpm-crb-regs), tpm-cmd and tpm-eventlog (the
     event log replays to PCRs 0-7 read from the TPM and holds the EV_IPL measurement of the MBR on
     PCR 4); no FAIL line; boot 1 resets, boot 2 reports second-boot, DONE with fail=0 and powers off."""
     pre = prekernel(run, debug, index, version, r"MVG: serial PASS", True, "boot-sector program")
@@ -189,7 +198,8 @@ def firmware(run, debug, index, version):
     start, end = bounds[index]
     results = {m.group(1): (m.group(2), m.group(3) or "") for m in MVG.finditer(run.text, start, end)}
     problems = [f"{name} FAIL {why}" for name, (r, why) in results.items() if r == "FAIL"]
-    need = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"] + (["second-boot"] if index else [])
+    regs = "tpm-crb-regs" if interface == "crb" else "tpm-tis-regs"
+    need = ["tpm-acpi", regs, "tpm-cmd", "tpm-eventlog"] + (["second-boot"] if index else [])
     problems += [f"no {name} PASS" for name in need if results.get(name, ("",))[0] != "PASS"]
     seg = run.text[start:end]
     if index == 0 and "MVG: reset-request boot=1" not in seg:

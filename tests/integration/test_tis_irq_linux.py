@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""The TPM TIS interrupt with a Linux that uses it: Debian 12's 6.12 kernel (Linux 6.4 and later
+test the TIS interrupt and then use it; 6.1 never tests it and polls) on the nightly guest image
+built with scripts/build-guest-image --kernel debian-6.12, under minivmm:
+
+  tpm2-irq    swtpm TPM 2.0, TIS, -tpm-irq on (the default): both boots pass the nightly `linux`
+              and TPM 2.0 checks (tpm2-tools, event-log replay, ECC signature), /proc/interrupts
+              has a tpm0 line on IRQ 13 with a non-zero count, and tpm_tis never fell back to
+              polling ("TPM interrupt not working, polling instead")
+  tpm12-irq   in-process TPM 1.2 with the interrupt: the same for TPM 1.2 (caps, SHA-1 log replay)
+  tpm2-polled swtpm TPM 2.0, -tpm-irq off: the same checks pass, and no tpm0 interrupt exists
+
+usage: test_tis_irq_linux.py MINIVMM IMAGE"""
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "nightly"))
+import checks  # noqa: E402
+import vm  # noqa: E402
+import vmmtest  # noqa: E402
+
+TIMEOUT = 600  # two boots of a 6.12 kernel on the real-clock nested KVM
+CASES = {  # name: (TPM version, backend, minivmm TPM options, interface, interrupt expected)
+    "tpm2-irq": ("2.0", "swtpm", [], "tis", True),
+    "tpm12-irq": ("1.2", "in-process", [], "tis", True),
+    "tpm2-polled": ("2.0", "swtpm", ["-tpm-irq", "off"], "tis", False),
+}
+
+
+def irq_count(line):
+    """The total of the per-CPU counts of a /proc/interrupts line "13: 5 0 IO-APIC 13-fasteoi tpm0"."""
+    m = re.match(r"(\d+):((?: \d+)+) ", line + " ")
+    return (int(m.group(1)), sum(int(n) for n in m.group(2).split())) if m else (None, 0)
+
+
+def main():
+    minivmm, image = sys.argv[1:3]
+    vmmtest.require_kvm_and_swtpm()
+    s = vmmtest.Suite()
+    if not os.path.isfile(image):
+        s.check(f"the 6.12 guest image {image} exists (scripts/build-guest-image --kernel debian-6.12; "
+                "scripts/test builds it)", False)
+        return s.finish()
+    for name, (version, backend, options, interface, irq) in CASES.items():
+        directory = os.path.join(s.tmp.name, name)
+        swtpm = vm.Swtpm(directory, version) if backend == "swtpm" else None
+        tpm = ["-tpm-sock", swtpm.sock] if swtpm else ["-tpm-state", directory, "-tpm-version", version]
+        try:
+            r = vm.run(vm.minivmm_cmd(minivmm, image, tpm + options), TIMEOUT)
+        finally:
+            if swtpm:
+                swtpm.stop()
+        with open(os.path.join(s.tmp.name, f"{name}.com1"), "w", encoding="latin-1") as f:
+            f.write(r.text)
+        first = None
+        for index in range(2):
+            v = checks.linux(r, index, version, interface)
+            s.check(f"{name} boot {index + 1}: linux ({v.message})", v.status == "passed", r.text[-3000:])
+            for check, verdict in checks.tpm_checks(r, index, version, first).items():
+                s.check(f"{name} boot {index + 1}: {check} ({verdict.message})", verdict.status == "passed")
+            bounds = checks.segments(r.text)
+            if index >= len(bounds):
+                continue
+            lines = checks.nightly_lines(r, *bounds[index])
+            if index == 0:
+                first = checks.pcr_values(lines)
+            line = lines.get("tpm-irq", ("none", None))[0]
+            fallback = lines.get("tpm-irq-fallback", ("?", None))[0]
+            number, count = irq_count(line)
+            if irq:
+                s.check(f"{name} boot {index + 1}: /proc/interrupts counts tpm0 on IRQ 13 ({line!r})",
+                        number == 13 and count > 0 and line.endswith("tpm0"))
+            else:
+                s.check(f"{name} boot {index + 1}: no TPM interrupt ({line!r})", line == "none")
+            s.check(f"{name} boot {index + 1}: the driver never fell back to polling (fallback lines: {fallback})",
+                    fallback == "0")
+        s.check(f"{name}: powered off after two boots (exit 0)", r.returncode == 0 and not r.stopped, r.describe())
+    return s.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
