@@ -15,6 +15,7 @@
 // TPM and the firmware's TPM_Startup would fail with TPM_RC_INITIALIZE).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -51,6 +52,7 @@ public:
 
     TpmVersion version() const noexcept override { return version_; }
     size_t buffer_size() const noexcept override { return buffer_size_; }
+    void limit_buffer_size(size_t limit) noexcept override { buffer_size_ = std::min(buffer_size_, limit); }
     // TPMLIB_Terminate, remove the volatile state, TPMLIB_SetBufferSize, TPMLIB_MainInit.
     bool power_cycle() noexcept override;
     // `response` should hold buffer_size() bytes (at least 10, else 0 is returned). Commands

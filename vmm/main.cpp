@@ -19,6 +19,7 @@
 #include <fmt/core.h>
 
 #include "firmware/bios_image.hpp"
+#include "devices/tpm_crb_regs.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/console.hpp"
 #include "vmm/disk_image.hpp"
@@ -176,6 +177,9 @@ int run(const Config& config, int signal_fd) {
         log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
                   *config.tpm_state);
     }
+    // The CRB's data buffer is smaller than the TIS's 4096 bytes: the TPM learns it at each power
+    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows the buffer.
+    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kBufferSize);
     struct TpmShutdown {
         TpmBackend* tpm;
         ~TpmShutdown() {

@@ -7,6 +7,7 @@
 // TPM failure response; it never throws after connect() and never blocks longer than one timeout.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -63,6 +64,7 @@ public:
 
     TpmVersion version() const noexcept override { return version_; }
     size_t buffer_size() const noexcept override { return buffer_size_; }
+    void limit_buffer_size(size_t limit) noexcept override { buffer_size_ = std::min(buffer_size_, limit); }
     // CMD_STOP, CMD_SET_BUFFERSIZE(buffer_size()), CMD_INIT (QEMU tpm_emulator_startup_tpm).
     bool power_cycle() noexcept override;
     // `response` should hold buffer_size() bytes (at least 10, else nothing is written and 0 is

@@ -17,6 +17,10 @@ public:
     virtual ~TpmBackend() = default;
     virtual TpmVersion version() const noexcept = 0;
     virtual size_t buffer_size() const noexcept = 0;
+    // Lowers buffer_size() to `limit` (never raises it) from the next power_cycle() on, which tells
+    // the TPM (swtpm: CMD_SET_BUFFERSIZE; libtpms: TPMLIB_SetBufferSize), so its responses and the
+    // commands it advertises fit the guest interface's buffer (CRB: 0xF80 bytes, as QEMU does).
+    virtual void limit_buffer_size(size_t limit) noexcept = 0;
     // Power-cycle the TPM, as at every machine power-on/reset (swtpm: CMD_STOP,
     // CMD_SET_BUFFERSIZE, CMD_INIT). The firmware then sends TPM_Startup. Returns false (and
     // logs) if the TPM could not be restarted; the guest will then see failures.

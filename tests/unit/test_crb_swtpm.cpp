@@ -78,7 +78,11 @@ TEST_CASE("CRB runs TPM 2.0 commands on a real swtpm through the TPM worker") {
     testing::SwtpmProcess proc(true);
     auto tpm = SwtpmBackend::connect(proc.sock, 5000ms);
     REQUIRE(tpm->version() == TpmVersion::v2_0);
+    // As minivmm's main does for CRB (and QEMU's tpm_crb_reset): swtpm takes the CRB buffer's size.
+    tpm->limit_buffer_size(crb::kBufferSize);
+    tpm->limit_buffer_size(8192);  // never raises it
     REQUIRE(tpm->power_cycle());
+    CHECK(tpm->buffer_size() == crb::kBufferSize);
 
     std::mutex lock;
     std::unique_ptr<TpmCrb> crb;

@@ -21,6 +21,7 @@ class FakeBackend final : public TpmBackend {
 public:
     TpmVersion version() const noexcept override { return TpmVersion::v2_0; }
     size_t buffer_size() const noexcept override { return 64; }
+    void limit_buffer_size(size_t) noexcept override {}
     bool power_cycle() noexcept override { return true; }
     size_t execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept override {
         std::unique_lock lock(m);

@@ -31,6 +31,7 @@ public:
     explicit ScriptedBackend(TpmVersion v) : v_(v) {}
     TpmVersion version() const noexcept override { return v_; }
     size_t buffer_size() const noexcept override { return 64; }
+    void limit_buffer_size(size_t) noexcept override {}
     bool power_cycle() noexcept override { return true; }
     size_t execute(uint8_t, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept override {
         uint32_t ordinal = uint32_t{command[6]} << 24 | uint32_t{command[7]} << 16 | uint32_t{command[8]} << 8 | command[9];
