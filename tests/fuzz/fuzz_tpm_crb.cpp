@@ -9,38 +9,14 @@
 #include <vector>
 
 #include "devices/tpm_crb.hpp"
+#include "fuzz_support.hpp"
 
 using namespace minivmm;
 
 namespace {
 
-[[noreturn]] void violated() { __builtin_trap(); }
-void check(bool ok) {
-    if (!ok) violated();
-}
-
-class Input {
-public:
-    Input(const uint8_t* data, size_t size) : data_(data), size_(size) {}
-    bool empty() const { return pos_ >= size_; }
-    uint8_t u8() { return pos_ < size_ ? data_[pos_++] : 0; }
-    uint16_t u16() { return static_cast<uint16_t>(u8() | u8() << 8); }
-    uint64_t u64() {
-        uint64_t v = 0;
-        for (int i = 0; i < 8; ++i) v |= uint64_t{u8()} << (8 * i);
-        return v;
-    }
-    std::vector<uint8_t> bytes(size_t n) {
-        std::vector<uint8_t> out(n);
-        for (size_t i = 0; i < n; ++i) out[i] = pos_ < size_ ? data_[pos_++] : static_cast<uint8_t>(i);
-        return out;
-    }
-
-private:
-    const uint8_t* data_;
-    size_t size_;
-    size_t pos_ = 0;
-};
+using fuzz::check;
+using fuzz::Input;
 
 class FuzzBackend final : public TpmDeviceBackend {
 public:
@@ -58,7 +34,7 @@ public:
     }
     void cancel() noexcept override { ++cancels; }
     bool established() const noexcept override { return est_; }
-    void reset_established(uint8_t) noexcept override { violated(); }  // locality 0 never may
+    void reset_established(uint8_t) noexcept override { check(false); }  // locality 0 never may
 
     bool outstanding = false;
     unsigned cancels = 0;

@@ -6,7 +6,7 @@
 
 struct acpi_state acpi;
 
-static uint8_t buf[64];
+static uint8_t buf[64] LOWBSS;
 
 static uint8_t sum8(const uint8_t *p, unsigned n)
 {

@@ -19,7 +19,7 @@ bool tpm_tis_checks_wanted(void) { return config.tpm != TPM_UNCHECKED && config.
 bool tpm_crb_checks_wanted(void) { return config.tpm == TPM_20_CRB; }
 bool tpm_device_expected(void) { return config.tpm >= TPM_12; }
 
-static uint8_t tbl[76];                 /* TPM2 76 bytes, TCPA 50 */
+static uint8_t tbl[76] LOWBSS;               /* TPM2 76 bytes, TCPA 50 */
 
 /* DSDT AML (ACPI 6.x §20.2.3, §6.4.3.4): Name(_HID, "MSFT0101") (StringPrefix 0x0D),
  * Name(_HID, EisaId("PNP0C31")) (DWordPrefix 0x0C, 0x310CD041), and

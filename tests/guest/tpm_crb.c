@@ -11,20 +11,7 @@ void crb_write32(uint32_t reg, uint32_t v) { phys_write32(CRB_BASE + reg, v); }
 
 bool crb_wait(uint32_t reg, uint32_t mask, uint32_t want, unsigned seconds, uint32_t *last)
 {
-    uint8_t sec = rtc_seconds();
-    unsigned changes = 0;
-    for (uint32_t spins = 0; spins < 5000000u; spins++) {
-        *last = crb_read32(reg);
-        if ((*last & mask) == want)
-            return true;
-        uint8_t s = rtc_seconds();
-        if (s != sec) {
-            sec = s;
-            if (++changes > seconds)
-                break;
-        }
-    }
-    return false;
+    return mmio_wait(CRB_BASE + reg, true, mask, want, seconds, last);
 }
 
 static const char *exchange(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len)
@@ -58,7 +45,7 @@ static const char *exchange(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint
 
 const char *crb_transmit(const uint8_t *cmd, uint32_t len, uint8_t *rsp, uint32_t rsp_max, uint32_t *rsp_len)
 {
-    static uint8_t padded[64];
+    static uint8_t padded[64] LOWBSS;
     if (len > sizeof(padded))
         return "command too long for the CRB test driver";
     memset(padded, 0, sizeof(padded));

@@ -12,18 +12,18 @@ uint8_t tis_read8(unsigned loc, uint32_t reg) { return phys_read8(TIS_REG(loc, r
 uint32_t tis_read32(unsigned loc, uint32_t reg) { return phys_read32(TIS_REG(loc, reg)); }
 void tis_write8(unsigned loc, uint32_t reg, uint8_t v) { phys_write8(TIS_REG(loc, reg), v); }
 
-uint8_t rtc_seconds(void)
+static uint8_t rtc_seconds(void)
 {
     outb(0x70, 0x80);                   /* register 0, NMI disabled */
     return inb(0x71);
 }
 
-bool tis_wait(unsigned loc, uint32_t reg, uint8_t mask, uint8_t want, unsigned seconds, uint8_t *last)
+bool mmio_wait(uint32_t addr, bool wide, uint32_t mask, uint32_t want, unsigned seconds, uint32_t *last)
 {
     uint8_t sec = rtc_seconds();
     unsigned changes = 0;
     for (uint32_t spins = 0; spins < 5000000u; spins++) {
-        *last = tis_read8(loc, reg);
+        *last = wide ? phys_read32(addr) : phys_read8(addr);
         if ((*last & mask) == want)
             return true;
         uint8_t s = rtc_seconds();
@@ -34,6 +34,14 @@ bool tis_wait(unsigned loc, uint32_t reg, uint8_t mask, uint8_t want, unsigned s
         }
     }
     return false;
+}
+
+bool tis_wait(unsigned loc, uint32_t reg, uint8_t mask, uint8_t want, unsigned seconds, uint8_t *last)
+{
+    uint32_t v = 0;
+    bool ok = mmio_wait(TIS_REG(loc, reg), false, mask, want, seconds, &v);
+    *last = (uint8_t)v;
+    return ok;
 }
 
 bool tis_request_locality(unsigned loc)

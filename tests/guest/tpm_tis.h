@@ -64,8 +64,10 @@ static inline void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* The RTC's seconds register (MC146818 CMOS 0x00): what every TPM wait is bounded by. */
-uint8_t rtc_seconds(void);
+/* Polls the 8-bit (or with wide, 32-bit) register at addr until (value & mask) == want or about
+ * `seconds` RTC seconds (MC146818 CMOS 0x00) pass; *last = last value read. The TIS and CRB
+ * drivers' waits. */
+bool mmio_wait(uint32_t addr, bool wide, uint32_t mask, uint32_t want, unsigned seconds, uint32_t *last);
 
 uint8_t tis_read8(unsigned loc, uint32_t reg);
 uint32_t tis_read32(unsigned loc, uint32_t reg);
