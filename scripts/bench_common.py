@@ -6,6 +6,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "nightly"))
+from vm import wait_listening  # noqa: E402
+
 
 class Swtpm:
     """A fresh swtpm (state and control socket in a new directory); it exits with its VMM."""
@@ -17,12 +20,9 @@ class Swtpm:
         cmd = ["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
         self.proc = subprocess.Popen(cmd + (["--tpm2"] if tpm2 else []), stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                sys.exit(f"swtpm did not create {self.sock} (log: {self.log.name})")
-            time.sleep(0.01)
+        if not wait_listening(self.sock, self.proc):
+            self.close()
+            sys.exit(f"swtpm did not listen on {self.sock} (log: {self.log.name})")
 
     def close(self):
         try:

@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_guest_on_qemu import (Run, check_boot_all_pass, check_image, done_counts,  # noqa: E402
                                 outcome_problems, results, split_boots)
+import vmmtest  # noqa: E402
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
 CRB_CHECKS = ["tpm-acpi", "tpm-crb-regs", "tpm-cmd", "tpm-eventlog"]
@@ -49,12 +50,9 @@ class Swtpm:
         if tpm2:
             cmd.append("--tpm2")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"swtpm did not create {self.sock}: {self.output()}")
-            time.sleep(0.02)
+        if not vmmtest.wait_listening(self.sock, self.proc):
+            self.close()
+            raise RuntimeError(f"swtpm did not listen on {self.sock}: {self.output()}")
 
     def qemu_args(self, device="tpm-tis"):
         return ["-chardev", f"socket,id=chrtpm,path={self.sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",

@@ -33,11 +33,8 @@ class Swtpm:
         if version == "2.0":
             cmd.append("--tpm2")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            if os.path.exists(self.sock):
-                return
-            time.sleep(0.02)
-        raise RuntimeError("swtpm did not create its socket")
+        if not vmmtest.wait_listening(self.sock, self.proc):
+            raise RuntimeError(f"swtpm did not listen on {self.sock}")
 
     def stop(self):
         if self.proc.poll() is None:

@@ -45,11 +45,8 @@ class Swtpm:
         self.proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl",
                                       f"type=unixio,path={self.sock}", "--tpm2"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if os.path.exists(self.sock):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("swtpm did not create its socket")
+        if not vmmtest.wait_listening(self.sock, self.proc):
+            raise RuntimeError(f"swtpm did not listen on {self.sock}")
 
     def stop(self):
         self.proc.kill()

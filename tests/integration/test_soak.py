@@ -100,10 +100,7 @@ def read_reset_count(state_dir, sock_dir):
                           "--flags", "not-need-init,startup-clear"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(250):
-            if os.path.exists(data):
-                break
-            time.sleep(0.02)
+        vmmtest.wait_listening(data, p)  # the connect below reports a failure
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
             s.connect(data)
@@ -180,10 +177,8 @@ def start_swtpm(directory):
         os.unlink(sock)
     proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl",
                              f"type=unixio,path={sock}", "--tpm2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(250):
-        if os.path.exists(sock):
-            return proc, sock
-        time.sleep(0.02)
+    if vmmtest.wait_listening(sock, proc):
+        return proc, sock
     proc.kill()
     proc.wait()
     raise RuntimeError("swtpm did not create its socket")

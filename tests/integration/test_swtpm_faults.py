@@ -15,6 +15,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vmmtest  # noqa: E402
+
 PROBE = None
 FAKE = None
 failures = []
@@ -114,10 +117,8 @@ def real_swtpm_cases(tmp):
     def start_swtpm():
         proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", "dir=" + state, "--ctrl",
                                  "type=unixio,path=" + sock, "--tpm2"])
-        for _ in range(500):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.01)
+        if not vmmtest.wait_listening(sock, proc):
+            raise RuntimeError(f"swtpm did not listen on {sock}")
         return proc
 
     swtpm = start_swtpm()

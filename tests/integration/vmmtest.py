@@ -7,6 +7,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nightly"))
+from vm import wait_listening  # noqa: E402,F401  (shared: swtpm listens once a probe connects)
+
 SKIP = 77  # meson's "skipped" exit status
 
 

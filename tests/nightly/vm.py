@@ -4,12 +4,30 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 KVM_FAILED = 5  # minivmm: KVM could not run the guest (emulation failure, failed entry)
+
+
+def wait_listening(sock, proc, timeout=10):
+    """Waits until a freshly started swtpm (`proc`) accepts connections on the Unix socket `sock`.
+    The socket file appears at bind(), before swtpm calls listen(), so a client that only waits for
+    the file can be refused; a probe connection, closed at once, proves the listen. swtpm treats the
+    probe as a client that left. Returns False if proc exited or `timeout` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(sock)
+                return True
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+        time.sleep(0.01)
+    return False
 
 
 class Run:
@@ -135,12 +153,9 @@ class Swtpm:
                "--log", f"file={os.path.join(directory, 'swtpm.log')}"] + (["--tpm2"] if version == "2.0" else [])
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"swtpm did not create {self.sock}")
-            time.sleep(0.02)
+        if not wait_listening(self.sock, self.proc):
+            self.stop()
+            raise RuntimeError(f"swtpm did not listen on {self.sock}")
 
     def stop(self):
         if self.proc.poll() is None:

@@ -41,6 +41,7 @@
 #include "vmm/libtpms_backend.hpp"
 #include "vmm/swtpm_backend.hpp"
 #include "vmm/swtpm_protocol.hpp"
+#include "tests/unit/socket_probe.hpp"
 
 extern char** environ;
 
@@ -137,13 +138,13 @@ public:
         argv.push_back(nullptr);
         if (posix_spawnp(&pid_, "swtpm", nullptr, nullptr, argv.data(), environ) != 0)
             throw std::runtime_error("cannot start swtpm");
-        for (auto deadline = Clock::now() + std::chrono::seconds(10); !fs::exists(sock_);) {
+        for (auto deadline = Clock::now() + std::chrono::seconds(10); !minivmm::testing::accepts_connections(sock_);) {
             int status;
             if (waitpid(pid_, &status, WNOHANG) == pid_) {
                 pid_ = -1;
                 throw std::runtime_error(fmt::format("swtpm exited before creating {} (see {})", sock_, log));
             }
-            if (Clock::now() > deadline) throw std::runtime_error(fmt::format("swtpm did not create {}", sock_));
+            if (Clock::now() > deadline) throw std::runtime_error(fmt::format("swtpm did not listen on {}", sock_));
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
     }

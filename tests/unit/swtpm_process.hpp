@@ -19,8 +19,10 @@
 #include <string>
 #include <thread>
 
-#include "skipped_cases.hpp"
 #include <vector>
+
+#include "skipped_cases.hpp"
+#include "socket_probe.hpp"
 
 namespace minivmm::testing {
 
@@ -85,8 +87,16 @@ public:
             ::execvp("swtpm", const_cast<char* const*>(argv.data()));
             ::_exit(127);
         }
-        for (int i = 0; i < 500 && !std::filesystem::exists(sock); ++i) std::this_thread::sleep_for(10ms);
-        REQUIRE(std::filesystem::exists(sock));
+        bool listening = false;
+        for (int i = 0; i < 500 && !listening; ++i) {
+            if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+                pid = -1;  // exited: nothing to kill
+                break;
+            }
+            listening = accepts_connections(sock);
+            if (!listening) std::this_thread::sleep_for(10ms);
+        }
+        REQUIRE_MESSAGE(listening, "swtpm did not listen on " << sock);
     }
     ~SwtpmProcess() {
         if (pid > 0) {
