@@ -5,6 +5,7 @@
 
 #include "acpi/aml.hpp"
 #include "acpi/table_builders.hpp"
+#include "acpi/tpm_ppi_aml.hpp"
 #include "devices/tpm_crb_regs.hpp"
 #include "vmm/platform.hpp"
 
@@ -68,7 +69,8 @@ std::vector<uint8_t> build_tcpa_table() {
     return bytes_of(t);
 }
 
-std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq) {
+std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq,
+                                           bool ppi) {
     // Linux binds tpm_tis to MSFT0101 (TPM 2.0, with a TPM2 table of start method 6) or to the
     // PNP id PNP0C31 (TPM 1.2), tpm_crb to MSFT0101 with start method 7. QEMU's _STR is left
     // out: iasl insists it be a Unicode buffer.
@@ -84,11 +86,15 @@ std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface inte
     if (irq)
         resources.push_back(aml::interrupt(aml::Trigger::level, aml::Polarity::active_high, aml::Sharing::exclusive, {*irq}));
     const auto crs = aml::resource_template(resources);
-    return aml::device("TPM", {aml::name("_HID", hid), aml::name("_UID", aml::integer(1)),
-                               aml::name("_STA", aml::integer(0x0F)), aml::name("_CRS", crs)});
+    std::vector<aml::Bytes> terms{aml::name("_HID", hid), aml::name("_UID", aml::integer(1)),
+                                  aml::name("_STA", aml::integer(0x0F)), aml::name("_CRS", crs)};
+    if (ppi)
+        for (aml::Bytes& t : build_tpm_ppi_aml(platform::kTpmPpiBase)) terms.push_back(std::move(t));
+    return aml::device("TPM", terms);
 }
 
-void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq) {
+void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface, std::optional<uint8_t> irq,
+                  bool ppi) {
     AcpiConfig::ExtraTable table;
     if (version == TpmVersion::v2_0) {
         table.bytes = build_tpm2_table(interface);
@@ -98,7 +104,7 @@ void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface
         table.patches.push_back({static_cast<uint32_t>(offsetof(TcpaTable, log_area_start)), 8, kTpmLogFile});
     }
     config.extra_tables.push_back(std::move(table));
-    config.extra_dsdt_devices.push_back(build_tpm_dsdt_device(version, interface, irq));
+    config.extra_dsdt_devices.push_back(build_tpm_dsdt_device(version, interface, irq, ppi));
     config.extra_allocations.push_back({kTpmLogFile, 1});
 }
 

@@ -25,13 +25,14 @@ inline constexpr uint32_t kTpmLogSize = 64 * 1024;  // TPM_LOG_AREA_MINIMUM_SIZE
 // Adds the TPM table, the DSDT device and the log-area allocation to `config`.
 // CRB is TPM 2.0 only: callers reject TPM 1.2 with CRB before (the CLI and main.cpp).
 // `irq`: the TIS interrupt the DSDT device lists (Interrupt (..., Level, ActiveHigh, Exclusive)), or none.
+// `ppi`: the device gets the Physical Presence Interface's _DSM (acpi/tpm_ppi_aml.hpp).
 void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface = TpmInterface::tis,
-                  std::optional<uint8_t> irq = std::nullopt);
+                  std::optional<uint8_t> irq = std::nullopt, bool ppi = false);
 
 // The pieces, for tests.
 std::vector<uint8_t> build_tpm2_table(TpmInterface interface = TpmInterface::tis);
 std::vector<uint8_t> build_tcpa_table();
 std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface interface = TpmInterface::tis,
-                                           std::optional<uint8_t> irq = std::nullopt);
+                                           std::optional<uint8_t> irq = std::nullopt, bool ppi = false);
 
 }  // namespace minivmm

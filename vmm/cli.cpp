@@ -75,6 +75,12 @@ options:
                          Linux tpm_crb, polled, as QEMU's tpm-crb)
   -tpm-irq on|off        the TIS interrupt, ISA IRQ 13, level-triggered (default on): the
                          DSDT lists it and the TIS raises it; off: polled, as QEMU's tpm-tis
+  -tpm-ppi on|off        the TCG Physical Presence Interface (default on): ACPI _DSM on the
+                         TPM device (Linux: /sys/class/tpm/tpm0/ppi/); a request the OS makes
+                         there (5, 14, 21, 22: clear the TPM; on a 1.2 also enable and
+                         activate it as the operation says) is carried out by minivmm
+                         at the next reboot, before the firmware runs; requests last as long as
+                         minivmm runs (not across its exit)
   -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm to answer at start
                          and at each power-on, saying every 5 s that it waits; the guest starts
                          only once the TPM is up (a TPM that never comes up: exit status 6)
@@ -105,7 +111,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     std::vector<std::string> positional;
     bool tpm_version_given = false;
     bool tpm_interface_given = false;
-    bool tpm_irq_given = false;
+    bool tpm_irq_given = false, tpm_ppi_given = false;
     bool tpm_start_timeout_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
@@ -184,6 +190,12 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             else if (v == "off") c.tpm_irq = false;
             else usage_error(fmt::format("-tpm-irq: '{}' is not on or off", v));
             tpm_irq_given = true;
+        } else if (opt == "-tpm-ppi") {
+            const std::string v = value();
+            if (v == "on") c.tpm_ppi = true;
+            else if (v == "off") c.tpm_ppi = false;
+            else usage_error(fmt::format("-tpm-ppi: '{}' is not on or off", v));
+            tpm_ppi_given = true;
         } else if (opt == "-tpm-version") {
             std::string v = value();
             if (v == "2.0") c.tpm_version = TpmVersion::v2_0;
@@ -230,6 +242,8 @@ CliResult parse_cli(const std::vector<std::string>& args) {
                     "or use -tpm-interface tis");
     if (tpm_irq_given && !c.tpm_socket && !c.tpm_state)
         usage_error("-tpm-irq needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
+    if (tpm_ppi_given && !c.tpm_socket && !c.tpm_state)
+        usage_error("-tpm-ppi needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
     if (c.tpm_interface == TpmInterface::crb) {
         if (tpm_irq_given && c.tpm_irq)
             usage_error("-tpm-irq on: the CRB interface has no interrupt here (as QEMU's tpm-crb); use -tpm-interface tis");

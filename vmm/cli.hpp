@@ -34,6 +34,7 @@ struct Config {
     TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state only
     TpmInterface tpm_interface = TpmInterface::tis;  // -tpm-interface tis|crb
     bool tpm_irq = true;  // -tpm-irq on|off: the TIS interrupt (CRB has none)
+    bool tpm_ppi = true;  // -tpm-ppi on|off: the Physical Presence Interface (_DSM and its mailbox)
     unsigned tpm_start_timeout_s = 120;  // -tpm-start-timeout: wait for swtpm at start and power-on
     log::Level log_level = log::Level::warn;
     bool exit_stats = false;          // -exit-stats: print exit counts at the end of every boot

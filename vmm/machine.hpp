@@ -21,6 +21,7 @@
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
 #include "vmm/memory_map.hpp"
+#include "devices/tpm_ppi.hpp"
 #include "vmm/tpm_backend.hpp"
 #include "vmm/coalesced_mmio.hpp"
 #include "vmm/exit_stats.hpp"
@@ -36,6 +37,7 @@ struct MachineOptions {
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
     TpmBackend* tpm = nullptr;       // nullptr: no TPM (no TIS, no TPM ACPI tables)
+    TpmPpi* tpm_ppi = nullptr;       // the PPI mailbox, which outlives the machine; nullptr: no PPI
 };
 
 class MachineDevices;  // machine_devices.hpp

@@ -20,7 +20,7 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
     if (w.tpm) {
         const bool irq = w.config.tpm_irq && w.config.tpm_interface == TpmInterface::tis;
         add_tpm_acpi(config, w.tpm->version(), w.config.tpm_interface,
-                     irq ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt);
+                     irq ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.tpm_ppi != nullptr);
     }
     return build_acpi(config);
 }
@@ -54,6 +54,7 @@ MachineDevices::MachineDevices(const Wiring& w)
     }
     pci_.add(platform::kVirtioBlkSlot, virtio_blk_);
     if (w.tpm) attach_tpm(w);
+    if (w.tpm && w.tpm_ppi) w.mmio.insert(platform::kTpmPpiBase, platform::kTpmPpiSize, *w.tpm_ppi);
 
     FwCfgSetup setup;
     setup.ram_below_4g = w.ram_below_4g;

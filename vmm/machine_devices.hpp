@@ -24,6 +24,7 @@
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
 #include "devices/tpm_interface.hpp"
+#include "devices/tpm_ppi.hpp"
 #include "devices/virtio_blk.hpp"
 #include "vmm/bus.hpp"
 #include "vmm/cli.hpp"
@@ -49,6 +50,7 @@ public:
         ByteSink* serial_out;
         ByteSink* debug_out;
         TpmBackend* tpm;  // nullptr: no TPM
+        TpmPpi* tpm_ppi;  // nullptr: no Physical Presence Interface (needs a TPM)
         uint64_t ram_below_4g;
         uint64_t ram_above_4g;
     };

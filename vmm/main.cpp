@@ -33,6 +33,7 @@
 #include "vmm/sandbox.hpp"
 #include "vmm/startup_checks.hpp"
 #include "vmm/swtpm_backend.hpp"
+#include "vmm/tpm_ppi_actions.hpp"
 #include "vmm/vcpu.hpp"
 
 using namespace minivmm;
@@ -135,6 +136,20 @@ void check_tpm_boot(unsigned boot, const TpmWorker::Stats& s) {
         log::warn("boot {}: measurements may be incomplete ({} PCR extends{})", boot, s.extends, trouble);
 }
 
+// Before the firmware runs: the request the guest left through the Physical Presence Interface,
+// carried out on the power-cycled TPM, which is then power-cycled again for SeaBIOS.
+void carry_out_ppi_request(unsigned boot, TpmBackend& tpm, TpmPpi& ppi) {
+    const auto request = ppi.pending();
+    if (!request) return;
+    const uint32_t response = carry_out_ppi_request(tpm, request->operation);
+    ppi.complete(response);
+    const std::string what = fmt::format("boot {}: the guest's Physical Presence request {} ({})", boot,
+                                         request->operation, ppi_operation_name(request->operation));
+    if (response == ppi::kSuccess) log::info("{} was carried out: the TPM is cleared", what);
+    else log::warn("{} failed (PPI response {:#x})", what, response);
+    if (!tpm.power_cycle()) log::error("boot {}: the TPM could not be restarted after the PPI request", boot);
+}
+
 int run(const Config& config, int signal_fd) {
     std::optional<RunAsUser> runas;
     if (config.runas) runas = resolve_runas(*config.runas);
@@ -208,7 +223,10 @@ int run(const Config& config, int signal_fd) {
             STDIN_FILENO);
     }
 
-    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get()};
+    // The PPI mailbox outlives guest resets: a request made before a reboot runs at the next boot.
+    std::unique_ptr<TpmPpi> ppi;
+    if (tpm && config.tpm_ppi) ppi = std::make_unique<TpmPpi>(ppi_operations(tpm->version()));
+    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get(), ppi.get()};
     for (unsigned boot = 1;; ++boot) {
         // Every power-on power-cycles the TPM before any vCPU runs: SeaBIOS fails if TPM2_Startup
         // finds it already started (QEMU: tpm_tis_reset). On the first boot a TPM that does not
@@ -216,6 +234,8 @@ int run(const Config& config, int signal_fd) {
         if (tpm && !tpm->power_cycle()) {
             if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
             log::error("boot {}: the TPM could not be restarted; the guest's TPM commands will fail", boot);
+        } else if (tpm && ppi) {
+            carry_out_ppi_request(boot, *tpm, *ppi);
         }
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());

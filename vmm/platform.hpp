@@ -16,6 +16,10 @@ inline constexpr uint64_t kPciMmioWindowEnd = 0xFEC0'0000;  // SeaBIOS BUILD_PCI
 inline constexpr uint64_t kIoApicBase = 0xFEC0'0000;
 inline constexpr uint64_t kTpmTisBase = 0xFED4'0000;  // TCG PC Client PTP: 5 localities x 4 KiB
 inline constexpr uint64_t kTpmTisSize = 0x5000;
+// The TPM's Physical Presence Interface mailbox (devices/tpm_ppi.hpp), where QEMU puts its PPI
+// page (TPM_PPI_ADDR_BASE), right after the TIS window.
+inline constexpr uint64_t kTpmPpiBase = 0xFED4'5000;
+inline constexpr uint64_t kTpmPpiSize = 0x400;
 inline constexpr uint64_t kLocalApicBase = 0xFEE0'0000;
 // KVM on Intel needs a 3-page TSS and a 1-page identity map inside guest-physical space; QEMU
 // uses the same addresses and reserves them in the e820 map.

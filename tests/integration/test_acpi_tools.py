@@ -33,6 +33,46 @@ def run(cmd, cwd):
     return subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
 
 
+PPI_UUID = "(a6 fa dd 3d 1b 36 b4 4e a4 24 8d 10 08 9d 16 53)"  # ToUUID ("3dddfaa6-361b-...-8d10089d1653")
+
+
+def check_ppi(d, version, with_ppi):
+    """The Physical Presence Interface's _DSM (TCG PPI 1.3 §2.1) as acpiexec evaluates it. acpiexec
+    backs the mailbox region with plain memory, so the results read back as zeros; what this checks
+    is the AML's side: the types and sizes Linux's tpm_ppi.c expects, and what a request leaves in
+    the mailbox registers (revision, operation, parameter, then the function index)."""
+    dsm = "evaluate \\_SB.TPM._DSM " + PPI_UUID
+    cmds = [f"{dsm} 1 0 []", f"{dsm} 1 1 []", f"{dsm} 1 3 []", f"{dsm} 2 3 []", f"{dsm} 1 4 []", f"{dsm} 1 5 []",
+            f"{dsm} 1 8 [5]", "evaluate \\_SB.TPM._DSM (00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f) 1 0 []",
+            f"{dsm} 2 7 [22 9]", "evaluate \\_SB.TPM.PFUN", "evaluate \\_SB.TPM.PREV", "evaluate \\_SB.TPM.PPOP",
+            "evaluate \\_SB.TPM.PPAR"]
+    r = run(["acpiexec", "-b", "; ".join(cmds), "DSDT.dat"], d)
+    results = re.findall(r"returned object.*\n((?:  .*\n)+)", r.stdout)
+    if not with_ppi:
+        check(not results and "AE_NOT_FOUND" in r.stdout, f"acpiexec: TPM {version}: there is no _DSM")
+        return
+    if not check(len(results) == len(cmds), f"acpiexec: TPM {version}: every _DSM call returns ({len(results)})"):
+        print(r.stdout[-3000:])
+        return
+    check("[Buffer] Length 02" in results[0] and "FF 01" in results[0],
+          f"acpiexec: TPM {version}: _DSM function 0 = Buffer {{0xFF, 0x01}} (functions 0-8)")
+    check('[String] Length 03 = "1.3"' in results[1], f"acpiexec: TPM {version}: _DSM function 1 = \"1.3\"")
+    check("[Package] Contains 2 Elements" in results[2] and results[2].count("[Integer]") == 2,
+          f"acpiexec: TPM {version}: function 3, revision 1 = Package of 2 integers (Linux: ppi/request)")
+    check("[Package] Contains 3 Elements" in results[3] and results[3].count("[Integer]") == 3,
+          f"acpiexec: TPM {version}: function 3, revision 2 = Package of 3 integers")
+    check("[Integer]" in results[4], f"acpiexec: TPM {version}: function 4 = Integer (ppi/transition_action)")
+    check("[Package] Contains 3 Elements" in results[5] and results[5].count("[Integer]") == 3,
+          f"acpiexec: TPM {version}: function 5 = Package of 3 integers (ppi/response)")
+    check("[Integer]" in results[6], f"acpiexec: TPM {version}: function 8 = Integer (ppi/tcg_operations)")
+    check("[Buffer] Length 01" in results[7], f"acpiexec: TPM {version}: another UUID = Buffer {{0}}")
+    fields = [re.search(r"\[Integer\] = ([0-9A-F]+)", x) for x in results[9:13]]
+    values = [int(m.group(1), 16) if m else None for m in fields]
+    check(values == [7, 2, 22, 9], f"acpiexec: TPM {version}: function 7, revision 2, {{22, 9}} leaves "
+          f"FUNC 7, REV 2, OP 22, PARAM 9 in the mailbox (got {values})")
+    check("AE_" not in r.stdout.replace("AE_OK", ""), f"acpiexec: TPM {version}: PPI: no ACPICA exceptions")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -185,6 +225,13 @@ def main():
                   f"acpiexec: TPM {version} _CRS " + ("has Interrupt (Level, ActiveHigh, Exclusive) {13}" if irq
                                                       else "has no interrupt"))
             check("AE_" not in out.replace("AE_OK", ""), f"acpiexec: TPM {version}: no ACPICA exceptions")
+            check_ppi(d, version, with_ppi=True)
+
+    # -tpm-ppi off: no _DSM.
+    with tempfile.TemporaryDirectory(prefix="minivmm-acpi-tpm-") as d:
+        r = run([acpi_dump, d, "--tpm", "2.0", "--no-tpm-ppi"], d)
+        check(r.returncode == 0, "acpi_dump --tpm 2.0 --no-tpm-ppi succeeds")
+        check_ppi(d, "2.0 --no-tpm-ppi", with_ppi=False)
 
     if failures:
         print(f"{len(failures)} check(s) failed")

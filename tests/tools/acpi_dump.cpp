@@ -1,4 +1,5 @@
-// acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]: (the TIS lists IRQ 13 unless --no-tpm-irq) builds minivmm's default ACPI tables and writes each one as
+// acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq] [--no-tpm-ppi]: (the TIS lists IRQ 13
+// unless --no-tpm-irq; the TPM has the PPI _DSM unless --no-tpm-ppi, as minivmm) builds minivmm's default ACPI tables and writes each one as
 // DIR/<SIGNATURE>.dat (DSDT.dat, FACP.dat, APIC.dat, ..., RSDP.dat) for iasl -d and acpiexec.
 #include <fmt/core.h>
 
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
     std::string dir;
     minivmm::AcpiConfig config;
     std::string tpm;
-    bool tpm_irq = true;
+    bool tpm_irq = true, tpm_ppi = true;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "--cpus" && i + 1 < argc) {
@@ -35,22 +36,25 @@ int main(int argc, char** argv) {
             tpm = v;
         } else if (arg == "--no-tpm-irq") {
             tpm_irq = false;
+        } else if (arg == "--no-tpm-ppi") {
+            tpm_ppi = false;
         } else if (dir.empty() && !arg.starts_with("-")) {
             dir = arg;
         } else {
-            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]\n");
+            fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq] [--no-tpm-ppi]\n");
             return 2;
         }
     }
     if (dir.empty()) {
-        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq]\n");
+        fmt::print(stderr, "usage: acpi_dump DIR [--cpus N] [--tpm 1.2|2.0|2.0-crb] [--no-tpm-irq] [--no-tpm-ppi]\n");
         return 2;
     }
     if (!tpm.empty()) {
         const bool crb = tpm == "2.0-crb";
         minivmm::add_tpm_acpi(config, tpm == "1.2" ? minivmm::TpmVersion::v1_2 : minivmm::TpmVersion::v2_0,
                               crb ? minivmm::TpmInterface::crb : minivmm::TpmInterface::tis,
-                              tpm_irq && !crb ? std::optional<uint8_t>(minivmm::platform::kTpmTisIrq) : std::nullopt);
+                              tpm_irq && !crb ? std::optional<uint8_t>(minivmm::platform::kTpmTisIrq) : std::nullopt,
+                              tpm_ppi);
     }
     try {
         const minivmm::AcpiBlobs blobs = minivmm::build_acpi(config);

@@ -131,6 +131,16 @@ TEST_CASE("TPM options: -tpm-interface tis|crb") {
     CHECK(usage_message({"a.img", "-tpm-interface"}) == "option -tpm-interface needs a value (see minivmm --help)");
 }
 
+TEST_CASE("TPM options: -tpm-ppi on|off") {
+    CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_ppi);  // on by default, as QEMU's ppi=on
+    CHECK_FALSE(parse({"-tpm-sock", "s", "-tpm-ppi", "off", "a.img"}).tpm_ppi);
+    CHECK(parse({"-tpm-state", "d", "-tpm-interface", "crb", "-tpm-ppi", "on", "a.img"}).tpm_ppi);
+    CHECK(usage_message({"-tpm-ppi", "on", "a.img"}) ==
+          "-tpm-ppi needs a TPM: add -tpm-sock PATH or -tpm-state DIR (see minivmm --help)");
+    CHECK(usage_message({"-tpm-sock", "s", "-tpm-ppi", "yes", "a.img"}) ==
+          "-tpm-ppi: 'yes' is not on or off (see minivmm --help)");
+}
+
 TEST_CASE("TPM options: -tpm-irq on|off") {
     CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_irq);  // the TIS interrupt by default
     CHECK_FALSE(parse({"-tpm-sock", "s", "-tpm-irq", "off", "a.img"}).tpm_irq);
