@@ -176,6 +176,31 @@ def deep_checks(s):
     s.check("deep checks 1.2: a PCR the log does not replay to fails, naming it",
             v["pcrs-eventlog"].status == "failed" and "PCR 4" in v["pcrs-eventlog"].message, v["pcrs-eventlog"].message)
 
+    # The PPI lines of /init (minivmm carries out the request at the reboot).
+    boot1 = ["ppi-version 1.3", "check ppi-persist PASS", "ppi-persistent - 0x81000001",
+             "ppi-operations 0 4: User not required;5 4: User not required;14 4: User not required;",
+             "ppi-submit 5", "ppi-request 5", "ppi-transition 2: Reboot"]
+    boot2 = ["ppi-version 1.3", "ppi-response 5 0: Success", "ppi-request 0", "ppi-persistent "]
+
+    def with_ppi(n, lines):
+        return nightly_boot(n).replace(f"NIGHTLY: boot {n}", "".join(f"NIGHTLY: {x}\r\n" for x in lines)
+                                       + f"NIGHTLY: boot {n}")
+    run = fake_run(with_ppi(1, boot1) + with_ppi(2, boot2))
+    v0, v1 = checks.ppi(run, 0, "2.0"), checks.ppi(run, 1, "2.0")
+    s.check("PPI: a request made, pending and carried out (response success, key gone) passes both boots",
+            v0.status == v1.status == "passed", (v0.message, v1.message))
+    kept = fake_run(with_ppi(1, boot1) + with_ppi(2, boot2[:2] + ["ppi-request 0", "ppi-persistent - 0x81000001"]))
+    v = checks.ppi(kept, 1, "2.0")
+    s.check("PPI: a persistent key that survived the reboot fails", v.status == "failed" and "survived" in v.message,
+            v.message)
+    ignored = fake_run(with_ppi(1, boot1) + with_ppi(2, ["ppi-version 1.3", "ppi-response 0: No Recent Request",
+                                                       "ppi-request 5", "ppi-persistent - 0x81000001"]))
+    v = checks.ppi(ignored, 1, "2.0")
+    s.check("PPI: a request the platform ignored (QEMU + SeaBIOS) fails, naming the response",
+            v.status == "failed" and "No Recent Request" in v.message, v.message)
+    v = checks.ppi(fake_run(nightly_boot(1)), 0, "2.0")
+    s.check("PPI: no PPI lines fail (never pass by absence)", v.status == "failed", v.message)
+
 
 def junit_consistent(path):
     """(ok, why): testsuites > testsuite > testcase(name, classname, time), counts add up."""
@@ -291,6 +316,9 @@ def main():
                 and "SKIPPED: " + INCAPABLE in r.stdout, r.stdout[-2000:])
     elif images:
         s.check("capable host: every Linux case passes", all(v[0] == "passed" for v in linux.values()), linux)
+        ppi = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/ppi")}
+        s.check("capable host: 10 PPI cases (request in boot 1, carried out at the reboot), all pass",
+                len(ppi) == 10 and all(v[0] == "passed" for v in ppi.values()), ppi)
     else:
         s.check("capable host, stand-in image: Linux cases fail, never skip", r.returncode == 1 and all(
             v[0] == "failure" for v in linux.values()), linux)

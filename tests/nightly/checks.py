@@ -315,3 +315,52 @@ def tpm_checks(run, index, version, first_pcrs=None):
         verdict(AFTER_REBOOT, f"PCR {', '.join(map(str, diff))} differ from the first boot" if diff else None,
                 "PCR 0-7 identical to the first boot")
     return out
+
+
+# -- the Physical Presence Interface (minivmm only: QEMU's firmware, SeaBIOS, carries out no request) --
+PPI = "ppi"
+
+
+def ppi(run, index, version):
+    """Verdict of /init's PPI lines in boot `index`. Boot 1: Linux shows ppi/ (version 1.3), the
+    operation /init asks for (5 on a TPM 2.0, 22 on a 1.2) is offered without a physically present
+    user, accepted, pending, and needs a reboot; on a TPM 2.0 a persistent key 0x81000001 was made
+    first. Boot 2: the response says the operation succeeded, nothing is pending, and on a TPM 2.0
+    the key is gone (TPM2_Clear removed it)."""
+    bounds = segments(run.text)
+    if index >= len(bounds):
+        return Verdict("failed", f"boot {index + 1} never started ({run.describe()})")
+    lines = nightly_lines(run, *bounds[index])
+    if "init-start" not in lines:
+        return Verdict("failed", f"/init never ran in boot {index + 1}")
+    value = lambda key: lines.get(key, ("missing", None))[0]  # noqa: E731
+    op = "5" if version == "2.0" else "22"
+    problems = []
+    if value("ppi-version") != "1.3":
+        return Verdict("failed", f"ppi/version is {value('ppi-version')!r}, want 1.3 (no PPI in Linux's sysfs?)")
+    persistent = value("ppi-persistent")
+    if index == 0:
+        if version == "2.0":
+            result = lines["check"].get("ppi-persist", ("missing", None))[0]
+            if result != "PASS":
+                problems.append(f"making the persistent key: {result}")
+            elif "0x81000001" not in persistent:
+                problems.append(f"the persistent key is not listed: {persistent!r}")
+        if f"{op} 4: User not required" not in value("ppi-operations").split(";"):
+            problems.append(f"ppi/tcg_operations does not offer {op} without a user: {value('ppi-operations')!r}")
+        if value("ppi-submit") != op:
+            problems.append(f"writing {op} to ppi/request failed ({value('ppi-submit')!r})")
+        if value("ppi-request") != op:
+            problems.append(f"ppi/request reads {value('ppi-request')!r}, want {op}")
+        if value("ppi-transition") != "2: Reboot":
+            problems.append(f"ppi/transition_action {value('ppi-transition')!r}, want '2: Reboot'")
+        summary = f"operation {op} requested, pending, transition '2: Reboot'"
+    else:
+        if value("ppi-response") != f"{op} 0: Success":
+            problems.append(f"ppi/response {value('ppi-response')!r}, want '{op} 0: Success'")
+        if value("ppi-request") != "0":
+            problems.append(f"ppi/request reads {value('ppi-request')!r} after the reboot, want 0")
+        if version == "2.0" and (persistent == "missing" or "0x81000001" in persistent):
+            problems.append(f"the persistent key survived the Clear: {persistent!r}")
+        summary = f"response '{op} 0: Success'" + ("; the persistent key is gone" if version == "2.0" else "")
+    return Verdict("failed", "; ".join(problems)) if problems else Verdict("passed", summary)
