@@ -10,6 +10,7 @@ namespace {
 // AML opcodes (ACPI 6.5 §20.3).
 constexpr uint8_t kLocal0Op = 0x60, kArg0Op = 0x68, kStoreOp = 0x70, kDerefOfOp = 0x83, kSizeOfOp = 0x87;
 constexpr uint8_t kIndexOp = 0x88, kObjectTypeOp = 0x8E, kLEqualOp = 0x93, kLGreaterOp = 0x94, kIfOp = 0xA0;
+constexpr uint8_t kToIntegerOp = 0x99;
 constexpr uint8_t kExtOpPrefix = 0x5B, kOpRegionOp = 0x80, kFieldOp = 0x81;
 constexpr uint8_t kNullName = 0x00;
 constexpr uint8_t kSystemMemory = 0x00;
@@ -71,22 +72,26 @@ Bytes index(const Bytes& object, const Bytes& i) {
     return out;
 }
 
+Bytes to_integer(const Bytes& operand) {
+    Bytes out = op1(kToIntegerOp, operand);
+    out.push_back(kNullName);  // Target: none
+    return out;
+}
+
 Bytes to_uuid(std::string_view uuid) {
     // ACPI 6.5 §19.6.142 ToUUID: "aabbccdd-eeff-gghh-iijj-kkllmmnnoopp" becomes
     // dd cc bb aa ff ee hh gg ii jj kk ll mm nn oo pp.
     auto bad = [&] { return std::invalid_argument("AML: bad UUID '" + std::string(uuid) + "'"); };
-    if (uuid.size() != 36 || uuid[8] != '-' || uuid[13] != '-' || uuid[18] != '-' || uuid[23] != '-') throw bad();
-    Bytes raw;
-    for (size_t i = 0; i < uuid.size();) {
-        if (uuid[i] == '-') {
-            ++i;
-            continue;
-        }
-        const int hi = hex_digit(uuid[i]), lo = hex_digit(uuid[i + 1]);
-        if (hi < 0 || lo < 0) throw bad();
-        raw.push_back(static_cast<uint8_t>(hi << 4 | lo));
-        i += 2;
+    if (uuid.size() != 36) throw bad();
+    std::string hex;
+    for (size_t i = 0; i < uuid.size(); ++i) {
+        const bool dash_here = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash_here != (uuid[i] == '-') || (!dash_here && hex_digit(uuid[i]) < 0)) throw bad();
+        if (!dash_here) hex.push_back(uuid[i]);
     }
+    Bytes raw;  // 32 hex digits
+    for (size_t i = 0; i < hex.size(); i += 2)
+        raw.push_back(static_cast<uint8_t>(hex_digit(hex[i]) << 4 | hex_digit(hex[i + 1])));
     const Bytes ordered{raw[3], raw[2], raw[1], raw[0], raw[5], raw[4], raw[7], raw[6],
                         raw[8], raw[9], raw[10], raw[11], raw[12], raw[13], raw[14], raw[15]};
     return buffer(ordered);

@@ -29,6 +29,7 @@ Bytes size_of(const Bytes& object);              // SizeOf (object)
 Bytes object_type(const Bytes& object);          // ObjectType (object): 1 integer, 4 package, ...
 Bytes deref_of(const Bytes& reference);          // DerefOf (reference)
 Bytes index(const Bytes& object, const Bytes& i);  // Index (object, i), no target
+Bytes to_integer(const Bytes& operand);            // ToInteger (operand), no target
 
 // ToUUID ("aabbccdd-eeff-gghh-iijj-kkllmmnnoopp"): the 16-byte Buffer iasl makes of it (the first
 // three fields little-endian, the last two as written). Throws on a malformed UUID.

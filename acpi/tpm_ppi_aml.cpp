@@ -21,6 +21,14 @@ std::vector<aml::Bytes> build_tpm_ppi_aml(uint64_t mailbox_base) {
         terms.push_back(return_value(local(0)));
         return terms;
     };
+    // Arg3[n] as an integer into a mailbox field, limited to 32 bits.
+    auto argument = [&](uint64_t n, const Bytes& field) {
+        return std::vector<Bytes>{
+            store(to_integer(deref_of(index(arguments, integer(n)))), local(1)),
+            if_(lgreater(local(1), integer(0xFFFFFFFF)), {store(integer(0xFFFFFFFF), local(1))}),
+            store(local(1), field),
+        };
+    };
     std::vector<Bytes> get_request = {if_(lequal(revision, integer(2)), result_package(3))};
     for (Bytes& t : result_package(2)) get_request.push_back(std::move(t));
 
@@ -29,14 +37,17 @@ std::vector<aml::Bytes> build_tpm_ppi_aml(uint64_t mailbox_base) {
         if_(lequal(function, integer(0)), {return_value(buffer({0xFF, 0x01}))}),
         // Function 1 (§2.1.2): the interface version.
         if_(lequal(function, integer(1)), {return_value(string("1.3"))}),
+        // Beyond function 8: none (the 64-bit index must not reach the 32-bit mailbox as 2..8).
+        if_(lgreater(function, integer(ppi::kFnUserConfirmation)), {return_value(buffer({0x00}))}),
         // Functions 2-8: revision and arguments into the mailbox, then the function index, which
-        // runs it (devices/tpm_ppi.cpp).
+        // runs it (devices/tpm_ppi.cpp). An argument above 32 bits becomes 0xFFFFFFFF, which is
+        // no operation's number, instead of being cut to its low half.
         store(revision, prev),
         store(integer(0), ppop),
         store(integer(0), ppar),
         if_(lequal(object_type(arguments), integer(kPackageType)), {
-            if_(lgreater(size_of(arguments), integer(0)), {store(deref_of(index(arguments, integer(0))), ppop)}),
-            if_(lgreater(size_of(arguments), integer(1)), {store(deref_of(index(arguments, integer(1))), ppar)}),
+            if_(lgreater(size_of(arguments), integer(0)), argument(0, ppop)),
+            if_(lgreater(size_of(arguments), integer(1)), argument(1, ppar)),
         }),
         store(function, pfun),
         // Function 3 (§2.1.5): {0, operation} for revision 1, {0, operation, parameter} for 2.

@@ -138,7 +138,7 @@ void check_tpm_boot(unsigned boot, const TpmWorker::Stats& s) {
 
 // Before the firmware runs: the request the guest left through the Physical Presence Interface,
 // carried out on the power-cycled TPM, which is then power-cycled again for SeaBIOS.
-void carry_out_ppi_request(unsigned boot, TpmBackend& tpm, TpmPpi& ppi) {
+void run_pending_ppi_request(unsigned boot, TpmBackend& tpm, TpmPpi& ppi) {
     const auto request = ppi.pending();
     if (!request) return;
     const uint32_t response = carry_out_ppi_request(tpm, request->operation);
@@ -226,6 +226,14 @@ int run(const Config& config, int signal_fd) {
     // The PPI mailbox outlives guest resets: a request made before a reboot runs at the next boot.
     std::unique_ptr<TpmPpi> ppi;
     if (tpm && config.tpm_ppi) ppi = std::make_unique<TpmPpi>(ppi_operations(tpm->version()));
+    struct PpiLeftOver {  // a request the guest made but never rebooted for: say that it is dropped
+        const TpmPpi* ppi;
+        ~PpiLeftOver() {
+            if (auto request = ppi ? ppi->pending() : std::nullopt)
+                log::warn("the guest's Physical Presence request {} ({}) was not carried out: the guest did not "
+                          "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
+        }
+    } ppi_left_over{ppi.get()};
     MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get(), ppi.get()};
     for (unsigned boot = 1;; ++boot) {
         // Every power-on power-cycles the TPM before any vCPU runs: SeaBIOS fails if TPM2_Startup
@@ -235,7 +243,7 @@ int run(const Config& config, int signal_fd) {
             if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
             log::error("boot {}: the TPM could not be restarted; the guest's TPM commands will fail", boot);
         } else if (tpm && ppi) {
-            carry_out_ppi_request(boot, *tpm, *ppi);
+            run_pending_ppi_request(boot, *tpm, *ppi);
         }
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());

@@ -1,20 +1,23 @@
 #include "vmm/tpm_ppi_actions.hpp"
 
+#include <algorithm>
 #include <array>
+#include <span>
 #include <vector>
 
 #include "devices/tpm_ppi.hpp"
 #include "vmm/log.hpp"
 #include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm_command.hpp"
 
 namespace minivmm {
 
 namespace {
 
-// TPM 2.0 Part 2: TPM_ST_NO_SESSIONS / TPM_ST_SESSIONS, TPM_RH_PLATFORM, TPM_RS_PW.
-constexpr uint16_t kTpm2NoSessions = 0x8001, kTpm2Sessions = 0x8002;
+// TPM 2.0 Part 2: TPM_ST_SESSIONS, TPM_RH_PLATFORM.
+constexpr uint16_t kTpm2NoSessions = swtpm::kTpm2TagNoSessions, kTpm2Sessions = 0x8002;
 constexpr uint32_t kTpm2CcStartup = 0x144, kTpm2CcClear = 0x126, kTpm2CcClearControl = 0x127;
-constexpr uint32_t kTpm2RhPlatform = 0x4000000C, kTpm2RsPw = 0x40000009;
+constexpr uint32_t kTpm2RhPlatform = 0x4000000C;
 constexpr uint16_t kTpm2SuClear = 0x0000;
 // TPM 1.2 Part 2/3: TPM_TAG_RQU_COMMAND, ordinals, TPM_ST_CLEAR, TPM_PHYSICAL_PRESENCE_*.
 constexpr uint16_t kTpm12RquCommand = 0x00C1;
@@ -23,69 +26,42 @@ constexpr uint32_t kTpm12OrdPhysicalEnable = 0x6F, kTpm12OrdPhysicalSetDeactivat
 constexpr uint16_t kTpm12StClear = 0x0001;
 constexpr uint16_t kTpm12PpCmdEnable = 0x0020, kTpm12PpPresent = 0x0008;
 
-class Command {
-public:
-    Command(uint16_t tag, uint32_t code) {
-        put(tag, 2);
-        put(0, 4);  // size, set by bytes()
-        put(code, 4);
-    }
-    Command& put(uint64_t value, unsigned size) {
-        for (unsigned i = size; i-- > 0;) bytes_.push_back(static_cast<uint8_t>(value >> (8 * i)));
-        return *this;
-    }
-    // TPM 2.0 Part 1 §18.7: an authorization area with one password session, empty password.
-    Command& empty_password_session() {
-        put(9, 4);           // authorizationSize
-        put(kTpm2RsPw, 4);   // sessionHandle
-        put(0, 2);           // nonce: empty
-        put(0, 1);           // sessionAttributes
-        return put(0, 2);    // hmac (the password): empty
-    }
-    const std::vector<uint8_t>& bytes() {
-        const auto size = static_cast<uint32_t>(bytes_.size());
-        for (unsigned i = 0; i < 4; ++i) bytes_[2 + i] = static_cast<uint8_t>(size >> (8 * (3 - i)));
-        return bytes_;
-    }
-
-private:
-    std::vector<uint8_t> bytes_;
-};
-
 // The command's response code as the PPI response: 0, 1..0xFFF, or a firmware failure.
-uint32_t run(TpmBackend& tpm, Command command, const char* what) noexcept {
+uint32_t run(TpmBackend& tpm, const TpmCommand& command, const char* what) {
     std::vector<uint8_t> response(tpm.buffer_size());
-    const size_t n = tpm.execute(0, command.bytes(), response);
-    if (n < swtpm::kTpmHeaderSize) {
-        log::error("PPI: {}: no valid TPM response", what);
+    const size_t n = tpm.execute(0, command.done(), response);
+    const std::span<const uint8_t> got(response.data(), n);
+    const auto gone = swtpm::tpm_failure_response(tpm.version());  // what a backend answers for a lost TPM
+    if (n < swtpm::kTpmHeaderSize || std::equal(got.begin(), got.end(), gone.begin(), gone.end())) {
+        log::error("PPI: {}: the TPM did not answer", what);
         return ppi::kResponseFirmwareFailure;
     }
-    const uint32_t rc = swtpm::tpm_code(std::span(response.data(), n));
+    const uint32_t rc = swtpm::tpm_code(got);
     if (rc != 0) log::warn("PPI: {} failed: TPM response code {:#x}", what, rc);
     if (rc > 0xFFF) return ppi::kResponseFirmwareFailure;  // outside the PPI response's TPM error range
     return rc;
 }
 
-uint32_t clear_tpm2(TpmBackend& tpm) noexcept {
-    uint32_t rc = run(tpm, Command(kTpm2NoSessions, kTpm2CcStartup).put(kTpm2SuClear, 2), "TPM2_Startup(CLEAR)");
+uint32_t clear_tpm2(TpmBackend& tpm) {
+    uint32_t rc = run(tpm, TpmCommand(kTpm2NoSessions, kTpm2CcStartup).u16(kTpm2SuClear), "TPM2_Startup(CLEAR)");
     if (rc != 0) return rc;
     // An owner may have disabled TPM2_Clear (TPM2_ClearControl YES); the platform may enable it.
-    rc = run(tpm, Command(kTpm2Sessions, kTpm2CcClearControl).put(kTpm2RhPlatform, 4).empty_password_session().put(0, 1),
+    rc = run(tpm, TpmCommand(kTpm2Sessions, kTpm2CcClearControl).u32(kTpm2RhPlatform).password_session().u8(0),
              "TPM2_ClearControl(TPM_RH_PLATFORM, NO)");
     if (rc != 0) return rc;
-    return run(tpm, Command(kTpm2Sessions, kTpm2CcClear).put(kTpm2RhPlatform, 4).empty_password_session(),
+    return run(tpm, TpmCommand(kTpm2Sessions, kTpm2CcClear).u32(kTpm2RhPlatform).password_session(),
                "TPM2_Clear(TPM_RH_PLATFORM)");
 }
 
 // TPM_Startup(ST_CLEAR) and physical presence asserted, as the firmware has it at boot.
-uint32_t start_tpm12_present(TpmBackend& tpm) noexcept {
-    uint32_t rc = run(tpm, Command(kTpm12RquCommand, kTpm12OrdStartup).put(kTpm12StClear, 2), "TPM_Startup(ST_CLEAR)");
+uint32_t start_tpm12_present(TpmBackend& tpm) {
+    uint32_t rc = run(tpm, TpmCommand(kTpm12RquCommand, kTpm12OrdStartup).u16(kTpm12StClear), "TPM_Startup(ST_CLEAR)");
     if (rc != 0) return rc;
     // Enabling the command fails harmlessly once it is enabled and locked (SeaBIOS's
     // tpm12_assert_physical_presence takes the same two steps).
-    run(tpm, Command(kTpm12RquCommand, kTsc12OrdPhysicalPresence).put(kTpm12PpCmdEnable, 2),
+    run(tpm, TpmCommand(kTpm12RquCommand, kTsc12OrdPhysicalPresence).u16(kTpm12PpCmdEnable),
         "TSC_PhysicalPresence(CMD_ENABLE)");
-    return run(tpm, Command(kTpm12RquCommand, kTsc12OrdPhysicalPresence).put(kTpm12PpPresent, 2),
+    return run(tpm, TpmCommand(kTpm12RquCommand, kTsc12OrdPhysicalPresence).u16(kTpm12PpPresent),
                "TSC_PhysicalPresence(PRESENT)");
 }
 
@@ -93,7 +69,7 @@ uint32_t start_tpm12_present(TpmBackend& tpm) noexcept {
 // disabled and deactivated; the combined operations enable (TPM_PhysicalEnable) and activate
 // (TPM_PhysicalSetDeactivated(FALSE), which takes effect at the next TPM_Startup, so the TPM is
 // power-cycled and started again right after it, as the firmware would reboot) around it.
-uint32_t run_tpm12(TpmBackend& tpm, uint32_t operation) noexcept {
+uint32_t run_tpm12(TpmBackend& tpm, uint32_t operation) {
     uint32_t rc = start_tpm12_present(tpm);
     if (rc != 0) return rc;
     enum Step { enable, activate, clear };
@@ -106,13 +82,13 @@ uint32_t run_tpm12(TpmBackend& tpm, uint32_t operation) noexcept {
     }
     for (Step step : steps) {
         switch (step) {
-        case enable: rc = run(tpm, Command(kTpm12RquCommand, kTpm12OrdPhysicalEnable), "TPM_PhysicalEnable"); break;
+        case enable: rc = run(tpm, TpmCommand(kTpm12RquCommand, kTpm12OrdPhysicalEnable), "TPM_PhysicalEnable"); break;
         case activate:
-            rc = run(tpm, Command(kTpm12RquCommand, kTpm12OrdPhysicalSetDeactivated).put(0, 1),
+            rc = run(tpm, TpmCommand(kTpm12RquCommand, kTpm12OrdPhysicalSetDeactivated).u8(0),
                      "TPM_PhysicalSetDeactivated(FALSE)");
             if (rc == 0) rc = tpm.power_cycle() ? start_tpm12_present(tpm) : ppi::kResponseFirmwareFailure;
             break;
-        case clear: rc = run(tpm, Command(kTpm12RquCommand, kTpm12OrdForceClear), "TPM_ForceClear"); break;
+        case clear: rc = run(tpm, TpmCommand(kTpm12RquCommand, kTpm12OrdForceClear), "TPM_ForceClear"); break;
         }
         if (rc != 0) return rc;
     }
@@ -137,7 +113,7 @@ std::string ppi_operation_name(uint32_t operation) {
     }
 }
 
-uint32_t carry_out_ppi_request(TpmBackend& tpm, uint32_t operation) noexcept {
+uint32_t carry_out_ppi_request(TpmBackend& tpm, uint32_t operation) {
     if (!ppi_operations(tpm.version()).count(operation)) return ppi::kResponseFirmwareFailure;
     // On a TPM 2.0, every operation offered is a Clear (see ppi_operations).
     return tpm.version() == TpmVersion::v2_0 ? clear_tpm2(tpm) : run_tpm12(tpm, operation);

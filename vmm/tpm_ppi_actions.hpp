@@ -24,11 +24,11 @@ std::string ppi_operation_name(uint32_t operation);
 
 // Carries out `operation` (one of ppi_operations) on a TPM that was just power-cycled. Returns
 // the PPI response: 0 on success, the TPM's response code (1..0xFFF) of the first command that
-// failed, or 0xFFFFFFF1 (firmware failure: no answer, a malformed answer, an unknown operation).
+// failed, or 0xFFFFFFF1 (firmware failure: no answer, a TPM the backend lost, an unknown operation).
 // TPM 2.0: TPM2_Startup(CLEAR), TPM2_ClearControl(TPM_RH_PLATFORM, NO), TPM2_Clear(TPM_RH_PLATFORM),
 // both with an empty password session. TPM 1.2: TPM_Startup(ST_CLEAR), TSC_PhysicalPresence
 // (CMD_ENABLE, then PRESENT), then TPM_PhysicalEnable / TPM_PhysicalSetDeactivated(FALSE) /
 // TPM_ForceClear as the operation says. The TPM is left started: power-cycle it afterwards.
-uint32_t carry_out_ppi_request(TpmBackend& tpm, uint32_t operation) noexcept;
+uint32_t carry_out_ppi_request(TpmBackend& tpm, uint32_t operation);
 
 }  // namespace minivmm

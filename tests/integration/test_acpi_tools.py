@@ -46,7 +46,13 @@ def check_ppi(d, version, with_ppi):
             f"{dsm} 1 8 [5]", "evaluate \\_SB.TPM._DSM (00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f) 1 0 []",
             f"{dsm} 2 7 [22 9]", "evaluate \\_SB.TPM.PFUN", "evaluate \\_SB.TPM.PREV", "evaluate \\_SB.TPM.PPOP",
             "evaluate \\_SB.TPM.PPAR"]
+    more = [f"{dsm} 1 7 [0x100000005]", "evaluate \\_SB.TPM.PPOP", f"{dsm} 1 0x100000002 [5]",
+            "evaluate \\_SB.TPM.PFUN"]
+    # Two runs: acpiexec's batch line has a length limit.
     r = run(["acpiexec", "-b", "; ".join(cmds), "DSDT.dat"], d)
+    r2 = run(["acpiexec", "-b", "; ".join(more), "DSDT.dat"], d)
+    r.stdout += r2.stdout
+    cmds += more
     results = re.findall(r"returned object.*\n((?:  .*\n)+)", r.stdout)
     if not with_ppi:
         check(not results and "AE_NOT_FOUND" in r.stdout, f"acpiexec: TPM {version}: there is no _DSM")
@@ -70,6 +76,12 @@ def check_ppi(d, version, with_ppi):
     values = [int(m.group(1), 16) if m else None for m in fields]
     check(values == [7, 2, 22, 9], f"acpiexec: TPM {version}: function 7, revision 2, {{22, 9}} leaves "
           f"FUNC 7, REV 2, OP 22, PARAM 9 in the mailbox (got {values})")
+    clamped = re.search(r"\[Integer\] = ([0-9A-F]+)", results[14])
+    check(clamped is not None and int(clamped.group(1), 16) == 0xFFFFFFFF,
+          f"acpiexec: TPM {version}: operation 0x100000005 reaches the mailbox as 0xFFFFFFFF, not 5")
+    last = re.search(r"\[Integer\] = ([0-9A-F]+)", results[16])
+    check("[Buffer] Length 01" in results[15] and last is not None and int(last.group(1), 16) == 7,
+          f"acpiexec: TPM {version}: function 0x100000002 = Buffer {{0}}, the mailbox untouched")
     check("AE_" not in r.stdout.replace("AE_OK", ""), f"acpiexec: TPM {version}: PPI: no ACPICA exceptions")
 
 

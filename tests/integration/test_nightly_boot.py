@@ -177,10 +177,10 @@ def deep_checks(s):
             v["pcrs-eventlog"].status == "failed" and "PCR 4" in v["pcrs-eventlog"].message, v["pcrs-eventlog"].message)
 
     # The PPI lines of /init (minivmm carries out the request at the reboot).
-    boot1 = ["ppi-version 1.3", "check ppi-persist PASS", "ppi-persistent - 0x81000001",
+    boot1 = ["ppi-version 1.3", "check ppi-persist PASS", "ppi-persistent ok - 0x81000001",
              "ppi-operations 0 4: User not required;5 4: User not required;14 4: User not required;",
              "ppi-submit 5", "ppi-request 5", "ppi-transition 2: Reboot"]
-    boot2 = ["ppi-version 1.3", "ppi-response 5 0: Success", "ppi-request 0", "ppi-persistent "]
+    boot2 = ["ppi-version 1.3", "ppi-response 5 0: Success", "ppi-request 0", "ppi-persistent ok "]
 
     def with_ppi(n, lines):
         return nightly_boot(n).replace(f"NIGHTLY: boot {n}", "".join(f"NIGHTLY: {x}\r\n" for x in lines)
@@ -189,17 +189,22 @@ def deep_checks(s):
     v0, v1 = checks.ppi(run, 0, "2.0"), checks.ppi(run, 1, "2.0")
     s.check("PPI: a request made, pending and carried out (response success, key gone) passes both boots",
             v0.status == v1.status == "passed", (v0.message, v1.message))
-    kept = fake_run(with_ppi(1, boot1) + with_ppi(2, boot2[:2] + ["ppi-request 0", "ppi-persistent - 0x81000001"]))
+    kept = fake_run(with_ppi(1, boot1)
+                    + with_ppi(2, boot2[:2] + ["ppi-request 0", "ppi-persistent ok - 0x81000001"]))
     v = checks.ppi(kept, 1, "2.0")
     s.check("PPI: a persistent key that survived the reboot fails", v.status == "failed" and "survived" in v.message,
             v.message)
     ignored = fake_run(with_ppi(1, boot1) + with_ppi(2, ["ppi-version 1.3", "ppi-response 0: No Recent Request",
-                                                       "ppi-request 5", "ppi-persistent - 0x81000001"]))
+                                                       "ppi-request 5", "ppi-persistent ok - 0x81000001"]))
     v = checks.ppi(ignored, 1, "2.0")
     s.check("PPI: a request the platform ignored (QEMU + SeaBIOS) fails, naming the response",
             v.status == "failed" and "No Recent Request" in v.message, v.message)
     v = checks.ppi(fake_run(nightly_boot(1)), 0, "2.0")
     s.check("PPI: no PPI lines fail (never pass by absence)", v.status == "failed", v.message)
+    broken = fake_run(with_ppi(1, boot1) + with_ppi(2, boot2[:3] + ["ppi-persistent FAIL ERROR: tcti"]))
+    v = checks.ppi(broken, 1, "2.0")
+    s.check("PPI: a failed tpm2_getcap in boot 2 fails (the key is not 'gone' by error)",
+            v.status == "failed" and "tpm2_getcap" in v.message, v.message)
 
 
 def junit_consistent(path):

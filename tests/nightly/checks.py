@@ -344,7 +344,7 @@ def ppi(run, index, version):
             result = lines["check"].get("ppi-persist", ("missing", None))[0]
             if result != "PASS":
                 problems.append(f"making the persistent key: {result}")
-            elif "0x81000001" not in persistent:
+            elif not persistent.startswith("ok") or "0x81000001" not in persistent:
                 problems.append(f"the persistent key is not listed: {persistent!r}")
         if f"{op} 4: User not required" not in value("ppi-operations").split(";"):
             problems.append(f"ppi/tcg_operations does not offer {op} without a user: {value('ppi-operations')!r}")
@@ -360,7 +360,9 @@ def ppi(run, index, version):
             problems.append(f"ppi/response {value('ppi-response')!r}, want '{op} 0: Success'")
         if value("ppi-request") != "0":
             problems.append(f"ppi/request reads {value('ppi-request')!r} after the reboot, want 0")
-        if version == "2.0" and (persistent == "missing" or "0x81000001" in persistent):
+        if version == "2.0" and not persistent.startswith("ok"):
+            problems.append(f"tpm2_getcap handles-persistent: {persistent!r}")
+        elif version == "2.0" and "0x81000001" in persistent:
             problems.append(f"the persistent key survived the Clear: {persistent!r}")
         summary = f"response '{op} 0: Success'" + ("; the persistent key is gone" if version == "2.0" else "")
     return Verdict("failed", "; ".join(problems)) if problems else Verdict("passed", summary)

@@ -45,7 +45,29 @@ TEST_CASE("OperationRegion, Field, If, LEqual, LGreater, Store, SizeOf, DerefOf,
     CHECK(got == expected);
 }
 
+TEST_CASE("ToInteger, an integer limit, and a function index check") {
+    // Method (TST, 4, Serialized) {
+    //   Store (ToInteger (DerefOf (Index (Arg3, Zero))), Local1)
+    //   If (LGreater (Local1, 0xFFFFFFFF)) { Store (0xFFFFFFFF, Local1) }
+    //   If (LGreater (Arg2, 8)) { Return (Buffer (One) {0}) }
+    //   Return (Local1)
+    // }
+    const Bytes expected{0x14, 0x2C, 0x54, 0x53, 0x54, 0x5F, 0x0C, 0x70, 0x99, 0x83, 0x88, 0x6B, 0x00, 0x00, 0x00,
+                         0x61, 0xA0, 0x0F, 0x94, 0x61, 0x0C, 0xFF, 0xFF, 0xFF, 0xFF, 0x70, 0x0C, 0xFF, 0xFF, 0xFF,
+                         0xFF, 0x61, 0xA0, 0x0A, 0x94, 0x6A, 0x0A, 0x08, 0xA4, 0x11, 0x03, 0x01, 0x00, 0xA4, 0x61};
+    using namespace aml;
+    const Bytes got = method("TST", 4, true, {
+        store(to_integer(deref_of(index(arg(3), integer(0)))), local(1)),
+        if_(lgreater(local(1), integer(0xFFFFFFFF)), {store(integer(0xFFFFFFFF), local(1))}),
+        if_(lgreater(arg(2), integer(8)), {return_value(buffer({0x00}))}),
+        return_value(local(1)),
+    });
+    CHECK(got == expected);
+}
+
 TEST_CASE("bad arguments are refused") {
+    CHECK_THROWS_AS(aml::to_uuid("--dddfaa6-361b-4eb4-a424-8d10089d1653"), std::invalid_argument);
+    CHECK_THROWS_AS(aml::to_uuid("3dddfaa6-361b-4eb4-a424-8d10089d16-3"), std::invalid_argument);
     CHECK_THROWS_AS(aml::arg(7), std::invalid_argument);
     CHECK_THROWS_AS(aml::local(8), std::invalid_argument);
     CHECK_THROWS_AS(aml::to_uuid("3dddfaa6-361b-4eb4-a424-8d10089d165"), std::invalid_argument);
