@@ -333,7 +333,10 @@ def main():
 
     if images and shutil.which("qemu-system-x86_64") and shutil.which("swtpm"):
         junit = os.path.join(tmp, "qemu", "junit.xml")
-        r = vmmtest.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*"], timeout=900)
+        # QEMU's TCG inside the nested VM: Linux reached /init at 130 s in one CI run and at 244 s in
+        # another (2026-12-04), too close to the minivmm cases' 300 s; give each QEMU boot 600 s.
+        r = vmmtest.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*", "--timeout", "600"],
+                        timeout=1500)
         res = results(junit) if os.path.exists(junit) else {}
         print(r.stdout)
         compare = {k: v for k, v in res.items() if k.endswith("/pcrs-as-minivmm")}
