@@ -294,7 +294,9 @@ def _relay(cmd, xchg, timeout, out, say, nudge_after):
                 break
             pending += chunk
             recent = (recent + chunk)[-2000:]
-            lockup = LOCKUP.search(pending[-200:] if started else head[-200:] + pending)
+            # Search what the VM printed last, not `pending`: once started, pending keeps only a few
+            # bytes of the previous read, and a lockup line split across two reads went unseen.
+            lockup = ([None] + list(LOCKUP.finditer(recent[-300:])))[-1]  # the latest report
             if lockup and int(lockup.group(1)) > time.monotonic() - born + 60 and lockup.group(0) != stepped:
                 # longer than the L1 has existed: its clock stepped, its kernel did not hang
                 stepped = lockup.group(0)
