@@ -23,6 +23,12 @@ std::optional<T> parse_uint(const std::string& s) {
     return v;
 }
 
+bool parse_on_off(const std::string& option, const std::string& value) {
+    if (value == "on") return true;
+    if (value == "off") return false;
+    usage_error(fmt::format("{}: '{}' is not on or off", option, value));
+}
+
 CharTarget parse_char_target(const std::string& option, const std::string& value, bool allow_none) {
     if (value == "stdio") return {CharTarget::Kind::stdio, {}};
     if (allow_none && value == "none") return {CharTarget::Kind::none, {}};
@@ -185,16 +191,10 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             else usage_error(fmt::format("-tpm-interface: '{}' is not tis or crb", v));
             tpm_interface_given = true;
         } else if (opt == "-tpm-irq") {
-            const std::string v = value();
-            if (v == "on") c.tpm_irq = true;
-            else if (v == "off") c.tpm_irq = false;
-            else usage_error(fmt::format("-tpm-irq: '{}' is not on or off", v));
+            c.tpm_irq = parse_on_off(opt, value());
             tpm_irq_given = true;
         } else if (opt == "-tpm-ppi") {
-            const std::string v = value();
-            if (v == "on") c.tpm_ppi = true;
-            else if (v == "off") c.tpm_ppi = false;
-            else usage_error(fmt::format("-tpm-ppi: '{}' is not on or off", v));
+            c.tpm_ppi = parse_on_off(opt, value());
             tpm_ppi_given = true;
         } else if (opt == "-tpm-version") {
             std::string v = value();
@@ -210,10 +210,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             if (!level) usage_error(fmt::format("-d: unknown log level '{}' (error, warn, info, debug, trace)", v));
             c.log_level = *level;
         } else if (opt == "-sandbox") {
-            std::string v = value();
-            if (v == "on") c.sandbox = true;
-            else if (v == "off") c.sandbox = false;
-            else usage_error(fmt::format("-sandbox: '{}' is not on or off", v));
+            c.sandbox = parse_on_off(opt, value());
         } else if (opt == "-runas") {
             c.runas = value();
             if (c.runas->empty()) usage_error("-runas: empty user name");
