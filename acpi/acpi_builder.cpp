@@ -67,6 +67,8 @@ void validate(const AcpiConfig& config) {
             if (!is_allocated(config, p.file)) bad("pointer patch target '" + p.file + "' is not in extra_allocations");
         }
     }
+    for (const auto& w : config.write_pointers)
+        if (!is_allocated(config, w.src_file)) bad("write pointer source '" + w.src_file + "' is not in extra_allocations");
 }
 
 std::string signature_of(const Bytes& table) { return std::string(table.begin(), table.begin() + 4); }
@@ -173,6 +175,9 @@ AcpiBlobs build_acpi(const AcpiConfig& config) {
     l.loader().add_checksum(kAcpiRsdpFile, offsetof(acpi::Rsdp, extended_checksum), 0, sizeof(acpi::Rsdp));
     Bytes rsdp_dump = checksummed(out.rsdp, offsetof(acpi::Rsdp, checksum), acpi::kRsdpV1Size);
     l.dump("RSDP", checksummed(std::move(rsdp_dump), offsetof(acpi::Rsdp, extended_checksum), sizeof(acpi::Rsdp)));
+
+    // SeaBIOS romfile_loader_write_pointer: an 8-byte address, written by fw_cfg DMA.
+    for (const auto& w : config.write_pointers) l.loader().write_pointer(w.dest_file, 0, w.src_file, 0, 8);
 
     out.tables = std::move(l.tables());
     out.loader = l.loader().blob();

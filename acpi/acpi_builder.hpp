@@ -47,6 +47,15 @@ struct AcpiConfig {
         uint32_t align;
     };
     std::vector<Allocation> extra_allocations;
+
+    // WRITE_POINTER commands, after everything else: the firmware writes the address of `src_file`
+    // (one of extra_allocations) into the guest-writable fw_cfg file `dest_file`, e.g. where the
+    // TPM event log is, for the measurements of a -kernel boot.
+    struct WritePointer {
+        std::string dest_file;
+        std::string src_file;
+    };
+    std::vector<WritePointer> write_pointers;
 };
 
 struct AcpiBlobs {

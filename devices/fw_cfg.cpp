@@ -104,6 +104,22 @@ uint16_t FwCfg::add_file(std::string name, std::vector<uint8_t> data) {
     return static_cast<uint16_t>(key);
 }
 
+uint16_t FwCfg::add_writable_file(std::string name, size_t size) {
+    const uint16_t key = add_file(std::move(name), std::vector<uint8_t>(size, 0));
+    writable_.push_back(key);
+    return key;
+}
+
+std::vector<uint8_t> FwCfg::contents(uint16_t key) const noexcept {
+    try {
+        std::lock_guard lock(mutex_);
+        auto it = items_.find(key);
+        return it == items_.end() ? std::vector<uint8_t>{} : it->second;
+    } catch (...) {
+        return {};
+    }
+}
+
 const std::vector<uint8_t>* FwCfg::item(uint16_t key) const noexcept {
     auto it = items_.find(key);
     return it == items_.end() ? nullptr : &it->second;
@@ -141,6 +157,7 @@ void FwCfg::select(uint16_t key) noexcept {
     offset_ = 0;
     auto it = items_.find(key);
     current_ = it == items_.end() ? nullptr : &it->second;
+    current_writable_ = current_ && std::find(writable_.begin(), writable_.end(), key) != writable_.end();
 }
 
 // fw_cfg.rst "Data Register": bytes of the selected item in order, 0x00 past its end (or for an
@@ -219,9 +236,17 @@ uint32_t FwCfg::dma_data(uint32_t control, uint32_t length, uint64_t address) no
     if ((!read && !write && !skip) || length == 0) return 0;
 
     if (write) {
-        // No item is guest-writable here (QEMU: write to a read-only item is an error).
-        log::debug("fw_cfg: DMA write rejected (items are read-only)");
-        return fw_cfg::kDmaError;
+        // Only writable files take writes, and only within their size (QEMU: an error otherwise).
+        if (!current_writable_ || offset_ > current_->size() || length > current_->size() - offset_) {
+            log::debug("fw_cfg: DMA write of {} bytes rejected (read-only item or past its end)", length);
+            return fw_cfg::kDmaError;
+        }
+        if (!memory_.read(address, std::span<uint8_t>(current_->data() + offset_, length))) {
+            log::debug("fw_cfg: DMA write buffer {:#x}+{:#x} is outside RAM", address, length);
+            return fw_cfg::kDmaError;
+        }
+        offset_ += length;
+        return 0;
     }
 
     uint64_t avail = (current_ != nullptr && offset_ < current_->size()) ? current_->size() - offset_ : 0;

@@ -87,6 +87,11 @@ public:
     // QEMU sorts it). Throws std::invalid_argument for an empty name, a name of 56 or more
     // bytes or containing NUL, a duplicate name, too many files, or data larger than 4 GiB - 1.
     uint16_t add_file(std::string name, std::vector<uint8_t> data);
+    // A file of `size` zero bytes the guest may overwrite with DMA WRITE (never beyond its end,
+    // QEMU fw_cfg_dma_transfer), e.g. the target of a table-loader WRITE_POINTER.
+    uint16_t add_writable_file(std::string name, size_t size);
+    // The current contents of an item, safe while vCPUs run (for writable files); empty if absent.
+    std::vector<uint8_t> contents(uint16_t key) const noexcept;
 
     // Inspection for tests and diagnostics (set-up time only).
     const std::vector<uint8_t>* item(uint16_t key) const noexcept;
@@ -108,9 +113,11 @@ private:
     const GuestMemory& memory_;
     std::map<uint16_t, std::vector<uint8_t>> items_;
     std::vector<File> files_;  // in key order
+    std::vector<uint16_t> writable_;  // keys of add_writable_file
 
-    std::mutex mutex_;  // guest-side state below; vCPUs may race on the ports
-    const std::vector<uint8_t>* current_ = nullptr;  // selected item, or null (reads as zeros)
+    mutable std::mutex mutex_;  // guest-side state below, and writable items; vCPUs may race on the ports
+    std::vector<uint8_t>* current_ = nullptr;  // selected item, or null (reads as zeros)
+    bool current_writable_ = false;
     uint64_t offset_ = 0;                            // data offset into *current_
     uint64_t dma_address_ = 0;                       // latched DMA address (high half)
 };

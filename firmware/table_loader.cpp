@@ -8,7 +8,8 @@
 namespace minivmm {
 
 namespace {
-enum Command : uint32_t { kAllocate = 1, kAddPointer = 2, kAddChecksum = 3 };
+// SeaBIOS src/fw/romfile_loader.h ROMFILE_LOADER_COMMAND_*.
+enum Command : uint32_t { kAllocate = 1, kAddPointer = 2, kAddChecksum = 3, kWritePointer = 4 };
 }
 
 uint8_t* TableLoader::new_entry(uint32_t command) {
@@ -48,6 +49,17 @@ void TableLoader::add_checksum(std::string_view file, uint32_t offset, uint32_t 
     store_le({e + 60, 4}, offset);
     store_le({e + 64, 4}, start);
     store_le({e + 68, 4}, length);
+}
+
+void TableLoader::write_pointer(std::string_view dest_file, uint32_t dest_offset, std::string_view src_file,
+                                uint32_t src_offset, uint8_t size) {
+    if (size != 1 && size != 2 && size != 4 && size != 8) throw std::invalid_argument("table-loader: bad pointer size");
+    uint8_t* e = new_entry(kWritePointer);
+    put_name(e + 4, dest_file);
+    put_name(e + 60, src_file);
+    store_le({e + 116, 4}, dest_offset);
+    store_le({e + 120, 4}, src_offset);
+    e[124] = size;
 }
 
 std::vector<uint8_t> TableLoader::blob() const {

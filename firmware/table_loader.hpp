@@ -24,6 +24,11 @@ public:
     void add_pointer(std::string_view dest_file, std::string_view src_file, uint32_t offset, uint8_t size);
     // ADD_CHECKSUM: byte at `file`+`offset` -= 8-bit sum of [start, start+length).
     void add_checksum(std::string_view file, uint32_t offset, uint32_t start, uint32_t length);
+    // WRITE_POINTER: the firmware writes the address it gave `src_file`, plus `src_offset`, as a
+    // `size`-byte LE value into fw_cfg file `dest_file` at `dest_offset` (a DMA write: the VMM
+    // learns where the firmware put `src_file`). `dest_file` must be guest-writable.
+    void write_pointer(std::string_view dest_file, uint32_t dest_offset, std::string_view src_file, uint32_t src_offset,
+                       uint8_t size);
 
     // The command blob, padded with zero entries (which the firmware skips) to a multiple of 4 KiB
     // as QEMU does.

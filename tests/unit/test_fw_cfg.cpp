@@ -277,3 +277,46 @@ TEST_CASE("fw_cfg: set-up errors") {
     REQUIRE(dir.size() == 1);
     CHECK(dir[0].name == std::string(55, 'a'));
 }
+
+TEST_CASE("fw_cfg: a writable file takes DMA writes within its size, nothing else does") {
+    Ram ram(64 * 1024);
+    FwCfg fw(ram.memory);
+    const uint16_t ro = fw.add_file("etc/ro", {1, 2, 3, 4, 5, 6, 7, 8});
+    const uint16_t rw = fw.add_writable_file("etc/minivmm/tpm-log-address", 8);
+    constexpr size_t kDesc = 0x100, kBuf = 0x1000;
+    for (size_t i = 0; i < 8; ++i) ram.bytes[kBuf + i] = static_cast<uint8_t>(0x10 + i);
+    CHECK(fw.contents(rw) == std::vector<uint8_t>(8, 0));
+
+    // SeaBIOS qemu_cfg_write_file: SELECT + WRITE of the whole value.
+    put_descriptor(ram.bytes, kDesc, (uint32_t{rw} << 16) | fw_cfg::kDmaSelect | fw_cfg::kDmaWrite, 8, kBuf);
+    kick(fw, kDesc);
+    CHECK(control_at(ram, kDesc) == 0);
+    CHECK(fw.contents(rw) == std::vector<uint8_t>{0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17});
+    // SKIP then WRITE of a part.
+    select(fw, rw);
+    put_descriptor(ram.bytes, kDesc, fw_cfg::kDmaSkip, 6, 0);
+    kick(fw, kDesc);
+    put_descriptor(ram.bytes, kDesc, fw_cfg::kDmaWrite, 2, kBuf);
+    kick(fw, kDesc);
+    CHECK(control_at(ram, kDesc) == 0);
+    CHECK(fw.contents(rw) == std::vector<uint8_t>{0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x10, 0x11});
+    // Past the end: an error, and nothing written.
+    put_descriptor(ram.bytes, kDesc, (uint32_t{rw} << 16) | fw_cfg::kDmaSelect | fw_cfg::kDmaWrite, 9, kBuf + 1);
+    kick(fw, kDesc);
+    CHECK((control_at(ram, kDesc) & fw_cfg::kDmaError) != 0);
+    CHECK(fw.contents(rw)[0] == 0x10);
+    // A buffer outside RAM: an error.
+    put_descriptor(ram.bytes, kDesc, (uint32_t{rw} << 16) | fw_cfg::kDmaSelect | fw_cfg::kDmaWrite, 8, 0xFFFF0000);
+    kick(fw, kDesc);
+    CHECK((control_at(ram, kDesc) & fw_cfg::kDmaError) != 0);
+    // A read-only file and the directory refuse writes.
+    put_descriptor(ram.bytes, kDesc, (uint32_t{ro} << 16) | fw_cfg::kDmaSelect | fw_cfg::kDmaWrite, 1, kBuf);
+    kick(fw, kDesc);
+    CHECK((control_at(ram, kDesc) & fw_cfg::kDmaError) != 0);
+    CHECK(fw.contents(ro) == std::vector<uint8_t>{1, 2, 3, 4, 5, 6, 7, 8});
+    put_descriptor(ram.bytes, kDesc, (uint32_t{fw_cfg::kFileDir} << 16) | fw_cfg::kDmaSelect | fw_cfg::kDmaWrite, 4, kBuf);
+    kick(fw, kDesc);
+    CHECK((control_at(ram, kDesc) & fw_cfg::kDmaError) != 0);
+    // The directory lists it with its size, like any file.
+    CHECK(fw.file_key("etc/minivmm/tpm-log-address") == rw);
+}

@@ -41,3 +41,17 @@ TEST_CASE("table-loader rejects what SeaBIOS would reject") {
     CHECK_THROWS_AS(loader.allocate("f", 3, TableLoader::Zone::high), std::invalid_argument);
     CHECK_THROWS_AS(loader.add_pointer("a", "b", 0, 3), std::invalid_argument);
 }
+
+TEST_CASE("WRITE_POINTER has SeaBIOS's romfile_loader_entry_s wr_pointer layout") {
+    TableLoader loader;
+    loader.write_pointer("etc/minivmm/tpm-log-address", 0, "etc/tpm/log", 0x10, 8);
+    const auto blob = loader.blob();
+    const uint8_t* e = blob.data();
+    CHECK(load_le({e, 4}) == 4);  // ROMFILE_LOADER_COMMAND_WRITE_POINTER
+    CHECK(std::string(reinterpret_cast<const char*>(e + 4)) == "etc/minivmm/tpm-log-address");
+    CHECK(std::string(reinterpret_cast<const char*>(e + 60)) == "etc/tpm/log");
+    CHECK(load_le({e + 116, 4}) == 0);     // dst_offset
+    CHECK(load_le({e + 120, 4}) == 0x10);  // src_offset
+    CHECK(e[124] == 8);
+    CHECK_THROWS_AS(loader.write_pointer("a", 0, "b", 0, 3), std::invalid_argument);
+}
