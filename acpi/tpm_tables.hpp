@@ -20,6 +20,8 @@
 namespace minivmm {
 
 inline constexpr const char* kTpmLogFile = "etc/tpm/log";
+// With -kernel: where SeaBIOS writes the address it gave kTpmLogFile (a table-loader WRITE_POINTER).
+inline constexpr const char* kTpmLogAddressFile = "etc/minivmm/tpm-log-address";
 inline constexpr uint32_t kTpmLogSize = 64 * 1024;  // TPM_LOG_AREA_MINIMUM_SIZE
 
 // Adds the TPM table, the DSDT device and the log-area allocation to `config`.

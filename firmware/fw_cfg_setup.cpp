@@ -54,7 +54,12 @@ void populate_fw_cfg(FwCfg& fw_cfg, const FwCfgSetup& setup) {
     // Speed: only the virtio-blk disk, and "HALT" makes the order strict (boot.c
     // is_bootprio_strict): SeaBIOS skips initialising virtio/NVMe devices not listed, and
     // after the disk it goes straight to boot_fail instead of trying floppy/CD/ROM entries.
-    fw_cfg.add_file("bootorder", string_bytes(virtio_blk_boot_path(platform::kVirtioBlkSlot) + "\nHALT"));
+    // With -kernel the boot ROM comes first, then the disk if there is one (the ROM's BEV returns
+    // only when the kernel could not be loaded).
+    std::string order;
+    if (setup.boot_rom_path) order += *setup.boot_rom_path + "\n";
+    if (setup.disk) order += virtio_blk_boot_path(platform::kVirtioBlkSlot) + "\n";
+    fw_cfg.add_file("bootorder", string_bytes(order + "HALT"));
 
     // Speed: show-boot-menu 0 skips "Press ESC for boot menu" and its 2.5 s default wait
     // (boot.c interactive_bootmenu). The file overrides legacy key 0x0E, which we leave unset.

@@ -56,10 +56,17 @@ std::optional<uint64_t> parse_size(const std::string& text) {
 
 std::string usage_text() {
     return fmt::format(R"(usage: minivmm [options] DISK
+       minivmm [options] -kernel BZIMAGE [-initrd FILE] [-append CMDLINE] [DISK]
 
-Boot the raw disk image DISK with SeaBIOS on KVM.
+Boot the raw disk image DISK, or a Linux kernel, with SeaBIOS on KVM.
 
 options:
+  -kernel BZIMAGE        boot this Linux kernel (x86 boot protocol 2.06 or later) instead of
+                         DISK's boot sector; DISK is then optional. With a TPM the kernel and
+                         the initrd are measured into PCR 9 and the command line into PCR 8,
+                         and logged after the firmware's events, as GRUB does
+  -initrd FILE           the kernel's initial RAM disk (with -kernel)
+  -append CMDLINE        the kernel's command line (with -kernel; default empty)
   -bios FILE             firmware image (default {})
   -m SIZE                guest RAM, e.g. 512M, 2G (default 512M; a bare number is MiB)
   -smp N                 number of vCPUs (default 1, at most {})
@@ -119,6 +126,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     bool tpm_interface_given = false;
     bool tpm_irq_given = false, tpm_ppi_given = false;
     bool tpm_start_timeout_given = false;
+    bool append_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
         std::string opt = args[i];
@@ -202,6 +210,15 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             else if (v == "1.2") c.tpm_version = TpmVersion::v1_2;
             else usage_error(fmt::format("-tpm-version: '{}' is not 1.2 or 2.0", v));
             tpm_version_given = true;
+        } else if (opt == "-kernel") {
+            c.kernel = value();
+            if (c.kernel->empty()) usage_error("-kernel: empty file name");
+        } else if (opt == "-initrd") {
+            c.initrd = value();
+            if (c.initrd->empty()) usage_error("-initrd: empty file name");
+        } else if (opt == "-append") {
+            c.append = value();
+            append_given = true;
         } else if (opt == "-dump-acpi") {
             c.dump_acpi_dir = value();
         } else if (opt == "-d") {
@@ -220,9 +237,11 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             positional.push_back(args[i]);
         }
     }
-    if (positional.empty()) usage_error("no disk image given");
+    if (positional.empty() && !c.kernel) usage_error("no disk image given (and no -kernel)");
     if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
-    c.disk = positional[0];
+    if (!positional.empty()) c.disk = positional[0];
+    if (c.initrd && !c.kernel) usage_error("-initrd needs -kernel (the initrd of which kernel?)");
+    if (append_given && !c.kernel) usage_error("-append needs -kernel (a disk's boot loader has its own command line)");
     if (c.tpm_socket && c.tpm_state)
         usage_error("-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or "
                     "libtpms inside minivmm)");

@@ -20,7 +20,10 @@ struct CharTarget {
 
 struct Config {
     std::string bios;
-    std::string disk;
+    std::string disk;  // empty: no disk (only with -kernel)
+    std::optional<std::string> kernel;  // -kernel bzImage: direct kernel boot (vmm/kernel_boot.hpp)
+    std::optional<std::string> initrd;  // -initrd FILE, with -kernel
+    std::string append;                 // -append CMDLINE, with -kernel
     uint64_t ram_bytes = 512ull << 20;
     unsigned cpus = 1;
     CharTarget serial;

@@ -37,7 +37,7 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     map_memory();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
-        options_.debug_out, options_.tpm, options_.tpm_ppi, ram_below_4g_, ram_above_4g_});
+        options_.debug_out, options_.tpm, options_.tpm_ppi, options_.kernel, ram_below_4g_, ram_above_4g_});
     create_vcpus();
     coalesce_tpm_fifo();
     if (options_.config.exit_stats) exit_stats_.resize(vcpus_.size());

@@ -18,6 +18,7 @@
 #include "vmm/bus.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/guest_memory.hpp"
+#include "vmm/kernel_boot.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
 #include "vmm/memory_map.hpp"
@@ -33,11 +34,12 @@ struct MachineOptions {
     const Config& config;
     const Kvm& kvm;
     const BiosImage& bios;
-    BlockBackend& disk;
+    BlockBackend* disk = nullptr;    // nullptr: no disk (a -kernel boot), no virtio-blk device
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
     TpmBackend* tpm = nullptr;       // nullptr: no TPM (no TIS, no TPM ACPI tables)
     TpmPpi* tpm_ppi = nullptr;       // the PPI mailbox, which outlives the machine; nullptr: no PPI
+    const KernelBoot* kernel = nullptr;  // -kernel; nullptr: boot from the disk
 };
 
 class MachineDevices;  // machine_devices.hpp

@@ -4,6 +4,7 @@
 #include "devices/tpm_crb.hpp"
 #include "devices/tpm_tis.hpp"
 #include "firmware/fw_cfg_setup.hpp"
+#include "firmware/linux_boot_rom.hpp"
 #include "firmware/smbios.hpp"
 #include "vmm/error.hpp"
 #include "vmm/log.hpp"
@@ -21,6 +22,8 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
         const bool irq = w.config.tpm_irq && w.config.tpm_interface == TpmInterface::tis;
         add_tpm_acpi(config, w.tpm->version(), w.config.tpm_interface,
                      irq ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.tpm_ppi != nullptr);
+        // -kernel: SeaBIOS tells where it put the event log, so the kernel's events can follow its own.
+        if (w.kernel) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
     }
     return build_acpi(config);
 }
@@ -40,8 +43,7 @@ MachineDevices::MachineDevices(const Wiring& w)
       acpi_pm_(w.system),
       fw_cfg_(w.memory),
       pci_(w.pio, w.mmio),
-      cf8_ports_(pci_, reset_),
-      virtio_blk_(w.memory, w.disk, virtio_irq_, msi_) {
+      cf8_ports_(pci_, reset_) {
     w.pio.insert(platform::kCmosPort, 2, cmos_);
     w.pio.insert(platform::kA20Port, 1, a20_);
     w.pio.insert(platform::kCom1Port, Uart16550::kSize, uart_);
@@ -52,7 +54,10 @@ MachineDevices::MachineDevices(const Wiring& w)
         debug_port_ = std::make_unique<DebugPort>(w.debug_out);
         w.pio.insert(platform::kDebugPort, DebugPort::kSize, *debug_port_);
     }
-    pci_.add(platform::kVirtioBlkSlot, virtio_blk_);
+    if (w.disk) {
+        virtio_blk_ = std::make_unique<VirtioBlk>(w.memory, *w.disk, virtio_irq_, msi_);
+        pci_.add(platform::kVirtioBlkSlot, *virtio_blk_);
+    }
     if (w.tpm) attach_tpm(w);
     if (w.tpm && w.tpm_ppi) w.mmio.insert(platform::kTpmPpiBase, platform::kTpmPpiSize, *w.tpm_ppi);
 
@@ -69,11 +74,31 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.extra_files.emplace_back(kSmbiosAnchorFile, std::move(smbios.anchor));
     setup.extra_files.emplace_back(kSmbiosTablesFile, std::move(smbios.tables));
     if (w.tpm) setup.extra_files.emplace_back(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
+    setup.disk = w.disk != nullptr;
     try {
+        if (w.kernel) attach_kernel_boot(w, setup);
         populate_fw_cfg(fw_cfg_, setup);
     } catch (const std::exception& e) {
         throw SetupError(kExitInternal, std::string("fw_cfg set-up: ") + e.what());
     }
+}
+
+void MachineDevices::attach_kernel_boot(const Wiring& w, FwCfgSetup& setup) {
+    const std::span<const uint8_t> rom = linux_boot_rom();
+    setup.extra_files.emplace_back(kLinuxBootRomFile, std::vector<uint8_t>(rom.begin(), rom.end()));
+    setup.boot_rom_path = kLinuxBootRomBootPath;
+    if (w.tpm) tpm_log_address_key_ = fw_cfg_.add_writable_file(kTpmLogAddressFile, 8);
+    const GuestMemory& memory = w.memory;
+    const KernelBoot& kernel = *w.kernel;
+    linux_boot_port_ = std::make_unique<LinuxBootPort>([this, &memory, &kernel]() noexcept {
+        std::optional<uint64_t> log_address;
+        if (tpm_log_address_key_) {
+            const std::vector<uint8_t> value = fw_cfg_.contents(*tpm_log_address_key_);
+            if (value.size() == 8 && load_le(value) != 0) log_address = load_le(value);
+        }
+        return kernel.boot(memory, log_address, kTpmLogSize, tpm_worker_.get());
+    });
+    w.pio.insert(platform::kLinuxBootPort, LinuxBootPort::kSize, *linux_boot_port_);
 }
 
 void MachineDevices::before_dispatch(const kvm_run& run) noexcept {

@@ -20,6 +20,8 @@
 #include "devices/cmos.hpp"
 #include "devices/debug_port.hpp"
 #include "devices/fw_cfg.hpp"
+#include "devices/linux_boot_port.hpp"
+#include "firmware/fw_cfg_setup.hpp"
 #include "devices/pci_host.hpp"
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
@@ -29,6 +31,7 @@
 #include "vmm/bus.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/guest_memory.hpp"
+#include "vmm/kernel_boot.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/tpm_backend.hpp"
 #include "vmm/tpm_worker.hpp"
@@ -46,11 +49,12 @@ public:
         Bus& pio;
         Bus& mmio;
         std::mutex& device_lock;  // serialises device access (vCPUs, console, TPM completions)
-        BlockBackend& disk;
+        BlockBackend* disk;  // nullptr: no virtio-blk device
         ByteSink* serial_out;
         ByteSink* debug_out;
         TpmBackend* tpm;  // nullptr: no TPM
         TpmPpi* tpm_ppi;  // nullptr: no Physical Presence Interface (needs a TPM)
+        const KernelBoot* kernel;  // -kernel: the boot ROM, its port and the measurements; nullptr: none
         uint64_t ram_below_4g;
         uint64_t ram_above_4g;
     };
@@ -81,6 +85,7 @@ public:
 
 private:
     void attach_tpm(const Wiring& w);
+    void attach_kernel_boot(const Wiring& w, FwCfgSetup& setup);
 
     AcpiBlobs acpi_;
     KvmIrqLine com1_irq_;
@@ -96,7 +101,10 @@ private:
     std::unique_ptr<DebugPort> debug_port_;
     PciHost pci_;
     Cf9Decoder cf8_ports_;
-    VirtioBlk virtio_blk_;
+    std::unique_ptr<VirtioBlk> virtio_blk_;
+    // -kernel: the port the boot ROM asks on; the fw_cfg file where SeaBIOS writes the event log's address.
+    std::unique_ptr<LinuxBootPort> linux_boot_port_;
+    std::optional<uint16_t> tpm_log_address_key_;
     // TPM: the worker runs backend commands off the vCPU threads and completes them into the
     // TIS or CRB device under the device lock. Declared after the device so it is destroyed
     // (joined) first.

@@ -24,11 +24,13 @@
 #include "vmm/console.hpp"
 #include "vmm/disk_image.hpp"
 #include "vmm/error.hpp"
+#include "vmm/kernel_boot.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/libtpms_backend.hpp"
 #include "vmm/log.hpp"
 #include "vmm/machine.hpp"
 #include "vmm/output_queue.hpp"
+#include "vmm/platform.hpp"
 #include "vmm/privileges.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/startup_checks.hpp"
@@ -155,16 +157,23 @@ int run(const Config& config, int signal_fd) {
     if (config.runas) runas = resolve_runas(*config.runas);
     BiosImage bios = BiosImage::load(config.bios);
     std::unique_ptr<DiskImage> disk;
-    try {
-        disk = DiskImage::open(config.disk, config.snapshot);
-    } catch (const std::runtime_error& e) {
-        throw SetupError(kExitFile, e.what());
+    if (!config.disk.empty()) {
+        try {
+            disk = DiskImage::open(config.disk, config.snapshot);
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitFile, e.what());
+        }
     }
+    // -kernel: read, checked and hashed now, once; every power-on loads the same bytes.
+    std::optional<KernelBoot> kernel;
+    if (config.kernel)
+        kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
+                                  std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit));
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);
     Kvm kvm = Kvm::open();
-    if (disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
+    if (disk && disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
     const std::vector<FileIdentity> inputs = input_files(config);
     auto serial_out = open_char_target(config.serial, "-serial", inputs);
     auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon", inputs) : nullptr;
@@ -234,7 +243,8 @@ int run(const Config& config, int signal_fd) {
                           "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
         }
     } ppi_left_over{ppi.get()};
-    MachineOptions options{config, kvm, bios, *disk, serial_out.get(), debug_out.get(), tpm.get(), ppi.get()};
+    MachineOptions options{config, kvm,  bios, disk.get(), serial_out.get(), debug_out.get(), tpm.get(), ppi.get(),
+                           kernel ? &*kernel : nullptr};
     for (unsigned boot = 1;; ++boot) {
         // Every power-on power-cycles the TPM before any vCPU runs: SeaBIOS fails if TPM2_Startup
         // finds it already started (QEMU: tpm_tis_reset). On the first boot a TPM that does not
@@ -253,7 +263,8 @@ int run(const Config& config, int signal_fd) {
             current = machine.get();
             if (user_quit) current->events().post(MachineEvents::Kind::quit, "quit from the console (Ctrl-A x)");
         }
-        log::info("boot {}: {} vCPU(s), {} MiB RAM, disk {}", boot, config.cpus, config.ram_bytes >> 20, config.disk);
+        log::info("boot {}: {} vCPU(s), {} MiB RAM, {}{}", boot, config.cpus, config.ram_bytes >> 20,
+                  config.disk.empty() ? "no disk" : "disk " + config.disk, config.kernel ? ", kernel " + *config.kernel : "");
         Machine::Result result = machine->run(signal_fd);
         {
             std::lock_guard lock(machine_mutex);

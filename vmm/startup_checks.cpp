@@ -40,7 +40,12 @@ int creatable_in_parent(const std::string& path) {
 
 std::vector<FileIdentity> input_files(const Config& config) {
     std::vector<FileIdentity> files;
-    if (auto disk = identify_file(config.disk, fmt::format("the disk image {}", config.disk))) files.push_back(*disk);
+    if (!config.disk.empty())
+        if (auto disk = identify_file(config.disk, fmt::format("the disk image {}", config.disk))) files.push_back(*disk);
+    if (config.kernel)
+        if (auto f = identify_file(*config.kernel, fmt::format("the kernel {}", *config.kernel))) files.push_back(*f);
+    if (config.initrd)
+        if (auto f = identify_file(*config.initrd, fmt::format("the initrd {}", *config.initrd))) files.push_back(*f);
     if (auto bios = identify_file(config.bios, fmt::format("the BIOS {}", config.bios))) files.push_back(*bios);
     return files;
 }

@@ -44,7 +44,7 @@ void TpmWorker::submit(uint8_t locality, std::span<const uint8_t> command) noexc
             log::debug("tpm: {} commands already queued; dropping a {}-byte command", queue_.size(), command.size());
             return;
         }
-        queue_.push_back(Job{Job::Kind::command, locality, std::vector<uint8_t>(command.begin(), command.end())});
+        queue_.push_back(Job{Job::Kind::command, locality, std::vector<uint8_t>(command.begin(), command.end()), {}});
     } catch (...) {
         log::error("tpm: out of memory queueing a TPM command");
         return;
@@ -56,9 +56,21 @@ void TpmWorker::reset_established(uint8_t locality) noexcept {
     try {
         std::lock_guard lock(mutex_);
         if (stop_) return;
-        queue_.push_back(Job{Job::Kind::reset_established, locality, {}});
+        queue_.push_back(Job{Job::Kind::reset_established, locality, {}, {}});
     } catch (...) {
         log::error("tpm: out of memory queueing a reset of the established flag");
+        return;
+    }
+    wake_.notify_one();
+}
+
+void TpmWorker::submit_platform(std::vector<uint8_t> command, std::string what) noexcept {
+    try {
+        std::lock_guard lock(mutex_);
+        if (stop_) return;
+        queue_.push_back(Job{Job::Kind::platform, 0, std::move(command), std::move(what)});
+    } catch (...) {
+        log::error("tpm: out of memory queueing a platform command");
         return;
     }
     wake_.notify_one();
@@ -106,6 +118,18 @@ void TpmWorker::run() noexcept {
 
         if (job.kind == Job::Kind::reset_established) {
             backend_.reset_established(job.locality);
+            lock.lock();
+            running_ = false;
+            idle_.notify_all();
+            continue;
+        }
+        if (job.kind == Job::Kind::platform) {
+            // TPM 2.0 Part 1 §18.4 / TPM 1.2 Part 2 §6: the return code follows tag and size.
+            const size_t n = backend_.execute(job.locality, job.command, response_);
+            if (n < 10) log::error("{}: the TPM gave no answer", job.what);
+            else if (const uint32_t rc = swtpm::tpm_code(std::span<const uint8_t>(response_.data(), n)); rc != 0)
+                log::error("{}: the TPM answered error {:#x}", job.what, rc);
+            else log::debug("{}: done", job.what);
             lock.lock();
             running_ = false;
             idle_.notify_all();

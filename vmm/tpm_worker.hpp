@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <span>
 #include <thread>
 #include <vector>
@@ -47,6 +48,11 @@ public:
     // the worker has run it.
     void reset_established(uint8_t locality) noexcept override;
 
+    // A command the platform sends (the measurements of a -kernel boot), queued behind the guest's
+    // commands and before any it sends later; its response goes to the log, not to the device: a
+    // failure is logged as "<what>: ...". Not counted in stats(), which describe the guest's commands.
+    void submit_platform(std::vector<uint8_t> command, std::string what) noexcept;
+
     // Waits up to `limit` until no job is queued or running (its completion delivered); true if
     // idle. Must not be called with the lock that `on_complete` takes held.
     bool wait_idle(std::chrono::microseconds limit) noexcept;
@@ -73,9 +79,10 @@ public:
 
 private:
     struct Job {
-        enum class Kind { command, reset_established } kind;
+        enum class Kind { command, reset_established, platform } kind;
         uint8_t locality;
         std::vector<uint8_t> command;
+        std::string what;  // platform commands
     };
     void run() noexcept;
 

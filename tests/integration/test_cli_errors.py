@@ -4,6 +4,7 @@ crash or a half-started VM. Needs no KVM for most cases (errors are caught befor
 
 usage: test_cli_errors.py MINIVMM"""
 import os
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -71,6 +72,33 @@ def main():
          "cannot connect to swtpm control socket"),
         ("-tpm-state someone's directory", ["-tpm-state", foreign, disk], 6, "is not empty and was not made by minivmm"),
         ("-tpm-state symbolic link", ["-tpm-state", os.path.join(s.tmp.name, "tpmlink"), disk], 6, "is a symbolic link"),
+    ]
+    # -kernel: the files and the boot protocol are checked before /dev/kvm too.
+    bz = os.path.join(s.tmp.name, "bzImage")
+    header = bytearray(28 * 512 + 4096)
+    header[0x1F1] = 27
+    struct.pack_into("<H", header, 0x1FE, 0xAA55)  # boot flag
+    struct.pack_into("<I", header, 0x202, 0x53726448)  # "HdrS"
+    struct.pack_into("<H", header, 0x206, 0x020F)
+    header[0x211] = 1  # LOADED_HIGH
+    struct.pack_into("<I", header, 0x22C, 0x7FFFFFFF)
+    struct.pack_into("<I", header, 0x238, 255)  # cmdline_size
+    with open(bz, "wb") as f:
+        f.write(header)
+    big = os.path.join(s.tmp.name, "big.initrd")
+    with open(big, "wb") as f:
+        f.truncate(20 << 20)
+    os.symlink(bz, os.path.join(s.tmp.name, "vmlinuz"))
+    cases += [
+        ("-initrd without -kernel", ["-initrd", big, disk], 2, "-initrd needs -kernel"),
+        ("-append without -kernel", ["-append", "quiet", disk], 2, "-append needs -kernel"),
+        ("-kernel missing", ["-kernel", "/nonexistent/bzImage"], 3, "-kernel /nonexistent/bzImage: cannot open"),
+        ("-kernel not a bzImage", ["-kernel", bad_bios], 3, "not a Linux bzImage"),
+        ("-kernel through a symbolic link", ["-kernel", os.path.join(s.tmp.name, "vmlinuz")], 3, "is a symbolic link"),
+        ("-append longer than the kernel takes", ["-kernel", bz, "-append", "x" * 300], 3, "accepts at most 255"),
+        ("-initrd too large for the RAM", ["-m", "32M", "-kernel", bz, "-initrd", big], 3,
+         "the initrd (20.0 MiB) does not fit"),
+        ("-serial into the kernel", ["-kernel", bz, "-serial", f"file:{bz}"], 3, f"is the kernel {bz}"),
     ]
     for name, args, code, text in cases:
         r = vmmtest.run([minivmm] + args, timeout=30)

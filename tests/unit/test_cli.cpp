@@ -223,3 +223,21 @@ TEST_CASE("hardening options: -sandbox, -runas") {
     CHECK(usage_text().find("-runas USER") != std::string::npos);
     CHECK(usage_text().find("7 stopped by the sandbox") != std::string::npos);
 }
+
+TEST_CASE("-kernel, -initrd and -append; the disk is optional with -kernel") {
+    Config c = parse({"-kernel", "bz", "-initrd", "rd", "-append", "console=ttyS0 quiet"});
+    CHECK(c.kernel == "bz");
+    CHECK(c.initrd == "rd");
+    CHECK(c.append == "console=ttyS0 quiet");
+    CHECK(c.disk.empty());
+    c = parse({"-kernel", "bz", "disk.img"});
+    CHECK(c.disk == "disk.img");
+    CHECK_FALSE(c.initrd.has_value());
+    CHECK(c.append.empty());
+    CHECK(usage_code({"-initrd", "rd", "disk.img"}) == kExitUsage);
+    CHECK(usage_code({"-append", "", "disk.img"}) == kExitUsage);  // even an empty one: which kernel's?
+    CHECK(usage_code({"-kernel", ""}) == kExitUsage);
+    CHECK(usage_code({"-kernel", "bz", "-initrd", ""}) == kExitUsage);
+    CHECK(usage_code({}) == kExitUsage);
+    CHECK(usage_text().find("-kernel BZIMAGE") != std::string::npos);
+}

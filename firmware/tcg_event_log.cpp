@@ -1,0 +1,131 @@
+#include "firmware/tcg_event_log.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "devices/device.hpp"
+
+namespace minivmm::tcg_log {
+
+namespace {
+
+// TCG_PCClientPCREventStruc: pcrIndex, eventType, digest[20], eventDataSize, then the data.
+constexpr size_t kSha1EventHeader = 32;
+constexpr size_t kSha1Digest = 20;
+// Spec ID Event03 (PFP §10.4.5.1): signature[16], platformClass, specVersionMinor/Major,
+// specErrata, uintnSize, numberOfAlgorithms, then {algorithmId, digestSize} pairs.
+constexpr char kSpecIdSignature[16] = "Spec ID Event03";
+constexpr size_t kSpecIdAlgCount = 24;
+constexpr uint32_t kMaxAlgorithms = 16;  // the registry has fewer hash algorithms
+
+uint32_t u32(std::span<const uint8_t> a, size_t at) { return static_cast<uint32_t>(load_le(a.subspan(at, 4))); }
+uint16_t u16(std::span<const uint8_t> a, size_t at) { return static_cast<uint16_t>(load_le(a.subspan(at, 2))); }
+
+// True when [at, at + n) lies inside a span of `size` bytes (no overflow).
+bool fits(size_t size, size_t at, size_t n) { return at <= size && n <= size - at; }
+
+std::optional<Layout> parse_sha1_log(std::span<const uint8_t> area) {
+    Layout layout{TpmVersion::v1_2, {{kAlgSha1, kSha1Digest}}, 0, 0};
+    size_t at = 0;
+    while (fits(area.size(), at, kSha1EventHeader)) {
+        const uint32_t type = u32(area, at + 4), size = u32(area, at + 28);
+        if (type == 0 && size == 0) break;  // the zeroed rest of the area
+        if (!fits(area.size(), at + kSha1EventHeader, size)) return std::nullopt;
+        at += kSha1EventHeader + size;
+        ++layout.events;
+    }
+    layout.end = at;
+    return layout;
+}
+
+std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
+    Layout layout;
+    if (!fits(area.size(), 0, kSha1EventHeader)) return std::nullopt;
+    const uint32_t first_size = u32(area, 28);
+    if (u32(area, 0) != 0 || u32(area, 4) != kEvNoAction || !fits(area.size(), kSha1EventHeader, first_size) ||
+        first_size < kSpecIdAlgCount + 4)
+        return std::nullopt;
+    const auto spec = area.subspan(kSha1EventHeader, first_size);
+    if (std::memcmp(spec.data(), kSpecIdSignature, sizeof kSpecIdSignature) != 0) return std::nullopt;
+    const uint32_t count = u32(spec, kSpecIdAlgCount);
+    if (count == 0 || count > kMaxAlgorithms || !fits(spec.size(), kSpecIdAlgCount + 4, size_t{count} * 4))
+        return std::nullopt;
+    for (uint32_t i = 0; i < count; ++i) {
+        const size_t at = kSpecIdAlgCount + 4 + 4 * i;
+        layout.algorithms.push_back({u16(spec, at), u16(spec, at + 2)});
+    }
+    size_t at = kSha1EventHeader + first_size;
+    layout.events = 1;
+    // TCG_PCR_EVENT2: pcrIndex, eventType, digests.count, {hashAlg, digest}..., eventSize, event.
+    while (fits(area.size(), at, 12)) {
+        const uint32_t type = u32(area, at + 4), digests = u32(area, at + 8);
+        if (type == 0 && digests == 0) break;  // the zeroed rest of the area
+        if (digests > count) return std::nullopt;
+        size_t pos = at + 12;
+        for (uint32_t d = 0; d < digests; ++d) {
+            if (!fits(area.size(), pos, 2)) return std::nullopt;
+            const uint16_t alg = u16(area, pos);
+            auto known = std::find_if(layout.algorithms.begin(), layout.algorithms.end(),
+                                      [alg](const Algorithm& a) { return a.id == alg; });
+            if (known == layout.algorithms.end() || !fits(area.size(), pos + 2, known->digest_size)) return std::nullopt;
+            pos += 2 + known->digest_size;
+        }
+        if (!fits(area.size(), pos, 4)) return std::nullopt;
+        const uint32_t size = u32(area, pos);
+        if (!fits(area.size(), pos + 4, size)) return std::nullopt;
+        at = pos + 4 + size;
+        ++layout.events;
+    }
+    layout.end = at;
+    return layout;
+}
+
+void put_u32(std::vector<uint8_t>& out, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+const Digest* find(std::span<const Digest> digests, const Algorithm& alg) {
+    for (const Digest& d : digests)
+        if (d.algorithm == alg.id && d.value.size() == alg.digest_size) return &d;
+    return nullptr;
+}
+
+}  // namespace
+
+std::optional<Layout> parse(std::span<const uint8_t> area, TpmVersion version) noexcept {
+    try {
+        return version == TpmVersion::v2_0 ? parse_agile_log(area) : parse_sha1_log(area);
+    } catch (...) {
+        return std::nullopt;  // out of memory for the algorithm list
+    }
+}
+
+bool append(std::span<uint8_t> area, Layout& layout, uint32_t pcr, uint32_t type, std::span<const Digest> digests,
+            std::span<const uint8_t> data) noexcept {
+    try {
+        std::vector<uint8_t> event;
+        put_u32(event, pcr);
+        put_u32(event, type);
+        if (layout.version == TpmVersion::v2_0) put_u32(event, static_cast<uint32_t>(layout.algorithms.size()));
+        for (const Algorithm& alg : layout.algorithms) {
+            const Digest* d = find(digests, alg);
+            if (!d) return false;
+            if (layout.version == TpmVersion::v2_0) {
+                event.push_back(static_cast<uint8_t>(alg.id));
+                event.push_back(static_cast<uint8_t>(alg.id >> 8));
+            }
+            event.insert(event.end(), d->value.begin(), d->value.end());
+        }
+        put_u32(event, static_cast<uint32_t>(data.size()));
+        event.insert(event.end(), data.begin(), data.end());
+        if (!fits(area.size(), layout.end, event.size())) return false;
+        std::memcpy(area.data() + layout.end, event.data(), event.size());
+        layout.end += event.size();
+        ++layout.events;
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+}  // namespace minivmm::tcg_log

@@ -1,0 +1,145 @@
+// The firmware's event log (firmware/tcg_event_log.hpp): logs laid out as SeaBIOS writes them
+// (src/tcgbios.c tpm20_write_EfiSpecIdEventStruct, tpm_log_event), found, extended and refused
+// when malformed. No KVM.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "devices/device.hpp"
+#include "firmware/tcg_event_log.hpp"
+
+using namespace minivmm;
+namespace tl = minivmm::tcg_log;
+
+namespace {
+
+void u32(std::vector<uint8_t>& v, uint32_t x) {
+    for (int i = 0; i < 4; ++i) v.push_back(static_cast<uint8_t>(x >> (8 * i)));
+}
+void u16(std::vector<uint8_t>& v, uint16_t x) {
+    v.push_back(static_cast<uint8_t>(x));
+    v.push_back(static_cast<uint8_t>(x >> 8));
+}
+
+// A crypto-agile log with SHA-1 and SHA-256 banks and `events` events on PCR 0..events-1.
+std::vector<uint8_t> agile_log(unsigned events, size_t area = 4096) {
+    std::vector<uint8_t> spec(16, 0);
+    std::memcpy(spec.data(), "Spec ID Event03", 15);
+    u32(spec, 0);                                     // platformClass
+    spec.insert(spec.end(), {0, 2, 0, 2});            // version 2.0, errata 0, uintnSize 2
+    u32(spec, 2);                                     // numberOfAlgorithms
+    u16(spec, tl::kAlgSha1), u16(spec, 20), u16(spec, tl::kAlgSha256), u16(spec, 32);
+    spec.push_back(0);                                // vendorInfoSize
+    std::vector<uint8_t> log;
+    u32(log, 0), u32(log, tl::kEvNoAction);
+    log.insert(log.end(), 20, 0);
+    u32(log, static_cast<uint32_t>(spec.size()));
+    log.insert(log.end(), spec.begin(), spec.end());
+    for (unsigned i = 0; i < events; ++i) {
+        u32(log, i), u32(log, 4 /* EV_SEPARATOR */), u32(log, 2);
+        u16(log, tl::kAlgSha1), log.insert(log.end(), 20, 0x11);
+        u16(log, tl::kAlgSha256), log.insert(log.end(), 32, 0x22);
+        u32(log, 4), log.insert(log.end(), 4, 0);
+    }
+    log.resize(area, 0);
+    return log;
+}
+
+std::vector<tl::Digest> digests() { return {{tl::kAlgSha256, std::vector<uint8_t>(32, 0xB2)}, {tl::kAlgSha1, std::vector<uint8_t>(20, 0xA1)}}; }
+
+}  // namespace
+
+TEST_CASE("a crypto-agile log: its algorithms and end are found, and an event appended after the last") {
+    auto log = agile_log(3);
+    auto layout = tl::parse(log, TpmVersion::v2_0);
+    REQUIRE(layout);
+    REQUIRE(layout->algorithms.size() == 2);
+    CHECK(layout->algorithms[1].id == tl::kAlgSha256);
+    CHECK(layout->algorithms[1].digest_size == 32);
+    CHECK(layout->events == 4);
+    const size_t end = layout->end;
+    CHECK(end == 32 + 37 + 3 * (12 + 22 + 34 + 4 + 4));  // Spec ID data: 37 bytes with two algorithms
+
+    const std::vector<uint8_t> data = {'v', 'm', 'l', 'i', 'n', 'u', 'z', 0};
+    REQUIRE(tl::append(log, *layout, 9, tl::kEvIpl, digests(), data));
+    CHECK(layout->end == end + 12 + 22 + 34 + 4 + data.size());
+    // TCG_PCR_EVENT2 in the header's algorithm order, whatever order the digests came in.
+    CHECK(load_le(std::span(log).subspan(end, 4)) == 9);
+    CHECK(load_le(std::span(log).subspan(end + 4, 4)) == tl::kEvIpl);
+    CHECK(load_le(std::span(log).subspan(end + 8, 4)) == 2);
+    CHECK(load_le(std::span(log).subspan(end + 12, 2)) == tl::kAlgSha1);
+    CHECK(log[end + 14] == 0xA1);
+    CHECK(load_le(std::span(log).subspan(end + 34, 2)) == tl::kAlgSha256);
+    CHECK(log[end + 36] == 0xB2);
+    CHECK(std::memcmp(log.data() + end + 72, data.data(), data.size()) == 0);
+    // Parsed again (as Linux reads it), the new event is the last one.
+    auto again = tl::parse(log, TpmVersion::v2_0);
+    REQUIRE(again);
+    CHECK(again->events == 5);
+    CHECK(again->end == layout->end);
+}
+
+TEST_CASE("a SHA-1 (TPM 1.2) log is walked to its zeroed rest and extended in its format") {
+    std::vector<uint8_t> log;
+    for (uint32_t pcr : {0u, 4u}) {
+        u32(log, pcr), u32(log, 8);
+        log.insert(log.end(), 20, 0x33);
+        u32(log, 3), log.insert(log.end(), {'a', 'b', 'c'});
+    }
+    log.resize(1024, 0);
+    auto layout = tl::parse(log, TpmVersion::v1_2);
+    REQUIRE(layout);
+    CHECK(layout->end == 2 * 35);
+    CHECK(layout->algorithms.size() == 1);
+    const std::vector<uint8_t> text = {'x', 0};
+    REQUIRE(tl::append(log, *layout, 8, tl::kEvIpl, digests(), text));
+    CHECK(load_le(std::span(log).subspan(70, 4)) == 8);
+    CHECK(log[78] == 0xA1);  // the SHA-1 digest right after pcrIndex and eventType
+    CHECK(load_le(std::span(log).subspan(98, 4)) == 2);
+    CHECK(tl::parse(log, TpmVersion::v1_2)->events == 3);
+    // An empty 1.2 log is valid: events start at 0.
+    std::vector<uint8_t> empty(256, 0);
+    CHECK(tl::parse(empty, TpmVersion::v1_2)->end == 0);
+}
+
+TEST_CASE("a missing digest or a full area leaves the log unchanged") {
+    auto log = agile_log(1, 200);
+    auto layout = tl::parse(log, TpmVersion::v2_0);
+    REQUIRE(layout);
+    const auto before = log;
+    const size_t end = layout->end;
+    std::vector<tl::Digest> only_sha1 = {{tl::kAlgSha1, std::vector<uint8_t>(20, 1)}};
+    CHECK_FALSE(tl::append(log, *layout, 9, tl::kEvIpl, only_sha1, {}));
+    std::vector<tl::Digest> short_sha256 = {{tl::kAlgSha1, std::vector<uint8_t>(20, 1)}, {tl::kAlgSha256, std::vector<uint8_t>(31, 2)}};
+    CHECK_FALSE(tl::append(log, *layout, 9, tl::kEvIpl, short_sha256, {}));
+    CHECK_FALSE(tl::append(log, *layout, 9, tl::kEvIpl, digests(), std::vector<uint8_t>(200, 1)));  // no room
+    CHECK(log == before);
+    CHECK(layout->end == end);
+}
+
+TEST_CASE("malformed logs are refused, never read past the area") {
+    CHECK_FALSE(tl::parse(std::vector<uint8_t>(16, 0), TpmVersion::v2_0));
+    CHECK_FALSE(tl::parse(std::vector<uint8_t>(4096, 0), TpmVersion::v2_0));  // no Spec ID event
+    auto bad_signature = agile_log(1);
+    bad_signature[32] = 'X';
+    CHECK_FALSE(tl::parse(bad_signature, TpmVersion::v2_0));
+    auto unknown_alg = agile_log(1);
+    const size_t first = 32 + 37;
+    store_le(std::span(unknown_alg).subspan(first + 12, 2), 0x0012);  // SM3, not in the header
+    CHECK_FALSE(tl::parse(unknown_alg, TpmVersion::v2_0));
+    auto too_many = agile_log(1);
+    store_le(std::span(too_many).subspan(first + 8, 4), 3);  // more digests than algorithms
+    CHECK_FALSE(tl::parse(too_many, TpmVersion::v2_0));
+    auto huge = agile_log(1);
+    store_le(std::span(huge).subspan(first + 12 + 22 + 34, 4), 0xFFFFFFF0);  // event data past the end
+    CHECK_FALSE(tl::parse(huge, TpmVersion::v2_0));
+    auto algs = agile_log(0);
+    store_le(std::span(algs).subspan(32 + 24, 4), 0x40000000);  // numberOfAlgorithms
+    CHECK_FALSE(tl::parse(algs, TpmVersion::v2_0));
+    std::vector<uint8_t> sha1(64, 0);
+    store_le(std::span(sha1).subspan(4, 4), 8);
+    store_le(std::span(sha1).subspan(28, 4), 1000);
+    CHECK_FALSE(tl::parse(sha1, TpmVersion::v1_2));
+}

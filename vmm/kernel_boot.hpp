@@ -1,0 +1,73 @@
+// -kernel/-initrd/-append: direct kernel boot through SeaBIOS, measured like GRUB measures it.
+// The files are read, checked against the boot protocol (firmware/linux_boot.hpp) and hashed at
+// start-up, once: the vCPU threads never touch the file system, and the bytes measured are the
+// bytes loaded. At every power-on the boot ROM's request (devices/linux_boot_port.hpp) places them
+// in guest RAM and, with a TPM, measures them before the kernel runs:
+//   PCR 9, EV_IPL, the kernel file     (event data: its file name)
+//   PCR 8, EV_IPL, the command line    (event data: "kernel_cmdline: <command line>"; GRUB 2.06 tpm.c)
+//   PCR 9, EV_IPL, the initrd file      (event data: its file name), with -initrd
+// Each event is appended to the firmware's event log after SeaBIOS's last event (the log's own
+// format and algorithm list, firmware/tcg_event_log.hpp) and the PCR is extended in every bank the
+// log lists, by commands queued on the TPM worker ahead of any command of the kernel.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "firmware/linux_boot.hpp"
+#include "firmware/tcg_event_log.hpp"
+#include "vmm/guest_memory.hpp"
+#include "vmm/tpm_worker.hpp"
+
+namespace minivmm {
+
+class KernelBoot {
+public:
+    struct Files {
+        std::string kernel;
+        std::optional<std::string> initrd;
+        std::string cmdline;
+    };
+    // Reads and checks everything for a guest with `ram_below_4g` bytes of RAM below 4 GiB. Throws
+    // SetupError(kExitFile) with one line: a file that cannot be opened or read (a symbolic link
+    // included: O_NOFOLLOW), an empty initrd, or a kernel the boot protocol refuses (not a bzImage,
+    // protocol older than 2.06, too large, command line too long, initrd too large for the RAM).
+    static KernelBoot load(const Files& files, uint64_t ram_below_4g);
+
+    struct Measurement {
+        std::string what;  // "kernel", "command line", "initrd"
+        uint32_t pcr;
+        std::vector<tcg_log::Digest> digests;  // SHA-1, SHA-256, SHA-384, SHA-512
+        std::vector<uint8_t> event_data;       // NUL-terminated text, as GRUB logs it
+    };
+    const std::vector<Measurement>& measurements() const noexcept { return measurements_; }
+    const linux_boot::Plan& plan() const noexcept { return plan_; }
+
+    // One power-on: loads into `memory`; with a TPM (`tpm` non-null) appends the events to the
+    // log of `log_size` bytes at `log_address` (nullopt: the firmware did not say where it is) and
+    // queues the PCR extends. False if the kernel could not be placed (the ROM then gives up).
+    bool boot(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+              TpmWorker* tpm) const noexcept;
+
+private:
+    KernelBoot() = default;
+    void measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+                 TpmWorker& tpm) const;
+
+    std::vector<uint8_t> kernel_, initrd_;
+    std::string cmdline_;
+    linux_boot::Plan plan_;
+    std::vector<Measurement> measurements_;
+};
+
+// The SHA-1, SHA-256, SHA-384 and SHA-512 digests of `bytes` (OpenSSL).
+std::vector<tcg_log::Digest> tcg_digests(std::span<const uint8_t> bytes);
+
+// The TPM command that extends `pcr` with `digests`: TPM2_PCR_Extend with an empty password
+// session (TPM 2.0 Part 3 §22.2), or TPM_Extend with the SHA-1 digest (TPM 1.2 Part 3 §16.1).
+std::vector<uint8_t> pcr_extend_command(TpmVersion version, uint32_t pcr, std::span<const tcg_log::Digest> digests);
+
+}  // namespace minivmm
