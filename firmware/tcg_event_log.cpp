@@ -17,6 +17,7 @@ constexpr size_t kSha1Digest = 20;
 constexpr char kSpecIdSignature[16] = "Spec ID Event03";
 constexpr size_t kSpecIdAlgCount = 24;
 constexpr uint32_t kMaxAlgorithms = 16;  // the registry has fewer hash algorithms
+constexpr uint16_t kMaxDigestSize = 64;  // SHA-512, the largest (TCG Algorithm Registry)
 
 uint32_t u32(std::span<const uint8_t> a, size_t at) { return static_cast<uint32_t>(load_le(a.subspan(at, 4))); }
 uint16_t u16(std::span<const uint8_t> a, size_t at) { return static_cast<uint16_t>(load_le(a.subspan(at, 2))); }
@@ -52,7 +53,12 @@ std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
         return std::nullopt;
     for (uint32_t i = 0; i < count; ++i) {
         const size_t at = kSpecIdAlgCount + 4 + 4 * i;
-        layout.algorithms.push_back({u16(spec, at), u16(spec, at + 2)});
+        const Algorithm alg{u16(spec, at), u16(spec, at + 2)};
+        // Each algorithm once, with a digest size a hash can have: otherwise events are ambiguous.
+        if (alg.digest_size == 0 || alg.digest_size > kMaxDigestSize) return std::nullopt;
+        for (const Algorithm& seen : layout.algorithms)
+            if (seen.id == alg.id) return std::nullopt;
+        layout.algorithms.push_back(alg);
     }
     size_t at = kSha1EventHeader + first_size;
     layout.events = 1;

@@ -11,6 +11,8 @@ Usage: tests/fuzz/make_seeds.py [output-directory]   (default: tests/fuzz/corpus
 import pathlib
 import struct
 import sys
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import seeds_tcg_event_log  # noqa: E402
 
 
 def u8(*v):
@@ -420,6 +422,7 @@ TARGETS = {
     "reset_control": reset_control_seeds,
     "disk_overlay": disk_overlay_seeds,
     "tis_libtpms": tis_libtpms_seeds,
+    "tcg_event_log": seeds_tcg_event_log.seeds,
 }
 
 

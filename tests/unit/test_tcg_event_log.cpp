@@ -138,6 +138,12 @@ TEST_CASE("malformed logs are refused, never read past the area") {
     auto algs = agile_log(0);
     store_le(std::span(algs).subspan(32 + 24, 4), 0x40000000);  // numberOfAlgorithms
     CHECK_FALSE(tl::parse(algs, TpmVersion::v2_0));
+    auto twice = agile_log(0);
+    store_le(std::span(twice).subspan(32 + 32, 2), tl::kAlgSha1);  // SHA-256's slot says SHA-1 again
+    CHECK_FALSE(tl::parse(twice, TpmVersion::v2_0));
+    auto empty_digest = agile_log(0);
+    store_le(std::span(empty_digest).subspan(32 + 30, 2), 0);  // SHA-1 with 0-byte digests
+    CHECK_FALSE(tl::parse(empty_digest, TpmVersion::v2_0));
     std::vector<uint8_t> sha1(64, 0);
     store_le(std::span(sha1).subspan(4, 4), 8);
     store_le(std::span(sha1).subspan(28, 4), 1000);
