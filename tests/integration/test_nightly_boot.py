@@ -303,7 +303,10 @@ def main():
     cal = res.get("host/calibration", ("missing", ""))
     s.check("full matrix: the calibration ran", cal[0] == "passed", cal)
     incapable = "cannot run a Linux kernel" in r.stdout.split("\n\n")[0]
-    linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux")}
+    linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux") and "-kernel/" not in k}
+    kernel = {k: v for k, v in res.items() if k.startswith("tpm2.0-kernel/")}  # the -kernel cell
+    s.check("full matrix: the -kernel cell's 15 cases (linux, TPM 2.0 checks, kernel-measured; 2 boots)",
+            len(kernel) == 15, sorted(kernel))
     s.check("full matrix: 10 Linux cases (2 versions x 2 backends + TPM 2.0 CRB, x 2 boots)", len(linux) == 10,
             sorted(linux))
     firmware = {k: v for k, v in res.items() if k.endswith("/firmware-tpm")}
@@ -315,6 +318,8 @@ def main():
     if incapable:
         s.check("incapable host: every Linux case SKIPPED with the calibration's reason, none passed",
                 all(v[0] == "skipped" and INCAPABLE in v[1] for v in linux.values()), linux)
+        s.check("incapable host: the -kernel cell SKIPPED with the calibration's reason too",
+                all(v[0] == "skipped" and INCAPABLE in v[1] for v in kernel.values()), kernel)
         s.check("incapable host: exit 0 with only skips", r.returncode == 0, r)
         s.check("incapable host: the report says so and counts the skips",
                 re.search(r"\b\d+ passed, 0 failed, \d+ skipped, 0 errors", r.stdout) is not None
@@ -324,9 +329,13 @@ def main():
         ppi = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/ppi")}
         s.check("capable host: 10 PPI cases (request in boot 1, carried out at the reboot), all pass",
                 len(ppi) == 10 and all(v[0] == "passed" for v in ppi.values()), ppi)
+        s.check("capable host: the -kernel cell passes (kernel, initrd, command line on PCR 8/9 as computed)",
+                all(v[0] == "passed" for v in kernel.values()), kernel)
     else:
         s.check("capable host, stand-in image: Linux cases fail, never skip", r.returncode == 1 and all(
             v[0] == "failure" for v in linux.values()), linux)
+        s.check("capable host, stand-in image: the -kernel cell cannot take a kernel out of it: errors, never skips",
+                all(v[0] in ("error", "failure") for v in kernel.values()), kernel)
     report_txt = os.path.join(tmp, "full", "report.txt")
     s.check("full matrix: report.txt written next to the JUnit file with the table",
             os.path.exists(report_txt) and "case" in open(report_txt).read().split("\n\n")[1])
