@@ -46,9 +46,25 @@ Plan plan(std::span<const uint8_t> kernel, uint64_t initrd_size, const std::stri
     p.setup.assign(kernel.begin(), kernel.begin() + static_cast<ptrdiff_t>(setup_size));
     p.kernel_offset = setup_size;
     p.kernel_size = kernel.size() - setup_size;
-    // init_size (2.10+): the memory the kernel needs from its load address while it decompresses.
-    const uint64_t init_size = p.protocol >= 0x020A ? le(kernel, hdr::kInitSize, 4) : 0;
-    p.kernel_end = kKernelAddr + std::max(p.kernel_size, init_size);
+    if (le(kernel, hdr::kSysSize, 4) * 16 > p.kernel_size)
+        bad(fmt::format("the kernel file is truncated: its header says {} bytes of kernel, the file has {}",
+                        le(kernel, hdr::kSysSize, 4) * 16, p.kernel_size));
+    p.kernel_end = kKernelAddr + p.kernel_size;
+    if (p.protocol >= 0x020A) {
+        // boot.rst "init_size": the memory the kernel needs from its runtime start while it
+        // decompresses; that start is pref_address (16 MiB for x86-64) when the kernel would be
+        // relocated below it, else the load address aligned to kernel_alignment.
+        const uint64_t pref = le(kernel, hdr::kPrefAddress, 8), align = le(kernel, hdr::kKernelAlignment, 4);
+        uint64_t start = pref;
+        if (kernel[hdr::kRelocatableKernel] != 0) {
+            start = std::max<uint64_t>(kKernelAddr, pref);
+            if (align > 1 && (align & (align - 1)) == 0) start = (start + align - 1) & ~(align - 1);
+        }
+        const uint64_t init_size = le(kernel, hdr::kInitSize, 4);
+        if (start > ram_below_4g || init_size > ram_below_4g)
+            bad(fmt::format("the kernel runs at {:#x} and needs {} there, more than the guest's RAM", start, mib(init_size)));
+        p.kernel_end = std::max(p.kernel_end, start + init_size);
+    }
 
     if (ram_below_4g <= kFirmwareReserve + kKernelAddr) bad("the guest has too little RAM for a kernel");
     const uint64_t usable_end = ram_below_4g - kFirmwareReserve;  // SeaBIOS's tables lie above
@@ -56,10 +72,11 @@ Plan plan(std::span<const uint8_t> kernel, uint64_t initrd_size, const std::stri
         bad(fmt::format("the kernel needs {} from 1 MiB up, more than the guest's {} of RAM below its firmware tables "
                         "(give the guest more memory with -m)", mib(p.kernel_end - kKernelAddr), mib(usable_end - kKernelAddr)));
 
-    const uint64_t cmdline_size = le(kernel, hdr::kCmdlineSize, 4);
-    if (cmdline.size() + 1 > cmdline_size)
-        bad(fmt::format("the command line is {} bytes; this kernel accepts at most {} (cmdline_size, with the NUL)",
-                        cmdline.size(), cmdline_size));
+    // cmdline_size: the longest line without its NUL (boot.rst); the NUL must end below the EBDA.
+    const uint64_t cmdline_size = std::min<uint64_t>(le(kernel, hdr::kCmdlineSize, 4), kCmdlineLimit - kCmdlineAddr - 1);
+    if (cmdline.size() > cmdline_size)
+        bad(fmt::format("the command line is {} bytes; this kernel accepts at most {} (cmdline_size)", cmdline.size(),
+                        cmdline_size));
     if (cmdline.find('\0') != std::string::npos) bad("the command line contains a NUL byte");
 
     if (initrd_size > 0) {

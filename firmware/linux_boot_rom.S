@@ -37,7 +37,7 @@ pnp:                            /* PnP BIOS Specification 1.0A, "Expansion Heade
     .word vendor                /* manufacturer string */
     .word product               /* product name string, shown in SeaBIOS's boot menu */
     .byte 0, 0, 0               /* device type code */
-    .byte 0x14                  /* device indicators: IPL device, read cacheable */
+    .byte 0x14                  /* device indicators: only needed when booted from (bit 4), IPL device (bit 2) */
     .word 0                     /* Boot Connection Vector: none */
     .word 0                     /* Disconnect Vector: none */
     .word bev                   /* Bootstrap Entry Vector */

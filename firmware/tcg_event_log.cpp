@@ -25,13 +25,16 @@ uint16_t u16(std::span<const uint8_t> a, size_t at) { return static_cast<uint16_
 // True when [at, at + n) lies inside a span of `size` bytes (no overflow).
 bool fits(size_t size, size_t at, size_t n) { return at <= size && n <= size - at; }
 
+// Both walks stop where Linux's readers stop (drivers/char/tpm/eventlog/tpm1.c
+// tpm1_bios_measurements_start, tpm2.c __calc_tpm2_event_size): at an event of type 0 with no data
+// (the zeroed rest of the area), or one that is malformed or runs past the area. An event appended
+// there is the next one Linux reads.
 std::optional<Layout> parse_sha1_log(std::span<const uint8_t> area) {
     Layout layout{TpmVersion::v1_2, {{kAlgSha1, kSha1Digest}}, 0, 0};
     size_t at = 0;
     while (fits(area.size(), at, kSha1EventHeader)) {
         const uint32_t type = u32(area, at + 4), size = u32(area, at + 28);
-        if (type == 0 && size == 0) break;  // the zeroed rest of the area
-        if (!fits(area.size(), at + kSha1EventHeader, size)) return std::nullopt;
+        if ((type == 0 && size == 0) || !fits(area.size(), at + kSha1EventHeader, size)) break;
         at += kSha1EventHeader + size;
         ++layout.events;
     }
@@ -39,12 +42,32 @@ std::optional<Layout> parse_sha1_log(std::span<const uint8_t> area) {
     return layout;
 }
 
+// The size of the TCG_PCR_EVENT2 at `at`, or 0 where Linux stops: a digest count other than the
+// header's, an algorithm it does not list, type 0 with no data, or past the area.
+size_t agile_event_size(std::span<const uint8_t> area, size_t at, const std::vector<Algorithm>& algorithms) {
+    if (!fits(area.size(), at, 12) || u32(area, at + 8) != algorithms.size()) return 0;
+    size_t pos = at + 12;
+    for (size_t d = 0; d < algorithms.size(); ++d) {
+        if (!fits(area.size(), pos, 2)) return 0;
+        const uint16_t alg = u16(area, pos);
+        auto known = std::find_if(algorithms.begin(), algorithms.end(), [alg](const Algorithm& a) { return a.id == alg; });
+        if (known == algorithms.end()) return 0;
+        pos += 2 + known->digest_size;
+    }
+    if (!fits(area.size(), pos, 4)) return 0;
+    const uint32_t size = u32(area, pos);
+    if ((u32(area, at + 4) == 0 && size == 0) || !fits(area.size(), pos + 4, size)) return 0;
+    return pos + 4 + size - at;
+}
+
 std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
     Layout layout;
+    // The header event: PCR 0, EV_NO_ACTION, a zero SHA-1 digest, the Spec ID Event03 data.
     if (!fits(area.size(), 0, kSha1EventHeader)) return std::nullopt;
     const uint32_t first_size = u32(area, 28);
     if (u32(area, 0) != 0 || u32(area, 4) != kEvNoAction || !fits(area.size(), kSha1EventHeader, first_size) ||
-        first_size < kSpecIdAlgCount + 4)
+        first_size < kSpecIdAlgCount + 4 ||
+        std::any_of(area.begin() + 8, area.begin() + 28, [](uint8_t b) { return b != 0; }))
         return std::nullopt;
     const auto spec = area.subspan(kSha1EventHeader, first_size);
     if (std::memcmp(spec.data(), kSpecIdSignature, sizeof kSpecIdSignature) != 0) return std::nullopt;
@@ -62,24 +85,8 @@ std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
     }
     size_t at = kSha1EventHeader + first_size;
     layout.events = 1;
-    // TCG_PCR_EVENT2: pcrIndex, eventType, digests.count, {hashAlg, digest}..., eventSize, event.
-    while (fits(area.size(), at, 12)) {
-        const uint32_t type = u32(area, at + 4), digests = u32(area, at + 8);
-        if (type == 0 && digests == 0) break;  // the zeroed rest of the area
-        if (digests > count) return std::nullopt;
-        size_t pos = at + 12;
-        for (uint32_t d = 0; d < digests; ++d) {
-            if (!fits(area.size(), pos, 2)) return std::nullopt;
-            const uint16_t alg = u16(area, pos);
-            auto known = std::find_if(layout.algorithms.begin(), layout.algorithms.end(),
-                                      [alg](const Algorithm& a) { return a.id == alg; });
-            if (known == layout.algorithms.end() || !fits(area.size(), pos + 2, known->digest_size)) return std::nullopt;
-            pos += 2 + known->digest_size;
-        }
-        if (!fits(area.size(), pos, 4)) return std::nullopt;
-        const uint32_t size = u32(area, pos);
-        if (!fits(area.size(), pos + 4, size)) return std::nullopt;
-        at = pos + 4 + size;
+    while (const size_t size = agile_event_size(area, at, layout.algorithms)) {
+        at += size;
         ++layout.events;
     }
     layout.end = at;

@@ -42,8 +42,9 @@ struct Layout {
     unsigned events = 0;                // events found, the Spec ID event included
 };
 
-// Walks the log in `area`. nullopt when it does not start as the version's log must (TPM 2.0: no
-// Spec ID event) or an event runs past the area or names an algorithm the header does not list.
+// Walks the log in `area` up to where Linux's reader stops (an event of type 0 with no data, or one
+// that is malformed or runs past the area). nullopt when a TPM 2.0 log does not start with a valid
+// Spec ID event (each algorithm listed once, digest sizes 1..64).
 std::optional<Layout> parse(std::span<const uint8_t> area, TpmVersion version) noexcept;
 
 struct Digest {

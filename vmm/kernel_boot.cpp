@@ -6,6 +6,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -141,25 +142,34 @@ void KernelBoot::measure(const GuestMemory& memory, std::optional<uint64_t> log_
     else if (!layout)
         log::warn("-kernel: the firmware's TPM event log at {:#x} is malformed: PCRs 8 and 9 are extended but the "
                   "events are not logged", *log_address);
-    unsigned logged = 0;
+    // Everything that can fail to allocate first: then every event is logged and extended, or none.
+    struct Step {
+        const Measurement* m;
+        std::vector<uint8_t> command;
+        std::string what;
+    };
+    std::vector<Step> steps;
     for (const Measurement& m : measurements_) {
         // The banks the log lists (SeaBIOS lists the active ones); without a log, every bank we
         // can compute (a TPM ignores digests of banks it has not allocated).
         std::vector<tcg_log::Digest> digests;
-        for (const tcg_log::Digest& d : m.digests) {
-            bool listed = !layout;
-            if (layout)
-                for (const tcg_log::Algorithm& a : layout->algorithms) listed = listed || a.id == d.algorithm;
-            if (listed) digests.push_back(d);
-        }
-        if (layout) {
-            if (tcg_log::append(*area, *layout, m.pcr, tcg_log::kEvIpl, m.digests, m.event_data)) ++logged;
-            else log::warn("-kernel: the {} event does not fit the TPM event log, or the log lists a hash algorithm "
-                           "minivmm cannot compute", m.what);
-        }
-        tpm.submit_platform(pcr_extend_command(version, m.pcr, digests), fmt::format("-kernel: measuring the {} into PCR {}", m.what, m.pcr));
+        for (const tcg_log::Digest& d : m.digests)
+            if (!layout || std::any_of(layout->algorithms.begin(), layout->algorithms.end(),
+                                       [&](const tcg_log::Algorithm& a) { return a.id == d.algorithm; }))
+                digests.push_back(d);
+        steps.push_back({&m, pcr_extend_command(version, m.pcr, digests),
+                         fmt::format("-kernel: measuring the {} into PCR {}", m.what, m.pcr)});
     }
-    log::info("-kernel: {} measurement(s) into PCRs 8 and 9, {} logged after the firmware's events", measurements_.size(), logged);
+    unsigned logged = 0;
+    for (Step& step : steps) {
+        if (layout) {
+            if (tcg_log::append(*area, *layout, step.m->pcr, tcg_log::kEvIpl, step.m->digests, step.m->event_data)) ++logged;
+            else log::warn("-kernel: the {} event does not fit the TPM event log, or the log lists a hash algorithm "
+                           "minivmm cannot compute", step.m->what);
+        }
+        tpm.submit_platform(std::move(step.command), std::move(step.what));
+    }
+    log::info("-kernel: {} measurement(s) into PCRs 8 and 9, {} logged after the firmware's events", steps.size(), logged);
 }
 
 }  // namespace minivmm

@@ -125,7 +125,7 @@ void TpmWorker::run() noexcept {
         }
         if (job.kind == Job::Kind::platform) {
             // TPM 2.0 Part 1 §18.4 / TPM 1.2 Part 2 §6: the return code follows tag and size.
-            const size_t n = backend_.execute(job.locality, job.command, response_);
+            const size_t n = std::min(backend_.execute(job.locality, job.command, response_), response_.size());
             if (n < 10) log::error("{}: the TPM gave no answer", job.what);
             else if (const uint32_t rc = swtpm::tpm_code(std::span<const uint8_t>(response_.data(), n)); rc != 0)
                 log::error("{}: the TPM answered error {:#x}", job.what, rc);

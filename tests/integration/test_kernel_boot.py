@@ -40,10 +40,11 @@ def offline(s):
         key = "pcrread" if version == "2.0" else "pcr"
         lines = ["NIGHTLY: init-start uptime=1"] + [f"NIGHTLY: {key} {n} {v}" for n, v in pcrs.items()]
         if version == "2.0":
-            lines += [f"NIGHTLY: kernel-event {p} EV_IPL {d} {t}" for p, d, t in events]
+            lines += [f"NIGHTLY: kernel-event {p} {kind} {d} {t}" for p, d, t, *rest in events
+                      for kind in [rest[0] if rest else "EV_IPL"]]
         else:
-            log = b"".join(struct.pack("<II", p, 13) + bytes.fromhex(d) + struct.pack("<I", len(t) + 1)
-                           + t.encode() + b"\0" for p, d, t in events)
+            log = b"".join(struct.pack("<II", p, rest[0] if rest else 13) + bytes.fromhex(d) + struct.pack("<I", len(t) + 1)
+                           + t.encode() + b"\0" for p, d, t, *rest in events)
             lines.append(f"NIGHTLY: eventlog-hex {(log + bytes(64)).hex()}")
         return vm.Run([], 0, "SeaBIOS (version x)\r\n" + "\r\n".join(lines) + "\r\n", [(10 ** 9, 1.0)], "", 2.0, None)
 
@@ -62,6 +63,15 @@ def offline(s):
         s.check(f"offline {version}: an event with another digest fails", bad_event.status == "failed")
         missing = kernel_checks.kernel_measured(text(version, want[:2], {8: pcr8, 9: pcr9}), 0, version, want)
         s.check(f"offline {version}: a missing initrd event fails", missing.status == "failed")
+        renamed = [(p, d, t + "x") for p, d, t in want]
+        v = kernel_checks.kernel_measured(text(version, renamed, {8: pcr8, 9: pcr9}), 0, version, want)
+        s.check(f"offline {version}: an event with another text fails", v.status == "failed")
+        moved = [(8 if p == 9 else 9, d, t) for p, d, t in want]
+        v = kernel_checks.kernel_measured(text(version, moved, {8: pcr8, 9: pcr9}), 0, version, want)
+        s.check(f"offline {version}: events on the wrong PCR fail", v.status == "failed")
+        typed = [(p, d, t, "EV_ACTION" if version == "2.0" else 5) for p, d, t in want]
+        v = kernel_checks.kernel_measured(text(version, typed, {8: pcr8, 9: pcr9}), 0, version, want)
+        s.check(f"offline {version}: events of another type fail ({v.message[:60]})", v.status == "failed")
 
 
 def main():

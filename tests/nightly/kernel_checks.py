@@ -32,15 +32,19 @@ def kernel_measured(run, index, version, expected):
     start, end = bounds[index]
     lines = nightly_lines(run, start, end)
     if version == "2.0":
-        found = [(int(m.group(1)), m.group(3), m.group(4)) for m in KERNEL_EVENT.finditer(run.text, start, end)
-                 if m.group(2) == "EV_IPL"]
+        events = [(int(m.group(1)), m.group(2), m.group(3), m.group(4)) for m in KERNEL_EVENT.finditer(run.text, start, end)]
+        if any(kind != "EV_IPL" for _, kind, _, _ in events):
+            return Verdict("failed", f"events on PCR 8/9 that are not EV_IPL: {events}")
+        found = [(p, d, t) for p, _, d, t in events]
         tpm = pcr_values(lines, "pcrread")
         h, size = hashlib.sha256, 32
     else:
         try:
-            found = [(p, d.hex(), data.rstrip(b"\0").decode(errors="replace"))
-                     for p, kind, d, data in sha1_log_events(bytes.fromhex(lines.get("eventlog-hex", ("", 0))[0]))
-                     if p in (8, 9) and kind == 0x0D]
+            events = [e for e in sha1_log_events(bytes.fromhex(lines.get("eventlog-hex", ("", 0))[0])) if e[0] in (8, 9)]
+            if any(kind != 0x0D for _, kind, _, _ in events):
+                return Verdict("failed", "events on PCR 8/9 that are not EV_IPL: " +
+                               ", ".join(f"PCR {p} type {kind:#x}" for p, kind, _, _ in events))
+            found = [(p, d.hex(), data.rstrip(b"\0").decode(errors="replace")) for p, _, d, data in events]
         except ValueError as e:
             return Verdict("failed", f"the SHA-1 event log is unreadable: {e}")
         tpm = pcr_values(lines, "pcr")

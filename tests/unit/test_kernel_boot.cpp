@@ -8,7 +8,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
+#include <optional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -200,26 +202,50 @@ TEST_CASE("a -kernel boot on a real TPM: loaded, logged after the firmware's eve
     }
 }
 
-TEST_CASE("without a log the PCRs are still extended; without a TPM nothing is measured") {
+TEST_CASE("without a usable log the PCRs are still extended; without a TPM nothing is measured") {
     testing::TempDir dir;
-    write_file(dir.path / "vmlinuz", bzimage());
-    const KernelBoot boot = KernelBoot::load({(dir.path / "vmlinuz").string(), std::nullopt, ""}, 64ull << 20);
+    const auto k = bzimage();
+    write_file(dir.path / "vmlinuz", k);
+    const KernelBoot boot = KernelBoot::load({(dir.path / "vmlinuz").string(), std::nullopt, "quiet"}, 64ull << 20);
     std::vector<uint8_t> ram(64ull << 20, 0);
     const GuestMemory memory({{0, ram.size(), ram.data()}});
     CHECK(boot.boot(memory, std::nullopt, 0x10000, nullptr));  // no TPM: loaded only
 
-    LibtpmsBackend tpm((dir.path / "tpm").string(), TpmVersion::v2_0);
-    REQUIRE(tpm.power_cycle());
-    REQUIRE(swtpm::tpm_code(run(tpm, Cmd(0x8001, 0x144).u16(0).done())) == 0);
-    {
-        TpmWorker worker(tpm, [](std::span<const uint8_t>) {});
-        CHECK(boot.boot(memory, 0xFFFFFFFFF000, 0x10000, &worker));  // a log address outside RAM
-        REQUIRE(worker.wait_idle(std::chrono::seconds(30)));
+    // PCR 9 (SHA-256 bank) after the kernel's extend, as computed here: the TPM took the digest list
+    // with all four banks (it ignores the ones it has not allocated).
+    const EVP_MD* md = EVP_sha256();
+    const std::vector<uint8_t> zero(32, 0);
+    const auto pcr9 = digest(md, zero, digest(md, k));
+    constexpr uint64_t kLog = 0x3000000;
+    auto log_full = seabios_log_2_0();  // a log with no room left: nothing appended
+    auto log_garbage = std::vector<uint8_t>(0x10000, 0x77);  // not a log at all
+    struct Case {
+        const char* what;
+        std::optional<uint64_t> address;
+        const std::vector<uint8_t>* log;
+        uint64_t size;
+    } cases[] = {{"outside RAM", 0xFFFFFFFFF000, nullptr, 0x10000},
+                 {"never reported", std::nullopt, nullptr, 0x10000},
+                 {"malformed", kLog, &log_garbage, 0x10000},
+                 {"full", kLog, &log_full, log_full.size()}};
+    for (const Case& c : cases) {
+        CAPTURE(c.what);
+        std::fill(ram.begin(), ram.end(), 0);
+        if (c.log) std::memcpy(ram.data() + kLog, c.log->data(), c.log->size());
+        LibtpmsBackend tpm((dir.path / "tpm").string(), TpmVersion::v2_0);
+        REQUIRE(tpm.power_cycle());
+        REQUIRE(swtpm::tpm_code(run(tpm, Cmd(0x8001, 0x144).u16(0).done())) == 0);
+        {
+            TpmWorker worker(tpm, [](std::span<const uint8_t>) {});
+            CHECK(boot.boot(memory, c.address, c.size, &worker));
+            REQUIRE(worker.wait_idle(std::chrono::seconds(30)));
+        }
+        auto r = run(tpm, Cmd(0x8001, 0x17E).u32(1).u16(0x000B).u8(3).u8(0).u8(2).u8(0).done());
+        REQUIRE(swtpm::tpm_code(r) == 0);
+        CHECK(std::vector<uint8_t>(r.begin() + 30, r.begin() + 62) == pcr9);
+        if (c.log) CHECK(std::memcmp(ram.data() + kLog, c.log->data(), c.log->size()) == 0);  // the log untouched
+        tpm.shutdown();
     }
-    auto r = run(tpm, Cmd(0x8001, 0x17E).u32(1).u16(0x000B).u8(3).u8(0).u8(2).u8(0).done());
-    REQUIRE(swtpm::tpm_code(r) == 0);
-    CHECK(std::vector<uint8_t>(r.begin() + 30, r.begin() + 62) != std::vector<uint8_t>(32, 0));
-    tpm.shutdown();
 
     std::vector<uint8_t> tiny(1 << 20);
     CHECK_FALSE(boot.boot(GuestMemory({{0, tiny.size(), tiny.data()}}), std::nullopt, 0x10000, nullptr));

@@ -22,8 +22,10 @@ namespace {
 
 // A bzImage as boot.rst describes it: `sects` setup sectors after the boot sector, the header
 // fields a loader reads, then `payload` bytes of protected-mode kernel.
+// Relocatable, running at pref_address 16 MiB aligned to 2 MiB, as x86-64 kernels are built.
 std::vector<uint8_t> bzimage(uint16_t protocol = 0x020F, uint8_t sects = 27, size_t payload = 0x40000,
-                             uint32_t init_size = 0x100000, uint32_t initrd_max = 0x7FFFFFFF) {
+                             uint32_t init_size = 0x100000, uint32_t initrd_max = 0x7FFFFFFF,
+                             uint64_t pref = 16ull << 20, uint8_t relocatable = 1) {
     const size_t setup = ((sects == 0 ? 4u : sects) + 1u) * 512;  // setup_sects 0 means 4
     std::vector<uint8_t> k(setup + payload, 0);
     auto put = [&](size_t at, size_t n, uint64_t v) { store_le(std::span(k).subspan(at, n), v); };
@@ -35,6 +37,10 @@ std::vector<uint8_t> bzimage(uint16_t protocol = 0x020F, uint8_t sects = 27, siz
     put(lb::hdr::kInitrdAddrMax, 4, initrd_max);
     put(lb::hdr::kCmdlineSize, 4, 2047);
     put(lb::hdr::kInitSize, 4, init_size);
+    put(lb::hdr::kSysSize, 4, payload / 16);
+    put(lb::hdr::kPrefAddress, 8, pref);
+    put(lb::hdr::kKernelAlignment, 4, 2u << 20);
+    k[lb::hdr::kRelocatableKernel] = relocatable;
     for (size_t i = setup; i < k.size(); ++i) k[i] = static_cast<uint8_t>(i * 7);
     return k;
 }
@@ -61,7 +67,7 @@ TEST_CASE("a bzImage is placed as the boot protocol says and its header filled i
     CHECK(p.setup.size() == 28 * 512);
     CHECK(p.kernel_offset == 28 * 512);
     CHECK(p.kernel_size == 0x40000);
-    CHECK(p.kernel_end == lb::kKernelAddr + 0x100000);  // init_size is larger than the payload
+    CHECK(p.kernel_end == (16u << 20) + 0x100000);  // init_size from the runtime start, pref_address
     // The initrd: page-aligned, ending below SeaBIOS's 16 MiB of tables, as high as possible.
     CHECK(p.initrd_addr % 4096 == 0);
     CHECK(p.initrd_addr + p.initrd_size <= kRam - lb::kFirmwareReserve);
@@ -79,6 +85,19 @@ TEST_CASE("a bzImage is placed as the boot protocol says and its header filled i
     CHECK(none.setup.size() == 5 * 512);
     CHECK(none.initrd_addr == 0);
     CHECK(field(none.setup, lb::hdr::kRamdiskImage, 4) == 0);
+}
+
+TEST_CASE("init_size counts from the kernel's runtime start (boot.rst)") {
+    // Relocatable with pref_address below the alignment: the load address 1 MiB aligned up to 2 MiB.
+    CHECK(lb::plan(bzimage(0x020F, 27, 0x40000, 0x300000, 0x7FFFFFFF, 0x100000), 0, "", kRam).kernel_end == 0x500000);
+    // Not relocatable: it runs at pref_address.
+    CHECK(lb::plan(bzimage(0x020F, 27, 0x40000, 0x300000, 0x7FFFFFFF, 0x1000000, 0), 0, "", kRam).kernel_end ==
+          0x1300000);
+    // Before 2.10 there is no init_size: the file's kernel is what counts.
+    CHECK(lb::plan(bzimage(0x0209), 0, "", kRam).kernel_end == lb::kKernelAddr + 0x40000);
+    // A payload larger than init_size still counts whole.
+    CHECK(lb::plan(bzimage(0x020F, 27, 0x2000000, 0x100000, 0x7FFFFFFF, 0x100000), 0, "", kRam).kernel_end ==
+          lb::kKernelAddr + 0x2000000);
 }
 
 TEST_CASE("the initrd respects the kernel's initrd_addr_max") {
@@ -101,22 +120,28 @@ TEST_CASE("kernels the boot protocol does not allow get one clear line") {
     auto truncated = k;
     truncated.resize(20 * 512);
     CHECK(error_of(truncated, 0, "", kRam).find("ends inside its") != std::string::npos);
+    auto short_kernel = k;
+    short_kernel.resize(short_kernel.size() - 16);  // syssize says 16 bytes more
+    CHECK(error_of(short_kernel, 0, "", kRam) ==
+          "the kernel file is truncated: its header says 262144 bytes of kernel, the file has 262128");
     auto big_setup = bzimage(0x020F, 70);
     CHECK(error_of(big_setup, 0, "", kRam).find("more than 32 KiB") != std::string::npos);
-    CHECK(error_of(k, 0, std::string(2047, 'a'), kRam).find("this kernel accepts at most 2047") != std::string::npos);
-    CHECK(error_of(k, 0, std::string(2046, 'a'), kRam).empty());
+    // cmdline_size is the longest line without its NUL.
+    CHECK(error_of(k, 0, std::string(2048, 'a'), kRam).find("this kernel accepts at most 2047") != std::string::npos);
+    CHECK(error_of(k, 0, std::string(2047, 'a'), kRam).empty());
     CHECK(error_of(k, 0, std::string("a\0b", 3), kRam) == "the command line contains a NUL byte");
 }
 
 TEST_CASE("a kernel or initrd too large for the guest's RAM is refused") {
-    // 64 MiB of RAM: 16 MiB for SeaBIOS, 1 MiB below the kernel, so 47 MiB for the kernel and initrd.
+    // 64 MiB of RAM: 16 MiB for SeaBIOS leaves 48; the kernel runs at 16 MiB and needs 1 MiB there.
     constexpr uint64_t small = 64ull << 20;
-    CHECK(error_of(bzimage(0x020F, 27, 0x40000, 60u << 20), 0, "", small).find("the kernel needs 60.0 MiB") !=
-          std::string::npos);
-    const std::string initrd = error_of(bzimage(), 47ull << 20, "", small);
-    CHECK(initrd.find("the initrd (47.0 MiB) does not fit") != std::string::npos);
+    const std::string kernel = error_of(bzimage(0x020F, 27, 0x40000, 40u << 20), 0, "", small);
+    CHECK(kernel.find("the kernel needs 55.0 MiB from 1 MiB up, more than the guest's 47.0 MiB") != std::string::npos);
+    CHECK(kernel.find("-m") != std::string::npos);
+    const std::string initrd = error_of(bzimage(), 32ull << 20, "", small);
+    CHECK(initrd.find("the initrd (32.0 MiB) does not fit") != std::string::npos);
     CHECK(initrd.find("-m") != std::string::npos);
-    CHECK(error_of(bzimage(), 46ull << 20, "", small).empty());  // 48 MiB usable - 2 MiB kernel end
+    CHECK(error_of(bzimage(), 31ull << 20, "", small).empty());  // 48 MiB usable - 17 MiB kernel end
     CHECK(error_of(bzimage(), 1, "", 16ull << 20).find("too little RAM") != std::string::npos);
 }
 
@@ -158,9 +183,12 @@ TEST_CASE("the boot ROM is a valid PnP option ROM whose BEV asks minivmm's port 
     const std::vector<uint8_t> ask = {0xFA, 0xFC, 0xBA, platform::kLinuxBootPort & 0xFF, platform::kLinuxBootPort >> 8,
                                       0xB0, LinuxBootPort::kRequest, 0xEE, 0xEC};
     CHECK(std::equal(ask.begin(), ask.end(), rom.begin() + bev));
-    // ... then the far jump to the setup code at 0x1020:0000 (boot.rst "RUNNING THE KERNEL").
-    const std::vector<uint8_t> jump = {0xEA, 0x00, 0x00, 0x20, 0x10};
-    CHECK(std::search(rom.begin() + bev, rom.end(), jump.begin(), jump.end()) != rom.end());
+    // ... test %al; jnz failed; DS = ES = FS = GS = SS = 0x1000, SP 0xFFF0, far jump to 0x1020:0000
+    // (boot.rst "RUNNING THE KERNEL"); failed: sti; lret (SeaBIOS tries the next boot entry).
+    const std::vector<uint8_t> enter = {0x84, 0xC0, 0x75, 0x15, 0xB8, 0x00, 0x10, 0x8E, 0xD8, 0x8E, 0xC0, 0x8E, 0xE0,
+                                        0x8E, 0xE8, 0x8E, 0xD0, 0xBC, 0xF0, 0xFF, 0xEA, 0x00, 0x00, 0x20, 0x10,
+                                        0xFB, 0xCB};
+    CHECK(std::equal(enter.begin(), enter.end(), rom.begin() + bev + static_cast<ptrdiff_t>(ask.size())));
 }
 
 TEST_CASE("the boot port loads once per power-on and reports the result") {
