@@ -125,7 +125,7 @@ def tpm2_tool_lines(pcr, pcrread=None, random2="ffeeddccbbaa99887766554433221100
 def sha1_log_and_pcrs():
     """A TPM 1.2 event log (two events on PCR 0, one on PCR 4, an EV_NO_ACTION on PCR 5) and its PCRs."""
     events = [(0, 8, b"a"), (0, 1, b"bb"), (4, 13, b"mbr"), (5, 3, b"ignored")]
-    log, pcrs = b"", {n: bytes(20) for n in range(8)}
+    log, pcrs = b"", {n: bytes(20) for n in range(10)}  # replay_sha1_log gives PCRs 0-9
     for index, kind, data in events:
         digest = hashlib.sha1(data).digest()
         log += struct.pack("<II", index, kind) + digest + struct.pack("<I", len(data)) + data
@@ -164,7 +164,7 @@ def deep_checks(s):
     s.check("SHA-1 log replay: 4 events, EV_NO_ACTION skipped, PCRs as computed", events == 4 and replayed == pcrs,
             (events, replayed))
     caps = "Manufacturer: 0x49424d00;TCG version: 1.2;Firmware version: 1.2;"
-    lines = [f"NIGHTLY: pcr {n} {pcrs[n]}" for n in range(8)] + [f"NIGHTLY: caps {caps}",
+    lines = [f"NIGHTLY: pcr {n} {pcrs[n]}" for n in range(10)] + [f"NIGHTLY: caps {caps}",
                                                                   f"NIGHTLY: eventlog-hex {log.hex()}"]
     text = "SeaBIOS (version x)\r\nNIGHTLY: init-start uptime=1\r\n" + "\r\n".join(lines) + "\r\n"
     v = checks.tpm_checks(fake_run(text), 0, "1.2")

@@ -302,7 +302,7 @@ def tpm_checks(run, index, version, first_pcrs=None):
         elif any(read[n] != pcrs.get(n) for n in read):
             problem = "tpm2_pcrread differs from sysfs pcr-sha256"
         verdict("pcrread-eventlog", problem,
-                f"tpm2_pcrread = tpm2_eventlog replay = sysfs for PCR {min(read)}-{max(read)}")
+                f"tpm2_pcrread = tpm2_eventlog replay = sysfs for PCR {min(read, default=0)}-{max(read, default=7)}")
         tool_result = lines["check"].get("pcrextend", ("missing", None))[0]
         digest, _, got = value("pcr16").partition(" ")
         want = hashlib.sha256(bytes(32) + bytes.fromhex(digest)).hexdigest() if re.fullmatch(r"[0-9a-f]{64}",
