@@ -22,25 +22,10 @@
 #include <vector>
 
 #include "skipped_cases.hpp"
+#include "temp_dir.hpp"
 #include "socket_probe.hpp"
 
 namespace minivmm::testing {
-
-// A fresh directory under /tmp, removed with its contents on destruction.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/minivmm-swtpm-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
 
 // Full path of the first executable `swtpm` in $PATH, or "" if there is none.
 inline std::string find_swtpm() {

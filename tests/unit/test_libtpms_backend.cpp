@@ -3,6 +3,8 @@
 // corrupt, truncated or other-version state and a locked directory.
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <libtpms/tpm_library.h>
 #include <libtpms/tpm_tis.h>
 
@@ -16,20 +18,10 @@
 #include "vmm/libtpms_backend.hpp"
 
 using namespace minivmm;
+using testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/mvlibtpms-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string sub(const std::string& name) const { return path + "/" + name; }
-};
 
 std::vector<uint8_t> slurp(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -352,7 +344,7 @@ TEST_CASE("libtpms: corrupt, truncated, garbage and other-version state is refus
 TEST_CASE("libtpms: a locked state directory is refused") {
     TempDir tmp;
     TpmStateDir holder(tmp.path);
-    CHECK(start_error(tmp.path, TpmVersion::v2_0) == "TPM state directory " + tmp.path +
+    CHECK(start_error(tmp.path, TpmVersion::v2_0) == "TPM state directory " + tmp.path.string() +
                                                          " is in use by another minivmm (pid " +
                                                          std::to_string(::getpid()) + ")");
     CHECK_FALSE(fs::exists(tmp.sub("tpm2-00.permall")));

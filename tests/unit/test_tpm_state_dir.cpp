@@ -2,6 +2,8 @@
 // (a child writing in a loop is SIGKILLed at random moments).
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -19,20 +21,10 @@
 #include "vmm/tpm_state_dir.hpp"
 
 using namespace minivmm;
+using testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/mvtpmstate-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string sub(const std::string& name) const { return path + "/" + name; }
-};
 
 std::vector<uint8_t> pattern(size_t n, uint8_t seed) {
     std::vector<uint8_t> v(n);
