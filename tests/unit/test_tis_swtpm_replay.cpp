@@ -220,19 +220,12 @@ ReplayResult replay(SwtpmBackend& tpm, const std::vector<TisAccess>& trace, cons
     return r;
 }
 
-std::vector<TisAccess> load_trace() {
-    const std::string path = find_test_data("traces/seabios-linux61-tpm2.trace");
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return parse_tis_trace(in);
-}
-
 }  // namespace
 
 TEST_CASE("tis trace: SeaBIOS + Linux 6.1 boot replays against TpmTis with a real swtpm") {
     std::vector<TisAccess> trace;
     // The trace must be there: a missing file is a failure, not a skip (checked before swtpm).
-    REQUIRE_NOTHROW(trace = load_trace());
+    REQUIRE_NOTHROW(trace = load_boot_trace());
     REQUIRE(trace.size() > 5000);
     const auto recorded = tis_trace_exchanges(trace);
     REQUIRE(recorded.size() > 20);

@@ -107,13 +107,6 @@ ReplayResult replay(const std::vector<TisAccess>& trace, const std::vector<TisEx
     return r;
 }
 
-std::vector<TisAccess> load_trace() {
-    const std::string path = find_test_data("traces/seabios-linux61-tpm2.trace");
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open " + path);
-    return parse_tis_trace(in);
-}
-
 }  // namespace
 
 TEST_CASE("tis trace: parser decodes reads, writes, FIFO reads and QEMU annotations") {
@@ -158,7 +151,7 @@ TEST_CASE("tis trace: exchanges pair each command with the response read after t
 TEST_CASE("tis trace: SeaBIOS + Linux 6.1 boot replays register-exact against TpmTis") {
     std::vector<TisAccess> trace;
     // The trace must be there: a missing file is a failure, not a skip.
-    REQUIRE_NOTHROW(trace = load_trace());
+    REQUIRE_NOTHROW(trace = load_boot_trace());
     REQUIRE(trace.size() > 5000);
     const auto exchanges = tis_trace_exchanges(trace);
     REQUIRE(exchanges.size() > 20);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -135,6 +136,13 @@ std::string find_test_data(std::string_view relative) {
     if (!std::filesystem::is_regular_file(p, ec))
         throw std::runtime_error("test data file " + p.string() + " not found (it is part of the repository)");
     return p.string();
+}
+
+std::vector<TisAccess> load_boot_trace() {
+    const std::string path = find_test_data("traces/seabios-linux61-tpm2.trace");
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot open " + path);
+    return parse_tis_trace(in);
 }
 
 }  // namespace minivmm

@@ -47,4 +47,9 @@ bool is_tis_fifo_offset(uint32_t offset) noexcept;
 // (fixed at configure time). Throws std::runtime_error naming the path when it is missing.
 std::string find_test_data(std::string_view relative);
 
+// The vendored conformance trace (tests/data/traces/seabios-linux61-tpm2.trace: every TIS access
+// SeaBIOS and Linux 6.1 made on QEMU with swtpm), parsed. Throws std::runtime_error if it is
+// missing or malformed: a missing trace is a failure, never a skip.
+std::vector<TisAccess> load_boot_trace();
+
 }  // namespace minivmm
