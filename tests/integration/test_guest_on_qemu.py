@@ -53,14 +53,17 @@ class Run:
         return out
 
 
-def run_qemu(qemu, image, timeout, reboot=False, machine="pc", stop_when=None):
+def run_qemu(qemu, image, timeout, reboot=False, machine="pc", stop_when=None, extra_args=(), env=None):
+    """QEMU TCG booting `image` from a virtio disk, COM1 on stdout, until it exits, `timeout` passes or
+    stop_when(MVG lines) is true; `extra_args` go before the disk (test_guest_tpm_on_qemu: the TPM)."""
     cmd = [qemu, "-accel", "tcg", "-M", machine, "-m", "256", "-nographic", "-nodefaults",
-           "-serial", "stdio", "-drive", f"if=virtio,format=raw,file={image}"]
+           "-serial", "stdio", *extra_args, "-drive", f"if=virtio,format=raw,file={image}"]
     if not reboot:
         cmd.append("-no-reboot")
     run = Run()
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env=env)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = start + timeout

@@ -22,16 +22,15 @@ Exit status: 0 all passed, 1 failures, 77 (meson "skip") without qemu-system-x86
 """
 import argparse
 import os
-import selectors
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_guest_on_qemu import (Run, check_boot_all_pass, check_image, done_counts,  # noqa: E402
+from test_guest_on_qemu import (check_boot_all_pass, check_image, done_counts,  # noqa: E402
                                 outcome_problems, results, split_boots)
+from test_guest_on_qemu import run_qemu as guest_on_qemu_run  # noqa: E402
 import vmmtest  # noqa: E402
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
@@ -85,42 +84,7 @@ def qemu_env():
 
 
 def run_qemu(qemu, image, timeout, extra_args, reboot=False):
-    cmd = [qemu, "-accel", "tcg", "-M", "pc", "-m", "256", "-nographic", "-nodefaults", "-serial", "stdio",
-           *extra_args, "-drive", f"if=virtio,format=raw,file={image}"]
-    if not reboot:
-        cmd.append("-no-reboot")
-    run = Run()
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=qemu_env())
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    eof = False
-    try:
-        while not eof:
-            left = start + timeout - time.monotonic()
-            if left <= 0:
-                run.timed_out = True
-                break
-            if sel.select(timeout=min(left, 0.5)):
-                data = os.read(proc.stdout.fileno(), 65536)
-                eof = not data
-                run.raw += data
-    finally:
-        sel.close()
-        if eof:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        run.exited = proc.poll() is not None
-        if not run.exited:
-            proc.kill()
-            proc.wait()
-        run.returncode = proc.returncode
-        run.elapsed = time.monotonic() - start
-        proc.stdout.close()
-    return run
+    return guest_on_qemu_run(qemu, image, timeout, reboot=reboot, extra_args=extra_args, env=qemu_env())
 
 
 def expect_status(boot, names, status):
