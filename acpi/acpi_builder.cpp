@@ -1,5 +1,5 @@
 // Lays the tables out in "etc/acpi/tables" in QEMU's order (FACS, DSDT, FADT, MADT, extra
-// tables, RSDT, XSDT) and writes the table-loader script that links them (reference §2.1).
+// tables, RSDT, XSDT) and writes the table-loader script that links them (firmware/table_loader.hpp).
 #include "acpi/acpi_builder.hpp"
 
 #include <algorithm>
@@ -129,7 +129,7 @@ AcpiBlobs build_acpi(const AcpiConfig& config) {
     Layout l;
     for (const auto& a : config.extra_allocations) l.loader().allocate(a.file, a.align, Zone::high);
     l.loader().allocate(kAcpiTablesFile, kTablesAlign, Zone::high);
-    // SeaBIOS looks for the RSDP only in its own FSEG zone (reference §2.1).
+    // SeaBIOS looks for the RSDP only in its F-segment zone (src/fw/biostables.c find_acpi_rsdp).
     l.loader().allocate(kAcpiRsdpFile, kRsdpAlign, Zone::fseg);
 
     const uint32_t facs = l.add(acpi::build_facs(), false);

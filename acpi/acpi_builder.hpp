@@ -1,5 +1,5 @@
 // Builds minivmm's ACPI tables and the SeaBIOS/QEMU table-loader script that installs them
-// (reference §2.1): the firmware allocates "etc/acpi/tables" and "etc/acpi/rsdp", patches the
+// (SeaBIOS src/fw/romfile_loader.c, QEMU hw/acpi/bios-linker-loader.c): the firmware allocates "etc/acpi/tables" and "etc/acpi/rsdp", patches the
 // pointers between tables and fixes every checksum, so the VMM never picks table addresses.
 #pragma once
 

@@ -1,6 +1,6 @@
 // The DSDT (ACPI 6.5 §5.2.11.1): PCI host bridge, COM1, RTC, fw_cfg, the caller's extra devices
 // and \_S5. Everything SeaBIOS's DSDT parser must see (_HID, _STA, _CRS) is a Name() object under
-// Scope(\_SB), because that parser skips methods (reference §4.4). No PNP0303/PNP0F13: there is
+// Scope(\_SB), because that parser skips methods (SeaBIOS src/fw/dsdt_parser.c, "method op"). No PNP0303/PNP0F13: there is
 // no i8042, and their absence also makes SeaBIOS skip PS/2 set-up.
 #include <cstring>
 
@@ -89,7 +89,7 @@ Bytes build_dsdt(const AcpiConfig& config) {
     for (const auto& dev : config.extra_dsdt_devices) sb.push_back(dev);
     Bytes body = scope("\\_SB", sb);
     // \_S5 (§7.4.2): {SLP_TYPa, SLP_TYPb, reserved, reserved}. Linux offers ACPI power-off only
-    // when it exists (reference §4.3).
+    // when it exists (drivers/acpi/sleep.c acpi_sleep_init: pm_power_off only if S5 is supported).
     append(body, name("\\_S5", package({integer(platform::kSleepTypeS5), integer(platform::kSleepTypeS5),
                                         integer(0), integer(0)})));
 

@@ -1,5 +1,6 @@
 // FACS, FADT, MADT, RSDT/XSDT and RSDP for minivmm's legacy-PC platform (not hardware-reduced):
-// the values follow QEMU q35 (reference §4.2, §4.3) with minivmm's port layout.
+// the values follow QEMU's (hw/i386/acpi-build.c build_fadt_rev1/build_fadt, hw/i386/acpi-common.c
+// acpi_build_madt) with minivmm's port layout.
 #include <cstring>
 
 #include "acpi/table_builders.hpp"
@@ -39,7 +40,7 @@ TableHeader make_header(std::string_view signature, uint8_t revision, uint32_t l
 }
 
 Bytes build_facs() {
-    // §5.2.10: QEMU leaves everything but signature and length zero (reference §2.1).
+    // §5.2.10: QEMU leaves everything but signature and length zero (hw/acpi/aml-build.c build_facs).
     Facs facs{};
     std::memcpy(facs.signature, "FACS", 4);
     facs.length = sizeof(Facs);
@@ -53,7 +54,7 @@ Bytes build_fadt(uint32_t facs_offset, uint32_t dsdt_offset) {
     Fadt f{};
     f.header = make_header("FACP", 3, sizeof(Fadt));
     f.firmware_ctrl = facs_offset;
-    f.dsdt = dsdt_offset;        // SeaBIOS's DSDT parser reads only this field (reference §2.1)
+    f.dsdt = dsdt_offset;        // SeaBIOS's DSDT parser reads this one, not X_DSDT (src/fw/dsdt_parser.c acpi_dsdt_parse)
     f.x_dsdt = dsdt_offset;
     f.preferred_pm_profile = 0;  // unspecified
     f.sci_int = kSciIrq;
@@ -83,7 +84,7 @@ Bytes build_fadt(uint32_t facs_offset, uint32_t dsdt_offset) {
 }
 
 Bytes build_madt(unsigned cpus) {
-    // §5.2.12, laid out as QEMU's acpi_build_madt (reference §4.2).
+    // §5.2.12, laid out as QEMU's acpi_build_madt (hw/i386/acpi-common.c).
     Bytes out(sizeof(Madt));
     auto add = [&out](const auto& entry) {
         const size_t at = out.size();

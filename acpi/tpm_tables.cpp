@@ -79,9 +79,9 @@ std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface inte
     std::vector<aml::Bytes> resources{
         aml::memory32_fixed(aml::Access::read_write, static_cast<uint32_t>(platform::kTpmTisBase), size)};
     // The TIS interrupt is level-triggered (TCG PC Client PTP, TPM_INTF_CAPABILITY). The line is
-    // driven with KVM_IRQ_LINE level 1 = asserted, and KVM's IOAPIC applies the pin's polarity
-    // (virt/kvm/ioapic.c ioapic_set_irq: level ^= polarity), so ACPI must say ActiveHigh, as QEMU
-    // says for all its level-triggered lines; the TPM's own "low level" is the LPC wire's.
+    // driven with KVM_IRQ_LINE level 1 = asserted (KVM's IOAPIC takes 1 as asserted whatever the
+    // pin's polarity: virt/kvm/ioapic.c ioapic_set_irq), and ACPI says ActiveHigh, as QEMU says for
+    // all its level-triggered lines; the TPM's own "low level" is the LPC wire's.
     // The extended descriptor: Linux would take an IRQ () below 16 as an ISA edge interrupt.
     if (irq)
         resources.push_back(aml::interrupt(aml::Trigger::level, aml::Polarity::active_high, aml::Sharing::exclusive, {*irq}));

@@ -2,7 +2,7 @@
 // CONFIG_ADDRESS register at 0xCF8 (bit 31 enable, bus 23:16, device 15:11, function 10:8,
 // register 7:2) and a CONFIG_DATA window at 0xCFC-0xCFF. Bus 0 only, function 0 of each slot only;
 // everything else reads all-ones. Slot 0 is the host bridge itself (1B36:0008, deliberately not
-// an i440FX/Q35 id so SeaBIOS takes its generic path, see seabios-acpi.md §1.5/§1.6).
+// an i440FX/Q35 id: SeaBIOS src/fw/pciinit.c pci_platform_tbl then runs no chipset set-up).
 //
 // The host maps each function's BARs on the PIO/MMIO bus whenever the guest programs a BAR or
 // toggles COMMAND I/O / memory decode. A mapping that conflicts with something already on the

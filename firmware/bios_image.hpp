@@ -1,6 +1,7 @@
 // The firmware image (SeaBIOS's bios-256k.bin): loaded once, validated, and copied into the
-// machine at every power-on (seabios-acpi.md §1.1, §1.5: the whole image at the top of 4 GiB,
-// and its last 256 KiB as writable RAM below 1 MiB, because there is no PAM-capable bridge).
+// machine at every power-on: the whole image at the top of 4 GiB, as QEMU maps its BIOS, and its last
+// 256 KiB as writable RAM below 1 MiB, because there is no PAM-capable bridge to unlock shadow RAM
+// (SeaBIOS src/fw/shadow.c make_bios_writable: "Unable to unlock ram - bridge not found").
 #pragma once
 
 #include <cstdint>

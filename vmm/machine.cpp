@@ -59,7 +59,7 @@ void Machine::map_memory() {
         throw SetupError(kExitKvm, e.what());
     }
     // The BIOS as flash at the top of 4 GiB (read-only: SeaBIOS's reboot path checks that the
-    // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (seabios-acpi.md §0.2).
+    // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (firmware/bios_image.hpp).
     std::memcpy(flash_.data(), options_.bios.bytes().data(), options_.bios.size());
     std::memcpy(low_ram_.data() + options_.bios.shadow_base(), options_.bios.shadow_bytes(), options_.bios.shadow_size());
 

@@ -165,7 +165,7 @@ inline Walk walk(const FirmwareSim& fw) {
 }
 
 inline AcpiConfig::ExtraTable tpm2_like_table() {
-    // A TPM2-shaped table (reference §2.3): LASA at +68 points into "etc/tpm/log".
+    // A TPM2-shaped table (TCG ACPI Specification 1.3 §8.3, acpi/tpm_tables.cpp): LASA at +68 points into "etc/tpm/log".
     AcpiConfig::ExtraTable t;
     t.bytes.assign(76, 0);
     std::memcpy(t.bytes.data(), "TPM2", 4);

@@ -169,7 +169,7 @@ TEST_CASE("DSDT contains the devices, _PRT and \\_S5 SeaBIOS and Linux need") {
     }
     CHECK_FALSE(contains(dsdt, aml::package({aml::integer(0xFFFF), aml::integer(0), aml::integer(0),
                                              aml::integer(platform::pci_intx_gsi(0, 0))})));
-    // No methods: SeaBIOS's DSDT parser skips them (reference §4.4).
+    // No methods: SeaBIOS's DSDT parser skips them (src/fw/dsdt_parser.c).
     CHECK_FALSE(contains(dsdt, Bytes{0x14, 0x09, '_', 'S', 'T', 'A'}));
 }
 
