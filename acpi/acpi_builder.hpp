@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

@@ -7,7 +7,7 @@
 #include "acpi/table_builders.hpp"
 #include "acpi/tpm_ppi_aml.hpp"
 #include "devices/tpm_crb_regs.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

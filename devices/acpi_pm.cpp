@@ -4,8 +4,8 @@
 #include <chrono>
 #include <utility>
 
-#include "vmm/log.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

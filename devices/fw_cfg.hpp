@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

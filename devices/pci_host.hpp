@@ -20,8 +20,8 @@
 
 #include "devices/device.hpp"
 #include "devices/pci_function.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

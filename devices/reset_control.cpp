@@ -1,6 +1,6 @@
 #include "devices/reset_control.hpp"
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -1,6 +1,6 @@
 #include "devices/tpm_ppi.hpp"
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <utility>
 
-#include "vmm/log.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

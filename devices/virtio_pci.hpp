@@ -19,7 +19,7 @@
 #include "devices/msix.hpp"
 #include "devices/pci_function.hpp"
 #include "devices/virtqueue.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
 

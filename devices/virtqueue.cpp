@@ -5,7 +5,7 @@
 #include <bit>
 #include <cstring>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -17,7 +17,7 @@
 #include <span>
 #include <vector>
 
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
 

@@ -9,9 +9,9 @@
 
 #include <fmt/core.h>
 
-#include "vmm/error.hpp"
-#include "vmm/memory_map.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/memory_map.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

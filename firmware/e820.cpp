@@ -5,7 +5,7 @@
 #include <fmt/core.h>
 
 #include "devices/device.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

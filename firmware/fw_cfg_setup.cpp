@@ -6,7 +6,7 @@
 
 #include "devices/device.hpp"
 #include "firmware/e820.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 namespace {

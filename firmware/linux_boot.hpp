@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 namespace minivmm::linux_boot {
 

@@ -4,8 +4,8 @@
 
 #include <fmt/core.h>
 
-#include "vmm/error.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "devices/tpm_interface.hpp"
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

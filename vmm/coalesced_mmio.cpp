@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <span>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 namespace minivmm {
 

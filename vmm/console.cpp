@@ -15,8 +15,8 @@
 
 #include <fmt/core.h>
 
-#include "vmm/log.hpp"
-#include "vmm/memory_map.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/memory_map.hpp"
 
 namespace minivmm {
 

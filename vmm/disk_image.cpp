@@ -12,7 +12,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

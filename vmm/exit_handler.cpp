@@ -2,7 +2,7 @@
 
 #include <span>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

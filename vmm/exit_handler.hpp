@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 namespace minivmm {
 

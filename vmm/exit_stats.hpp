@@ -12,7 +12,7 @@
 
 #include <linux/kvm.h>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 namespace minivmm {
 

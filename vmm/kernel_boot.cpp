@@ -13,10 +13,10 @@
 
 #include <fmt/core.h>
 
-#include "vmm/error.hpp"
-#include "vmm/log.hpp"
-#include "vmm/memory_map.hpp"
-#include "vmm/tpm_command.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/memory_map.hpp"
+#include "vmm/tpm/tpm_command.hpp"
 
 namespace minivmm {
 

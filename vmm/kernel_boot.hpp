@@ -19,8 +19,8 @@
 
 #include "firmware/linux_boot.hpp"
 #include "firmware/tcg_event_log.hpp"
-#include "vmm/guest_memory.hpp"
-#include "vmm/tpm_worker.hpp"
+#include "vmm/base/guest_memory.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 namespace minivmm {
 

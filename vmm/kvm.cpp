@@ -8,8 +8,8 @@
 
 #include <fmt/core.h>
 
-#include "vmm/error.hpp"
-#include "vmm/log.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "vmm/memory_map.hpp"
+#include "vmm/base/memory_map.hpp"
 
 namespace minivmm {
 

@@ -12,10 +12,10 @@
 #include <fmt/core.h>
 
 #include "vmm/cpuid.hpp"
-#include "vmm/error.hpp"
-#include "vmm/log.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
 #include "vmm/machine_devices.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/vcpu.hpp"
 

@@ -15,18 +15,18 @@
 
 #include "devices/block_backend.hpp"
 #include "firmware/bios_image.hpp"
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 #include "vmm/cli.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
-#include "vmm/memory_map.hpp"
+#include "vmm/base/memory_map.hpp"
 #include "devices/tpm_ppi.hpp"
-#include "vmm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
 #include "vmm/coalesced_mmio.hpp"
 #include "vmm/exit_stats.hpp"
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 namespace minivmm {
 

@@ -6,9 +6,9 @@
 #include "firmware/fw_cfg_setup.hpp"
 #include "firmware/linux_boot_rom.hpp"
 #include "firmware/smbios.hpp"
-#include "vmm/error.hpp"
-#include "vmm/log.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm {
 

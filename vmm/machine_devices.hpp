@@ -28,13 +28,13 @@
 #include "devices/tpm_interface.hpp"
 #include "devices/tpm_ppi.hpp"
 #include "devices/virtio_blk.hpp"
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 #include "vmm/cli.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm.hpp"
-#include "vmm/tpm_backend.hpp"
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 #include "vmm/vcpu.hpp"
 
 namespace minivmm {

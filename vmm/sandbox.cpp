@@ -31,9 +31,9 @@
 #include <fmt/core.h>
 
 #include "vmm/console.hpp"
-#include "vmm/error.hpp"
-#include "vmm/log.hpp"
-#include "vmm/memory_map.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/memory_map.hpp"
 
 namespace minivmm::sandbox {
 

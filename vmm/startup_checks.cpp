@@ -10,11 +10,11 @@
 
 #include <fmt/core.h>
 
-#include "vmm/error.hpp"
-#include "vmm/libtpms_backend.hpp"
-#include "vmm/log.hpp"
-#include "vmm/memory_map.hpp"
-#include "vmm/swtpm_backend.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/memory_map.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
 
 namespace minivmm {
 

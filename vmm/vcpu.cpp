@@ -9,7 +9,7 @@
 #include <fmt/core.h>
 
 #include "vmm/exit_handler.hpp"
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

@@ -8,10 +8,10 @@
 #include <string>
 
 #include "firmware/bios_image.hpp"
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 #include "vmm/coalesced_mmio.hpp"
 #include "vmm/exit_stats.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 #include "vmm/kvm.hpp"
 #include "vmm/machine_events.hpp"
 

@@ -12,8 +12,8 @@
 
 #include "devices/debug_port.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

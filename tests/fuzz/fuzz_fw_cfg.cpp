@@ -17,8 +17,8 @@
 #include "devices/fw_cfg.hpp"
 #include "firmware/fw_cfg_setup.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

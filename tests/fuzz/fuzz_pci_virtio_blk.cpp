@@ -29,8 +29,8 @@
 #include "tests/fuzz/pci_virtio_blk_fixtures.hpp"
 #include "tests/fuzz/pci_virtio_blk_harness.hpp"
 #include "tests/fuzz/write_confinement.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

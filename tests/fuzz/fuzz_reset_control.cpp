@@ -16,8 +16,8 @@
 #include "devices/cf9_decoder.hpp"
 #include "devices/reset_control.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

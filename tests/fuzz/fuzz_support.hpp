@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 // Harness bookkeeping that loops over guest RAM is left out of coverage tracing: it is not the
 // code under test and tracing its comparisons would slow every execution down several times.

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

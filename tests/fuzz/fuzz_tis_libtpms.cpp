@@ -33,7 +33,7 @@
 #include "devices/tpm_tis.hpp"
 #include "devices/tpm_tis_regs.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/libtpms_backend.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

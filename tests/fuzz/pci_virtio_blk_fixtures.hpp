@@ -14,7 +14,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/virtio_blk.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm::fuzz::pci_blk {
 

@@ -17,8 +17,8 @@
 #include "tests/fuzz/fuzz_support.hpp"
 #include "tests/fuzz/pci_virtio_blk_fixtures.hpp"
 #include "tests/fuzz/write_confinement.hpp"
-#include "vmm/bus.hpp"
-#include "vmm/platform.hpp"
+#include "devices/bus.hpp"
+#include "vmm/base/platform.hpp"
 
 namespace minivmm::fuzz::pci_blk {
 

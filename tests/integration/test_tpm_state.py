@@ -38,7 +38,7 @@ def all_pass(out):
 
 
 def check_state_file(path, version):
-    """The header documented in vmm/tpm_state_dir.hpp; returns None or what is wrong."""
+    """The header documented in vmm/tpm/tpm_state_dir.hpp; returns None or what is wrong."""
     data = open(path, "rb").read()
     if len(data) < 24 or data[:8] != b"MVMTPMST":
         return f"{path}: no header ({len(data)} bytes)"

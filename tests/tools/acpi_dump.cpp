@@ -11,7 +11,7 @@
 
 #include "acpi/acpi_builder.hpp"
 #include "acpi/tpm_tables.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 int main(int argc, char** argv) {
     std::string dir;

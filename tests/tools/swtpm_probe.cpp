@@ -19,9 +19,9 @@
 
 #include <fmt/core.h>
 
-#include "vmm/log.hpp"
-#include "vmm/swtpm_backend.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 using namespace minivmm;
 using Clock = std::chrono::steady_clock;

@@ -38,9 +38,9 @@
 
 #include <fmt/core.h>
 
-#include "vmm/libtpms_backend.hpp"
-#include "vmm/swtpm_backend.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 #include "tests/unit/socket_probe.hpp"
 
 extern char** environ;

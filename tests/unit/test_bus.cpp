@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 using namespace minivmm;
 

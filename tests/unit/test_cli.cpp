@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "vmm/cli.hpp"
-#include "vmm/error.hpp"
+#include "vmm/base/error.hpp"
 
 using namespace minivmm;
 

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 #include "vmm/coalesced_mmio.hpp"
 
 using namespace minivmm;

@@ -13,8 +13,8 @@
 #include "devices/tpm_crb.hpp"
 #include "swtpm_process.hpp"
 #include "tpm_tis_fakes.hpp"
-#include "vmm/swtpm_backend.hpp"
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

@@ -7,7 +7,7 @@
 #include <memory>
 #include <vector>
 
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 #include "vmm/exit_stats.hpp"
 
 using namespace minivmm;

@@ -10,7 +10,7 @@
 #include "firmware/e820.hpp"
 #include "firmware/fw_cfg_setup.hpp"
 #include "tests/unit/fw_cfg_test_helpers.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace minivmm::test;

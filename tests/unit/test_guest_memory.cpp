@@ -3,7 +3,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 using namespace minivmm;
 

@@ -21,10 +21,10 @@
 #include "firmware/tcg_event_log.hpp"
 #include "swtpm_process.hpp"
 #include "tpm_command.hpp"
-#include "vmm/error.hpp"
+#include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
-#include "vmm/libtpms_backend.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 using namespace minivmm;
 using testing::Cmd;

@@ -9,7 +9,7 @@
 #include "devices/acpi_pm.hpp"
 #include "devices/debug_port.hpp"
 #include "devices/reset_control.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "tpm_command.hpp"
-#include "vmm/libtpms_backend.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
 
 using namespace minivmm;
 using testing::TempDir;

@@ -13,7 +13,7 @@
 #include "devices/linux_boot_port.hpp"
 #include "firmware/linux_boot.hpp"
 #include "firmware/linux_boot_rom.hpp"
-#include "vmm/platform.hpp"
+#include "vmm/base/platform.hpp"
 
 using namespace minivmm;
 namespace lb = minivmm::linux_boot;

@@ -7,7 +7,7 @@
 #include "devices/pci_function.hpp"
 #include "devices/cf9_decoder.hpp"
 #include "devices/pci_host.hpp"
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 using namespace minivmm;
 

@@ -1,4 +1,4 @@
-// carry_out_ppi_request (vmm/tpm_ppi_actions.hpp) on real TPMs: libtpms in-process and a real
+// carry_out_ppi_request (vmm/tpm/tpm_ppi_actions.hpp) on real TPMs: libtpms in-process and a real
 // swtpm process, TPM 2.0 and 1.2. The TPM 2.0 cases give the TPM an owner password and disable
 // TPM2_Clear (as an OS could) before the request, and check afterwards that the owner password
 // is gone (TPMA_PERMANENT.ownerAuthSet, TPM 2.0 Part 2 §8.6).
@@ -12,10 +12,10 @@
 #include "devices/tpm_ppi.hpp"
 #include "swtpm_process.hpp"
 #include "tpm_command.hpp"
-#include "vmm/libtpms_backend.hpp"
-#include "vmm/swtpm_backend.hpp"
-#include "vmm/swtpm_protocol.hpp"
-#include "vmm/tpm_ppi_actions.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_ppi_actions.hpp"
 
 using namespace minivmm;
 using testing::be32;

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "vmm/privileges.hpp"
-#include "vmm/tpm_state_dir.hpp"
+#include "vmm/tpm/tpm_state_dir.hpp"
 
 using namespace minivmm;
 namespace fs = std::filesystem;

@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/error.hpp"
+#include "vmm/base/error.hpp"
 #include "vmm/sandbox.hpp"
 
 using namespace minivmm;

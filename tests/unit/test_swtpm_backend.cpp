@@ -1,4 +1,4 @@
-// SwtpmBackend (vmm/swtpm_backend.hpp) against a REAL swtpm process started by the test
+// SwtpmBackend (vmm/tpm/swtpm_backend.hpp) against a REAL swtpm process started by the test
 // (TPM 2.0 and 1.2), plus connect() errors. Skips the swtpm cases only if no swtpm binary is
 // installed (CI installs it).
 #include <doctest/doctest.h>
@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/swtpm_backend.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 #include "swtpm_process.hpp"
 
 using namespace minivmm;

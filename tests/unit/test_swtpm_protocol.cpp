@@ -1,11 +1,11 @@
-// swtpm control-channel encoding and reply parsing, TPM response framing (vmm/swtpm_protocol.hpp).
+// swtpm control-channel encoding and reply parsing, TPM response framing (vmm/tpm/swtpm_protocol.hpp).
 #include <doctest/doctest.h>
 
 #include <array>
 #include <cstdint>
 #include <vector>
 
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 using namespace minivmm;
 using namespace minivmm::swtpm;

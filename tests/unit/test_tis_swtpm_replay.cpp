@@ -35,7 +35,7 @@
 #include "devices/tpm_tis.hpp"
 #include "swtpm_process.hpp"
 #include "tis_trace.hpp"
-#include "vmm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

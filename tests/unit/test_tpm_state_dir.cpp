@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/tpm_state_dir.hpp"
+#include "vmm/tpm/tpm_state_dir.hpp"
 
 using namespace minivmm;
 using testing::TempDir;

@@ -1,4 +1,4 @@
-// TpmWorker (vmm/tpm_worker.hpp) with a scripted TpmBackend: ordering, non-blocking submit,
+// TpmWorker (vmm/tpm/tpm_worker.hpp) with a scripted TpmBackend: ordering, non-blocking submit,
 // cancel forwarding and destruction while a command runs.
 #include <doctest/doctest.h>
 
@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

@@ -1,11 +1,11 @@
-// TPM commands (vmm/tpm_command.hpp) and big-endian response fields in tests.
+// TPM commands (vmm/tpm/tpm_command.hpp) and big-endian response fields in tests.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
-#include "vmm/tpm_command.hpp"
+#include "vmm/tpm/tpm_command.hpp"
 
 namespace minivmm::testing {
 

@@ -12,7 +12,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/virtio_blk.hpp"
 #include "devices/virtio_pci.hpp"
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 #include <doctest/doctest.h>
 

@@ -10,7 +10,7 @@
 #include <set>
 #include <string>
 
-#include "vmm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
 
 namespace minivmm {
 

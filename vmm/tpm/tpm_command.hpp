@@ -1,6 +1,6 @@
 // Building a TPM command in its big-endian wire format (TPM 2.0 Part 1 §18.2, TPM 1.2 Part 3 §1):
 // tag, size (filled in by done()), command code, then the parameters. Shared by the PPI actions
-// (vmm/tpm_ppi_actions.cpp) and the tests that talk to real TPMs.
+// (vmm/tpm/tpm_ppi_actions.cpp) and the tests that talk to real TPMs.
 #pragma once
 
 #include <cstddef>

@@ -1,4 +1,4 @@
-#include "vmm/swtpm_channel.hpp"
+#include "vmm/tpm/swtpm_channel.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

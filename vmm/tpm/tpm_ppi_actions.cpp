@@ -1,4 +1,4 @@
-#include "vmm/tpm_ppi_actions.hpp"
+#include "vmm/tpm/tpm_ppi_actions.hpp"
 
 #include <algorithm>
 #include <array>
@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "devices/tpm_ppi.hpp"
-#include "vmm/log.hpp"
-#include "vmm/swtpm_protocol.hpp"
-#include "vmm/tpm_command.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_command.hpp"
 
 namespace minivmm {
 

@@ -1,4 +1,4 @@
-#include "vmm/guest_memory.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 #include <algorithm>
 #include <stdexcept>

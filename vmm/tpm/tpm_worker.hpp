@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "devices/tpm_interface.hpp"
-#include "vmm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
 
 namespace minivmm {
 

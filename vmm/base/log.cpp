@@ -1,4 +1,4 @@
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "vmm/tpm_state_dir.hpp"
+#include "vmm/tpm/tpm_state_dir.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

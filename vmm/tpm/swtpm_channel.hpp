@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 namespace minivmm::swtpm {
 

@@ -1,4 +1,4 @@
-#include "vmm/memory_map.hpp"
+#include "vmm/base/memory_map.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "vmm/swtpm_backend.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -13,7 +13,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 

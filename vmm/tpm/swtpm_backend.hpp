@@ -17,8 +17,8 @@
 #include <string>
 #include <string_view>
 
-#include "vmm/swtpm_channel.hpp"
-#include "vmm/tpm_backend.hpp"
+#include "vmm/tpm/swtpm_channel.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
 
 namespace minivmm {
 

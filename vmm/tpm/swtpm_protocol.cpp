@@ -1,4 +1,4 @@
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 #include <algorithm>
 #include <cstring>

@@ -1,4 +1,4 @@
-#include "vmm/libtpms_backend.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -11,8 +11,8 @@
 #include <libtpms/tpm_nvfilename.h>
 #include <libtpms/tpm_tis.h>
 
-#include "vmm/log.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 namespace minivmm {
 

@@ -24,8 +24,8 @@
 #include <string_view>
 #include <vector>
 
-#include "vmm/tpm_backend.hpp"
-#include "vmm/tpm_state_dir.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_state_dir.hpp"
 
 namespace minivmm {
 

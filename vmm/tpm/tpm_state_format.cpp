@@ -1,8 +1,8 @@
-// The TPM state file format (vmm/tpm_state_dir.hpp): header, CRC-32, encode and decode.
+// The TPM state file format (vmm/tpm/tpm_state_dir.hpp): header, CRC-32, encode and decode.
 #include <algorithm>
 #include <array>
 
-#include "vmm/tpm_state_dir.hpp"
+#include "vmm/tpm/tpm_state_dir.hpp"
 
 namespace minivmm {
 

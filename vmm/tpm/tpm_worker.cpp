@@ -1,10 +1,10 @@
-#include "vmm/tpm_worker.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
 
 #include <algorithm>
 #include <chrono>
 
-#include "vmm/log.hpp"
-#include "vmm/swtpm_protocol.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/tpm/swtpm_protocol.hpp"
 
 namespace minivmm {
 

@@ -1,9 +1,9 @@
-#include "vmm/bus.hpp"
+#include "devices/bus.hpp"
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "vmm/log.hpp"
+#include "vmm/base/log.hpp"
 
 namespace minivmm {
 
