@@ -1,5 +1,7 @@
 #include "acpi/aml.hpp"
 
+#include "vmm/base/bytes.hpp"
+
 #include <stdexcept>
 #include <string>
 
@@ -26,10 +28,6 @@ constexpr uint8_t kIoEntireRange = 3;                      // I/O type-specific 
 
 constexpr size_t kMaxPkgLength = (size_t{1} << 28) - 1;
 
-void put_le(Bytes& out, uint64_t value, unsigned bytes) {
-    for (unsigned i = 0; i < bytes; ++i) out.push_back(static_cast<uint8_t>(value >> (8 * i)));
-}
-
 Bytes with_pkg_length(std::initializer_list<uint8_t> opcode, const Bytes& body) {
     Bytes out(opcode);
     append(out, pkg_length(body.size()));
@@ -45,15 +43,15 @@ bool is_name_char(char c) { return is_lead_char(c) || (c >= '0' && c <= '9'); }
 Bytes address_space(uint8_t tag, unsigned width, uint8_t type, uint8_t type_flags, uint64_t min, uint64_t max) {
     if (min > max) throw std::invalid_argument("AML: address range minimum above maximum");
     Bytes out{tag};
-    put_le(out, 3 + 5 * width, 2);  // resource type, general flags, type-specific flags + 5 values
+    append_le(out, 3 + 5 * width, 2);  // resource type, general flags, type-specific flags + 5 values
     out.push_back(type);
     out.push_back(kMinFixed | kMaxFixed);
     out.push_back(type_flags);
-    put_le(out, 0, width);  // granularity
-    put_le(out, min, width);
-    put_le(out, max, width);
-    put_le(out, 0, width);  // translation offset
-    put_le(out, max - min + 1, width);
+    append_le(out, 0, width);  // granularity
+    append_le(out, min, width);
+    append_le(out, max, width);
+    append_le(out, 0, width);  // translation offset
+    append_le(out, max - min + 1, width);
     return out;
 }
 
@@ -69,7 +67,7 @@ Bytes pkg_length(size_t body_size) {
         if (total > kMaxPkgLength) break;
         if (extra == 0) return {static_cast<uint8_t>(total)};
         Bytes out{static_cast<uint8_t>((extra << 6) | (total & 0x0F))};
-        put_le(out, total >> 4, extra);
+        append_le(out, total >> 4, extra);
         return out;
     }
     throw std::invalid_argument("AML: package too large for a PkgLength (max 2^28 - 1 bytes)");
@@ -138,16 +136,16 @@ Bytes integer(uint64_t value) {
     Bytes out;
     if (value <= 0xFF) {
         out.push_back(kBytePrefix);
-        put_le(out, value, 1);
+        append_le(out, value, 1);
     } else if (value <= 0xFFFF) {
         out.push_back(kWordPrefix);
-        put_le(out, value, 2);
+        append_le(out, value, 2);
     } else if (value <= 0xFFFF'FFFF) {
         out.push_back(kDWordPrefix);
-        put_le(out, value, 4);
+        append_le(out, value, 4);
     } else {
         out.push_back(kQWordPrefix);
-        put_le(out, value, 8);
+        append_le(out, value, 8);
     }
     return out;
 }
@@ -178,7 +176,7 @@ uint32_t eisa_id_value(std::string_view id) {
 
 Bytes eisa_id(std::string_view id) {
     Bytes out{kDWordPrefix};
-    put_le(out, eisa_id_value(id), 4);
+    append_le(out, eisa_id_value(id), 4);
     return out;
 }
 
@@ -243,8 +241,8 @@ Bytes return_value(const Bytes& value) {
 Bytes io(Decode decode, uint16_t min, uint16_t max, uint8_t align, uint8_t length) {
     if (min > max) throw std::invalid_argument("AML: IO minimum base above maximum base");
     Bytes out{kIoTag, static_cast<uint8_t>(decode)};
-    put_le(out, min, 2);
-    put_le(out, max, 2);
+    append_le(out, min, 2);
+    append_le(out, max, 2);
     out.push_back(align);
     out.push_back(length);
     return out;
@@ -258,7 +256,7 @@ Bytes irq_no_flags(const std::vector<uint8_t>& irqs) {
         mask = static_cast<uint16_t>(mask | (1u << irq));
     }
     Bytes out{kIrqNoFlagsTag};
-    put_le(out, mask, 2);
+    append_le(out, mask, 2);
     return out;
 }
 
@@ -267,19 +265,19 @@ Bytes irq_no_flags(const std::vector<uint8_t>& irqs) {
 Bytes interrupt(Trigger trigger, Polarity polarity, Sharing sharing, const std::vector<uint32_t>& gsis) {
     if (gsis.empty() || gsis.size() > 255) throw std::invalid_argument("AML: Interrupt takes 1..255 interrupts");
     Bytes out{kExtendedIrqTag};
-    put_le(out, 2 + 4 * gsis.size(), 2);
+    append_le(out, 2 + 4 * gsis.size(), 2);
     out.push_back(static_cast<uint8_t>(0x01 | (trigger == Trigger::edge ? 0x02 : 0x00) |
                                        (polarity == Polarity::active_low ? 0x04 : 0x00) |
                                        (sharing == Sharing::shared ? 0x08 : 0x00)));
     out.push_back(static_cast<uint8_t>(gsis.size()));
-    for (uint32_t gsi : gsis) put_le(out, gsi, 4);
+    for (uint32_t gsi : gsis) append_le(out, gsi, 4);
     return out;
 }
 
 Bytes memory32_fixed(Access access, uint32_t base, uint32_t length) {
     Bytes out{kMemory32FixedTag, 0x09, 0x00, static_cast<uint8_t>(access)};
-    put_le(out, base, 4);
-    put_le(out, length, 4);
+    append_le(out, base, 4);
+    append_le(out, length, 4);
     return out;
 }
 

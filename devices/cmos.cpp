@@ -27,8 +27,7 @@ int64_t days_from_civil(int64_t y, int m, int d) noexcept {
 }
 
 void put16(std::array<uint8_t, cmos::kRamSize>& ram, uint8_t low_index, uint64_t value) {
-    ram[low_index] = static_cast<uint8_t>(value);
-    ram[low_index + 1] = static_cast<uint8_t>(value >> 8);
+    store_le(std::span(ram).subspan(low_index, 2), value);
 }
 
 }  // namespace

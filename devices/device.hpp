@@ -7,6 +7,8 @@
 #include <span>
 #include <string_view>
 
+#include "vmm/base/bytes.hpp"
+
 namespace minivmm {
 
 // A device mapped on the port-I/O or MMIO bus. `offset` is relative to the base the device
@@ -52,15 +54,5 @@ public:
     virtual ~ByteSink() = default;
     virtual void write(std::span<const uint8_t> bytes) noexcept = 0;
 };
-
-// Little-endian helpers for register code: assemble/split a value of data.size() bytes.
-inline uint64_t load_le(std::span<const uint8_t> data) noexcept {
-    uint64_t v = 0;
-    for (size_t i = 0; i < data.size() && i < 8; ++i) v |= uint64_t{data[i]} << (8 * i);
-    return v;
-}
-inline void store_le(std::span<uint8_t> data, uint64_t value) noexcept {
-    for (size_t i = 0; i < data.size() && i < 8; ++i) data[i] = static_cast<uint8_t>(value >> (8 * i));
-}
 
 }  // namespace minivmm

@@ -8,23 +8,11 @@
 
 #include <fmt/core.h>
 
+#include "vmm/base/bytes.hpp"
 #include "vmm/base/log.hpp"
 
 namespace minivmm {
 namespace {
-
-uint64_t load_be(std::span<const uint8_t> bytes) noexcept {
-    uint64_t v = 0;
-    for (uint8_t b : bytes) v = (v << 8) | b;
-    return v;
-}
-
-void store_be(std::span<uint8_t> bytes, uint64_t value) noexcept {
-    for (size_t i = bytes.size(); i > 0; --i) {
-        bytes[i - 1] = static_cast<uint8_t>(value);
-        value >>= 8;
-    }
-}
 
 // The host bytes behind the first part of [gpa, gpa+len) that lies inside one RAM region, or
 // nullopt when gpa is not RAM. Lets a transfer continue across adjacent regions.

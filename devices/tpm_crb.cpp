@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "vmm/base/bytes.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/platform.hpp"
 
@@ -14,10 +15,6 @@ using namespace crb;
 static_assert(kPageSize <= platform::kTpmTisSize, "the CRB page lies inside the TPM window");
 
 namespace {
-
-uint32_t load_be32(const uint8_t* p) noexcept {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
-}
 
 constexpr bool is_register_access(uint64_t offset, size_t size) noexcept {
     return (size == 1 || size == 2 || size == 4) && offset % size == 0;
@@ -139,7 +136,7 @@ void TpmCrb::write_ctrl_req(uint32_t value) noexcept {
 }
 
 void TpmCrb::start_command() noexcept {
-    const uint32_t param_size = load_be32(&buffer_[2]);
+    const uint32_t param_size = load_be32(buffer_, 2);
     if (param_size < kHeaderSize) {
         log::debug("tpm-crb: command of {} bytes is shorter than its header: tpmSts set", param_size);
         error_ = true;
@@ -160,7 +157,7 @@ void TpmCrb::command_completed(std::span<const uint8_t> response) noexcept {
         error_ = true;  // no TPM answer at all: a fatal error, as QEMU reports a failed backend
         n = 0;
     } else {
-        n = std::min<size_t>(n, load_be32(&response[2]));  // the header's paramSize, not more
+        n = std::min<size_t>(n, load_be32(response, 2));  // the header's paramSize, not more
     }
     std::copy_n(response.begin(), n, buffer_.begin());
     std::fill(buffer_.begin() + static_cast<ptrdiff_t>(n), buffer_.end(), uint8_t{0});

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "vmm/base/bytes.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/platform.hpp"
 
@@ -16,10 +17,6 @@ static_assert(platform::kTpmTisSize == kNumLocalities << kLocalityShift,
               "the TIS window holds exactly the five locality pages");
 
 namespace {
-
-uint32_t load_be32(const uint8_t* p) noexcept {
-    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
-}
 
 // PTP FIFO register space: DATA_FIFO at 0x24 and the extended XDATA_FIFO at 0x80..0xBF are the same FIFO.
 constexpr bool is_fifo(uint32_t word) noexcept {
@@ -282,7 +279,7 @@ void TpmTis::send_command(uint8_t locty) noexcept {
     outstanding_ = true;
     command_locality_ = locty;
     selftest_command_ = version_ == TpmVersion::v1_2 && rw_offset_ >= 10 &&
-                        load_be32(&buffer_[6]) == kTpm12OrdContinueSelfTest;
+                        load_be32(buffer_, 6) == kTpm12OrdContinueSelfTest;
     response_len_ = 0;
     backend_.submit(locty, std::span<const uint8_t>(buffer_.data(), rw_offset_));
 }
@@ -306,7 +303,7 @@ void TpmTis::command_completed(std::span<const uint8_t> response) noexcept {
     std::copy_n(response.begin(), n, buffer_.begin());
     // The guest reads the header's paramSize bytes, never more than the TPM actually returned.
     response_len_ = n >= 6 ? std::min<size_t>(n, command_size()) : n;
-    if (selftest_command_ && n >= 10 && load_be32(&buffer_[6]) == 0) {
+    if (selftest_command_ && n >= 10 && load_be32(buffer_, 6) == 0) {
         for (Locality& l : loc_) l.sts |= kStsSelftestDone;  // sticky until reset
     }
     set_sts(locty, kStsValid | kStsDataAvailable);
@@ -336,7 +333,7 @@ uint8_t TpmTis::read_data_byte(uint8_t locty) noexcept {
     return b;
 }
 
-uint32_t TpmTis::command_size() const noexcept { return load_be32(&buffer_[2]); }
+uint32_t TpmTis::command_size() const noexcept { return load_be32(buffer_, 2); }
 
 void TpmTis::set_sts(uint8_t locty, uint32_t flags) noexcept {
     loc_[locty].sts = (loc_[locty].sts & kStsSticky) | flags;

@@ -5,7 +5,7 @@
 
 #include <fmt/core.h>
 
-#include "devices/device.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::linux_boot {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "devices/device.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::tcg_log {
 
@@ -19,8 +19,6 @@ constexpr size_t kSpecIdAlgCount = 24;
 constexpr uint32_t kMaxAlgorithms = 16;  // the registry has fewer hash algorithms
 constexpr uint16_t kMaxDigestSize = 64;  // SHA-512, the largest (TCG Algorithm Registry)
 
-uint32_t u32(std::span<const uint8_t> a, size_t at) { return static_cast<uint32_t>(load_le(a.subspan(at, 4))); }
-uint16_t u16(std::span<const uint8_t> a, size_t at) { return static_cast<uint16_t>(load_le(a.subspan(at, 2))); }
 
 // True when [at, at + n) lies inside a span of `size` bytes (no overflow).
 bool fits(size_t size, size_t at, size_t n) { return at <= size && n <= size - at; }
@@ -33,7 +31,7 @@ std::optional<Layout> parse_sha1_log(std::span<const uint8_t> area) {
     Layout layout{TpmVersion::v1_2, {{kAlgSha1, kSha1Digest}}, 0, 0};
     size_t at = 0;
     while (fits(area.size(), at, kSha1EventHeader)) {
-        const uint32_t type = u32(area, at + 4), size = u32(area, at + 28);
+        const uint32_t type = load_le32(area, at + 4), size = load_le32(area, at + 28);
         if ((type == 0 && size == 0) || !fits(area.size(), at + kSha1EventHeader, size)) break;
         at += kSha1EventHeader + size;
         ++layout.events;
@@ -45,18 +43,18 @@ std::optional<Layout> parse_sha1_log(std::span<const uint8_t> area) {
 // The size of the TCG_PCR_EVENT2 at `at`, or 0 where Linux stops: a digest count other than the
 // header's, an algorithm it does not list, type 0 with no data, or past the area.
 size_t agile_event_size(std::span<const uint8_t> area, size_t at, const std::vector<Algorithm>& algorithms) {
-    if (!fits(area.size(), at, 12) || u32(area, at + 8) != algorithms.size()) return 0;
+    if (!fits(area.size(), at, 12) || load_le32(area, at + 8) != algorithms.size()) return 0;
     size_t pos = at + 12;
     for (size_t d = 0; d < algorithms.size(); ++d) {
         if (!fits(area.size(), pos, 2)) return 0;
-        const uint16_t alg = u16(area, pos);
+        const uint16_t alg = load_le16(area, pos);
         auto known = std::find_if(algorithms.begin(), algorithms.end(), [alg](const Algorithm& a) { return a.id == alg; });
         if (known == algorithms.end()) return 0;
         pos += 2 + known->digest_size;
     }
     if (!fits(area.size(), pos, 4)) return 0;
-    const uint32_t size = u32(area, pos);
-    if ((u32(area, at + 4) == 0 && size == 0) || !fits(area.size(), pos + 4, size)) return 0;
+    const uint32_t size = load_le32(area, pos);
+    if ((load_le32(area, at + 4) == 0 && size == 0) || !fits(area.size(), pos + 4, size)) return 0;
     return pos + 4 + size - at;
 }
 
@@ -64,19 +62,19 @@ std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
     Layout layout;
     // The header event: PCR 0, EV_NO_ACTION, a zero SHA-1 digest, the Spec ID Event03 data.
     if (!fits(area.size(), 0, kSha1EventHeader)) return std::nullopt;
-    const uint32_t first_size = u32(area, 28);
-    if (u32(area, 0) != 0 || u32(area, 4) != kEvNoAction || !fits(area.size(), kSha1EventHeader, first_size) ||
+    const uint32_t first_size = load_le32(area, 28);
+    if (load_le32(area, 0) != 0 || load_le32(area, 4) != kEvNoAction || !fits(area.size(), kSha1EventHeader, first_size) ||
         first_size < kSpecIdAlgCount + 4 ||
         std::any_of(area.begin() + 8, area.begin() + 28, [](uint8_t b) { return b != 0; }))
         return std::nullopt;
     const auto spec = area.subspan(kSha1EventHeader, first_size);
     if (std::memcmp(spec.data(), kSpecIdSignature, sizeof kSpecIdSignature) != 0) return std::nullopt;
-    const uint32_t count = u32(spec, kSpecIdAlgCount);
+    const uint32_t count = load_le32(spec, kSpecIdAlgCount);
     if (count == 0 || count > kMaxAlgorithms || !fits(spec.size(), kSpecIdAlgCount + 4, size_t{count} * 4))
         return std::nullopt;
     for (uint32_t i = 0; i < count; ++i) {
         const size_t at = kSpecIdAlgCount + 4 + 4 * i;
-        const Algorithm alg{u16(spec, at), u16(spec, at + 2)};
+        const Algorithm alg{load_le16(spec, at), load_le16(spec, at + 2)};
         // Each algorithm once, with a digest size a hash can have: otherwise events are ambiguous.
         if (alg.digest_size == 0 || alg.digest_size > kMaxDigestSize) return std::nullopt;
         for (const Algorithm& seen : layout.algorithms)
@@ -91,10 +89,6 @@ std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
     }
     layout.end = at;
     return layout;
-}
-
-void put_u32(std::vector<uint8_t>& out, uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
 }
 
 const Digest* find(std::span<const Digest> digests, const Algorithm& alg) {
@@ -117,9 +111,9 @@ bool append(std::span<uint8_t> area, Layout& layout, uint32_t pcr, uint32_t type
             std::span<const uint8_t> data) noexcept {
     try {
         std::vector<uint8_t> event;
-        put_u32(event, pcr);
-        put_u32(event, type);
-        if (layout.version == TpmVersion::v2_0) put_u32(event, static_cast<uint32_t>(layout.algorithms.size()));
+        append_le(event, pcr, 4);
+        append_le(event, type, 4);
+        if (layout.version == TpmVersion::v2_0) append_le(event, layout.algorithms.size(), 4);
         for (const Algorithm& alg : layout.algorithms) {
             const Digest* d = find(digests, alg);
             if (!d) return false;
@@ -129,7 +123,7 @@ bool append(std::span<uint8_t> area, Layout& layout, uint32_t pcr, uint32_t type
             }
             event.insert(event.end(), d->value.begin(), d->value.end());
         }
-        put_u32(event, static_cast<uint32_t>(data.size()));
+        append_le(event, data.size(), 4);
         event.insert(event.end(), data.begin(), data.end());
         if (!fits(area.size(), layout.end, event.size())) return false;
         std::memcpy(area.data() + layout.end, event.data(), event.size());

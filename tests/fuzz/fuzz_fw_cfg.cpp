@@ -19,6 +19,7 @@
 #include "tests/fuzz/fuzz_support.hpp"
 #include "devices/bus.hpp"
 #include "vmm/base/platform.hpp"
+#include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;
@@ -32,14 +33,8 @@ constexpr GuestRam::Layout kLayout[] = {
     {0xFFFF'FFFF'FFFF'F000, 0xFF0},    // the top of the address space
 };
 
-void put_be(uint8_t* p, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) p[i] = static_cast<uint8_t>(v >> (8 * (n - 1 - i)));
-}
-uint64_t get_be(const uint8_t* p, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v = (v << 8) | p[i];
-    return v;
-}
+void put_be(uint8_t* p, uint64_t v, size_t n) { store_be({p, n}, v); }
+uint64_t get_be(const uint8_t* p, size_t n) { return load_be({p, n}); }
 
 uint64_t pick_gpa(Input& in) {
     static constexpr uint64_t kAddrs[] = {0x0, 0x10, 0xFF0, 0xFF8, 0xFFC, 0x1000, 0x17F0, 0x17F8, 0x17FC, 0x1800,

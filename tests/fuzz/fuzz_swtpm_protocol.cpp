@@ -15,6 +15,7 @@
 
 #include "tests/fuzz/fuzz_support.hpp"
 #include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;
@@ -22,7 +23,6 @@ using namespace minivmm::swtpm;
 
 namespace {
 
-uint32_t be32(const uint8_t* p) { return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3]; }
 
 void fuzz_ctrl_reply(Input& in) {
     static constexpr CtrlCmd kCmds[] = {CtrlCmd::get_capability, CtrlCmd::init, CtrlCmd::shutdown,
@@ -47,7 +47,7 @@ void fuzz_ctrl_reply(Input& in) {
     }
     if (!reply.complete()) return;
     check(stream.size() >= 4);
-    check(reply.result() == be32(stream.data()));
+    check(reply.result() == load_be32(stream));
     check(stream.size() == (reply.result() == kPtmSuccess ? full : 4));
     const auto payload = reply.payload();
     check(payload.size() == stream.size() - 4);

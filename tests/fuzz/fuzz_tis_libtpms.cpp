@@ -34,6 +34,7 @@
 #include "devices/tpm_tis_regs.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;
@@ -43,7 +44,6 @@ namespace {
 constexpr uint32_t kRcSuccess = 0, kRcInitialize = 0x100, kRcLocality = 0x907;
 constexpr uint32_t kCcStartup = 0x144, kCcGetRandom = 0x17B;
 
-uint32_t be32(const uint8_t* p) { return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | p[3]; }
 
 // The process's one libtpms TPM and the NV state each input starts from.
 struct Tpm {
@@ -111,7 +111,7 @@ public:
         check(n >= 10 && n <= tis::kBufferMax);
         const uint16_t tag = static_cast<uint16_t>(response[0] << 8 | response[1]);
         check(tag == 0x8001 || tag == 0x8002);
-        check(be32(&response[2]) == n);
+        check(load_be32(response, 2) == n);
     }
     const std::vector<uint8_t>& command() const { return command_; }
     uint8_t locality() const { return locality_; }
@@ -222,9 +222,9 @@ private:
 
     // What the TPM must answer to the commands whose answer is known.
     void note_response(uint8_t locality, const std::vector<uint8_t>& cmd, const std::vector<uint8_t>& rsp) {
-        if (cmd.size() < 10 || be32(&cmd[2]) != cmd.size() || cmd[0] != 0x80 || cmd[1] != 0x01) return;
-        const uint32_t cc = be32(&cmd[6]);
-        const uint32_t rc = be32(&rsp[6]);
+        if (cmd.size() < 10 || load_be32(cmd, 2) != cmd.size() || cmd[0] != 0x80 || cmd[1] != 0x01) return;
+        const uint32_t cc = load_be32(cmd, 6);
+        const uint32_t rc = load_be32(rsp, 6);
         if (cc == kCcStartup && cmd.size() == 12 && cmd[10] == 0 && cmd[11] == 0) {
             // Part 3 TPM2_Startup: only from locality 0 or 3 (TPM_RC_LOCALITY otherwise).
             const bool allowed = locality == 0 || locality == 3;

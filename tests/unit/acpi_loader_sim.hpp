@@ -17,16 +17,13 @@
 #include "acpi/aml.hpp"
 #include "acpi/tables.hpp"
 #include "firmware/table_loader.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::acpi_test {
 
 using Bytes = std::vector<uint8_t>;
 
-inline uint64_t le(const uint8_t* p, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v |= uint64_t{p[i]} << (8 * i);
-    return v;
-}
+inline uint64_t le(const uint8_t* p, size_t n) { return load_le({p, n}); }
 
 inline uint8_t sum8(const uint8_t* p, size_t n) {
     uint8_t s = 0;

@@ -18,15 +18,14 @@
 #include <vector>
 
 #include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::test {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-inline void put32(std::vector<uint8_t>& v, uint32_t x) {
-    for (int s = 24; s >= 0; s -= 8) v.push_back(static_cast<uint8_t>(x >> s));
-}
+inline void put32(std::vector<uint8_t>& v, uint32_t x) { append_be(v, x, 4); }
 
 inline bool read_exact(int fd, uint8_t* p, size_t n) {
     while (n > 0) {

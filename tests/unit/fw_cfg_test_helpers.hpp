@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "devices/fw_cfg.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::test {
 
@@ -32,14 +33,10 @@ inline std::vector<uint8_t> port_read(FwCfg& fw, size_t n) {
     return out;
 }
 
-inline void put_be(std::vector<uint8_t>& mem, size_t at, uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) mem[at + i] = static_cast<uint8_t>(v >> (8 * (n - 1 - i)));
-}
+inline void put_be(std::vector<uint8_t>& mem, size_t at, uint64_t v, size_t n) { store_be(std::span(mem).subspan(at, n), v); }
 
 inline uint64_t get_be(const uint8_t* p, size_t n) {
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; ++i) v = (v << 8) | p[i];
-    return v;
+    return load_be({p, n});
 }
 
 inline void put_descriptor(std::vector<uint8_t>& mem, size_t at, uint32_t control, uint32_t length, uint64_t address) {

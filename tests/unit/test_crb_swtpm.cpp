@@ -15,15 +15,14 @@
 #include "tpm_tis_fakes.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
+#include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;
 
 namespace {
 
-uint32_t be32(const std::vector<uint8_t>& v, size_t at) {
-    return uint32_t{v[at]} << 24 | uint32_t{v[at + 1]} << 16 | uint32_t{v[at + 2]} << 8 | v[at + 3];
-}
+uint32_t be32(const std::vector<uint8_t>& v, size_t at) { return load_be32(v, at); }
 
 // The guest side, every access under the device lock as the vCPU loop makes it.
 struct Guest {

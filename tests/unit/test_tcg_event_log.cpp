@@ -9,19 +9,15 @@
 
 #include "devices/device.hpp"
 #include "firmware/tcg_event_log.hpp"
+#include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
 namespace tl = minivmm::tcg_log;
 
 namespace {
 
-void u32(std::vector<uint8_t>& v, uint32_t x) {
-    for (int i = 0; i < 4; ++i) v.push_back(static_cast<uint8_t>(x >> (8 * i)));
-}
-void u16(std::vector<uint8_t>& v, uint16_t x) {
-    v.push_back(static_cast<uint8_t>(x));
-    v.push_back(static_cast<uint8_t>(x >> 8));
-}
+void u32(std::vector<uint8_t>& v, uint32_t x) { append_le(v, x, 4); }
+void u16(std::vector<uint8_t>& v, uint16_t x) { append_le(v, x, 2); }
 
 // A crypto-agile log with SHA-1 and SHA-256 banks and `events` events on PCR 0..events-1.
 std::vector<uint8_t> agile_log(unsigned events, size_t area = 4096) {

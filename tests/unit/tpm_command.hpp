@@ -6,14 +6,14 @@
 #include <vector>
 
 #include "vmm/tpm/tpm_command.hpp"
+#include "vmm/base/bytes.hpp"
 
 namespace minivmm::testing {
 
 using Cmd = minivmm::TpmCommand;
 
-inline uint32_t be32(const std::vector<uint8_t>& r, size_t at) {
-    return uint32_t{r.at(at)} << 24 | uint32_t{r.at(at + 1)} << 16 | uint32_t{r.at(at + 2)} << 8 | r.at(at + 3);
-}
-inline uint16_t be16(const std::vector<uint8_t>& r, size_t at) { return static_cast<uint16_t>(r.at(at) << 8 | r.at(at + 1)); }
+// Bounds-checked (at() throws): a response shorter than the field fails the test, not the process.
+inline uint32_t be32(const std::vector<uint8_t>& r, size_t at) { return (void)r.at(at + 3), load_be32(r, at); }
+inline uint16_t be16(const std::vector<uint8_t>& r, size_t at) { return (void)r.at(at + 1), load_be16(r, at); }
 
 }  // namespace minivmm::testing

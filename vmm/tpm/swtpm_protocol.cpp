@@ -1,5 +1,7 @@
 #include "vmm/tpm/swtpm_protocol.hpp"
 
+#include "vmm/base/bytes.hpp"
+
 #include <algorithm>
 #include <cstring>
 
@@ -8,17 +10,6 @@
 namespace minivmm::swtpm {
 
 namespace {
-
-void put_be32(uint8_t* p, uint32_t v) noexcept {
-    p[0] = static_cast<uint8_t>(v >> 24);
-    p[1] = static_cast<uint8_t>(v >> 16);
-    p[2] = static_cast<uint8_t>(v >> 8);
-    p[3] = static_cast<uint8_t>(v);
-}
-
-uint32_t get_be32(const uint8_t* p) noexcept {
-    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
-}
 
 constexpr uint32_t kBaseCaps = kCapInit | kCapShutdown | kCapGetTpmEstablished | kCapSetLocality | kCapSetDataFd |
                                kCapStop | kCapSetBufferSize;
@@ -85,14 +76,14 @@ std::string ptm_result_text(uint32_t result) {
 
 CtrlRequest encode_ctrl(CtrlCmd cmd) noexcept {
     CtrlRequest r;
-    put_be32(r.bytes.data(), static_cast<uint32_t>(cmd));
+    store_be(std::span(r.bytes).first(4), static_cast<uint32_t>(cmd));
     r.size = 4;
     return r;
 }
 
 CtrlRequest encode_ctrl_u32(CtrlCmd cmd, uint32_t value) noexcept {
     CtrlRequest r = encode_ctrl(cmd);
-    put_be32(r.bytes.data() + 4, value);
+    store_be(std::span(r.bytes).subspan(4, 4), value);
     r.size = 8;
     return r;
 }
@@ -135,7 +126,7 @@ size_t CtrlReply::feed(std::span<const uint8_t> bytes) noexcept {
     return taken;
 }
 
-uint32_t CtrlReply::result() const noexcept { return have_ >= 4 ? get_be32(buf_.data()) : kPtmFail; }
+uint32_t CtrlReply::result() const noexcept { return have_ >= 4 ? load_be32(buf_) : kPtmFail; }
 
 std::span<const uint8_t> CtrlReply::payload() const noexcept {
     if (have_ < 4) return {};
@@ -144,7 +135,7 @@ std::span<const uint8_t> CtrlReply::payload() const noexcept {
 
 bool parse_capabilities(std::span<const uint8_t> payload, uint32_t& caps) noexcept {
     if (payload.size() < 4) return false;
-    caps = get_be32(payload.data());
+    caps = load_be32(payload);
     return true;
 }
 
@@ -156,9 +147,9 @@ bool parse_established(std::span<const uint8_t> payload, bool& established) noex
 
 bool parse_buffer_sizes(std::span<const uint8_t> payload, BufferSizes& sizes) noexcept {
     if (payload.size() < 12) return false;
-    sizes.current = get_be32(payload.data());
-    sizes.min = get_be32(payload.data() + 4);
-    sizes.max = get_be32(payload.data() + 8);
+    sizes.current = load_be32(payload);
+    sizes.min = load_be32(payload, 4);
+    sizes.max = load_be32(payload, 8);
     return true;
 }
 
@@ -167,11 +158,11 @@ uint16_t tpm_tag(std::span<const uint8_t> message) noexcept {
 }
 
 uint32_t tpm_size(std::span<const uint8_t> message) noexcept {
-    return message.size() < 6 ? 0 : get_be32(message.data() + 2);
+    return message.size() < 6 ? 0 : load_be32(message, 2);
 }
 
 uint32_t tpm_code(std::span<const uint8_t> message) noexcept {
-    return message.size() < kTpmHeaderSize ? 0 : get_be32(message.data() + 6);
+    return message.size() < kTpmHeaderSize ? 0 : load_be32(message, 6);
 }
 
 std::array<uint8_t, kTpmHeaderSize> tpm_error_response(TpmVersion version, uint32_t code) noexcept {
@@ -179,8 +170,8 @@ std::array<uint8_t, kTpmHeaderSize> tpm_error_response(TpmVersion version, uint3
     uint16_t tag = version == TpmVersion::v2_0 ? kTpm2TagNoSessions : kTpm12TagRspCommand;
     r[0] = static_cast<uint8_t>(tag >> 8);
     r[1] = static_cast<uint8_t>(tag);
-    put_be32(r.data() + 2, kTpmHeaderSize);
-    put_be32(r.data() + 6, code);
+    store_be(std::span(r).subspan(2, 4), kTpmHeaderSize);
+    store_be(std::span(r).subspan(6, 4), code);
     return r;
 }
 

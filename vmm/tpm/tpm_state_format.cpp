@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 
+#include "vmm/base/bytes.hpp"
 #include "vmm/tpm/tpm_state_dir.hpp"
 
 namespace minivmm {
@@ -25,12 +26,6 @@ constexpr auto kCrcTable = make_crc_table();
 
 uint32_t version_code(TpmVersion v) noexcept { return v == TpmVersion::v2_0 ? 20 : 12; }
 
-uint32_t get_le32(const uint8_t* p) noexcept {
-    return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-void put_le32(uint8_t* p, uint32_t v) noexcept {
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
 
 }  // namespace
 
@@ -44,12 +39,12 @@ uint32_t crc32(std::span<const uint8_t> bytes, uint32_t crc) noexcept {
 std::vector<uint8_t> encode_file(TpmVersion version, std::span<const uint8_t> payload) {
     std::vector<uint8_t> file(kHeaderSize + payload.size());
     std::copy(kMagic.begin(), kMagic.end(), file.begin());
-    put_le32(&file[8], kFormatVersion);
-    put_le32(&file[12], version_code(version));
-    put_le32(&file[16], static_cast<uint32_t>(payload.size()));
+    store_le(std::span(file).subspan(8, 4), kFormatVersion);
+    store_le(std::span(file).subspan(12, 4), version_code(version));
+    store_le(std::span(file).subspan(16, 4), static_cast<uint32_t>(payload.size()));
     std::copy(payload.begin(), payload.end(), file.begin() + kHeaderSize);
     uint32_t crc = crc32(std::span<const uint8_t>(file.data(), 20));
-    put_le32(&file[20], crc32(payload, crc));
+    store_le(std::span(file).subspan(20, 4), crc32(payload, crc));
     return file;
 }
 
@@ -62,11 +57,11 @@ Decoded decode_file(std::span<const uint8_t> file, TpmVersion expected) noexcept
         return d;
     }
     if (!std::equal(kMagic.begin(), kMagic.end(), file.begin())) return d;
-    if (get_le32(&file[8]) != kFormatVersion) {
+    if (load_le32(file, 8) != kFormatVersion) {
         d.status = DecodeStatus::unsupported_format;
         return d;
     }
-    uint32_t length = get_le32(&file[16]);
+    uint32_t length = load_le32(file, 16);
     if (file.size() - kHeaderSize < length) {
         d.status = DecodeStatus::truncated;
         return d;
@@ -76,11 +71,11 @@ Decoded decode_file(std::span<const uint8_t> file, TpmVersion expected) noexcept
         return d;
     }
     auto payload = file.subspan(kHeaderSize, length);
-    if (crc32(payload, crc32(file.first(20))) != get_le32(&file[20])) {
+    if (crc32(payload, crc32(file.first(20))) != load_le32(file, 20)) {
         d.status = DecodeStatus::checksum_mismatch;
         return d;
     }
-    uint32_t code = get_le32(&file[12]);
+    uint32_t code = load_le32(file, 12);
     if (code != 12 && code != 20) {
         d.status = DecodeStatus::unsupported_format;
         return d;
