@@ -1,8 +1,5 @@
 #include "firmware/bios_image.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -10,7 +7,7 @@
 #include <fmt/core.h>
 
 #include "vmm/base/error.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/read_file.hpp"
 #include "vmm/base/platform.hpp"
 
 namespace minivmm {
@@ -28,22 +25,20 @@ BiosImage BiosImage::from_bytes(std::string name, std::vector<uint8_t> bytes) {
 }
 
 BiosImage BiosImage::load(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) throw SetupError(kExitFile, fmt::format("cannot open BIOS image {}: {}", path, std::strerror(errno)));
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-        throw SetupError(kExitFile, fmt::format("BIOS image {} is not a regular file", path));
-    if (static_cast<uint64_t>(st.st_size) > platform::kBiosMaxSize)
-        throw SetupError(kExitFile, fmt::format("BIOS image {} is {} bytes, more than 16 MiB", path, st.st_size));
-    std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) throw SetupError(kExitFile, fmt::format("cannot read BIOS image {}: {}", path, n < 0 ? std::strerror(errno) : "short read"));
-        done += static_cast<size_t>(n);
+    FileRead f = read_whole_file(path, platform::kBiosMaxSize, /*follow_links=*/true);
+    switch (f.status) {
+    case FileRead::Status::ok: return from_bytes(path, std::move(f.bytes));
+    case FileRead::Status::cannot_open:
+    case FileRead::Status::symbolic_link:
+        throw SetupError(kExitFile, fmt::format("cannot open BIOS image {}: {}", path, std::strerror(f.err)));
+    case FileRead::Status::not_regular: throw SetupError(kExitFile, fmt::format("BIOS image {} is not a regular file", path));
+    case FileRead::Status::too_large:
+        throw SetupError(kExitFile, fmt::format("BIOS image {} is {} bytes, more than 16 MiB", path, f.size));
+    case FileRead::Status::cannot_read:
+    case FileRead::Status::shrank: break;
     }
-    return from_bytes(path, std::move(bytes));
+    throw SetupError(kExitFile,
+                     fmt::format("cannot read BIOS image {}: {}", path, f.err != 0 ? std::strerror(f.err) : "short read"));
 }
 
 uint64_t BiosImage::flash_base() const noexcept { return platform::kFourGiB - bytes_.size(); }

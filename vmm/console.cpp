@@ -16,7 +16,7 @@
 #include <fmt/core.h>
 
 #include "vmm/base/log.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {
 

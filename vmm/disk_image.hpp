@@ -11,7 +11,7 @@
 #include <unordered_map>
 
 #include "devices/block_backend.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {
 

@@ -1,8 +1,5 @@
 #include "vmm/kernel_boot.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -15,7 +12,7 @@
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/read_file.hpp"
 #include "vmm/tpm/tpm_command.hpp"
 
 namespace minivmm {
@@ -25,30 +22,23 @@ namespace {
 // A whole input file, opened as the style asks (no symbolic links, not inherited), at most `limit`
 // bytes: checked before reading, so a huge file is refused at once.
 std::vector<uint8_t> read_input(const std::string& path, const char* option, uint64_t limit) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid()) {
-        if (errno == ELOOP)
-            throw SetupError(kExitFile, fmt::format("{} {}: is a symbolic link; give the file itself (readlink -f {})",
-                                                    option, path, path));
-        throw SetupError(kExitFile, fmt::format("{} {}: cannot open: {}", option, path, std::strerror(errno)));
-    }
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-        throw SetupError(kExitFile, fmt::format("{} {}: not a regular file", option, path));
-    if (static_cast<uint64_t>(st.st_size) > limit)
+    FileRead f = read_whole_file(path, limit, /*follow_links=*/false);
+    switch (f.status) {
+    case FileRead::Status::ok: return std::move(f.bytes);
+    case FileRead::Status::symbolic_link:
+        throw SetupError(kExitFile, fmt::format("{} {}: is a symbolic link; give the file itself (readlink -f {})", option,
+                                                path, path));
+    case FileRead::Status::cannot_open:
+        throw SetupError(kExitFile, fmt::format("{} {}: cannot open: {}", option, path, std::strerror(f.err)));
+    case FileRead::Status::not_regular: throw SetupError(kExitFile, fmt::format("{} {}: not a regular file", option, path));
+    case FileRead::Status::too_large:
         throw SetupError(kExitFile, fmt::format("{} {}: {} bytes, more than the guest's {} MiB of RAM below 4 GiB", option,
-                                                path, st.st_size, limit >> 20));
-    std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < bytes.size()) {
-        ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0)
-            throw SetupError(kExitFile, fmt::format("{} {}: cannot read: {}", option, path,
-                                                    n < 0 ? std::strerror(errno) : "the file shrank while it was read"));
-        done += static_cast<size_t>(n);
+                                                path, f.size, limit >> 20));
+    case FileRead::Status::cannot_read:
+    case FileRead::Status::shrank: break;
     }
-    return bytes;
+    throw SetupError(kExitFile, fmt::format("{} {}: cannot read: {}", option, path,
+                                            f.err != 0 ? std::strerror(f.err) : "the file shrank while it was read"));
 }
 
 std::string base_name(const std::string& path) {

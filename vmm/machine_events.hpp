@@ -8,7 +8,7 @@
 #include <string>
 
 #include "devices/device.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {
 

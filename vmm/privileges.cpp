@@ -15,7 +15,7 @@
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 #include "vmm/tpm/tpm_state_dir.hpp"
 
 namespace minivmm {

@@ -33,7 +33,7 @@
 #include "vmm/console.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm::sandbox {
 

@@ -13,7 +13,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 
 namespace minivmm {

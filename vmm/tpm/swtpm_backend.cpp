@@ -59,11 +59,11 @@ void SwtpmBackend::check_socket(const std::string& ctrl_socket_path) {
     if (err != 0) throw_connect_error(ctrl_socket_path, err);
 }
 
-SwtpmBackend::SwtpmBackend(std::string path, swtpm::Socket ctrl, Limits limits) noexcept
+SwtpmBackend::SwtpmBackend(std::string path, UniqueFd ctrl, Limits limits) noexcept
     : path_(std::move(path)), limits_(limits), ctrl_(std::move(ctrl)) {}
 
 std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_socket_path, Limits limits) {
-    swtpm::Socket ctrl;
+    UniqueFd ctrl;
     if (int err = swtpm::connect_unix(ctrl_socket_path, ctrl); err != 0) throw_connect_error(ctrl_socket_path, err);
     std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(ctrl_socket_path, std::move(ctrl), limits));
     backend->handshake();

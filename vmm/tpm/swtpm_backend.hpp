@@ -85,7 +85,7 @@ public:
     bool failed() const noexcept { return dead_.load(std::memory_order_acquire); }
 
 private:
-    SwtpmBackend(std::string path, swtpm::Socket ctrl, Limits limits) noexcept;
+    SwtpmBackend(std::string path, UniqueFd ctrl, Limits limits) noexcept;
 
     // The set-up half of connect(); throws.
     void handshake();
@@ -119,8 +119,8 @@ private:
     uint32_t caps_ = 0;
 
     std::mutex ctrl_mutex_;  // the control socket: one command and its reply at a time
-    swtpm::Socket ctrl_;
-    swtpm::Socket data_;     // used only by execute() (and the probe in connect())
+    UniqueFd ctrl_;
+    UniqueFd data_;     // used only by execute() (and the probe in connect())
 
     std::atomic<bool> dead_{false};
     std::atomic<bool> shut_down_{false};

@@ -60,11 +60,6 @@ IoResult recv_some(int fd, std::span<uint8_t> into, size_t& got, Clock::time_poi
 
 }  // namespace
 
-void Socket::reset() noexcept {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-}
-
 std::string IoResult::describe() const {
     switch (status) {
     case IoStatus::ok: return "ok";
@@ -76,7 +71,7 @@ std::string IoResult::describe() const {
     return "?";
 }
 
-int connect_unix(const std::string& path, Socket& out) noexcept {
+int connect_unix(const std::string& path, UniqueFd& out) noexcept {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof(addr.sun_path)) return ENAMETOOLONG;
@@ -84,7 +79,7 @@ int connect_unix(const std::string& path, Socket& out) noexcept {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0) return errno;
     if (!S_ISSOCK(st.st_mode)) return ENOTSOCK;
-    Socket s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!s.valid()) return errno;
     for (;;) {
         if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) break;
@@ -95,12 +90,12 @@ int connect_unix(const std::string& path, Socket& out) noexcept {
     return 0;
 }
 
-std::pair<Socket, Socket> make_data_socketpair() {
+std::pair<UniqueFd, UniqueFd> make_data_socketpair() {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
         throw std::runtime_error(fmt::format("cannot create the swtpm data socketpair: {}", std::strerror(errno)));
-    Socket ours(fds[0]);
-    Socket theirs(fds[1]);
+    UniqueFd ours(fds[0]);
+    UniqueFd theirs(fds[1]);
     int flags = ::fcntl(ours.get(), F_GETFL);
     if (flags < 0 || ::fcntl(ours.get(), F_SETFL, flags | O_NONBLOCK) != 0)
         throw std::runtime_error(fmt::format("cannot make the swtpm data socket non-blocking: {}", std::strerror(errno)));

@@ -12,35 +12,12 @@
 #include <string>
 #include <utility>
 
+#include "vmm/base/unique_fd.hpp"
 #include "vmm/tpm/swtpm_protocol.hpp"
 
 namespace minivmm::swtpm {
 
 using Clock = std::chrono::steady_clock;
-
-// An owned file descriptor (closed on destruction).
-class Socket {
-public:
-    Socket() = default;
-    explicit Socket(int fd) noexcept : fd_(fd) {}
-    ~Socket() { reset(); }
-    Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Socket& operator=(Socket&& other) noexcept {
-        if (this != &other) {
-            reset();
-            fd_ = std::exchange(other.fd_, -1);
-        }
-        return *this;
-    }
-    Socket(const Socket&) = delete;
-    Socket& operator=(const Socket&) = delete;
-    int get() const noexcept { return fd_; }
-    bool valid() const noexcept { return fd_ >= 0; }
-    void reset() noexcept;
-
-private:
-    int fd_ = -1;
-};
 
 enum class IoStatus { ok, timeout, closed, error, aborted };
 
@@ -55,11 +32,11 @@ struct IoResult {
 // Connects a non-blocking, close-on-exec stream socket to the unix socket at `path` (a unix
 // connect does not wait for accept()). Returns 0 or an errno value; ENAMETOOLONG for a path
 // that does not fit sockaddr_un, ENOTSOCK if `path` exists but is not a socket.
-int connect_unix(const std::string& path, Socket& out) noexcept;
+int connect_unix(const std::string& path, UniqueFd& out) noexcept;
 
 // socketpair(AF_UNIX, SOCK_STREAM): first = our end (non-blocking), second = swtpm's end
 // (blocking, as swtpm expects). Throws std::runtime_error if the host is out of descriptors.
-std::pair<Socket, Socket> make_data_socketpair();
+std::pair<UniqueFd, UniqueFd> make_data_socketpair();
 
 // Sends all of `bytes` (MSG_NOSIGNAL), in one sendmsg when the socket buffer allows; with
 // `pass_fd` >= 0 the descriptor travels as SCM_RIGHTS with the first byte.

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "devices/tpm_interface.hpp"
-#include "vmm/base/memory_map.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {
 
