@@ -13,7 +13,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/read_file.hpp"
-#include "vmm/tpm/tpm_command.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm {
 

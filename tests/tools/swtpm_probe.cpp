@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
     start = Clock::now();
     size_t n = tpm->execute(0, v2 ? std::span<const uint8_t>(kTpm2Startup) : std::span<const uint8_t>(kTpm12Startup),
                             response);
-    std::printf("startup rc=0x%x len=%zu ms=%.1f\n", swtpm::tpm_code(std::span(response.data(), n)), n,
+    std::printf("startup rc=0x%x len=%zu ms=%.1f\n", tpm_code(std::span(response.data(), n)), n,
                 ms_since(start));
     std::fflush(stdout);
 
@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
         auto t = Clock::now();
         n = tpm->execute(0, get_random, response);
         double ms = ms_since(t);
-        uint32_t rc = swtpm::tpm_code(std::span(response.data(), n));
+        uint32_t rc = tpm_code(std::span(response.data(), n));
         if (rc != last_rc) {
             std::printf("getrandom i=%ld rc=0x%x len=%zu ms=%.1f\n", i, rc, n, ms);
             std::fflush(stdout);

@@ -40,7 +40,7 @@
 
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 #include "tests/unit/socket_probe.hpp"
 
 extern char** environ;
@@ -87,7 +87,7 @@ bool bench_power_ons(std::string_view name, TpmBackend& tpm, const Options& o) {
         auto t = Clock::now();
         size_t n = tpm.execute(0, cmd, response);
         into.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
-        return n >= 10 && swtpm::tpm_code(std::span(response.data(), n)) == 0;
+        return n >= 10 && tpm_code(std::span(response.data(), n)) == 0;
     };
     for (long i = 0; i < o.power_ons; ++i) {
         if (!tpm.power_cycle() ||
@@ -191,9 +191,9 @@ bool bench(std::string_view name, TpmBackend& tpm, const Options& o, Clock::time
     }
     size_t n = tpm.execute(0, v2 ? std::span<const uint8_t>(kTpm2Startup) : std::span<const uint8_t>(kTpm12Startup),
                            response);
-    if (n < 10 || swtpm::tpm_code(std::span(response.data(), n)) != 0) {
+    if (n < 10 || tpm_code(std::span(response.data(), n)) != 0) {
         std::fprintf(stderr, "tpm_backend_bench: %.*s: TPM_Startup failed (rc 0x%x)\n", int(name.size()), name.data(),
-                     swtpm::tpm_code(std::span(response.data(), n)));
+                     tpm_code(std::span(response.data(), n)));
         return false;
     }
     double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - setup_start).count();
@@ -205,9 +205,9 @@ bool bench(std::string_view name, TpmBackend& tpm, const Options& o, Clock::time
         auto t = Clock::now();
         n = tpm.execute(0, get_random, response);
         auto elapsed = std::chrono::duration<double, std::micro>(Clock::now() - t).count();
-        if (n != want || swtpm::tpm_code(std::span(response.data(), n)) != 0) {
+        if (n != want || tpm_code(std::span(response.data(), n)) != 0) {
             std::fprintf(stderr, "tpm_backend_bench: %.*s: GetRandom %ld: %zu bytes, rc 0x%x\n", int(name.size()),
-                         name.data(), i + 1, n, swtpm::tpm_code(std::span(response.data(), n)));
+                         name.data(), i + 1, n, tpm_code(std::span(response.data(), n)));
             return false;
         }
         if (i >= o.warmup) us.push_back(elapsed);

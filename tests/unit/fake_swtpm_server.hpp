@@ -158,13 +158,13 @@ private:
             data_fd_ = -1;
             return;
         }
-        uint32_t size = swtpm::tpm_size(cmd);
+        uint32_t size = tpm_size(cmd);
         if (size > 10 && size <= 4096) {
             cmd.resize(size);
             REQUIRE(read_exact(data_fd_, cmd.data() + 10, size - 10));
         }
         if (data_commands++ == 0) {  // the version probe: answer as an uninitialised TPM 2.0
-            auto r = swtpm::tpm_failure_response(TpmVersion::v2_0);
+            auto r = tpm_failure_response(TpmVersion::v2_0);
             send(data_fd_, std::vector<uint8_t>(r.begin(), r.end()));
             return;
         }

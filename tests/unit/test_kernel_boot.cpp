@@ -24,7 +24,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 using namespace minivmm;
 using testing::Cmd;
@@ -148,7 +148,7 @@ TEST_CASE("a -kernel boot on a real TPM: loaded, logged after the firmware's eve
         CAPTURE(v2);
         LibtpmsBackend tpm((dir.path / (v2 ? "tpm2" : "tpm12")).string(), version);
         REQUIRE(tpm.power_cycle());
-        REQUIRE(swtpm::tpm_code(run(tpm, v2 ? Cmd(0x8001, 0x144).u16(0).done() : Cmd(0x00C1, 0x99).u16(1).done())) == 0);
+        REQUIRE(tpm_code(run(tpm, v2 ? Cmd(0x8001, 0x144).u16(0).done() : Cmd(0x00C1, 0x99).u16(1).done())) == 0);
         std::vector<uint8_t> ram(64ull << 20, 0);
         const GuestMemory memory({{0, ram.size(), ram.data()}});
         constexpr uint64_t kLog = 0x3000000, kLogSize = 0x10000;
@@ -189,11 +189,11 @@ TEST_CASE("a -kernel boot on a real TPM: loaded, logged after the firmware's eve
             if (v2) {  // TPM2_PCR_Read(sha256: pcr); the digest follows 30 bytes of response fields
                 const uint8_t select[3] = {0, static_cast<uint8_t>(1u << (pcr - 8)), 0};
                 auto r = run(tpm, Cmd(0x8001, 0x17E).u32(1).u16(0x000B).u8(3).u8(select[0]).u8(select[1]).u8(select[2]).done());
-                REQUIRE(swtpm::tpm_code(r) == 0);
+                REQUIRE(tpm_code(r) == 0);
                 value.assign(r.begin() + 30, r.begin() + 62);
             } else {  // TPM_PCRRead(pcr)
                 auto r = run(tpm, Cmd(0x00C1, 0x15).u32(pcr).done());
-                REQUIRE(swtpm::tpm_code(r) == 0);
+                REQUIRE(tpm_code(r) == 0);
                 value.assign(r.begin() + 10, r.begin() + 30);
             }
             CHECK(value == (pcr == 8 ? pcr8 : pcr9));
@@ -234,14 +234,14 @@ TEST_CASE("without a usable log the PCRs are still extended; without a TPM nothi
         if (c.log) std::memcpy(ram.data() + kLog, c.log->data(), c.log->size());
         LibtpmsBackend tpm((dir.path / "tpm").string(), TpmVersion::v2_0);
         REQUIRE(tpm.power_cycle());
-        REQUIRE(swtpm::tpm_code(run(tpm, Cmd(0x8001, 0x144).u16(0).done())) == 0);
+        REQUIRE(tpm_code(run(tpm, Cmd(0x8001, 0x144).u16(0).done())) == 0);
         {
             TpmWorker worker(tpm, [](std::span<const uint8_t>) {});
             CHECK(boot.boot(memory, c.address, c.size, &worker));
             REQUIRE(worker.wait_idle(std::chrono::seconds(30)));
         }
         auto r = run(tpm, Cmd(0x8001, 0x17E).u32(1).u16(0x000B).u8(3).u8(0).u8(2).u8(0).done());
-        REQUIRE(swtpm::tpm_code(r) == 0);
+        REQUIRE(tpm_code(r) == 0);
         CHECK(std::vector<uint8_t>(r.begin() + 30, r.begin() + 62) == pcr9);
         if (c.log) CHECK(std::memcmp(ram.data() + kLog, c.log->data(), c.log->size()) == 0);  // the log untouched
         tpm.shutdown();

@@ -70,8 +70,8 @@ std::vector<uint8_t> tpm2_nv_read(uint16_t size) {
 
 // TPM 1.2 commands (TPM 1.2 Part 3) and codes (Part 2 §16).
 constexpr uint16_t kTagRquCommand = 0x00C1;
-constexpr uint32_t kTpm12Success = 0, kTpm12Fail = 0x09, kTpm12InvalidPostInit = 0x26, kTpm12BadLocality = 0x3D,
-                   kTpm12BadParamSize = 0x19;
+constexpr uint32_t kTpm12Success = 0, kTpm12FailRc = 0x09, kTpm12InvalidPostInit = 0x26, kTpm12BadLocality = 0x3D,
+                   kTpm12BadParamSizeRc = 0x19;
 std::vector<uint8_t> tpm12_startup() { return Cmd(kTagRquCommand, 0x99).u16(1 /* TPM_ST_CLEAR */).done(); }
 std::vector<uint8_t> tpm12_get_random(uint32_t n) { return Cmd(kTagRquCommand, 0x46).u32(n).done(); }
 std::vector<uint8_t> tpm12_reset_establishment() { return Cmd(kTagRquCommand, 0x4000000B).done(); }
@@ -219,7 +219,7 @@ TEST_CASE("libtpms TPM 1.2: Startup, GetRandom, power cycles, locality, establis
     std::vector<uint8_t> response(4096);
     std::vector<uint8_t> tiny = {0x00, 0xC1, 0, 0};
     REQUIRE(tpm.execute(0, tiny, response) == 10);
-    CHECK(rc_of({response.begin(), response.begin() + 10}) == kTpm12BadParamSize);
+    CHECK(rc_of({response.begin(), response.begin() + 10}) == kTpm12BadParamSizeRc);
 
     // TSC_ResetEstablishmentBit needs locality 3 or 4 (TPM 1.2 Part 3 §6.5): the locality is seen.
     hash_start_sequence(tpm);

@@ -14,7 +14,7 @@
 #include "tpm_command.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
 
 using namespace minivmm;
@@ -29,7 +29,7 @@ std::vector<uint8_t> run(TpmBackend& tpm, const std::vector<uint8_t>& command) {
     return response;
 }
 
-uint32_t rc(const std::vector<uint8_t>& response) { return swtpm::tpm_code(response); }
+uint32_t rc(const std::vector<uint8_t>& response) { return tpm_code(response); }
 
 constexpr uint32_t kOwner = 0x40000001, kPlatform = 0x4000000C;
 

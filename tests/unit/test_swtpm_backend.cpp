@@ -42,8 +42,8 @@ const std::vector<uint8_t> kTpm12GetRandom = {0x00, 0xc1, 0, 0, 0, 0x0e, 0, 0, 0
 
 struct Result {
     std::vector<uint8_t> bytes;
-    uint16_t tag() const { return swtpm::tpm_tag(bytes); }
-    uint32_t rc() const { return swtpm::tpm_code(bytes); }
+    uint16_t tag() const { return tpm_tag(bytes); }
+    uint32_t rc() const { return tpm_code(bytes); }
 };
 
 Result run(SwtpmBackend& tpm, uint8_t locality, const std::vector<uint8_t>& cmd) {
@@ -78,7 +78,7 @@ TEST_CASE("swtpm TPM 2.0: version, start-up, commands, localities, power cycles,
     // Before the first power_cycle the TPM is not initialised: swtpm's own fatal response.
     Result early = run(*tpm, 0, kTpm2Startup);
     CHECK(early.tag() == 0x8001);
-    CHECK(early.rc() == swtpm::kTpm2RcFailure);
+    CHECK(early.rc() == kTpm2RcFailure);
     CHECK_FALSE(tpm->failed());
 
     REQUIRE(tpm->power_cycle());
@@ -118,7 +118,7 @@ TEST_CASE("swtpm TPM 2.0: version, start-up, commands, localities, power cycles,
     // Malformed commands from the guest never reach swtpm (it would wait for 10 bytes).
     const std::vector<uint8_t> too_short = {0x80, 0x01, 0, 0};
     Result short_r = run(*tpm, 0, too_short);
-    CHECK(short_r.rc() == swtpm::kTpm2RcCommandSize);
+    CHECK(short_r.rc() == kTpm2RcCommandSize);
     CHECK_FALSE(tpm->failed());
     CHECK(run(*tpm, 0, kTpm2GetRandom).rc() == 0);
 
@@ -128,7 +128,7 @@ TEST_CASE("swtpm TPM 2.0: version, start-up, commands, localities, power cycles,
     auto t0 = std::chrono::steady_clock::now();
     Result after = run(*tpm, 0, kTpm2GetRandom);
     CHECK(ms(std::chrono::steady_clock::now() - t0) < 50);
-    CHECK(after.rc() == swtpm::kTpm2RcFailure);
+    CHECK(after.rc() == kTpm2RcFailure);
     CHECK_FALSE(tpm->power_cycle());
     CHECK_FALSE(tpm->established());
 }
@@ -169,7 +169,7 @@ TEST_CASE("swtpm killed mid-run: failure responses, fast afterwards") {
     CHECK(r.bytes == std::vector<uint8_t>{0x80, 0x01, 0, 0, 0, 0x0a, 0, 0, 0x01, 0x01});
     CHECK(tpm->failed());
     t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 100; ++i) CHECK(run(*tpm, i % 2 ? 0 : 3, kTpm2GetRandom).rc() == swtpm::kTpm2RcFailure);
+    for (int i = 0; i < 100; ++i) CHECK(run(*tpm, i % 2 ? 0 : 3, kTpm2GetRandom).rc() == kTpm2RcFailure);
     CHECK(ms(std::chrono::steady_clock::now() - t0) < 50);
     tpm->cancel();
     tpm->reset_established(3);
@@ -189,10 +189,10 @@ TEST_CASE("swtpm that hangs (SIGSTOP): one timeout, then fast failures") {
     double first = ms(std::chrono::steady_clock::now() - t0);
     CHECK(first >= 250);
     CHECK(first < 2000);
-    CHECK(r.rc() == swtpm::kTpm2RcFailure);
+    CHECK(r.rc() == kTpm2RcFailure);
     CHECK(tpm->failed());
     t0 = std::chrono::steady_clock::now();
-    CHECK(run(*tpm, 1, kTpm2GetRandom).rc() == swtpm::kTpm2RcFailure);
+    CHECK(run(*tpm, 1, kTpm2GetRandom).rc() == kTpm2RcFailure);
     CHECK_FALSE(tpm->power_cycle());
     CHECK(ms(std::chrono::steady_clock::now() - t0) < 50);
 }
@@ -211,7 +211,7 @@ TEST_CASE("swtpm hung while a command runs and another thread cancels: both boun
     });
     Result r = run(*tpm, 0, kTpm2GetRandom);
     canceller.join();
-    CHECK(r.rc() == swtpm::kTpm2RcFailure);
+    CHECK(r.rc() == kTpm2RcFailure);
     CHECK(ms(std::chrono::steady_clock::now() - t0) < 1500);
     CHECK(tpm->failed());
 }

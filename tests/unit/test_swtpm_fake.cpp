@@ -193,7 +193,7 @@ TEST_CASE("a small response buffer gets nothing; commands over the buffer size a
     std::vector<uint8_t> out(4096);
     size_t n = tpm->execute(0, huge, out);
     REQUIRE(n == 10);
-    CHECK(swtpm::tpm_code(std::span(out.data(), n)) == swtpm::kTpm2RcCommandSize);
+    CHECK(tpm_code(std::span(out.data(), n)) == kTpm2RcCommandSize);
     CHECK(fake.data_commands == 1);  // only the probe reached the fake
     CHECK_FALSE(tpm->failed());
     CHECK(run(*tpm, 0) == kGood);

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vmm/tpm/tpm_command.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 #include "vmm/base/bytes.hpp"
 
 namespace minivmm::testing {

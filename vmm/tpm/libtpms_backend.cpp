@@ -12,7 +12,7 @@
 #include <libtpms/tpm_tis.h>
 
 #include "vmm/base/log.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm {
 
@@ -65,7 +65,7 @@ LibtpmsBackend::LibtpmsBackend(const std::string& state_dir, TpmVersion version)
     uint32_t min_size = 0, max_size = 0;
     TPMLIB_SetBufferSize(0, &min_size, &max_size);
     buffer_size_ = std::min<size_t>(max_size, kMaxBufferSize);
-    if (buffer_size_ < min_size || buffer_size_ < swtpm::kTpmHeaderSize)
+    if (buffer_size_ < min_size || buffer_size_ < kTpmHeaderSize)
         throw std::runtime_error(fmt::format("libtpms buffer sizes {}..{} do not fit the TIS buffer of {} bytes",
                                              min_size, max_size, kMaxBufferSize));
     command_buf_.reserve(buffer_size_);
@@ -129,12 +129,6 @@ void LibtpmsBackend::refresh_established_locked() noexcept {
     if (TPM_IO_TpmEstablished_Get(&flag) == TPM_SUCCESS) established_.store(flag != 0, std::memory_order_release);
 }
 
-size_t LibtpmsBackend::fail_response(std::span<uint8_t> response) const noexcept {
-    auto r = swtpm::tpm_failure_response(version_);
-    std::copy(r.begin(), r.end(), response.begin());
-    return r.size();
-}
-
 // A machine power-on (tpm_tis_reset in QEMU): the TPM loses power and gets _TPM_Init; the
 // firmware then sends TPM_Startup(CLEAR). NV state persists; the volatile state does not.
 bool LibtpmsBackend::power_cycle() noexcept {
@@ -160,16 +154,13 @@ bool LibtpmsBackend::power_cycle() noexcept {
 }
 
 size_t LibtpmsBackend::execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept {
-    if (response.size() < swtpm::kTpmHeaderSize) return 0;
-    if (command.size() < swtpm::kTpmHeaderSize || command.size() > buffer_size_) {
+    if (response.size() < kTpmHeaderSize) return 0;
+    if (size_t n = reject_bad_command_size(version_, command, buffer_size_, response); n != 0) {
         log::debug("libtpms: rejecting a {}-byte TPM command (allowed 10..{})", command.size(), buffer_size_);
-        auto r = swtpm::tpm_error_response(
-            version_, version_ == TpmVersion::v2_0 ? swtpm::kTpm2RcCommandSize : swtpm::kTpm12BadParamSize);
-        std::copy(r.begin(), r.end(), response.begin());
-        return r.size();
+        return n;
     }
     std::lock_guard lock(mutex_);
-    if (!running()) return fail_response(response);
+    if (!running()) return write_failure_response(version_, response);
     locality_.store(locality, std::memory_order_release);
     // TPMLIB_Process takes a non-const command buffer; the capacity was reserved up front.
     command_buf_.assign(command.begin(), command.end());
@@ -177,7 +168,7 @@ size_t LibtpmsBackend::execute(uint8_t locality, std::span<const uint8_t> comman
     TPM_RESULT rc = TPMLIB_Process(&response_buf_, &size, &response_cap_, command_buf_.data(),
                                    static_cast<uint32_t>(command_buf_.size()));
     refresh_established_locked();
-    if (rc != TPM_SUCCESS || response_buf_ == nullptr || size < swtpm::kTpmHeaderSize || size > response_cap_ ||
+    if (rc != TPM_SUCCESS || response_buf_ == nullptr || size < kTpmHeaderSize || size > response_cap_ ||
         size > std::min(response.size(), buffer_size_)) {
         // Logged once at error level: a guest repeating the command must not flood the log.
         if (!process_failed_.exchange(true))
@@ -186,7 +177,7 @@ size_t LibtpmsBackend::execute(uint8_t locality, std::span<const uint8_t> comman
                        rc, size, std::min(response.size(), buffer_size_));
         else
             log::debug("libtpms: TPMLIB_Process failed (error 0x{:x}, {}-byte response)", rc, size);
-        return fail_response(response);
+        return write_failure_response(version_, response);
     }
     std::memcpy(response.data(), response_buf_, size);
     return size;

@@ -92,7 +92,6 @@ private:
     uint32_t start_locked() noexcept;
     void stop_locked() noexcept;
     void refresh_established_locked() noexcept;
-    size_t fail_response(std::span<uint8_t> response) const noexcept;
 
     // libtpms callbacks (static: libtpms passes no context); they act on the claimed backend.
     static uint32_t cb_nvram_init() noexcept;

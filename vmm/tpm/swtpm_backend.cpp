@@ -114,7 +114,7 @@ void SwtpmBackend::handshake() {
     if (size_reply.result() != swtpm::kPtmSuccess || !swtpm::parse_buffer_sizes(size_reply.payload(), sizes))
         fail_setup(fmt::format("CMD_SET_BUFFERSIZE failed: {}", swtpm::ptm_result_text(size_reply.result())));
     size_t size = std::min<size_t>(sizes.max, kMaxBufferSize);
-    if (size < swtpm::kTpmHeaderSize || size < sizes.min)
+    if (size < kTpmHeaderSize || size < sizes.min)
         fail_setup(fmt::format("unusable TPM buffer sizes (min {}, max {}; need a size within 10..{})", sizes.min,
                                sizes.max, kMaxBufferSize));
     buffer_size_ = size;
@@ -123,8 +123,8 @@ void SwtpmBackend::handshake() {
 }
 
 TpmVersion SwtpmBackend::probe_version() {
-    if (probe(swtpm::kTpm2ReadClock, swtpm::kTpm2TagNoSessions)) return TpmVersion::v2_0;
-    if (probe(swtpm::kTpm12GetTicks, swtpm::kTpm12TagRspCommand)) return TpmVersion::v1_2;
+    if (probe(swtpm::kTpm2ReadClock, kTpm2TagNoSessions)) return TpmVersion::v2_0;
+    if (probe(swtpm::kTpm12GetTicks, kTpm12TagRspCommand)) return TpmVersion::v1_2;
     fail_setup("it does not answer like a TPM 1.2 or TPM 2.0 (version probe failed)");
 }
 
@@ -196,12 +196,6 @@ void SwtpmBackend::mark_dead(const std::string& reason) noexcept {
                "(it never reconnects under a running guest)", path_, reason);
 }
 
-size_t SwtpmBackend::fail_response(std::span<uint8_t> response) const noexcept {
-    auto r = swtpm::tpm_failure_response(version_);
-    std::copy(r.begin(), r.end(), response.begin());
-    return r.size();
-}
-
 bool SwtpmBackend::power_cycle() noexcept {
     std::lock_guard lock(ctrl_mutex_);
     if (failed()) return false;
@@ -241,33 +235,30 @@ bool SwtpmBackend::power_cycle() noexcept {
 }
 
 size_t SwtpmBackend::execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept {
-    if (response.size() < swtpm::kTpmHeaderSize) return 0;
-    if (failed()) return fail_response(response);
+    if (response.size() < kTpmHeaderSize) return 0;
+    if (failed()) return write_failure_response(version_, response);
     // swtpm reads a command with one read() and waits for at least 10 bytes: a shorter command
     // would stall the data channel, so it is answered here (guest-triggerable: debug log).
-    if (command.size() < swtpm::kTpmHeaderSize || command.size() > buffer_size_) {
+    if (size_t n = reject_bad_command_size(version_, command, buffer_size_, response); n != 0) {
         log::debug("swtpm: rejecting a {}-byte TPM command (allowed 10..{})", command.size(), buffer_size_);
-        auto r = swtpm::tpm_error_response(
-            version_, version_ == TpmVersion::v2_0 ? swtpm::kTpm2RcCommandSize : swtpm::kTpm12BadParamSize);
-        std::copy(r.begin(), r.end(), response.begin());
-        return r.size();
+        return n;
     }
     if (cur_locality_.load(std::memory_order_acquire) != locality) {
         CtrlReply reply(CtrlCmd::set_locality);
         if (!run_ctrl(CtrlCmd::set_locality, swtpm::encode_ctrl_locality(CtrlCmd::set_locality, locality), reply))
-            return fail_response(response);
+            return write_failure_response(version_, response);
         if (reply.result() != swtpm::kPtmSuccess) {
             log::debug("swtpm: CMD_SET_LOCALITY {} failed: {}", locality, swtpm::ptm_result_text(reply.result()));
-            return fail_response(response);
+            return write_failure_response(version_, response);
         }
         cur_locality_.store(locality, std::memory_order_release);
     }
     // A healthy swtpm sends nothing unasked; stale bytes would be taken as this command's reply.
     if (size_t stale = swtpm::drain_pending(data_.get()); stale != 0) {
         mark_dead(fmt::format("{} unexpected bytes on the data channel", stale));
-        return fail_response(response);
+        return write_failure_response(version_, response);
     }
-    if (abandon_.load(std::memory_order_acquire)) return fail_response(response);
+    if (abandon_.load(std::memory_order_acquire)) return write_failure_response(version_, response);
     auto deadline = swtpm::Clock::now() + limits_.command;
     IoResult io = swtpm::send_all(data_.get(), command, deadline);
     swtpm::TpmResponseReader reader(response, buffer_size_);
@@ -286,7 +277,7 @@ size_t SwtpmBackend::execute(uint8_t locality, std::span<const uint8_t> command,
     } catch (...) {
         mark_dead("data channel failure");
     }
-    return fail_response(response);
+    return write_failure_response(version_, response);
 }
 
 void SwtpmBackend::cancel() noexcept {

@@ -107,7 +107,6 @@ private:
                          bool patient = false) noexcept;
     // Logs "swtpm at PATH stopped responding: REASON; ..." the first time only.
     void mark_dead(const std::string& reason) noexcept;
-    size_t fail_response(std::span<uint8_t> response) const noexcept;
 
     static constexpr int kNoLocality = -1;
     static constexpr int kEstablishedUnknown = -1;

@@ -153,32 +153,6 @@ bool parse_buffer_sizes(std::span<const uint8_t> payload, BufferSizes& sizes) no
     return true;
 }
 
-uint16_t tpm_tag(std::span<const uint8_t> message) noexcept {
-    return message.size() < 2 ? 0 : static_cast<uint16_t>((message[0] << 8) | message[1]);
-}
-
-uint32_t tpm_size(std::span<const uint8_t> message) noexcept {
-    return message.size() < 6 ? 0 : load_be32(message, 2);
-}
-
-uint32_t tpm_code(std::span<const uint8_t> message) noexcept {
-    return message.size() < kTpmHeaderSize ? 0 : load_be32(message, 6);
-}
-
-std::array<uint8_t, kTpmHeaderSize> tpm_error_response(TpmVersion version, uint32_t code) noexcept {
-    std::array<uint8_t, kTpmHeaderSize> r{};
-    uint16_t tag = version == TpmVersion::v2_0 ? kTpm2TagNoSessions : kTpm12TagRspCommand;
-    r[0] = static_cast<uint8_t>(tag >> 8);
-    r[1] = static_cast<uint8_t>(tag);
-    store_be(std::span(r).subspan(2, 4), kTpmHeaderSize);
-    store_be(std::span(r).subspan(6, 4), code);
-    return r;
-}
-
-std::array<uint8_t, kTpmHeaderSize> tpm_failure_response(TpmVersion version) noexcept {
-    return tpm_error_response(version, version == TpmVersion::v2_0 ? kTpm2RcFailure : kTpm12Fail);
-}
-
 TpmResponseReader::TpmResponseReader(std::span<uint8_t> out, size_t max_size) noexcept
     : out_(out), max_size_(std::min(max_size, out.size())) {
     if (max_size_ < kTpmHeaderSize) state_ = State::malformed;

@@ -1,4 +1,4 @@
-// The swtpm control-channel protocol and TPM response framing as pure functions, so every
+// The swtpm control-channel protocol and the data channel's response framing as pure functions, so every
 // encoding and every malformed reply can be unit-tested without a socket.
 // Source: swtpm include/swtpm/tpm_ioctl.h and man3/swtpm_ioctls.pod ("Commands used by the
 // non-CUSE TPMs"); all words on both swtpm sockets are big-endian.
@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "devices/tpm_interface.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm::swtpm {
 
@@ -105,24 +106,6 @@ struct BufferSizes {
 bool parse_capabilities(std::span<const uint8_t> payload, uint32_t& caps) noexcept;
 bool parse_established(std::span<const uint8_t> payload, bool& established) noexcept;
 bool parse_buffer_sizes(std::span<const uint8_t> payload, BufferSizes& sizes) noexcept;
-
-// TPM command/response header: tag u16, size u32, code u32 (TPM 2.0 Part 1 §18; TPM 1.2 Part 3).
-inline constexpr size_t kTpmHeaderSize = 10;
-inline constexpr uint16_t kTpm2TagNoSessions = 0x8001;
-inline constexpr uint16_t kTpm12TagRspCommand = 0x00c4;
-inline constexpr uint32_t kTpm2RcFailure = 0x101;
-inline constexpr uint32_t kTpm2RcCommandSize = 0x142;
-inline constexpr uint32_t kTpm12Fail = 0x09;
-inline constexpr uint32_t kTpm12BadParamSize = 0x19;
-
-uint16_t tpm_tag(std::span<const uint8_t> message) noexcept;   // 0 if shorter than 2
-uint32_t tpm_size(std::span<const uint8_t> message) noexcept;  // 0 if shorter than 6
-uint32_t tpm_code(std::span<const uint8_t> message) noexcept;  // 0 if shorter than 10
-
-// A 10-byte error response in the version's format: tag 0x8001 (2.0) / 0x00c4 (1.2).
-std::array<uint8_t, kTpmHeaderSize> tpm_error_response(TpmVersion version, uint32_t code) noexcept;
-// What the guest gets when the TPM is gone: TPM_RC_FAILURE (2.0) / TPM_FAIL (1.2).
-std::array<uint8_t, kTpmHeaderSize> tpm_failure_response(TpmVersion version) noexcept;
 
 // Assembles one TPM response from the data channel: the 10-byte header first, then exactly
 // size-10 more bytes. A size field below 10 or above `max_size` is malformed (the stream can

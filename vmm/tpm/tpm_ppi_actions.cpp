@@ -7,15 +7,14 @@
 
 #include "devices/tpm_ppi.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
-#include "vmm/tpm/tpm_command.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm {
 
 namespace {
 
 // TPM 2.0 Part 2: TPM_ST_SESSIONS, TPM_RH_PLATFORM.
-constexpr uint16_t kTpm2NoSessions = swtpm::kTpm2TagNoSessions, kTpm2Sessions = 0x8002;
+constexpr uint16_t kTpm2NoSessions = kTpm2TagNoSessions, kTpm2Sessions = 0x8002;
 constexpr uint32_t kTpm2CcStartup = 0x144, kTpm2CcClear = 0x126, kTpm2CcClearControl = 0x127;
 constexpr uint32_t kTpm2RhPlatform = 0x4000000C;
 constexpr uint16_t kTpm2SuClear = 0x0000;
@@ -31,12 +30,12 @@ uint32_t run(TpmBackend& tpm, const TpmCommand& command, const char* what) {
     std::vector<uint8_t> response(tpm.buffer_size());
     const size_t n = tpm.execute(0, command.done(), response);
     const std::span<const uint8_t> got(response.data(), n);
-    const auto gone = swtpm::tpm_failure_response(tpm.version());  // what a backend answers for a lost TPM
-    if (n < swtpm::kTpmHeaderSize || std::equal(got.begin(), got.end(), gone.begin(), gone.end())) {
+    const auto gone = tpm_failure_response(tpm.version());  // what a backend answers for a lost TPM
+    if (n < kTpmHeaderSize || std::equal(got.begin(), got.end(), gone.begin(), gone.end())) {
         log::error("PPI: {}: the TPM did not answer", what);
         return ppi::kResponseFirmwareFailure;
     }
-    const uint32_t rc = swtpm::tpm_code(got);
+    const uint32_t rc = tpm_code(got);
     if (rc != 0) log::warn("PPI: {} failed: TPM response code {:#x}", what, rc);
     if (rc > 0xFFF) return ppi::kResponseFirmwareFailure;  // outside the PPI response's TPM error range
     return rc;

@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "vmm/base/log.hpp"
-#include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm {
 
@@ -16,7 +16,7 @@ bool is_extend(TpmVersion v, uint32_t ordinal) noexcept {
                                  : ordinal == 0x14 /* TPM_ORD_Extend */ || ordinal == 0xA3 /* SHA1CompleteExtend */;
 }
 bool is_failure(TpmVersion v, uint32_t rc) noexcept {
-    return rc == (v == TpmVersion::v2_0 ? swtpm::kTpm2RcFailure : swtpm::kTpm12Fail);
+    return rc == (v == TpmVersion::v2_0 ? kTpm2RcFailure : kTpm12Fail);
 }
 
 }  // namespace
@@ -127,7 +127,7 @@ void TpmWorker::run() noexcept {
             // TPM 2.0 Part 1 §18.4 / TPM 1.2 Part 2 §6: the return code follows tag and size.
             const size_t n = std::min(backend_.execute(job.locality, job.command, response_), response_.size());
             if (n < 10) log::error("{}: the TPM gave no answer", job.what);
-            else if (const uint32_t rc = swtpm::tpm_code(std::span<const uint8_t>(response_.data(), n)); rc != 0)
+            else if (const uint32_t rc = tpm_code(std::span<const uint8_t>(response_.data(), n)); rc != 0)
                 log::error("{}: the TPM answered error {:#x}", job.what, rc);
             else log::debug("{}: done", job.what);
             lock.lock();
@@ -144,15 +144,15 @@ void TpmWorker::run() noexcept {
 
         lock.lock();
         ++stats_.commands;
-        const uint32_t ordinal = job.command.size() >= 10 ? swtpm::tpm_code(job.command) : 0;
+        const uint32_t ordinal = job.command.size() >= 10 ? tpm_code(job.command) : 0;
         log::debug("tpm: command 0x{:x} took {} ms in the backend", ordinal, ms.count());
         if (static_cast<uint64_t>(ms.count()) >= stats_.slowest_ms) {
             stats_.slowest_ms = static_cast<unsigned>(std::min<int64_t>(ms.count(), UINT32_MAX));
             stats_.slowest_ordinal = ordinal;
         }
         // The header's third field: the command's ordinal, the response's return code.
-        if (n >= 10 && swtpm::tpm_code(answer) == 0 && is_extend(version, swtpm::tpm_code(job.command))) ++stats_.extends;
-        if (n >= 10 && is_failure(version, swtpm::tpm_code(answer))) ++stats_.failures;
+        if (n >= 10 && tpm_code(answer) == 0 && is_extend(version, tpm_code(job.command))) ++stats_.extends;
+        if (n >= 10 && is_failure(version, tpm_code(answer))) ++stats_.failures;
         // Delivery is decided and performed with running_ still set, so the destructor waits
         // for the callback to return.
         if (!stop_) {
