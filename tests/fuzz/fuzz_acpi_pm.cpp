@@ -138,9 +138,4 @@ private:
 
 }  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    Input in(data, size);
-    Harness h(in.u8());
-    for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) h.step(in);
-    return 0;
-}
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) { return run_operations<Harness>(data, size); }

@@ -194,4 +194,14 @@ void guarded_read(Target& target, uint64_t address, size_t n, uint8_t* out) {
     std::memcpy(out, buf + 8, n);
 }
 
+// The libFuzzer entry of the operation-stream targets: the first byte configures a Harness, then
+// each step() consumes one operation, at most 4096 per input.
+template <typename Harness>
+int run_operations(const uint8_t* data, size_t size) {
+    Input in(data, size);
+    Harness h(in.u8());
+    for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) h.step(in);
+    return 0;
+}
+
 }  // namespace minivmm::fuzz

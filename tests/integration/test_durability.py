@@ -24,7 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmtest  # noqa: E402
 
-BIOS = "/usr/share/seabios/bios-256k.bin"
+BIOS = vmmtest.BIOS
 SECTOR = 512
 DISK_WRITE = re.compile(rb"MVG: disk-write PASS lba=(\d+) sectors=(\d+) boot=(\d+) nonce=0x([0-9a-fA-F]+)\r?\n")
 
@@ -124,11 +124,7 @@ def check_read_only_run(s, label, r, img, before):
 
 def main():
     minivmm, program, mkimage_path = sys.argv[1:4]
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not os.path.exists(BIOS):
-        print(f"SKIP: {BIOS} is missing (apt-get install seabios)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_bios()
     mkimage = load_mkimage(mkimage_path)
     s = vmmtest.Suite()
 

@@ -180,11 +180,14 @@ def outcome_problems(run, want_exit):
 
 
 class Suite:
+    """The cases of one test program: counts, timings and the PASS/FAIL lines (shared with the TPM suite)."""
+
     def __init__(self, args, workdir):
         self.args = args
         self.workdir = workdir
         self.passed = 0
         self.failed = 0
+        self.times = []
 
     def image(self, name, mode, reset_method=None):
         path = os.path.join(self.workdir, f"{name}.img")
@@ -198,6 +201,9 @@ class Suite:
         if problems or self.args.verbose:
             for line in lines:
                 print(f"    | {line}")
+            if problems and not lines:
+                print(f"    | raw: {run.raw[-800:].decode('latin-1')!r}")
+        self.times.append((name, run.elapsed))
         if problems:
             self.failed += 1
             print(f"FAIL {name} ({run.elapsed:.2f} s)")

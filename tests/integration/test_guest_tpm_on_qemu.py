@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_guest_on_qemu import (check_boot_all_pass, check_image, done_counts,  # noqa: E402
                                 outcome_problems, results, split_boots)
 from test_guest_on_qemu import run_qemu as guest_on_qemu_run  # noqa: E402
+import test_guest_on_qemu as guest_on_qemu  # noqa: E402
 import vmmtest  # noqa: E402
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
@@ -99,14 +100,7 @@ def eventlog_detail(boot):
     return got[0][1]
 
 
-class Suite:
-    def __init__(self, args, workdir):
-        self.args = args
-        self.workdir = workdir
-        self.passed = 0
-        self.failed = 0
-        self.times = []
-
+class Suite(guest_on_qemu.Suite):
     def image(self, name, mode, tpm):
         path = os.path.join(self.workdir, f"{name}.img")
         subprocess.run([sys.executable, self.args.mkimage, "--program", self.args.program, "--out", path,
@@ -132,23 +126,6 @@ class Suite:
         if swtpm and (self.args.verbose or run.returncode not in (0, None)):
             print(f"    swtpm: {swtpm.output()}")
         return img, run
-
-    def report(self, name, run, problems):
-        lines = run.mvg_lines()
-        if problems or self.args.verbose:
-            for line in lines:
-                print(f"    | {line}")
-            if problems and not lines:
-                print(f"    | raw: {run.raw[-800:].decode('latin-1')!r}")
-        self.times.append((name, run.elapsed))
-        if problems:
-            self.failed += 1
-            print(f"FAIL {name} ({run.elapsed:.2f} s)")
-            for p in problems:
-                print(f"    - {p}")
-        else:
-            self.passed += 1
-            print(f"PASS {name} ({run.elapsed:.2f} s, {len(lines)} MVG lines)")
 
     def case_basic(self, version):
         name = f"tpm{version.replace('.', '')}-basic"

@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmtest  # noqa: E402
 
-BIOS = "/usr/share/seabios/bios-256k.bin"
+BIOS = vmmtest.BIOS
 
 
 def mvg_ok(out, boots=1):
@@ -24,11 +24,7 @@ def mvg_ok(out, boots=1):
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not os.path.exists(BIOS):
-        print(f"SKIP: {BIOS} is missing (apt-get install seabios)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_bios()
     s = vmmtest.Suite()
     basic = vmmtest.make_image(mkimage, program, "basic", s.tmp.name)
     reset = vmmtest.make_image(mkimage, program, "reset", s.tmp.name)

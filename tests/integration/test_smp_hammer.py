@@ -16,18 +16,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmtest  # noqa: E402
 
-BIOS = "/usr/share/seabios/bios-256k.bin"
+BIOS = vmmtest.BIOS
 AP_ITERS = 2000  # tests/guest/ap_trampoline.S AP_ITERS
 PASS_LINE = re.compile(r"MVG: smp-hammer PASS ap_iters=(\d+) bsp_cmds=(\d+)")
 
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not os.path.exists(BIOS):
-        print(f"SKIP: {BIOS} is missing (apt-get install seabios)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_bios()
     s = vmmtest.Suite()
     img = os.path.join(s.tmp.name, "smp-hammer.img")
     bad = subprocess.run([sys.executable, mkimage, "--program", program, "--out", img, "--mode", "smp-hammer"],

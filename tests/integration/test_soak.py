@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import vmmtest  # noqa: E402
 
-BIOS = "/usr/share/seabios/bios-256k.bin"
+BIOS = vmmtest.BIOS
 TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
 RSS_SLACK_KIB = 2048
 BOOT_LINE = re.compile(rb"MVG: config PASS mode=reset-loop boot=(\d+)")
@@ -194,11 +194,7 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.resets <= 1000 or args.runs < 1:
         parser.error("--resets must be 1..1000 and --runs at least 1")
-    if not vmmtest.kvm_usable():
-        sys.exit(vmmtest.SKIP)
-    if not os.path.exists(BIOS):
-        print(f"SKIP: {BIOS} is missing (apt-get install seabios)")
-        sys.exit(vmmtest.SKIP)
+    vmmtest.require_kvm_and_bios()
     if not shutil.which("swtpm"):
         print("SKIP: swtpm is not installed (apt-get install swtpm)")
         sys.exit(vmmtest.SKIP)

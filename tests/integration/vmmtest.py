@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from vm import wait_listening  # noqa: E402,F401  (shared: swtpm listens once a probe connects)
 
 SKIP = 77  # meson's "skipped" exit status
+BIOS = "/usr/share/seabios/bios-256k.bin"  # Debian's seabios package
 
 
 class Run:
@@ -44,6 +45,15 @@ def kvm_usable():
     except OSError as e:
         print(f"SKIP: /dev/kvm is not usable here ({e.strerror})")
         return False
+
+
+def require_kvm_and_bios():
+    """Exits with SKIP (saying why) unless /dev/kvm is usable and Debian's SeaBIOS is installed."""
+    if not kvm_usable():
+        sys.exit(SKIP)
+    if not os.path.exists(BIOS):
+        print(f"SKIP: {BIOS} is missing (apt-get install seabios)")
+        sys.exit(SKIP)
 
 
 def require_kvm_and_swtpm():
