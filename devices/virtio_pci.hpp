@@ -91,7 +91,6 @@ public:
 protected:
     void config_written(uint16_t offset, size_t size) noexcept override;
     void config_before_read(uint16_t offset, size_t size) noexcept override;
-    void reset_hook() noexcept override;
 
 private:
     class ConfigBar final : public Device {
