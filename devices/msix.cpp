@@ -11,15 +11,7 @@ MsixTable::MsixTable(uint16_t vectors, MsiSink& sink) : vectors_(vectors), sink_
     if (vectors == 0 || vectors > kMaxVectors)
         throw std::invalid_argument(fmt::format("MSI-X table with {} vectors (1-{} supported)", vectors, kMaxVectors));
     table_.resize(table_size());
-    reset();
-}
-
-void MsixTable::reset() noexcept {
-    std::fill(table_.begin(), table_.end(), uint8_t{0});
     for (uint16_t v = 0; v < vectors_; ++v) table_[v * kEntrySize + 12] = kVectorMasked;  // §6.8.2.9: masked at reset
-    pending_ = 0;
-    enabled_ = false;
-    function_masked_ = false;
 }
 
 uint32_t MsixTable::entry_word(uint16_t vector, unsigned word) const noexcept {

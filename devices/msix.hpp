@@ -40,9 +40,6 @@ public:
     void notify(uint16_t vector) noexcept;
     bool pending(uint16_t vector) const noexcept { return vector < vectors_ && (pending_ >> vector) & 1; }
 
-    // PCI reset: every entry zero and masked, no pending bits, MSI-X disabled.
-    void reset() noexcept;
-
 private:
     uint32_t entry_word(uint16_t vector, unsigned word) const noexcept;
     bool masked(uint16_t vector) const noexcept;

@@ -41,7 +41,6 @@ PciFunction::PciFunction(std::string_view name, const PciIdentity& id) : name_(n
 void PciFunction::init8(uint16_t offset, uint8_t value) {
     if (offset >= kConfigSize) throw std::invalid_argument(fmt::format("{}: config offset {:#x} out of range", name_, offset));
     config_[offset] = value;
-    power_on_[offset] = value;
 }
 void PciFunction::init16(uint16_t offset, uint16_t value) {
     init8(offset, static_cast<uint8_t>(value));
@@ -178,11 +177,6 @@ std::optional<PciFunction::BarWindow> PciFunction::bar_window(int index) const n
     if (w.base == 0 || w.base + bar.size < w.base) return std::nullopt;  // 0 = unassigned; wrap
     if (bar.type == PciBarType::mem32 && w.base + bar.size > kMem32End) return std::nullopt;
     return w;
-}
-
-void PciFunction::reset() noexcept {
-    config_ = power_on_;
-    reset_hook();
 }
 
 }  // namespace minivmm

@@ -89,9 +89,6 @@ public:
 
     uint16_t command() const noexcept { return read16(pci::kCommand); }
 
-    // PCI reset (machine reset): config space back to its power-on values, then reset_hook().
-    void reset() noexcept;
-
 protected:
     // --- set-up (constructor time; throw std::invalid_argument on misuse) --------------------
     // size: power of two, >= 16 for memory and >= 4 for I/O. A 64-bit BAR also takes index+1.
@@ -115,10 +112,9 @@ protected:
     uint64_t bar_size(int index) const noexcept;
 
     // Hooks for derived functions: called after a write has been stored through the write
-    // masks, before a read is served (to refresh dynamic bytes), and on reset().
+    // masks, and before a read is served (to refresh dynamic bytes).
     virtual void config_written(uint16_t /*offset*/, size_t /*size*/) noexcept {}
     virtual void config_before_read(uint16_t /*offset*/, size_t /*size*/) noexcept {}
-    virtual void reset_hook() noexcept {}
 
 private:
     struct Bar {
@@ -128,7 +124,6 @@ private:
     };
     std::string name_;
     std::array<uint8_t, kConfigSize> config_{};
-    std::array<uint8_t, kConfigSize> power_on_{};
     std::array<uint8_t, kConfigSize> wmask_{};
     std::array<Bar, kNumBars> bars_{};
     uint8_t last_capability_ = 0;

@@ -36,15 +36,6 @@ void PciHost::add(uint8_t slot, PciFunction& function) {
     sync_bars(slots_[slot]);
 }
 
-void PciHost::reset() noexcept {
-    address_ = 0;
-    for (Slot& s : slots_) {
-        if (!s.function) continue;
-        s.function->reset();
-        sync_bars(s);
-    }
-}
-
 PciHost::Slot* PciHost::selected(uint16_t& reg) noexcept {
     if (!(address_ & kEnable)) return nullptr;
     const unsigned bus = (address_ >> 16) & 0xff;

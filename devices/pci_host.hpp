@@ -43,9 +43,6 @@ public:
     // already in use (slot 0 is the host bridge).
     void add(uint8_t slot, PciFunction& function);
 
-    // Machine reset: every function back to power-on config, all BARs unmapped.
-    void reset() noexcept;
-
     std::string_view name() const noexcept override { return "pci-host"; }
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;

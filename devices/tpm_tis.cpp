@@ -3,7 +3,6 @@
 #include "devices/tpm_tis.hpp"
 
 #include <algorithm>
-#include <utility>
 
 #include "vmm/base/bytes.hpp"
 #include "vmm/base/log.hpp"
@@ -36,29 +35,13 @@ constexpr bool is_split_access(uint64_t offset, size_t size) noexcept {
 }  // namespace
 
 TpmTis::TpmTis(TpmDeviceBackend& backend, IrqLine* irq, uint8_t irq_vector) noexcept
-    : backend_(backend), irq_(irq), irq_vector_(irq_vector) {
-    reset();
-}
-
-void TpmTis::reset() noexcept {
-    version_ = backend_.version();
-    buffer_size_ = std::min(backend_.buffer_size(), kBufferMax);
-    if (outstanding_ && !discard_completion_) {
-        // The TPM still owns a command of the previous boot: ask it to stop and drop its answer.
-        backend_.cancel();
-        discard_completion_ = true;
-    }
-    deferred_locality_ = kNoLocality;
-    active_ = next_ = aborting_ = kNoLocality;
+    : backend_(backend), irq_(irq), irq_vector_(irq_vector), version_(backend.version()),
+      buffer_size_(std::min(backend.buffer_size(), kBufferMax)) {
     const bool tpm2 = version_ == TpmVersion::v2_0;
     for (Locality& l : loc_) {
-        l = Locality{};
         l.sts = tpm2 ? kStsFamily20 : kStsFamily12;
         l.iface_id = tpm2 ? kInterfaceIdTpm20 : kInterfaceIdTpm12;
     }
-    rw_offset_ = 0;
-    response_len_ = 0;
-    lower_irq();
 }
 
 // --- Access decoding --------------------------------------------------------------------------
@@ -267,15 +250,11 @@ void TpmTis::write_fifo(uint8_t locty, uint32_t val, unsigned size) noexcept {
 
 // tpmGo (TIS state machine, Reception -> Execution): hand buffer[0, rw_offset) to the TPM.
 void TpmTis::send_command(uint8_t locty) noexcept {
-    if (valid(deferred_locality_) || (outstanding_ && !discard_completion_)) {
+    if (outstanding_) {
         log::debug("tpm-tis: tpmGo in locality {} while another command executes ignored", locty);
         return;
     }
     loc_[locty].state = State::execution;
-    if (outstanding_) {
-        deferred_locality_ = locty;  // sent when the pre-reset command has completed
-        return;
-    }
     outstanding_ = true;
     command_locality_ = locty;
     selftest_command_ = version_ == TpmVersion::v1_2 && rw_offset_ >= 10 &&
@@ -290,14 +269,6 @@ void TpmTis::command_completed(std::span<const uint8_t> response) noexcept {
         return;
     }
     outstanding_ = false;
-    if (discard_completion_) {
-        discard_completion_ = false;
-        if (valid(deferred_locality_)) {
-            const uint8_t locty = std::exchange(deferred_locality_, kNoLocality);
-            send_command(locty);
-        }
-        return;
-    }
     const uint8_t locty = command_locality_;
     const size_t n = std::min(response.size(), buffer_size_);
     std::copy_n(response.begin(), n, buffer_.begin());

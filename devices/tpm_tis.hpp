@@ -15,8 +15,11 @@
 // register read all-ones. Writes to locality 4 are ignored (QEMU: locality 4 is reserved for
 // the hardware/CPU, not software).
 //
-// Thread safety: none inside. read(), write(), command_completed() and reset() must be
-// serialised by the caller (the machine's device lock). The backend's submit() and cancel() must
+// A machine reset builds a new device (vmm/main.cpp rebuilds the Machine; the old TpmWorker
+// abandons a command in flight, so its response never arrives here).
+//
+// Thread safety: none inside. read(), write() and command_completed() must be serialised by the
+// caller (the machine's device lock). The backend's submit() and cancel() must
 // not call command_completed() before they return.
 #pragma once
 
@@ -35,7 +38,8 @@ namespace minivmm {
 class TpmTis final : public TpmFrontend {
 public:
     // `irq` may be nullptr: the device is then polled (as with QEMU's DSDT, which advertises no
-    // IRQ). `irq_vector` is what TPM_INT_VECTOR reads (QEMU: ISA IRQ 5). Calls reset().
+    // IRQ). `irq_vector` is what TPM_INT_VECTOR reads (QEMU: ISA IRQ 5). The power-on state
+    // (QEMU tpm_tis_reset): the backend's version and buffer size, all localities idle, none active.
     TpmTis(TpmDeviceBackend& backend, IrqLine* irq, uint8_t irq_vector = tis::kDefaultIrqVector) noexcept;
 
     std::string_view name() const noexcept override { return "tpm-tis"; }
@@ -46,11 +50,6 @@ public:
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
     void command_completed(std::span<const uint8_t> response) noexcept override;
-
-    // Machine reset (QEMU tpm_tis_reset): re-reads the backend's version and buffer size, all
-    // localities idle, none active. A command still outstanding is cancelled and its
-    // completion discarded; a tpmGo arriving before that completion is sent right after it.
-    void reset() noexcept;
 
     // Diagnostics and tests.
     bool command_outstanding() const noexcept { return outstanding_; }
@@ -113,8 +112,6 @@ private:
     bool outstanding_ = false;      // a command was submitted and has not completed
     uint8_t command_locality_ = 0;  // locality of the outstanding command
     bool selftest_command_ = false; // outstanding command is TPM 1.2 ContinueSelfTest
-    bool discard_completion_ = false;  // outstanding command predates the last reset()
-    uint8_t deferred_locality_ = tis::kNoLocality;  // tpmGo received while discarding; send later
     bool irq_level_ = false;
 };
 

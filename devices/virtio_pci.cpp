@@ -218,12 +218,6 @@ void VirtioPci::device_reset() noexcept {
     model_.reset();
 }
 
-void VirtioPci::reset_hook() noexcept {
-    msix_.reset();
-    intx_level_ = true;  // force the line low even if it was never raised through us
-    device_reset();
-}
-
 // --- interrupts ---------------------------------------------------------------------------------
 
 void VirtioPci::signal(uint16_t vector, uint8_t isr_bit) noexcept {

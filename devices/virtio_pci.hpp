@@ -84,7 +84,6 @@ public:
     uint8_t device_status() const noexcept { return status_; }
     uint64_t driver_features() const noexcept { return driver_features_; }
     uint8_t isr() const noexcept { return isr_; }
-    uint16_t msix_vectors() const noexcept { return msix_.vectors(); }
     uint8_t pci_cfg_cap_offset() const noexcept { return pci_cfg_cap_; }
     uint8_t msix_cap_offset() const noexcept { return msix_cap_; }
     const Virtqueue& queue(uint16_t index) const noexcept { return queues_[index]->vq; }
@@ -92,7 +91,6 @@ public:
 protected:
     void config_written(uint16_t offset, size_t size) noexcept override;
     void config_before_read(uint16_t offset, size_t size) noexcept override;
-    void reset_hook() noexcept override;
 
 private:
     class ConfigBar final : public Device {

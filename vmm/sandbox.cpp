@@ -64,7 +64,9 @@ constexpr size_t kNameSize = 32;
 // Filled before the filters are loaded, read by the SIGSYS handler (no allocation there).
 char g_syscall_names[kMaxSyscall][kNameSize];
 std::atomic<bool> g_active{false};
+#ifdef MINIVMM_TEST_HOOKS
 std::atomic<VcpuStartHook> g_hook{nullptr};
+#endif
 std::vector<sock_filter> g_vcpu_program;
 sock_fprog g_vcpu_fprog{};
 thread_local char t_thread_name[kNameSize];
@@ -273,7 +275,9 @@ void set_thread_name(std::string_view name) noexcept {
     t_thread_name[n] = '\0';
 }
 
+#ifdef MINIVMM_TEST_HOOKS
 void set_vcpu_start_hook(VcpuStartHook hook) noexcept { g_hook.store(hook); }
+#endif
 
 bool active() noexcept { return g_active.load(std::memory_order_acquire); }
 
@@ -303,7 +307,9 @@ int enter_vcpu_thread(unsigned index) noexcept {
     std::snprintf(name, sizeof name, "vCPU %u", index);  // (fmt's format_to_n does not link with clang + libfmt.so 9)
     set_thread_name(name);
     if (active() && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &g_vcpu_fprog) != 0) return errno;
+#ifdef MINIVMM_TEST_HOOKS
     if (VcpuStartHook hook = g_hook.load()) hook(index);
+#endif
     return 0;
 }
 

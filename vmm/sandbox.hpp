@@ -45,10 +45,13 @@ int enter_vcpu_thread(unsigned index) noexcept;
 // appear as "thread <tid>".
 void set_thread_name(std::string_view name) noexcept;
 
-// Test builds only (minivmm-testhooks): a function every vCPU thread calls right after its filter
-// is loaded, used to prove that a forbidden call is stopped. nullptr (the default) = none.
+#ifdef MINIVMM_TEST_HOOKS
+// minivmm-testhooks only (meson.build compiles this file a second time for it): a function every
+// vCPU thread calls right after its filter is loaded, used to prove that a forbidden call is
+// stopped. nullptr (the default) = none.
 using VcpuStartHook = void (*)(unsigned index);
 void set_vcpu_start_hook(VcpuStartHook hook) noexcept;
+#endif
 
 // The line the SIGSYS handler prints, without the trailing newline:
 //   minivmm: error: sandbox: forbidden system call NAME (NR) in THREAD; run with -sandbox off to debug

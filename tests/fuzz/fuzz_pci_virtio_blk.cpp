@@ -4,8 +4,9 @@
 // MSI-X control, the PCI cfg access window), MMIO accesses of any size to both BARs through the
 // MMIO bus, driver initialisation with any features and queue layout, raw guest-memory writes,
 // descriptors with any address/length/flags/next (loops, overlaps, holes, indirect tables),
-// avail-ring entries, whole block requests (well-formed or not), notifications, ISR reads and
-// PCI resets, and a second function with an I/O BAR and a 64-bit BAR programmed anywhere.
+// avail-ring entries, whole block requests (well-formed or not), notifications, ISR reads,
+// device resets (a machine reset builds new devices instead), and a second function with an I/O
+// BAR and a 64-bit BAR programmed anywhere.
 // Guest RAM has holes and adjacent regions, each an exactly-sized heap block.
 // Checks: the device writes guest memory only in the used ring and in buffers that some
 // device-writable descriptor (direct or in an indirect table) names at some moment of the
@@ -84,7 +85,7 @@ public:
         case 12:
             switch ((op >> 4) & 3) {
             case 0: disk_.fail = !disk_.fail; break;
-            case 1: host_.reset(); break;
+            case 1: common_write(STATUS, 1, 0); break;  // device reset (virtio 1.x §4.1.4.3.1)
             default: program_test_function(in, op); break;
             }
             break;

@@ -8,7 +8,8 @@
 // the five locality pages, whole commands sent through the FIFO of a locality and read back
 // (TPM2_Startup, GetRandom, PCR_Read, GetCapability, SelfTest, or input bytes, each possibly
 // with a patched byte), letting the TPM run the outstanding command, commandCancel,
-// relinquish/seize, resetEstablishment, and a machine reset (TIS reset + TPM power cycle).
+// relinquish/seize, resetEstablishment, and a machine reset as vmm/main.cpp does it (the command
+// in flight is abandoned, the TPM power-cycled, a new TIS built).
 // Checks: reads that are not decoded (odd sizes, straddling a register word, past the window)
 // read all-ones; the TIS has a command outstanding exactly when the backend holds one, from
 // localities 0-3 only; the active locality's STS reads 0 in bits 0, 1 and 5, TPM 2.0 family,
@@ -27,6 +28,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -150,7 +152,8 @@ std::vector<uint8_t> command_template(uint8_t which, Input& in) {
 class Harness {
 public:
     explicit Harness(uint8_t config)
-        : has_irq_(config & 1), backend_(*tpm->backend), tis_(backend_, has_irq_ ? &irq_ : nullptr) {
+        : has_irq_(config & 1), backend_(*tpm->backend) {
+        tis_.emplace(backend_, has_irq_ ? &irq_ : nullptr);
         tpm->begin_input();
     }
 
@@ -162,7 +165,7 @@ public:
             const uint64_t offset = pick_offset(in);
             uint8_t buf[8];
             in.fill(buf);
-            tis_.write(offset, std::span<const uint8_t>(buf, kAccessSizes[(op >> 3) & 7]));
+            tis_->write(offset, std::span<const uint8_t>(buf, kAccessSizes[(op >> 3) & 7]));
             break;
         }
         case 2: run(); break;
@@ -183,7 +186,8 @@ public:
         default:
             if ((op >> 3) == 0) {  // a machine reset (NV persists): nothing from before it completes
                 backend_.pending = false;
-                tis_.reset();
+                irq_.level = false;  // the new VM's line
+                tis_.emplace(backend_, has_irq_ ? &irq_ : nullptr);
                 check(tpm->backend->power_cycle());
                 started_ = false;
             }
@@ -193,10 +197,10 @@ public:
     }
 
 private:
-    void write8(uint64_t offset, uint8_t v) { tis_.write(offset, std::span<const uint8_t>(&v, 1)); }
+    void write8(uint64_t offset, uint8_t v) { tis_->write(offset, std::span<const uint8_t>(&v, 1)); }
     uint32_t read32(uint64_t offset) {
         uint8_t b[4];
-        tis_.read(offset, b);
+        tis_->read(offset, b);
         return static_cast<uint32_t>(load_le(b));
     }
 
@@ -205,7 +209,7 @@ private:
         const size_t n = kAccessSizes[(op >> 3) & 7];
         uint8_t buf[16];
         std::memset(buf, 0xA5, sizeof buf);
-        tis_.read(offset, std::span<uint8_t>(buf + 4, n));
+        tis_->read(offset, std::span<uint8_t>(buf + 4, n));
         for (size_t i = 0; i < 4; ++i) check(buf[i] == 0xA5 && buf[4 + n + i] == 0xA5);
         const bool decoded = (n == 1 || n == 2 || n == 4) ? (offset & 3) + n <= 4 : n == 8 && offset % 8 == 0;
         if (!decoded || offset + n > 0x5000)
@@ -217,7 +221,7 @@ private:
         if (!backend_.pending) return;
         backend_.run();
         note_response(backend_.locality(), backend_.command(), backend_.response);
-        tis_.command_completed(backend_.response);
+        tis_->command_completed(backend_.response);
     }
 
     // What the TPM must answer to the commands whose answer is known.
@@ -251,22 +255,22 @@ private:
         write8(base + tis::kRegSts, static_cast<uint8_t>(tis::kStsTpmGo));
         const bool submitted = !was_pending && backend_.pending;
         run();
-        if (!submitted || tis_.active_locality() != l) return;
+        if (!submitted || tis_->active_locality() != l) return;
         const std::vector<uint8_t>& rsp = backend_.response;
         for (size_t i = 0; i < rsp.size(); ++i) {
             check(read32(base + tis::kRegSts) & tis::kStsDataAvailable);
             uint8_t b;
-            tis_.read(base + tis::kRegDataFifo, std::span<uint8_t>(&b, 1));
+            tis_->read(base + tis::kRegDataFifo, std::span<uint8_t>(&b, 1));
             check(b == rsp[i]);
         }
         check(!(read32(base + tis::kRegSts) & tis::kStsDataAvailable));
     }
 
     void check_invariants() {
-        check(tis_.command_outstanding() == backend_.pending);
-        const uint8_t a = tis_.active_locality();
+        check(tis_->command_outstanding() == backend_.pending);
+        const uint8_t a = tis_->active_locality();
         check(a == tis::kNoLocality || a < 4);
-        if (has_irq_) check(irq_.level == tis_.irq_level());
+        if (has_irq_) check(irq_.level == tis_->irq_level());
         const uint8_t access = static_cast<uint8_t>(read32(0));
         check(((access & tis::kAccessTpmEstablishment) != 0) == !tpm->backend->established());
         if (a == tis::kNoLocality) return;
@@ -280,7 +284,7 @@ private:
     bool has_irq_;
     EdgeCheckingIrq irq_;
     SyncBackend backend_;
-    TpmTis tis_;
+    std::optional<TpmTis> tis_;
     bool started_ = false;  // TPM2_Startup succeeded since the last power cycle
 };
 

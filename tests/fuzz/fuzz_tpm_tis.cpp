@@ -2,11 +2,13 @@
 // (TPM version, backend buffer size, established flag, IRQ line or polled) followed by
 // operations: MMIO reads and writes of 1/2/4/8 (and odd) sizes at any offset with any value,
 // whole commands sent through the FIFO, backend completions with arbitrary response bytes (up to
-// 8 KiB), commandCancel, relinquish and device reset. Sanitizers catch memory errors and UB;
+// 8 KiB), commandCancel, relinquish and machine reset (as vmm/main.cpp does it: the command in
+// flight is abandoned and a new device is built). Sanitizers catch memory errors and UB;
 // the checks below catch broken invariants.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -112,10 +114,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FuzzBackend backend(config & 1 ? TpmVersion::v1_2 : TpmVersion::v2_0, kBufferSizes[(config >> 1) & 7],
                         (config & 0x10) != 0);
     FuzzIrq irq;
-    TpmTis tis(backend, (config & 0x20) ? &irq : nullptr);
+    std::optional<TpmTis> device;
+    device.emplace(backend, (config & 0x20) ? &irq : nullptr);
 
     for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {
         const uint8_t op = in.u8();
+        TpmTis& tis = *device;  // not used after case 7 replaces the device
         switch (op % 8) {
         case 0:
         case 1: {
@@ -159,17 +163,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             break;
         }
         case 7:
-            if ((op >> 3) == 0) tis.reset();
+            if ((op >> 3) == 0) {  // machine reset: the old worker drops the response, a new VM has a new line
+                backend.outstanding = false;
+                irq.level = false;
+                device.emplace(backend, (config & 0x20) ? &irq : nullptr);
+            }
             break;
         }
-        // Invariants after every operation.
-        check(tis.command_outstanding() == backend.outstanding);
-        check(tis.active_locality() == tis::kNoLocality || tis.active_locality() < 4);
-        if (config & 0x20) check(irq.level == tis.irq_level());
-        const uint8_t a = tis.active_locality();
+        // Invariants after every operation (on the new device after a reset).
+        TpmTis& now = *device;
+        check(now.command_outstanding() == backend.outstanding);
+        check(now.active_locality() == tis::kNoLocality || now.active_locality() < 4);
+        if (config & 0x20) check(irq.level == now.irq_level());
+        const uint8_t a = now.active_locality();
         if (a != tis::kNoLocality) {
             uint8_t sts[4];
-            tis.read((uint64_t{a} << 12) + 0x18, sts);
+            now.read((uint64_t{a} << 12) + 0x18, sts);
             const uint32_t burst = (uint32_t{sts[1]} | uint32_t{sts[2]} << 8);
             check(burst <= tis::kBufferMax);
             check((sts[0] & 0x23) == 0);  // STS bits 0, 1 and 5 read as zero (Linux TPM_STS_READ_ZERO)

@@ -324,7 +324,7 @@ TEST_CASE("pci host add() rejects bad slots") {
     CHECK_THROWS_AS(host.add(5, b), std::invalid_argument);
 }
 
-TEST_CASE("pci reset and destruction unmap BARs") {
+TEST_CASE("pci host destruction unmaps BARs") {
     Bus pio{"pio"}, mmio{"mmio"};
     TestFunction fn;
     {
@@ -338,13 +338,6 @@ TEST_CASE("pci reset and destruction unmap BARs") {
             store_le(d, value);
             pio.write(0xCFC, d);
         };
-        cfg_write(0x10, 0xFE00'0000);
-        cfg_write(0x04, pci::kCommandMemory);
-        CHECK(mmio.find(0xFE00'0000, 4).device == &fn.mem);
-        host.reset();
-        CHECK(mmio.find(0xFE00'0000, 4).device == nullptr);
-        CHECK(fn.command() == 0);
-        CHECK(host.config_address() == 0);
         cfg_write(0x10, 0xFE00'0000);
         cfg_write(0x04, pci::kCommandMemory);
         CHECK(mmio.find(0xFE00'0000, 4).device == &fn.mem);

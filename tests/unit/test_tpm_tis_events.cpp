@@ -87,39 +87,8 @@ TEST_CASE("tis: INTERFACE_ID IntfSelLock latches in every locality") {
     CHECK(readl(tis, reg(0, kInterfaceId)) == 0x00002100u);
     writel(tis, reg(0, kInterfaceId), 0x00080000);
     for (unsigned l = 0; l < 5; ++l) CHECK(readl(tis, reg(l, kInterfaceId)) == 0x00082100u);
-    tis.reset();
-    CHECK(readl(tis, reg(2, kInterfaceId)) == 0x00002100u);
-}
-
-TEST_CASE("tis: reset during a command cancels it and discards its late completion") {
-    FakeTpmBackend be;
-    RecordingIrq irq;
-    TpmTis tis(be, &irq);
-    send_command(tis, 0, kStartup);
-    writel(tis, reg(0, kIntEnable), 0x80000087);
-    tis.reset();
-    CHECK(be.cancels == 1);
-    CHECK(tis.active_locality() == 0xFF);
-    CHECK(tis.command_outstanding());
-    SUBCASE("the stale response is not shown") {
-        tis.command_completed(kOkResponse);
-        CHECK_FALSE(tis.command_outstanding());
-        writeb(tis, reg(0, kAccess), 0x02);
-        CHECK(readl(tis, reg(0, kSts)) == 0x04100000u);
-        CHECK(readb(tis, reg(0, kFifo)) == 0xFF);
-    }
-    SUBCASE("a new command sent meanwhile goes to the TPM after the stale one") {
-        const std::vector<uint8_t> selftest = {0x80, 0x01, 0, 0, 0, 0x0B, 0, 0, 0x01, 0x43, 0x01};
-        send_command(tis, 0, selftest);
-        CHECK(be.submits.size() == 1);
-        CHECK((readb(tis, reg(0, kSts)) & 0xFF) == 0x80);  // Execution
-        tis.command_completed(kOkResponse);                 // the pre-reset command's answer
-        REQUIRE(be.submits.size() == 2);
-        CHECK(be.submits[1].command == selftest);
-        CHECK(tis.command_outstanding());
-        tis.command_completed(kOkResponse);
-        CHECK(read_response(tis, 0, 10) == kOkResponse);
-    }
+    TpmTis after_reset(be, nullptr);  // a machine reset builds a new device (vmm/main.cpp)
+    CHECK(readl(after_reset, reg(2, kInterfaceId)) == 0x00002100u);
 }
 
 TEST_CASE("tis: tpmGo from another locality while a command executes is refused") {

@@ -169,18 +169,6 @@ TEST_CASE("virtio-blk through the PCI configuration access capability (SeaBIOS p
     CHECK(m.pci.device_status() == 0x0F);
 }
 
-TEST_CASE("virtio-pci PCI reset") {
-    Machine m;
-    REQUIRE(m.init());
-    m.request(virtio_blk::kTIn, 0, 512, true);
-    CHECK(m.irq.level);
-    m.host.reset();
-    CHECK_FALSE(m.irq.level);
-    CHECK(m.pci.device_status() == 0);
-    CHECK(m.cfg_read(0x10, 4) == 0);
-    CHECK(m.mmio.find(kBar0, 4).device == nullptr);
-}
-
 TEST_CASE("virtio-blk survives random guest input") {
     // Deterministic pseudo-random register writes, ring scribbles and notifications: nothing may
     // crash or touch memory outside guest RAM (run this under ASan/UBSan too), and afterwards a
