@@ -15,9 +15,9 @@
 // register read all-ones. Writes to locality 4 are ignored (QEMU: locality 4 is reserved for
 // the hardware/CPU, not software).
 //
-// Thread safety: none inside. read(), write(), command_completed() and reset() must be
-// serialised by the caller (the machine's device lock). The backend's submit() and cancel() must
-// not call command_completed() before they return.
+// No lock inside (devices/device.hpp): read(), write(), command_completed() and reset() run
+// under the machine's device lock. The backend's submit() and cancel() must not call
+// command_completed() before they return.
 #pragma once
 
 #include <array>
