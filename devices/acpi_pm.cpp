@@ -43,7 +43,6 @@ void AcpiPm::refresh_timer_status() noexcept {
 }
 
 void AcpiPm::read(uint64_t offset, std::span<uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     const uint64_t end = offset + data.size();
     if (offset < kEnableOffset) refresh_timer_status();
     const uint16_t control = static_cast<uint16_t>(control_ | kSciEn);  // SLP_EN reads 0
@@ -63,7 +62,6 @@ void AcpiPm::read(uint64_t offset, std::span<uint8_t> data) noexcept {
 }
 
 void AcpiPm::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     // Gather the bytes into (value, byte-mask) per register, so a byte write touches only its
     // half of a 16-bit register and a 4-byte write at +0 updates PM1_STS and PM1_EN together.
     uint16_t status_value = 0, status_mask = 0;

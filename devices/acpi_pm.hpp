@@ -18,7 +18,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <span>
 #include <string_view>
 
@@ -66,7 +65,6 @@ private:
     SystemControl& system_;
     Clock now_ns_;
     uint64_t start_ns_;
-    std::mutex mutex_;
 
     uint16_t status_ = 0;
     uint16_t enable_ = 0;

@@ -89,21 +89,18 @@ Cmos::Cmos(const CmosConfig& config, std::function<int64_t()> now_unix_seconds) 
 }
 
 int64_t Cmos::guest_offset_seconds() const noexcept {
-    std::lock_guard lock(mutex_);
     return offset_;
 }
 
 Cmos::DateTime Cmos::guest_now() const { return from_unix(now_() + offset_); }
 
 void Cmos::read(uint64_t offset, std::span<uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     // A wide access is a sequence of byte cycles on the ISA bus.
     for (size_t i = 0; i < data.size(); ++i)
         data[i] = offset + i == 1 ? read_register(index_) : 0xFF;  // the index port is write-only
 }
 
 void Cmos::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     for (size_t i = 0; i < data.size(); ++i) {
         if (offset + i == 0)
             index_ = data[i] & 0x7F;  // bit 7 masks NMI on real hardware; nothing to mask here

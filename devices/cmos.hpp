@@ -14,7 +14,6 @@
 #include <array>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <span>
 #include <string_view>
 
@@ -85,7 +84,6 @@ private:
     static int64_t to_unix(const DateTime& t) noexcept;
 
     std::function<int64_t()> now_;
-    mutable std::mutex mutex_;
     std::array<uint8_t, cmos::kRamSize> ram_{};
     uint8_t index_ = 0;
     int64_t offset_ = 0;   // guest time - host time, seconds

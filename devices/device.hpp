@@ -1,6 +1,17 @@
 // The interfaces every device model is written against. Nothing here knows about KVM,
 // sockets or threads: the VMM core implements IrqLine/MsiSink/SystemControl on top of KVM,
 // and unit tests and fuzzers implement them with plain recorders.
+//
+// Locking, the one rule for every device: devices contain no locks and are not thread-safe.
+// Every call into a device (read, write, and any other method another thread reaches, such as
+// Uart16550::receive or TpmFrontend::command_completed) is made with the machine's device lock
+// held; the owner takes it (vmm/vcpu.cpp around exit dispatch and coalesced-MMIO replay,
+// Machine::serial_input, the TPM worker's completion in vmm/machine_devices.cpp), never the device.
+// Only calls no other thread can race with go without it: set-up before the vCPU threads start,
+// and the PPI mailbox between two machines (vmm/main.cpp).
+// What a device calls with the lock held (IrqLine, MsiSink, SystemControl, ByteSink,
+// TpmDeviceBackend, callbacks) must never take the device lock, wait for a thread that takes
+// it, or wait for the host console: the ByteSink behind a console is a non-blocking queue.
 #pragma once
 
 #include <cstdint>

@@ -100,7 +100,6 @@ uint16_t FwCfg::add_writable_file(std::string name, size_t size) {
 
 std::vector<uint8_t> FwCfg::contents(uint16_t key) const noexcept {
     try {
-        std::lock_guard lock(mutex_);
         auto it = items_.find(key);
         return it == items_.end() ? std::vector<uint8_t>{} : it->second;
     } catch (...) {
@@ -156,7 +155,6 @@ uint8_t FwCfg::read_data_byte() noexcept {
 }
 
 void FwCfg::read(uint64_t offset, std::span<uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     if (data.size() == 1 && offset <= fw_cfg::kDataOffset) {
         // QEMU's x86 "comb" region (0x510-0x511) answers byte reads with item data.
         data[0] = read_data_byte();
@@ -175,7 +173,6 @@ void FwCfg::read(uint64_t offset, std::span<uint8_t> data) noexcept {
 }
 
 void FwCfg::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     if (offset == fw_cfg::kSelectorOffset && data.size() == 2) {
         select(static_cast<uint16_t>(load_le(data)));
     } else if (offset <= fw_cfg::kDataOffset && data.size() == 1) {

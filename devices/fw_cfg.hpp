@@ -6,13 +6,12 @@
 //   +0/+1   data, 8-bit reads (QEMU's "comb" region answers byte reads at either port)
 //   +4..+11 DMA address, big-endian: +4 high 32 bits, +8 low 32 bits (this write starts the
 //           transfer), or one 64-bit write at +4; reads return the signature "QEMU CFG".
-// Items are added at set-up time only (add_item/add_file are not guest-facing and not to be
-// called while a vCPU runs); the guest-facing read/write paths are noexcept and serialised.
+// Items are added at set-up time only (add_item/add_file are not to be called while a vCPU
+// runs); no lock inside (devices/device.hpp).
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,7 +89,8 @@ public:
     // A file of `size` zero bytes the guest may overwrite with DMA WRITE (never beyond its end,
     // QEMU fw_cfg_dma_transfer), e.g. the target of a table-loader WRITE_POINTER.
     uint16_t add_writable_file(std::string name, size_t size);
-    // The current contents of an item, safe while vCPUs run (for writable files); empty if absent.
+    // The current contents of an item (for writable files), under the device lock like read()
+    // and write() (the -kernel boot port calls it on a vCPU); empty if absent.
     std::vector<uint8_t> contents(uint16_t key) const noexcept;
 
     // Inspection for tests and diagnostics (set-up time only).
@@ -115,7 +115,7 @@ private:
     std::vector<File> files_;  // in key order
     std::vector<uint16_t> writable_;  // keys of add_writable_file
 
-    mutable std::mutex mutex_;  // guest-side state below, and writable items; vCPUs may race on the ports
+    // Guest-side state.
     std::vector<uint8_t>* current_ = nullptr;  // selected item, or null (reads as zeros)
     bool current_writable_ = false;
     uint64_t offset_ = 0;                            // data offset into *current_

@@ -16,7 +16,7 @@
 // aligned 8-byte access is two 4-byte ones (low word first); anything else reads all-ones and its
 // writes are dropped.
 //
-// Thread safety: none inside; calls are serialised by the caller (the machine's device lock).
+// No lock inside (devices/device.hpp): every call runs under the machine's device lock.
 // The backend's submit() and cancel() must not call command_completed() before they return.
 #pragma once
 

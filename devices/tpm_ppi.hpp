@@ -15,8 +15,8 @@
 //   +0x14 RET1, +0x18 RET2  the package's further elements (functions 3 and 5)
 // State (the pending request, the last request and its response) lives as long as the object:
 // minivmm keeps one per run, so a request survives guest reboots but not minivmm's exit.
-// Thread safety: none inside; the machine serialises device calls, and minivmm takes and
-// completes requests (take_request / complete) only while no machine runs.
+// No lock inside (devices/device.hpp): guest accesses run under the device lock; minivmm takes
+// and completes requests (pending / complete) only while no machine runs.
 #pragma once
 
 #include <cstdint>

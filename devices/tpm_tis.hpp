@@ -18,9 +18,9 @@
 // A machine reset builds a new device (vmm/main.cpp rebuilds the Machine; the old TpmWorker
 // abandons a command in flight, so its response never arrives here).
 //
-// Thread safety: none inside. read(), write() and command_completed() must be serialised by the
-// caller (the machine's device lock). The backend's submit() and cancel() must
-// not call command_completed() before they return.
+// No lock inside (devices/device.hpp): read(), write() and command_completed() run under the
+// machine's device lock. The backend's submit() and cancel() must not call command_completed()
+// before they return.
 #pragma once
 
 #include <array>

@@ -59,17 +59,14 @@ Uart16550::Uart16550(IrqLine& irq, ByteSink* out) noexcept : irq_(irq), out_(out
 }
 
 void Uart16550::read(uint64_t offset, std::span<uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     for (size_t i = 0; i < data.size(); ++i) data[i] = read_register((offset + i) % kSize);
 }
 
 void Uart16550::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
-    std::lock_guard lock(mutex_);
     for (size_t i = 0; i < data.size(); ++i) write_register((offset + i) % kSize, data[i]);
 }
 
 size_t Uart16550::receive(std::span<const uint8_t> bytes) noexcept {
-    std::lock_guard lock(mutex_);
     // In loopback the receiver input is disconnected from the line (§8.6, MCR bit 4).
     if (loopback()) return 0;
     size_t accepted = 0;
@@ -79,7 +76,6 @@ size_t Uart16550::receive(std::span<const uint8_t> bytes) noexcept {
 }
 
 bool Uart16550::irq_level() const noexcept {
-    std::lock_guard lock(mutex_);
     return irq_level_;
 }
 

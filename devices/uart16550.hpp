@@ -6,14 +6,12 @@
 // Reception is fed by the host through receive(), which takes only what fits in the receiver
 // FIFO (16 bytes, or the single RBR when FIFOs are off) so the host never loses a keystroke.
 //
-// Thread safety: receive() is called from the host console thread while read()/write() run on
-// vCPU threads, so all state is guarded by an internal mutex. The IrqLine is driven under that
-// mutex, which keeps edges in order.
+// No lock inside (devices/device.hpp): read(), write() and receive() (the host console thread)
+// are all called under the machine's device lock, which also keeps IRQ edges in order.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <mutex>
 #include <span>
 #include <string_view>
 
@@ -72,7 +70,6 @@ private:
 
     IrqLine& irq_;
     ByteSink* out_;
-    mutable std::mutex mutex_;
 
     std::array<uint8_t, kFifoSize> rx_fifo_{};
     size_t rx_head_ = 0;   // index of the oldest byte

@@ -5,7 +5,7 @@
 // MSI-X, otherwise INTA# through an IrqLine, held high while the ISR is non-zero (§4.1.4.5).
 // Queue notifications are processed synchronously in the notify write.
 //
-// Not thread-safe: the machine must serialise accesses to one function (config space, both BARs).
+// No lock inside (devices/device.hpp): config space and both BARs are reached under the device lock.
 #pragma once
 
 #include <array>

@@ -59,7 +59,7 @@ public:
     // Runs every vCPU until the machine posts an event or a signal arrives on signal_fd.
     Result run(int signal_fd);
 
-    // Host console input for COM1; thread-safe; returns how many bytes the UART accepted.
+    // Host console input for COM1; takes the device lock; returns how many bytes the UART accepted.
     size_t serial_input(std::span<const uint8_t> bytes) noexcept;
     MachineEvents& events() noexcept { return events_; }
     // What the TPM did during this power-on (for the end-of-boot check); nullopt without a TPM.

@@ -48,7 +48,7 @@ public:
         SystemControl& system;
         Bus& pio;
         Bus& mmio;
-        std::mutex& device_lock;  // serialises device access (vCPUs, console, TPM completions)
+        std::mutex& device_lock;  // held for every device call (devices/device.hpp)
         BlockBackend* disk;  // nullptr: no virtio-blk device
         ByteSink* serial_out;
         ByteSink* debug_out;

@@ -1,7 +1,8 @@
 // The console's receive path across threads, as the machine wires it: a StdinReader thread
 // feeds Uart16550::receive() while "vCPU" threads poll LSR, read RBR and write THR, and the
-// machine swaps the consumer (guest reset). Every byte must arrive once and in order. Meant to
-// run under ThreadSanitizer too (scripts/tsan-tests), which checks the locking itself.
+// machine swaps the consumer (guest reset). Every byte must arrive once and in order. The UART
+// has no lock: every call takes the device lock as the machine does (devices/device.hpp).
+// Meant to run under ThreadSanitizer too (scripts/tsan-tests), which checks that rule.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -16,7 +17,9 @@
 #include <string>
 #include <thread>
 
+#include "devices/bus.hpp"
 #include "devices/uart16550.hpp"
+#include "vmm/base/platform.hpp"
 #include "vmm/console.hpp"
 
 using namespace minivmm;
@@ -41,12 +44,29 @@ struct LockedRecorder : ByteSink {
 constexpr uint64_t kRbr = Uart16550::kRbrThrDll, kFcr = Uart16550::kIirFcr, kLsr = Uart16550::kLsr,
                    kIer = Uart16550::kIerDlm, kIir = Uart16550::kIirFcr;
 
-uint8_t rd(Uart16550& u, uint64_t off) {
+// The machine's two ways into the UART, both under its device lock: a vCPU's port access
+// through the bus (vmm/vcpu.cpp) and console input (Machine::serial_input).
+struct Board {
+    Board(IrqLine& irq, ByteSink* out) : uart(irq, out) { pio.insert(platform::kCom1Port, Uart16550::kSize, uart); }
+    std::mutex device_lock;
+    Uart16550 uart;
+    Bus pio{"port I/O"};
+    size_t serial_input(std::span<const uint8_t> bytes) {
+        std::lock_guard g(device_lock);
+        return uart.receive(bytes);
+    }
+};
+
+uint8_t rd(Board& b, uint64_t off) {
     uint8_t v = 0;
-    u.read(off, std::span(&v, 1));
+    std::lock_guard g(b.device_lock);
+    b.pio.read(platform::kCom1Port + off, std::span(&v, 1));
     return v;
 }
-void wr(Uart16550& u, uint64_t off, uint8_t v) { u.write(off, std::span<const uint8_t>(&v, 1)); }
+void wr(Board& b, uint64_t off, uint8_t v) {
+    std::lock_guard g(b.device_lock);
+    b.pio.write(platform::kCom1Port + off, std::span<const uint8_t>(&v, 1));
+}
 
 std::string make_input(size_t n) {
     std::string s;
@@ -86,15 +106,15 @@ TEST_CASE("uart receive path: console thread feeds, vCPU thread drains, nothing 
         CAPTURE(fifo);
         CountingIrq irq;
         LockedRecorder tx;
-        Uart16550 uart(irq, &tx);
-        wr(uart, kIer, 0x01);                 // RX data interrupt on, so receive() drives the IRQ
-        wr(uart, Uart16550::kMcr, 0x08);      // OUT2: the IRQ reaches the line
-        if (fifo) wr(uart, kFcr, 0x01);
+        Board board(irq, &tx);
+        wr(board, kIer, 0x01);                // RX data interrupt on, so receive() drives the IRQ
+        wr(board, Uart16550::kMcr, 0x08);     // OUT2: the IRQ reaches the line
+        if (fifo) wr(board, kFcr, 0x01);
         int fds[2];
         REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
         // The reader re-offers refused bytes about every millisecond: keep the non-FIFO case short.
         const std::string input = make_input(fifo ? 4000 : 800);
-        StdinReader reader([&uart](std::span<const uint8_t> b) { return uart.receive(b); }, {}, fds[0]);
+        StdinReader reader([&board](std::span<const uint8_t> b) { return board.serial_input(b); }, {}, fds[0]);
         std::thread writer = writer_thread(fds[1], input);
 
         // A second vCPU hammers THR/IIR/LSR meanwhile, as an SMP guest printing would.
@@ -102,17 +122,17 @@ TEST_CASE("uart receive path: console thread feeds, vCPU thread drains, nothing 
         std::thread other([&] {
             unsigned n = 0;
             while (!stop.load()) {
-                wr(uart, kRbr, static_cast<uint8_t>('a' + n++ % 26));
-                (void)rd(uart, kIir);
-                (void)rd(uart, kLsr);
+                wr(board, kRbr, static_cast<uint8_t>('a' + n++ % 26));
+                (void)rd(board, kIir);
+                (void)rd(board, kLsr);
             }
         });
 
         std::string got;
         const auto deadline = std::chrono::steady_clock::now() + 60s;
         while (got.size() < input.size() && std::chrono::steady_clock::now() < deadline) {
-            if (rd(uart, kLsr) & 0x01)
-                got.push_back(static_cast<char>(rd(uart, kRbr)));
+            if (rd(board, kLsr) & 0x01)
+                got.push_back(static_cast<char>(rd(board, kRbr)));
             else
                 std::this_thread::yield();
         }
@@ -134,23 +154,23 @@ TEST_CASE("uart receive path: the consumer is swapped to a new UART while input 
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     const std::string input = make_input(2400);
-    auto uart = std::make_unique<Uart16550>(irq, nullptr);
-    StdinReader reader([&](std::span<const uint8_t> b) { return uart->receive(b); }, {}, fds[0]);
+    auto board = std::make_unique<Board>(irq, nullptr);
+    StdinReader reader([&](std::span<const uint8_t> b) { return board->serial_input(b); }, {}, fds[0]);
     std::thread writer = writer_thread(fds[1], input);
 
     std::string got;
     unsigned swaps = 0;
     const auto deadline = std::chrono::steady_clock::now() + 60s;
     while (got.size() < input.size() && std::chrono::steady_clock::now() < deadline) {
-        if (rd(*uart, kLsr) & 0x01) {
-            got.push_back(static_cast<char>(rd(*uart, kRbr)));
+        if (rd(*board, kLsr) & 0x01) {
+            got.push_back(static_cast<char>(rd(*board, kRbr)));
         } else if (got.size() / 400 > swaps) {
             // The old UART is empty (LSR.DR clear): replace it, as a reset builds a new machine.
             // set_deliver(nullptr) returns once the old callback cannot run any more.
             reader.set_deliver(nullptr);
-            while (rd(*uart, kLsr) & 0x01) got.push_back(static_cast<char>(rd(*uart, kRbr)));
-            uart = std::make_unique<Uart16550>(irq, nullptr);
-            reader.set_deliver([&](std::span<const uint8_t> b) { return uart->receive(b); });
+            while (rd(*board, kLsr) & 0x01) got.push_back(static_cast<char>(rd(*board, kRbr)));
+            board = std::make_unique<Board>(irq, nullptr);
+            reader.set_deliver([&](std::span<const uint8_t> b) { return board->serial_input(b); });
             ++swaps;
         } else {
             std::this_thread::yield();
