@@ -1,7 +1,7 @@
 // Every device of one machine, constructed, wired to its interrupt lines and mapped on the
 // buses; plus the firmware-facing data generated for it (ACPI tables, fw_cfg contents).
-// Adding a device (the TPM TIS next) means one member, one mapping and, where the OS must find
-// it, one DSDT node and its tables in build_acpi_config().
+// Adding a device means one member, one mapping and, where the OS must find it, its ACPI
+// description in make_acpi() (machine_devices.cpp; the TPM, attach_tpm(), is the worked example).
 #pragma once
 
 #include <chrono>
