@@ -32,10 +32,6 @@ std::string errno_text(int error) { return std::system_category().message(error)
 
 // --- FdSink --------------------------------------------------------------------------------
 
-FdSink::~FdSink() {
-    if (owns_fd_ && fd_ >= 0) ::close(fd_);
-}
-
 void FdSink::write(std::span<const uint8_t> bytes) noexcept {
     if (fd_ < 0) return;
     size_t done = 0;
@@ -161,19 +157,17 @@ void TerminalRawMode::restore() noexcept {
 
 StdinReader::StdinReader(Deliver deliver, std::function<void()> on_quit, int fd)
     : fd_(fd), deliver_(std::move(deliver)), on_quit_(std::move(on_quit)) {
-    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (stop_fd_ < 0) throw std::runtime_error(fmt::format("console: eventfd failed: {}", errno_text(errno)));
+    stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!stop_fd_.valid()) throw std::runtime_error(fmt::format("console: eventfd failed: {}", errno_text(errno)));
     try {
         thread_ = std::thread([this] { run(); });
     } catch (const std::system_error& e) {
-        ::close(stop_fd_);
         throw std::runtime_error(fmt::format("console: cannot start the input thread: {}", e.what()));
     }
 }
 
 StdinReader::~StdinReader() {
     stop();
-    ::close(stop_fd_);
 }
 
 void StdinReader::set_deliver(Deliver deliver) {
@@ -188,7 +182,7 @@ void StdinReader::set_deliver(Deliver deliver) {
 
 void StdinReader::stop() noexcept {
     const uint64_t one = 1;
-    ssize_t ignored = ::write(stop_fd_, &one, sizeof one);  // eventfd: never blocks or fails short
+    ssize_t ignored = ::write(stop_fd_.get(), &one, sizeof one);  // eventfd: never blocks or fails short
     (void)ignored;
     std::lock_guard lock(join_mutex_);
     if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
@@ -246,7 +240,7 @@ void StdinReader::run() noexcept {
             // While input is held back, read nothing new (bounded memory, order kept) and retry
             // after kRetryIntervalMs; otherwise sleep until input or stop.
             const bool holding = !pending_.empty();
-            std::array<pollfd, 2> fds{{{stop_fd_, POLLIN, 0}, {fd_, POLLIN, 0}}};
+            std::array<pollfd, 2> fds{{{stop_fd_.get(), POLLIN, 0}, {fd_, POLLIN, 0}}};
             const nfds_t count = holding || input_done ? 1 : 2;
             const int r = ::poll(fds.data(), count, holding ? kRetryIntervalMs : -1);
             if (r < 0) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
+#include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {
 
@@ -29,8 +30,7 @@ namespace minivmm {
 class FdSink final : public ByteSink {
 public:
     // Takes ownership of `fd` (closes it in the destructor) only if `owns_fd`.
-    FdSink(int fd, bool owns_fd) noexcept : fd_(fd), owns_fd_(owns_fd) {}
-    ~FdSink() override;
+    FdSink(int fd, bool owns_fd) noexcept : fd_(fd), owned_(owns_fd ? fd : -1) {}
     FdSink(const FdSink&) = delete;
     FdSink& operator=(const FdSink&) = delete;
 
@@ -39,7 +39,7 @@ public:
 
 private:
     int fd_;
-    bool owns_fd_;
+    UniqueFd owned_;  // fd_ when this sink owns it (a file), else empty (stdout)
 };
 
 // A file by identity (device and inode), for "an output must never be the disk image".
@@ -119,7 +119,7 @@ private:
     void offer_pending();
 
     int fd_;
-    int stop_fd_ = -1;  // eventfd, owned
+    UniqueFd stop_fd_;  // eventfd
     std::mutex deliver_mutex_;  // held while deliver_ runs
     std::mutex join_mutex_;
     Deliver deliver_;
