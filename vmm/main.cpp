@@ -304,6 +304,7 @@ int main(int argc, char** argv) {
     // Whatever minivmm creates (state directories and files, output files, ACPI dumps) is
     // private to its user: 0700 directories, 0600 files.
     ::umask(077);
+    sandbox::use_one_malloc_arena();  // before any thread: see vmm/sandbox.hpp
     try {
         UniqueFd signal_fd = block_termination_signals();
         install_crash_handlers();

@@ -10,6 +10,7 @@
 #include <linux/filter.h>
 #include <linux/kvm.h>
 #include <linux/seccomp.h>
+#include <malloc.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -278,6 +279,8 @@ void set_thread_name(std::string_view name) noexcept {
 #ifdef MINIVMM_TEST_HOOKS
 void set_vcpu_start_hook(VcpuStartHook hook) noexcept { g_hook.store(hook); }
 #endif
+
+void use_one_malloc_arena() noexcept { ::mallopt(M_ARENA_MAX, 1); }
 
 bool active() noexcept { return g_active.load(std::memory_order_acquire); }
 

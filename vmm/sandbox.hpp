@@ -34,6 +34,13 @@ struct Policy {
 // (kExitInternal) naming the step that failed.
 void install(const Policy& policy);
 
+// Call first thing in main, before any thread starts: every thread allocates from glibc's main
+// arena (mallopt M_ARENA_MAX 1). A per-thread arena's heap, when a free() shrinks it, makes glibc
+// read /proc/sys/vm/overcommit_memory once (malloc/arena.c shrink_heap -> check_may_shrink_heap),
+// an openat the filters forbid: a -snapshot overlay grown by a vCPU and freed at exit ended
+// minivmm with status 7 after a systemd guest's power-off. The main arena shrinks with brk.
+void use_one_malloc_arena() noexcept;
+
 // True once install() succeeded.
 bool active() noexcept;
 
