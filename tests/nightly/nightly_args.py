@@ -12,6 +12,9 @@ def parse(argv, description, root):
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", help="raw Linux guest disk (default: build/guest-linux-debian.img, "
                                    "else build/guest-linux-minimal.img)")
+    p.add_argument("--system-image", default=os.path.join(root, "build", "guest-debian-system.img"),
+                   help="the debian-system cells' disk (default: build/guest-debian-system.img, made by "
+                        "scripts/build-guest-image --distro debian)")
     p.add_argument("--build", action="store_true", help="build the image with scripts/build-guest-image if missing")
     p.add_argument("--minivmm", default=os.path.join(root, "build", "minivmm"), help="default: build/minivmm")
     p.add_argument("--program", default=os.path.join(root, "build", "tests", "guest", "test_guest.bin"),
