@@ -23,6 +23,8 @@ def parse(argv, description, root):
                    help="JUnit XML output (default: build/nightly/junit.xml)")
     p.add_argument("--report", help="plain table output (default: report.txt next to --junit)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per VMM run (default 300)")
+    p.add_argument("--system-timeout", type=float, default=900.0,
+                   help="seconds per debian-system run (a systemd boot pair: ~4 min nested; default 900)")
     p.add_argument("--force", action="store_true",
                    help="run the Linux cases even where the calibration says the host cannot run a kernel")
     p.add_argument("--no-qemu", action="store_true", help="no QEMU reference column")
@@ -33,8 +35,8 @@ def parse(argv, description, root):
                    help=f"regex of the bootloader's first COM1 output (default: {checks.BOOTLOADER})")
     p.add_argument("--list", action="store_true", help="print the case ids and exit")
     args = p.parse_args(argv)
-    if args.timeout <= 0:
-        p.error("--timeout must be positive")
+    if args.timeout <= 0 or args.system_timeout <= 0:
+        p.error("--timeout and --system-timeout must be positive")
     try:
         re.compile(args.bootloader_banner)
     except re.error as e:

@@ -125,7 +125,7 @@ def run_cells(n, image, image_problem):
 
 def run_cell(n, version, backend, image):
     name = prefix(version, backend).replace("/", "_")
-    r, debug, logs = n.run_minivmm(name, backend, version, image, n.args.timeout, extra=RAM)
+    r, debug, logs = n.run_minivmm(name, backend, version, image, n.args.system_timeout, extra=RAM)
     out = [(boot, "pre-kernel", checks.prekernel(r, debug, i, version, n.args.bootloader_banner, True))
            for i, boot in enumerate(("first-boot", "after-reboot"))]
     out += linux_verdicts(r, version) + verdicts(r, version)
