@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import debs
+
 REPO = Path(__file__).resolve().parent.parent
 LINUX = REPO / "tests/linux"
 # What an installer's "standard system" needs here, and no more: the kernel and its initrd
@@ -56,21 +58,15 @@ HOST_TOOLS = {"mmdebstrap": "mmdebstrap", "sfdisk": "fdisk", "mkfs.ext4": "e2fsp
               "partx": "util-linux"}
 
 
-class BuildError(Exception):
-    pass
+class BuildError(debs.DebError):
+    """The disk could not be built; the message says which step and why (debs.run's failures too)."""
 
 
 def say(msg):
     print(f"build-guest-image: {msg}", flush=True)
 
 
-def run(cmd, **kw):
-    try:
-        return subprocess.run([str(c) for c in cmd], check=True, **kw)
-    except FileNotFoundError:
-        raise BuildError(f"{cmd[0]} is not installed") from None
-    except subprocess.CalledProcessError as e:
-        raise BuildError(f"{' '.join(map(str, cmd))} failed with status {e.returncode}") from None
+run = debs.run
 
 
 def ensure_host_tools():
