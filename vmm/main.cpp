@@ -201,9 +201,10 @@ int run(const Config& config, int signal_fd) {
         log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
                   *config.tpm_state);
     }
-    // The CRB's data buffer is smaller than the TIS's 4096 bytes: the TPM learns it at each power
-    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows the buffer.
-    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kBufferSize);
+    // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power
+    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows it; a TPM
+    // with a smaller one (libtpms 0.9: 4096) sets the size CMD_SIZE/RSP_SIZE read.
+    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kMaxBufferSize);
     struct TpmShutdown {
         TpmBackend* tpm;
         ~TpmShutdown() {
