@@ -91,7 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const GuestMemory memory({{kGpa, kCapacity, ram.data()}});
     const uint64_t gpa = (config & 0x10) ? 0xFED50000 : kGpa;
     TpmCrb crb(backend, memory, gpa, kCapacity);
-    const uint32_t size = static_cast<uint32_t>(std::min(kBufferSizes[config & 7], kCapacity));
+    const uint32_t buffer_size = static_cast<uint32_t>(std::min(kBufferSizes[config & 7], kCapacity));
 
     for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {
         const uint8_t op = in.u8();
@@ -141,7 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         // Invariants: the register block always decodes; start mirrors the backend.
         check((readl(crb, 0x00) & 0x80) == 0x80);
-        check(readl(crb, 0x58) == size && readl(crb, 0x64) == size && readl(crb, 0x5C) == gpa && readl(crb, 0x60) == 0);
+        check(readl(crb, 0x58) == buffer_size && readl(crb, 0x64) == buffer_size && readl(crb, 0x5C) == gpa && readl(crb, 0x60) == 0);
         for (size_t i = kCapacity; i < ram.size(); ++i) check(ram[i] == 0xC5);
         check(((readl(crb, 0x4C) & 1) == 1) == backend.outstanding);
     }
