@@ -78,6 +78,12 @@ std::vector<uint8_t> build_tpm_dsdt_device(TpmVersion version, TpmInterface inte
     const uint32_t size = interface == TpmInterface::crb ? crb::kPageSize : static_cast<uint32_t>(platform::kTpmTisSize);
     std::vector<aml::Bytes> resources{
         aml::memory32_fixed(aml::Access::read_write, static_cast<uint32_t>(platform::kTpmTisBase), size)};
+    // The CRB's command/response buffer (guest RAM outside the register page): Linux tpm_crb.c
+    // crb_check_resource collects every memory resource of _CRS and crb_map_io maps the buffer
+    // CTRL_CMD_PA/CTRL_RSP_PA name from the one that holds it.
+    if (interface == TpmInterface::crb)
+        resources.push_back(aml::memory32_fixed(aml::Access::read_write, static_cast<uint32_t>(platform::kTpmCrbBufferBase),
+                                                static_cast<uint32_t>(platform::kTpmCrbBufferSize)));
     // The TIS interrupt is level-triggered (TCG PC Client PTP, TPM_INTF_CAPABILITY). The line is
     // driven with KVM_IRQ_LINE level 1 = asserted (KVM's IOAPIC takes 1 as asserted whatever the
     // pin's polarity: virt/kvm/ioapic.c ioapic_set_irq), and ACPI says ActiveHigh, as QEMU says for

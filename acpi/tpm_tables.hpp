@@ -5,7 +5,9 @@
 //            start method 7 (command response buffer), control area 0xFED40040.
 //   TPM 1.2: a TCPA table, revision 2 (client), 50 bytes, same LAML/LASA; DSDT PNP0C31 (TIS only).
 // The DSDT device claims Memory32Fixed(0xFED40000, 0x5000) for the TIS's five localities, or
-// 0x1000 for the CRB page (Linux tpm_crb wants the control area 0x40 bytes into that region),
+// 0x1000 for the CRB page (Linux tpm_crb wants the control area 0x40 bytes into that region)
+// and a second Memory32Fixed(0xFED41000, 0x2000) for the CRB's buffer RAM (QEMU has its buffer
+// inside the register page),
 // and, for the TIS, optionally its interrupt: Interrupt (ResourceConsumer, Level, ActiveHigh,
 // Exclusive) {n} (QEMU lists none: polled).
 #pragma once

@@ -1,5 +1,6 @@
 // TPM CRB register access, the command start and completion (TCG PC Client PTP, "CRB Interface";
 // QEMU hw/tpm/tpm_crb.c for the values and the exact-value decoding of the request registers).
+// The buffer is guest RAM, read and written only through GuestMemory.
 #include "devices/tpm_crb.hpp"
 
 #include <algorithm>
@@ -20,21 +21,16 @@ constexpr bool is_register_access(uint64_t offset, size_t size) noexcept {
     return (size == 1 || size == 2 || size == 4) && offset % size == 0;
 }
 
-constexpr uint32_t kBufferAddress = static_cast<uint32_t>(platform::kTpmTisBase + kDataBuffer);
-
 }  // namespace
 
-TpmCrb::TpmCrb(TpmDeviceBackend& backend) noexcept
-    : backend_(backend), command_limit_(std::min<size_t>(backend.buffer_size(), kBufferSize)) {}
+TpmCrb::TpmCrb(TpmDeviceBackend& backend, const GuestMemory& memory, uint64_t buffer_gpa, uint32_t capacity) noexcept
+    : backend_(backend), memory_(memory), buffer_gpa_(buffer_gpa),
+      buffer_size_(static_cast<uint32_t>(std::min<size_t>({backend.buffer_size(), capacity, kMaxBufferSize}))) {}
 
 void TpmCrb::read(uint64_t offset, std::span<uint8_t> data) noexcept {
     const size_t size = data.size();
     if (size == 0 || size > 8 || offset >= kPageSize || size > kPageSize - offset) {
         std::fill(data.begin(), data.end(), uint8_t{0xFF});
-        return;
-    }
-    if (offset >= kDataBuffer) {  // the data buffer is memory
-        std::copy_n(buffer_.begin() + static_cast<ptrdiff_t>(offset - kDataBuffer), size, data.begin());
         return;
     }
     const auto off = static_cast<uint32_t>(offset);
@@ -52,10 +48,6 @@ void TpmCrb::read(uint64_t offset, std::span<uint8_t> data) noexcept {
 void TpmCrb::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
     const size_t size = data.size();
     if (size == 0 || size > 8 || offset >= kPageSize || size > kPageSize - offset) return;
-    if (offset >= kDataBuffer) {
-        std::copy(data.begin(), data.end(), buffer_.begin() + static_cast<ptrdiff_t>(offset - kDataBuffer));
-        return;
-    }
     const auto off = static_cast<uint32_t>(offset);
     if (is_register_access(offset, size)) {
         write_register(off, static_cast<uint32_t>(load_le(data)));
@@ -82,11 +74,13 @@ uint32_t TpmCrb::read_register(uint32_t word) const noexcept {
     case kRegCtrlCancel: return cancel_;
     case kRegCtrlStart: return start_ ? kStartInvoke : 0;
     case kRegCmdSize:
-    case kRegRspSize: return kBufferSize;
+    case kRegRspSize: return buffer_size_;
     case kRegCmdLaddr:
-    case kRegRspAddr: return kBufferAddress;
-    // LOC_CTRL and CTRL_REQ are done as soon as written; CTRL_EXT, the interrupt registers (no
-    // interrupt) and the high address words are 0, as is every reserved word.
+    case kRegRspAddr: return static_cast<uint32_t>(buffer_gpa_);
+    case kRegCmdHaddr:
+    case kRegRspAddrHigh: return static_cast<uint32_t>(buffer_gpa_ >> 32);
+    // LOC_CTRL and CTRL_REQ are done as soon as written; CTRL_EXT and the interrupt registers (no
+    // interrupt) are 0, as is every reserved word (the rest of the page included).
     default: return 0;
     }
 }
@@ -135,15 +129,28 @@ void TpmCrb::write_ctrl_req(uint32_t value) noexcept {
     else if (value == kCtrlReqGoIdle) idle_ = true;
 }
 
+// One copy out of guest RAM, header first: paramSize comes from the copy, and the rest is copied
+// after it, so a guest changing the buffer meanwhile changes nothing the TPM is given twice.
 void TpmCrb::start_command() noexcept {
-    const uint32_t param_size = load_be32(buffer_, 2);
+    const std::span<uint8_t> header(command_.data(), kHeaderSize);
+    if (buffer_size_ < kHeaderSize || !memory_.read(buffer_gpa_, header)) {
+        log::debug("tpm-crb: the command buffer at {:#x} is not guest memory: tpmSts set", buffer_gpa_);
+        error_ = true;
+        return;
+    }
+    const uint32_t param_size = load_be32(header, 2);
     if (param_size < kHeaderSize) {
         log::debug("tpm-crb: command of {} bytes is shorter than its header: tpmSts set", param_size);
         error_ = true;
         return;
     }
+    const size_t n = std::min<size_t>(param_size, buffer_size_);  // a longer one is cut, as the TIS does
+    if (!memory_.read(buffer_gpa_ + kHeaderSize, std::span<uint8_t>(command_.data() + kHeaderSize, n - kHeaderSize))) {
+        error_ = true;
+        return;
+    }
     start_ = true;
-    backend_.submit(0, std::span<const uint8_t>(buffer_.data(), std::min<size_t>(param_size, command_limit_)));
+    backend_.submit(0, std::span<const uint8_t>(command_.data(), n));
 }
 
 void TpmCrb::command_completed(std::span<const uint8_t> response) noexcept {
@@ -152,15 +159,21 @@ void TpmCrb::command_completed(std::span<const uint8_t> response) noexcept {
         return;
     }
     start_ = false;
-    size_t n = std::min(response.size(), buffer_.size());
+    size_t n = std::min<size_t>(response.size(), buffer_size_);
     if (n < kHeaderSize) {
         error_ = true;  // no TPM answer at all: a fatal error, as QEMU reports a failed backend
         n = 0;
     } else {
         n = std::min<size_t>(n, load_be32(response, 2));  // the header's paramSize, not more
     }
-    std::copy_n(response.begin(), n, buffer_.begin());
-    std::fill(buffer_.begin() + static_cast<ptrdiff_t>(n), buffer_.end(), uint8_t{0});
+    // The response, then zeros up to the buffer's end (CTRL_START still reads 1 meanwhile).
+    const std::optional<std::span<uint8_t>> buffer = memory_.span(buffer_gpa_, buffer_size_);
+    if (!buffer) {
+        error_ = true;
+        return;
+    }
+    std::copy_n(response.begin(), n, buffer->begin());
+    std::fill(buffer->begin() + static_cast<ptrdiff_t>(n), buffer->end(), uint8_t{0});
 }
 
 }  // namespace minivmm

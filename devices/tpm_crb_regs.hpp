@@ -9,12 +9,16 @@
 
 namespace minivmm::crb {
 
-// The control area and the data buffer share one 4 KiB page: registers 0x00..0x7F, the
-// command/response buffer 0x80..0xFFF (QEMU tpm-crb; CMD and RSP addresses are the same buffer).
+// The register page: locality 0's registers 0x00..0x7F (the rest of the page is reserved and
+// reads 0). Unlike QEMU's tpm-crb (buffer at +0x80 of this page, so every buffer access is an
+// MMIO exit), the command/response buffer is a separate page-aligned range of guest RAM, wherever
+// CTRL_CMD_LADDR/HADDR and CTRL_RSP_ADDR point (PTP "CRB Interface": the control area gives the
+// buffers' addresses and sizes); CMD and RSP addresses are the same buffer.
 inline constexpr uint32_t kPageSize = 0x1000;
 inline constexpr uint32_t kRegisterSpace = 0x80;
-inline constexpr uint32_t kDataBuffer = 0x80;
-inline constexpr uint32_t kBufferSize = kPageSize - kDataBuffer;  // 0xF80
+// The largest buffer minivmm offers (two pages, for TPMs with 8 KiB buffers, as post-quantum TPM
+// profiles plan); the TPM's own buffer size, if smaller, is what CMD_SIZE/RSP_SIZE read.
+inline constexpr uint32_t kMaxBufferSize = 0x2000;
 
 // PTP "CRB Interface Locality Register Space" (locality 0 only: CapLocality = 0).
 inline constexpr uint32_t kRegLocState = 0x00;

@@ -9,7 +9,7 @@
 
 namespace minivmm {
 
-std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g) {
+std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g, bool tpm_crb_buffer) {
     if (ram_below_4g == 0) throw std::invalid_argument("e820: no RAM below 4 GiB");
     // Above kLowMemoryLimit lie the PCI window, the IOAPIC/TPM/LAPIC and the KVM pages.
     if (ram_below_4g > platform::kLowMemoryLimit)
@@ -23,6 +23,7 @@ std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g) 
     if (ram_above_4g > 0) map.push_back({platform::kHighMemoryBase, ram_above_4g, kE820Ram});
     // QEMU target/i386/kvm/kvm.c: the identity-map page and the 3-page TSS must not be used as RAM.
     map.push_back({platform::kKvmIdentityMapAddr, platform::kKvmReservedSize, kE820Reserved});
+    if (tpm_crb_buffer) map.push_back({platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize, kE820Reserved});
     return map;
 }
 

@@ -21,10 +21,12 @@ struct E820Entry {
 // SeaBIOS's struct e820_entry is built for i386, where u64 aligns to 4: 20 bytes, packed LE.
 inline constexpr size_t kE820EntrySize = 20;
 
-// RAM [0, ram_below_4g), RAM [4 GiB, 4 GiB + ram_above_4g) when non-zero, and RESERVED
-// [kKvmIdentityMapAddr, +kKvmReservedSize). Throws std::invalid_argument when ram_below_4g is
-// zero or above platform::kLowMemoryLimit, or the high RAM end overflows.
-std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g);
+// RAM [0, ram_below_4g), RAM [4 GiB, 4 GiB + ram_above_4g) when non-zero, RESERVED
+// [kKvmIdentityMapAddr, +kKvmReservedSize), and RESERVED [kTpmCrbBufferBase, +kTpmCrbBufferSize)
+// when `tpm_crb_buffer` (the CRB's buffer is RAM of the machine's, which no OS may take for its
+// own). Throws std::invalid_argument when ram_below_4g is zero or above platform::kLowMemoryLimit,
+// or the high RAM end overflows.
+std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g, bool tpm_crb_buffer = false);
 
 // The entries as SeaBIOS reads them: {u64 addr, u64 size, u32 type} little-endian, no padding.
 std::vector<uint8_t> encode_e820(std::span<const E820Entry> entries);

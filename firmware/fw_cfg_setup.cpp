@@ -48,7 +48,7 @@ void populate_fw_cfg(FwCfg& fw_cfg, const FwCfgSetup& setup) {
 
     // Speed: with etc/e820 SeaBIOS sizes RAM from this file in qemu_early_e820 and skips the
     // CMOS fallback and the key 0x8003 reservation list.
-    auto e820 = build_e820(setup.ram_below_4g, setup.ram_above_4g);
+    auto e820 = build_e820(setup.ram_below_4g, setup.ram_above_4g, setup.tpm_crb_buffer);
     fw_cfg.add_file("etc/e820", encode_e820(e820));
 
     // Speed: only the virtio-blk disk, and "HALT" makes the order strict (boot.c

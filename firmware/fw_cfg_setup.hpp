@@ -20,6 +20,7 @@ struct FwCfgSetup {
     std::optional<uint32_t> boot_menu_wait_ms;  // nullopt: no menu, no delay
     bool serial_console = true;                 // SeaBIOS screen output to COM1 (etc/sercon-port)
     bool disk = true;                           // the virtio-blk disk is in the boot order
+    bool tpm_crb_buffer = false;                // e820 reserves the TPM CRB's buffer RAM
     std::optional<std::string> boot_rom_path;   // a ROM's boot path, first in the boot order (-kernel)
     std::vector<uint8_t> acpi_tables, acpi_rsdp, table_loader;
     std::vector<std::pair<std::string, std::vector<uint8_t>>> extra_files;  // e.g. "etc/tpm/log" later

@@ -22,7 +22,13 @@ CoalescedMmioRing::CoalescedMmioRing(std::span<uint8_t> page) noexcept
     : page_(page),
       capacity_(page.size() > kHeaderSize ? static_cast<uint32_t>((page.size() - kHeaderSize) / kEntrySize) : 0) {}
 
-size_t CoalescedMmioRing::drain(Bus& mmio) noexcept {
+bool CoalescedMmioRing::pending() const noexcept {
+    if (capacity_ == 0) return false;
+    return __atomic_load_n(reinterpret_cast<const uint32_t*>(page_.data()), __ATOMIC_RELAXED) !=
+           load_acquire(page_.data() + 4);
+}
+
+size_t CoalescedMmioRing::drain(Bus& mmio, ReplayObserver* observer) noexcept {
     if (capacity_ == 0) return 0;
     uint8_t* const first_p = page_.data();
     uint32_t first = __atomic_load_n(reinterpret_cast<const uint32_t*>(first_p), __ATOMIC_RELAXED);
@@ -48,6 +54,7 @@ size_t CoalescedMmioRing::drain(Bus& mmio) noexcept {
             if (!mmio.write(addr, std::span<const uint8_t>(data, len)))
                 log::debug("coalesced mmio: no device at {:#x} (+{})", addr, len);
             ++replayed;
+            if (observer) observer->replayed(addr);
         }
         first = (first + 1) % capacity_;
         store_release(first_p, first);

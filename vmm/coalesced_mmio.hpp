@@ -5,8 +5,8 @@
 // a device sees exactly the access sequence the guest made; a read or a write outside the zones
 // always exits, and so always comes after the writes before it.
 //
-// Used for the TIS data FIFOs (Linux writes a command one byte per access): every other TIS
-// register, and every read, still exits.
+// Used for the TIS data FIFOs (Linux writes a command one byte per access; every other TIS
+// register, and every read, still exits) and for the CRB's register page (every write).
 #pragma once
 
 #include <cstddef>
@@ -16,6 +16,15 @@
 #include "devices/bus.hpp"
 
 namespace minivmm {
+
+// Told of each write drain() replays (ExitStats counts them, -exit-stats).
+class ReplayObserver {
+public:
+    virtual void replayed(uint64_t address) noexcept = 0;
+
+protected:
+    ~ReplayObserver() = default;
+};
 
 class CoalescedMmioRing {
 public:
@@ -34,7 +43,11 @@ public:
     // Replays every pending write through `mmio` (the caller holds the device lock) and frees its
     // slot; returns how many. A malformed entry (a length over 8 or a PIO entry, which no zone of
     // ours produces) is dropped with a debug line; an index out of range stops the replay.
-    size_t drain(Bus& mmio) noexcept;
+    // `observer`, when given, is told of each replayed write.
+    size_t drain(Bus& mmio, ReplayObserver* observer = nullptr) noexcept;
+
+    // Whether the kernel queued writes that were not replayed yet (no lock needed to ask).
+    bool pending() const noexcept;
 
 private:
     std::span<uint8_t> page_;

@@ -16,6 +16,7 @@
 #include "vmm/base/log.hpp"
 #include "vmm/machine_devices.hpp"
 #include "vmm/base/platform.hpp"
+#include "devices/tpm_crb_regs.hpp"
 #include "vmm/sandbox.hpp"
 #include "vmm/vcpu.hpp"
 
@@ -23,7 +24,7 @@ namespace minivmm {
 
 namespace {
 
-enum MemorySlot : uint32_t { kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2 };
+enum MemorySlot : uint32_t { kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2, kSlotTpmCrbBuffer = 3 };
 
 }  // namespace
 
@@ -35,9 +36,11 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     vm_.set_pc_gsi_routing(platform::kIoApicPins);
     vm_.create_pit();
     map_memory();
+    map_tpm_crb_buffer();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
-        options_.debug_out, options_.tpm, options_.tpm_ppi, options_.kernel, ram_below_4g_, ram_above_4g_});
+        options_.debug_out, options_.tpm, options_.tpm_ppi, options_.kernel, ram_below_4g_, ram_above_4g_,
+        tpm_crb_memory_});
     create_vcpus();
     coalesce_tpm_fifo();
     if (options_.config.exit_stats) exit_stats_.resize(vcpus_.size());
@@ -75,6 +78,22 @@ void Machine::map_memory() {
     memory_ = GuestMemory(std::move(regions));
 }
 
+// -tpm-interface crb: the command/response buffer is RAM of its own slot (devices/tpm_crb.hpp), so
+// the guest fills and reads it without exits; it is not part of memory_ (no DMA of other devices
+// reaches it), only the TPM device sees it, through tpm_crb_memory_.
+void Machine::map_tpm_crb_buffer() {
+    static_assert(platform::kTpmCrbBufferSize <= crb::kMaxBufferSize && platform::kTpmCrbBufferSize % crb::kPageSize == 0);
+    if (!options_.tpm || options_.config.tpm_interface != TpmInterface::crb) return;
+    try {
+        tpm_crb_buffer_ = Mapping::anonymous(platform::kTpmCrbBufferSize);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitKvm, e.what());
+    }
+    vm_.set_memory(kSlotTpmCrbBuffer, platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize,
+                   tpm_crb_buffer_.data(), false);
+    tpm_crb_memory_ = GuestMemory({{platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize, tpm_crb_buffer_.data()}});
+}
+
 void Machine::create_vcpus() {
     const unsigned cpus = options_.config.cpus;
     auto supported = options_.kvm.supported_cpuid();
@@ -85,10 +104,10 @@ void Machine::create_vcpus() {
     }
 }
 
-// Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write (TIS) or with string moves
-// into the data buffer (CRB), each an exit; with those ranges as coalesced zones the writes wait
-// in KVM's ring until the next exit (a read of STS or CTRL_START, a write of STS.go or
-// CTRL_START), which replays them first (vmm/coalesced_mmio.hpp).
+// Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write (TIS), each an exit; with
+// those ranges as coalesced zones the writes wait in KVM's ring until the next exit (a read of STS,
+// a write of STS.go), which replays them first (vmm/coalesced_mmio.hpp). The CRB's register writes
+// (LOC_CTRL, CTRL_REQ, CTRL_CANCEL, CTRL_START) wait there too, until the read that follows each.
 void Machine::coalesce_tpm_fifo() {
     if (!options_.tpm || vcpus_.empty()) return;
     const int pages = options_.kvm.check_extension(KVM_CAP_COALESCED_MMIO);

@@ -72,6 +72,7 @@ public:
 
 private:
     void map_memory();
+    void map_tpm_crb_buffer();
     void create_vcpus();
     void coalesce_tpm_fifo();
     void stop_vcpus() noexcept;
@@ -81,6 +82,8 @@ private:
     Mapping low_ram_, high_ram_, flash_;
     uint64_t ram_below_4g_ = 0, ram_above_4g_ = 0;
     GuestMemory memory_;
+    Mapping tpm_crb_buffer_;      // -tpm-interface crb only
+    GuestMemory tpm_crb_memory_;  // that buffer alone, for the CRB device
     MachineEvents events_;
     std::mutex device_lock_;
     Bus pio_{"port I/O"};

@@ -75,6 +75,7 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.extra_files.emplace_back(kSmbiosTablesFile, std::move(smbios.tables));
     if (w.tpm) setup.extra_files.emplace_back(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
     setup.disk = w.disk != nullptr;
+    setup.tpm_crb_buffer = w.tpm && w.config.tpm_interface == TpmInterface::crb;
     try {
         if (w.kernel) attach_kernel_boot(w, setup);
         populate_fw_cfg(fw_cfg_, setup);
@@ -118,7 +119,8 @@ void MachineDevices::attach_tpm(const Wiring& w) {
     if (tpm_interface_ == TpmInterface::crb) {
         if (w.tpm->version() != TpmVersion::v2_0)  // main.cpp and the CLI say so first
             throw SetupError(kExitTpm, "the CRB interface needs a TPM 2.0");
-        tpm_device_ = std::make_unique<TpmCrb>(*tpm_worker_);
+        tpm_device_ = std::make_unique<TpmCrb>(*tpm_worker_, w.tpm_crb_buffer, platform::kTpmCrbBufferBase,
+                                               static_cast<uint32_t>(platform::kTpmCrbBufferSize));
         w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *tpm_device_);
     } else {
         if (w.config.tpm_irq)  // the TIS interrupt, as the DSDT lists it
@@ -133,8 +135,11 @@ std::vector<MachineDevices::MmioZone> MachineDevices::coalescible_tpm_zones() co
     std::vector<MmioZone> zones;
     if (!tpm_device_) return zones;
     if (tpm_interface_ == TpmInterface::crb) {
-        // Only the data buffer: every register write acts at once (CTRL_START reads back).
-        zones.push_back({platform::kTpmTisBase + crb::kDataBuffer, crb::kBufferSize});
+        // The whole register page: no CRB register write raises an interrupt or needs an answer
+        // before the guest's next read of a register (Linux and SeaBIOS read back every write:
+        // LOC_STATE, CTRL_REQ, CTRL_START), and that read's exit replays the writes first. The
+        // buffer is RAM and needs no exit at all.
+        zones.push_back({platform::kTpmTisBase, crb::kPageSize});
         return zones;
     }
     for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {

@@ -57,6 +57,7 @@ public:
         const KernelBoot* kernel;  // -kernel: the boot ROM, its port and the measurements; nullptr: none
         uint64_t ram_below_4g;
         uint64_t ram_above_4g;
+        const GuestMemory& tpm_crb_buffer;  // the CRB's buffer RAM (platform::kTpmCrbBufferBase); empty unless CRB
     };
     explicit MachineDevices(const Wiring& wiring);  // throws on set-up errors
 
@@ -71,7 +72,7 @@ public:
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
     // Guest-physical ranges where the TPM device takes only writes that may wait in KVM's
-    // coalesced MMIO ring (vmm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB data buffer.
+    // coalesced MMIO ring (vmm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB's register page.
     struct MmioZone {
         uint64_t base;
         uint32_t size;

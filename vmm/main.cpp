@@ -37,6 +37,9 @@
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
 #include "vmm/vcpu.hpp"
+#ifdef MINIVMM_TEST_HOOKS
+#include "vmm/tpm/canned_random_backend.hpp"
+#endif
 
 using namespace minivmm;
 
@@ -201,9 +204,17 @@ int run(const Config& config, int signal_fd) {
         log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
                   *config.tpm_state);
     }
-    // The CRB's data buffer is smaller than the TIS's 4096 bytes: the TPM learns it at each power
-    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows the buffer.
-    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kBufferSize);
+#ifdef MINIVMM_TEST_HOOKS
+    // minivmm-testhooks only: TPM2_GetRandom answered from memory (the benchmarks' floor column).
+    if (const char* canned = std::getenv("MINIVMM_TEST_CANNED_GETRANDOM"); tpm && canned && std::string(canned) == "1") {
+        log::warn("test hook: TPM2_GetRandom is answered from memory, not by the TPM");
+        tpm = std::make_unique<CannedRandomBackend>(std::move(tpm));
+    }
+#endif
+    // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power
+    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows it; a TPM
+    // with a smaller one (libtpms 0.9: 4096) sets the size CMD_SIZE/RSP_SIZE read.
+    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kMaxBufferSize);
     struct TpmShutdown {
         TpmBackend* tpm;
         ~TpmShutdown() {

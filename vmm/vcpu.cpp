@@ -78,14 +78,17 @@ void run_vcpu(const VcpuContext& ctx) noexcept {
                             fmt::format("KVM_RUN failed on vCPU {}: {}", ctx.vcpu.index(), std::strerror(errno)));
             return;
         }
+        // Queued writes first, then the prelude: a CRB's CTRL_START waits in the ring until the
+        // poll that follows it, and must reach the TPM before the prelude waits for its answer.
+        if (ctx.prelude && ctx.coalesced && ctx.coalesced->pending()) {
+            std::lock_guard lock(ctx.device_lock);
+            ctx.coalesced->drain(ctx.mmio, ctx.stats);
+        }
         if (ctx.prelude) ctx.prelude->before_dispatch(run);
         ExitOutcome outcome;
         {
             std::lock_guard lock(ctx.device_lock);
-            if (ctx.coalesced) {
-                size_t replayed = ctx.coalesced->drain(ctx.mmio);
-                if (ctx.stats) ctx.stats->count_coalesced(replayed);
-            }
+            if (ctx.coalesced) ctx.coalesced->drain(ctx.mmio, ctx.stats);
             if (ctx.stats) ctx.stats->count(run, ctx.pio, ctx.mmio);
             outcome = handle_exit(run, ctx.vcpu.run_size(), ctx.pio, ctx.mmio);
         }

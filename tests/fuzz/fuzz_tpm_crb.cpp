@@ -1,8 +1,10 @@
 // libFuzzer target for the TPM CRB device model. The input is a configuration byte (backend
-// buffer size, established flag) followed by operations: MMIO reads and writes of 1/2/4/8 (and
-// odd) sizes at any offset of the page (and past it) with any value, whole commands through the
-// Linux tpm_crb sequence, backend completions with arbitrary response bytes (up to 8 KiB) and
-// cancels. Sanitizers catch memory errors and UB; the checks below catch broken invariants.
+// buffer size, established flag, where the buffer's guest RAM is) followed by operations: MMIO
+// reads and writes of 1/2/4/8 (and odd) sizes at any offset of the page (and past it) with any
+// value, whole commands through the Linux tpm_crb sequence (the command written into the buffer's
+// RAM), the guest scribbling on that RAM at any time, backend completions with arbitrary response
+// bytes (up to 8 KiB) and cancels. Sanitizers catch memory errors and UB; the checks below catch
+// broken invariants (the device never writes guest RAM past the buffer's size).
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -10,6 +12,7 @@
 
 #include "devices/tpm_crb.hpp"
 #include "fuzz_support.hpp"
+#include "vmm/base/guest_memory.hpp"
 
 using namespace minivmm;
 
@@ -27,7 +30,7 @@ public:
         check(!outstanding);  // one command at a time
         check(locality == 0);
         check(command.size() >= crb::kHeaderSize || command.size() == buf_);  // a header, unless cut to the buffer
-        check(command.size() <= crb::kBufferSize && command.size() <= buf_);
+        check(command.size() <= crb::kMaxBufferSize && command.size() <= buf_);
         volatile uint8_t sink = 0;
         for (uint8_t b : command) sink = sink ^ b;
         outstanding = true;
@@ -44,7 +47,9 @@ private:
     bool est_;
 };
 
-constexpr size_t kBufferSizes[8] = {4096, 4096, 1024, 128, 16, 10, 0, 1 << 16};
+constexpr size_t kBufferSizes[8] = {4096, 8192, 1024, 128, 16, 10, 0, 1 << 16};
+constexpr uint64_t kGpa = 0xFED41000;
+constexpr size_t kCapacity = 0x2000, kCanary = 64;
 constexpr size_t kAccessSizes[8] = {1, 2, 4, 8, 1, 4, 3, 0};
 
 uint64_t pick_offset(Input& in) {
@@ -80,12 +85,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Input in(data, size);
     const uint8_t config = in.u8();
     FuzzBackend backend(kBufferSizes[config & 7], (config & 8) != 0);
-    TpmCrb crb(backend);
+    // The buffer's RAM, and past it bytes the device must never touch; with config bit 4 the
+    // registers point where there is no RAM.
+    std::vector<uint8_t> ram(kCapacity + kCanary, 0xC5);
+    const GuestMemory memory({{kGpa, kCapacity, ram.data()}});
+    const uint64_t gpa = (config & 0x10) ? 0xFED50000 : kGpa;
+    TpmCrb crb(backend, memory, gpa, kCapacity);
+    const uint32_t buffer_size = static_cast<uint32_t>(std::min(kBufferSizes[config & 7], kCapacity));
 
     for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {
         const uint8_t op = in.u8();
-        switch (op % 6) {
-        case 0: do_read(crb, pick_offset(in), kAccessSizes[(op >> 3) & 7]); break;
+        switch (op & 7) {  // size selector in bits 3..5
+        case 0:
+        case 7: do_read(crb, pick_offset(in), kAccessSizes[(op >> 3) & 7]); break;
         case 1: {
             const uint64_t off = pick_offset(in);
             const size_t n = kAccessSizes[(op >> 3) & 7];
@@ -101,7 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             writel(crb, 0x40, 1);
             writel(crb, 0x48, 0);
             crb.write(0x80, std::span<const uint8_t>());  // empty access: ignored
-            for (size_t i = 0; i < cmd.size(); ++i) crb.write(0x80 + i, std::span<const uint8_t>(&cmd[i], 1));
+            std::copy_n(cmd.begin(), std::min(cmd.size(), kCapacity), ram.begin());
             const bool was = backend.outstanding;
             writel(crb, 0x4C, 1);
             check(crb.command_outstanding() == backend.outstanding);
@@ -120,10 +132,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         case 4: writel(crb, 0x48, 1); break;
         case 5: writel(crb, 0x08, op & 0x80 ? 2 : 1); break;
+        case 6: {  // the guest (another vCPU) writes the buffer's RAM, also while a command runs
+            const size_t at = in.u16() % kCapacity;
+            const std::vector<uint8_t> bytes = in.bytes(in.u8());
+            std::copy_n(bytes.begin(), std::min(bytes.size(), kCapacity - at), ram.begin() + static_cast<ptrdiff_t>(at));
+            break;
+        }
         }
         // Invariants: the register block always decodes; start mirrors the backend.
         check((readl(crb, 0x00) & 0x80) == 0x80);
-        check(readl(crb, 0x58) == crb::kBufferSize && readl(crb, 0x5C) == 0xFED40080);
+        check(readl(crb, 0x58) == buffer_size && readl(crb, 0x64) == buffer_size && readl(crb, 0x5C) == gpa && readl(crb, 0x60) == 0);
+        for (size_t i = kCapacity; i < ram.size(); ++i) check(ram[i] == 0xC5);
         check(((readl(crb, 0x4C) & 1) == 1) == backend.outstanding);
     }
     return 0;

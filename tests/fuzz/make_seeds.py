@@ -206,9 +206,15 @@ def tpm_crb_seeds():
     def read(offset, size_sel=2):
         return u8(0 | size_sel << 3) + u16(offset)
 
+    def scribble(at, data):  # the guest writes the buffer's RAM
+        return u8(6) + u16(at) + u8(len(data)) + data
+
     return {
         "command-round-trip": u8(0) + command(startup) + complete(ok) + read(0x4C) + read(0x44)
         + b"".join(read(0x80 + i, 0) for i in range(10)),
+        "scribble-while-executing": u8(0) + command(startup) + scribble(0, bytes(12)) + scribble(0x1FF0, b"\xff" * 16)
+        + read(0x4C) + complete(ok) + read(0x4C) + read(0x44),
+        "buffer-not-in-ram": u8(0x10) + command(startup) + read(0x44) + read(0x5C) + read(0x60),
         "short-command-and-response": u8(3) + command(ok[:6]) + command(startup) + complete(ok[:4]) + read(0x44),
         "registers": u8(8) + b"".join(read(off) for off in (0x0, 0xC, 0x30, 0x34, 0x40, 0x44, 0x58, 0x5C, 0x68))
         + u8(1 | 2 << 3) + u16(0x8) + u64(1) + u8(4) + u8(5 | 0x80),

@@ -226,8 +226,8 @@ void check_tpm_tis_regs(void)
 /* ---- tpm-crb-regs ---- */
 
 /* The CRB registers as QEMU's tpm-crb shows them: tpmRegValidSts, INTF_ID (CRB active, version
- * 1, 64-byte transfers, CapCRB, selector CRB), vendor 0x1014, one 0xF80-byte buffer at +0x80 for
- * commands and responses. SeaBIOS leaves locality 0 assigned and the TPM ready (crb_ready after
+ * 1, 64-byte transfers, CapCRB, selector CRB), vendor 0x1014, one buffer for commands and
+ * responses (QEMU: 0xF80 bytes at +0x80; minivmm: RAM at 0xFED41000). SeaBIOS leaves locality 0 assigned and the TPM ready (crb_ready after
  * each command), so the check first relinquishes (CTRL_STS as SeaBIOS left it: not compared) and
  * goes idle; then each step of a request/cmdReady/goIdle/relinquish cycle must show exactly its
  * bits in LOC_STATE, LOC_STS and CTRL_STS (a cmdReady|goIdle write is ignored). */
@@ -243,11 +243,20 @@ void check_tpm_crb_regs(void)
 {
     uint32_t id = crb_read32(CRB_INTF_ID);
     const char *why = NULL;
-    if ((id & 0xFFFFF) != 0x25811 || crb_read32(CRB_INTF_ID2) != 0x1014 || crb_read32(CRB_CMD_SIZE) != 0xF80 ||
-        crb_read32(CRB_CMD_LADDR) != CRB_BASE + 0x80 || crb_read32(CRB_CMD_HADDR) ||
-        crb_read32(CRB_RSP_SIZE) != 0xF80 || crb_read32(CRB_RSP_ADDR) != CRB_BASE + 0x80 ||
+    const uint32_t buf = crb_read32(CRB_CMD_LADDR), size = crb_read32(CRB_CMD_SIZE);
+    /* QEMU's buffer is 0xF80 bytes at +0x80; minivmm's a page of RAM of the TPM's buffer size at
+     * 0xFED41000 (README "The CRB interface"): the guest writes it, the TPM answers into it. */
+    const bool qemu_buf = buf == CRB_BASE + 0x80 && size == 0xF80;
+    const bool ram_buf = buf == CRB_BASE + 0x1000 && size >= 0xF80 && size <= 0x2000;
+    if ((id & 0xFFFFF) != 0x25811 || crb_read32(CRB_INTF_ID2) != 0x1014 || !(qemu_buf || ram_buf) ||
+        crb_read32(CRB_CMD_HADDR) || crb_read32(CRB_RSP_SIZE) != size || crb_read32(CRB_RSP_ADDR) != buf ||
         crb_read32(CRB_RSP_ADDR_HIGH) || crb_read32(CRB_CTRL_START) || crb_read32(CRB_INT_ENABLE))
-        why = "ID, buffer or control registers differ from QEMU's";
+        why = "ID, buffer or control registers differ from QEMU's (or minivmm's RAM buffer)";
+    if (!why && ram_buf) {
+        phys_write32(buf + size - 4, 0x5A5AA5A5u);
+        if (phys_read32(buf + size - 4) != 0x5A5AA5A5u)
+            why = "the buffer at CMD_LADDR does not keep what was written";
+    }
     for (unsigned i = 0; !why && i < ARRAY_SIZE(crb_cycle); i++) {
         const struct crb_step *c = &crb_cycle[i];
         crb_write32(c->reg, c->write);
@@ -260,7 +269,7 @@ void check_tpm_crb_regs(void)
     if (why)
         fail("%s (INTF_ID 0x%x)", why, id);
     else
-        pass("intf_id=0x%x, buffer 0x%x+0xf80, locality and idle cycle ok", id, crb_read32(CRB_CMD_LADDR));
+        pass("intf_id=0x%x, buffer 0x%x+0x%x, locality and idle cycle ok", id, buf, size);
 }
 
 /* ---- tpm-cmd ---- */

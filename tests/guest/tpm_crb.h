@@ -1,7 +1,8 @@
 /* Polled TPM CRB driver for the checks, modelled on Linux tpm_crb.c (crb_send/crb_recv/
  * crb_go_idle/crb_cmd_ready/crb_request_locality) and QEMU's tpm-crb (hw/tpm/tpm_crb.c; TCG PC
  * Client PTP "CRB Interface"): locality 0 registers at 0xFED40000, the control area at +0x40, the
- * command/response buffer wherever CMD_LADDR/RSP_ADDR say (QEMU: +0x80, 0xF80 bytes). */
+ * command/response buffer wherever CMD_LADDR/RSP_ADDR say (QEMU: +0x80, 0xF80 bytes; minivmm: a
+ * page of RAM at 0xFED41000). */
 #ifndef MVG_TPM_CRB_H
 #define MVG_TPM_CRB_H
 
@@ -41,9 +42,10 @@ void crb_write32(uint32_t reg, uint32_t v);
  * pass; *last = last value read. */
 bool crb_wait(uint32_t reg, uint32_t mask, uint32_t want, unsigned seconds, uint32_t *last);
 
-/* One command round trip on locality 0, Linux's order: LOC_CTRL requestAccess (wait for
- * locAssigned|tpmRegValidSts), CTRL_REQ cmdReady (wait for it to clear and tpmIdle to drop),
- * CTRL_CANCEL 0, the command into the buffer with 32-bit writes, CTRL_START 1, wait for
+/* One command round trip on locality 0, Linux's order: (the first time only: the buffer's address
+ * and size from CMD_LADDR/HADDR, CMD_SIZE, RSP_ADDR, RSP_SIZE, as Linux crb_map_io at probe time)
+ * LOC_CTRL requestAccess (wait for locAssigned|tpmRegValidSts), CTRL_REQ cmdReady (wait for it
+ * to clear), CTRL_CANCEL 0, the command into the buffer with 32-bit writes, CTRL_START 1, wait for
  * CTRL_START to clear, CTRL_STS without tpmSts, the 10-byte header then paramSize bytes read
  * with 32-bit reads, CTRL_REQ goIdle, LOC_CTRL relinquish. Returns NULL on success with the
  * response in rsp[0..*rsp_len), else the reason (after an "info" line with the registers). */

@@ -232,6 +232,10 @@ def main():
                         for b in line.split("//")[0].split(":", 1)[1].split())
             check(struct.pack("<BHBII", 0x86, 9, 1, 0xFED40000, region) in crs,
                   f"acpiexec: TPM {version} _CRS = Memory32Fixed(ReadWrite, 0xFED40000, {region:#x})")
+            # CRB: the buffer's RAM is the second memory resource (Linux tpm_crb crb_map_io maps it from there).
+            buffer = struct.pack("<BHBII", 0x86, 9, 1, 0xFED41000, 0x2000)
+            check((buffer in crs) == crb, f"acpiexec: TPM {version} _CRS " +
+                  ("has the buffer's Memory32Fixed(ReadWrite, 0xFED41000, 0x2000)" if crb else "has no second memory range"))
             irq13 = bytes([0x89, 0x06, 0x00, 0x01, 0x01, 0x0D, 0x00, 0x00, 0x00])
             check((irq13 in crs) == irq and (irq or 0x89 not in crs),
                   f"acpiexec: TPM {version} _CRS " + ("has Interrupt (Level, ActiveHigh, Exclusive) {13}" if irq

@@ -60,10 +60,18 @@ TEST_CASE("pending writes are replayed in order through the bus and their slots 
     Page page;
     CoalescedMmioRing ring(page.bytes);
     CHECK(ring.drain(bus) == 0);  // empty
+    CHECK_FALSE(ring.pending());
     page.push(ring.capacity(), 0xFED40024, {0x80});
     page.push(ring.capacity(), 0xFED40024, {0x01});
     page.push(ring.capacity(), 0xFED40025, {0xAA, 0xBB});
-    CHECK(ring.drain(bus) == 3);
+    CHECK(ring.pending());
+    struct Seen final : ReplayObserver {
+        std::vector<uint64_t> addresses;
+        void replayed(uint64_t address) noexcept override { addresses.push_back(address); }
+    } seen;
+    CHECK(ring.drain(bus, &seen) == 3);
+    CHECK_FALSE(ring.pending());
+    CHECK(seen.addresses == std::vector<uint64_t>{0xFED40024, 0xFED40024, 0xFED40025});
     REQUIRE(fifo.writes.size() == 3);
     CHECK(fifo.writes[0] == std::pair<uint64_t, std::vector<uint8_t>>{0, {0x80}});
     CHECK(fifo.writes[1] == std::pair<uint64_t, std::vector<uint8_t>>{0, {0x01}});

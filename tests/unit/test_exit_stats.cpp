@@ -57,7 +57,7 @@ TEST_CASE("exits are counted by reason, device and direction, and merged across 
     hlt.exit_reason = KVM_EXIT_HLT;
     b.count(hlt, pio, mem);
     b.count(mmio(0xFED40024, true), pio, mem);
-    b.count_coalesced(11);
+    for (int i = 0; i < 11; ++i) b.replayed(0x1000);  // not the TPM's window: no register line
     kvm_run odd{};
     odd.exit_reason = 200;  // beyond the reasons KVM has today
     b.count(odd, pio, mem);
@@ -101,4 +101,26 @@ TEST_CASE("more distinct devices than slots are counted as uncounted, never lost
     CHECK(s.total() == 80);
     auto lines = s.lines(1);
     CHECK(lines.back() == "exit-stats boot=1 device=uncounted count=16");
+}
+
+TEST_CASE("the TPM window's exits and coalesced writes are counted by register offset") {
+    Bus pio("io"), mem("mmio");
+    Named crb("tpm-crb");
+    mem.insert(0xFED40000, 0x1000, crb);
+    ExitStats a, b;
+    a.count(mmio(0xFED4004C, false, 4), pio, mem);  // CTRL_START polled twice
+    a.count(mmio(0xFED4004C, false, 4), pio, mem);
+    a.replayed(0xFED4004C);                          // CTRL_START written, through the ring
+    b.count(mmio(0xFED40000, false, 4), pio, mem);  // LOC_STATE
+    b.count(mmio(0xFED40008, true, 4), pio, mem);   // LOC_CTRL, an exit
+    b.count(mmio(0xFEC00000, false, 4), pio, mem);  // not the TPM: no register line
+    a.merge(b);
+    CHECK(a.coalesced() == 1);
+    std::vector<std::string> regs;
+    for (const std::string& l : a.lines(1))
+        if (l.find("tpm-register=") != std::string::npos) regs.push_back(l);
+    CHECK(regs == std::vector<std::string>{"exit-stats boot=1 tpm-register=0x0 dir=read count=1",
+                                           "exit-stats boot=1 tpm-register=0x8 dir=write count=1",
+                                           "exit-stats boot=1 tpm-register=0x4c dir=read count=2",
+                                           "exit-stats boot=1 tpm-register=0x4c dir=coalesced count=1"});
 }

@@ -25,6 +25,13 @@ TEST_CASE("e820: layout and SeaBIOS's 20-byte encoding") {
     CHECK(map[1].size == platform::kKvmReservedSize);
     CHECK(map[1].type == kE820Reserved);
 
+    // -tpm-interface crb: the CRB's buffer RAM is reserved, so the OS never takes it as its own.
+    map = build_e820(512ull << 20, 0, true);
+    REQUIRE(map.size() == 3);
+    CHECK(map[2].addr == 0xFED41000);
+    CHECK(map[2].size == 0x2000);
+    CHECK(map[2].type == kE820Reserved);
+
     map = build_e820(3ull << 30, 5ull << 30);
     REQUIRE(map.size() == 3);
     CHECK(map[1].addr == 1ull << 32);

@@ -64,7 +64,7 @@ public:
     int finished = 0;
     std::vector<uint8_t> localities;
     std::atomic<int> cancels{0};
-    bool est = true;
+    std::atomic<bool> est{true};
     std::atomic<int> reset_locality{-1};
     std::thread::id reset_thread;
 };
@@ -143,17 +143,24 @@ TEST_CASE("cancel reaches the backend only while a command executes") {
     REQUIRE(got.wait_for(1));
 }
 
-TEST_CASE("established and reset_established are forwarded") {
+TEST_CASE("established is cached by the worker, and reset_established is forwarded") {
     FakeBackend backend;
     TpmWorker worker(backend, [](std::span<const uint8_t>) {});
-    CHECK(worker.established());
+    CHECK(worker.established());  // read once when the worker starts
     backend.est = false;
-    CHECK_FALSE(worker.established());
+    CHECK(worker.established());  // the caller (a vCPU) never asks the backend (swtpm: a socket round trip)
     worker.reset_established(3);
     // Run by the worker thread (not the caller, a vCPU), in order after queued commands.
     for (int i = 0; i < 500 && backend.reset_locality.load() != 3; ++i) std::this_thread::sleep_for(1ms);
     CHECK(backend.reset_locality == 3);
     CHECK(backend.reset_thread != std::this_thread::get_id());
+    REQUIRE(worker.wait_idle(std::chrono::seconds(5)));
+    CHECK_FALSE(worker.established());  // the worker read it again after the job
+    backend.est = true;
+    const uint8_t cmd[10] = {0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x44};
+    worker.submit(0, cmd);
+    REQUIRE(worker.wait_idle(std::chrono::seconds(5)));
+    CHECK(worker.established());  // and after each command
 }
 
 TEST_CASE("reset_established waits behind a running command, never blocks the caller") {

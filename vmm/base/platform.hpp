@@ -16,6 +16,11 @@ inline constexpr uint64_t kPciMmioWindowEnd = 0xFEC0'0000;  // SeaBIOS BUILD_PCI
 inline constexpr uint64_t kIoApicBase = 0xFEC0'0000;
 inline constexpr uint64_t kTpmTisBase = 0xFED4'0000;  // TCG PC Client PTP: 5 localities x 4 KiB
 inline constexpr uint64_t kTpmTisSize = 0x5000;
+// The TPM CRB's command/response buffer (-tpm-interface crb, devices/tpm_crb.hpp): guest RAM of its
+// own KVM memory slot in the TIS window's unused second page and the one after it (the CRB's
+// registers take only the first page), reserved in e820 and listed in the TPM device's _CRS.
+inline constexpr uint64_t kTpmCrbBufferBase = 0xFED4'1000;
+inline constexpr uint64_t kTpmCrbBufferSize = 0x2000;
 // The TPM's Physical Presence Interface mailbox (devices/tpm_ppi.hpp), where QEMU puts its PPI
 // page (TPM_PPI_ADDR_BASE), right after the TIS window.
 inline constexpr uint64_t kTpmPpiBase = 0xFED4'5000;

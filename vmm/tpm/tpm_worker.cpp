@@ -23,7 +23,8 @@ bool is_failure(TpmVersion v, uint32_t rc) noexcept {
 
 TpmWorker::TpmWorker(TpmBackend& backend, Completion on_complete)
     : backend_(backend), on_complete_(std::move(on_complete)),
-      response_(std::max<size_t>(backend.buffer_size(), 10)), thread_([this] { run(); }) {}
+      response_(std::max<size_t>(backend.buffer_size(), 10)), established_(backend.established()),
+      thread_([this] { run(); }) {}
 
 TpmWorker::~TpmWorker() {
     {
@@ -118,6 +119,7 @@ void TpmWorker::run() noexcept {
 
         if (job.kind == Job::Kind::reset_established) {
             backend_.reset_established(job.locality);
+            established_.store(backend_.established(), std::memory_order_release);
             lock.lock();
             running_ = false;
             idle_.notify_all();
@@ -140,6 +142,7 @@ void TpmWorker::run() noexcept {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
         n = std::min(n, response_.size());
         const std::span<const uint8_t> answer(response_.data(), n);
+        established_.store(backend_.established(), std::memory_order_release);  // before the guest sees the answer
         const TpmVersion version = backend_.version();
 
         lock.lock();

@@ -4,6 +4,7 @@
 // QEMU does the same with a thread-pool job per command (backends/tpm/tpm_backend.c).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -41,7 +42,10 @@ public:
     void submit(uint8_t locality, std::span<const uint8_t> command) noexcept override;
     // Forwards to the backend if a command is executing (from this thread, on the control channel).
     void cancel() noexcept override;
-    bool established() const noexcept override { return backend_.established(); }
+    // Cached here: read from the backend when the worker starts (the machine's power-on, on the
+    // thread that builds it) and again by the worker thread after each job, so a vCPU reading
+    // LOC_STATE or ACCESS never waits for a socket round trip to swtpm.
+    bool established() const noexcept override { return established_.load(std::memory_order_acquire); }
     // Queued for the worker thread, after the commands before it, never waited for: the vCPU
     // that asks must not write the TPM's state files (libtpms TPM 1.2 writes its NV here; the
     // vCPU's sandbox filter has no file system calls). established() reads the old flag until
@@ -96,6 +100,7 @@ private:
     bool stop_ = false;
     Stats stats_;                    // guarded by mutex_
     std::vector<uint8_t> response_;  // worker thread only
+    std::atomic<bool> established_;  // the backend's flag, as of the last job
     std::thread thread_;             // last: started after everything above exists
 };
 
