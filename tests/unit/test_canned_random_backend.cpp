@@ -15,16 +15,7 @@ using namespace minivmm;
 using testing::be16;
 using testing::be32;
 using testing::Cmd;
-
-namespace {
-
-std::vector<uint8_t> run(TpmBackend& tpm, const std::vector<uint8_t>& command) {
-    std::vector<uint8_t> response(tpm.buffer_size());
-    response.resize(tpm.execute(0, command, response));
-    return response;
-}
-
-}  // namespace
+using testing::run;
 
 TEST_CASE("the canned backend answers TPM2_GetRandom itself and forwards the rest") {
     testing::TempDir tmp;

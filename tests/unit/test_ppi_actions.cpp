@@ -20,14 +20,9 @@
 using namespace minivmm;
 using testing::be32;
 using testing::Cmd;
+using testing::run;
 
 namespace {
-
-std::vector<uint8_t> run(TpmBackend& tpm, const std::vector<uint8_t>& command) {
-    std::vector<uint8_t> response(tpm.buffer_size());
-    response.resize(tpm.execute(0, command, response));
-    return response;
-}
 
 uint32_t rc(const std::vector<uint8_t>& response) { return tpm_code(response); }
 
