@@ -51,13 +51,15 @@ bool Virtqueue::set_size(uint16_t size) noexcept {
 
 void Virtqueue::enable() noexcept {
     // Ring sizes from virtio 1.0 §2.4: descriptor table 16·N, avail 6 + 2·N, used 6 + 8·N bytes.
+    // Each ring lies within one RAM region: pop() and push() read and write ring fields with
+    // single-region accesses, so a ring across a region boundary would publish a used element
+    // without its index (fuzz_pci_virtio_blk found that one). Data buffers may cross (ChainCursor).
     const uint64_t n = size_;
-    const bool ok = guest_range_valid(memory_, desc_, 16 * n) &&
-                    guest_range_valid(memory_, avail_, kRingHeader + 2 * n + 2) &&
-                    guest_range_valid(memory_, used_, kRingHeader + kUsedElemSize * n + 2);
+    const bool ok = memory_.span(desc_, 16 * n) && memory_.span(avail_, kRingHeader + 2 * n + 2) &&
+                    memory_.span(used_, kRingHeader + kUsedElemSize * n + 2);
     if (!ok) {
-        log::debug("virtqueue: rings desc {:#x} avail {:#x} used {:#x} (size {}) are not in RAM; queue broken",
-                   desc_, avail_, used_, size_);
+        log::debug("virtqueue: rings desc {:#x} avail {:#x} used {:#x} (size {}) are not each within one RAM "
+                   "region; queue broken", desc_, avail_, used_, size_);
     }
     rings_ok_ = ok;
     enabled_ = true;

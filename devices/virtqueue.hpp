@@ -106,7 +106,7 @@ private:
     bool enabled_ = false;
     bool indirect_allowed_ = false;
     bool broken_ = false;
-    bool rings_ok_ = false;  // checked at enable(): every ring wholly in guest RAM
+    bool rings_ok_ = false;  // checked at enable(): every ring wholly in one RAM region
     uint16_t last_avail_ = 0;  // next avail ring slot to consume
     uint16_t next_used_ = 0;   // next used idx to publish
 };
