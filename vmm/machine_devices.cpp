@@ -108,6 +108,12 @@ void MachineDevices::before_dispatch(const kvm_run& run) noexcept {
     tpm_worker_->wait_idle(kTpmPollStall);
 }
 
+void MachineDevices::after_dispatch(const kvm_run& run) noexcept {
+    if (!tpm_worker_ || run.exit_reason != KVM_EXIT_MMIO || !run.mmio.is_write) return;
+    if (run.mmio.phys_addr - platform::kTpmTisBase >= platform::kTpmTisSize) return;
+    tpm_worker_->wait_idle(kTpmStartStall);
+}
+
 void MachineDevices::attach_tpm(const Wiring& w) {
     // The TPM was power-cycled for this power-on before the machine was built (main.cpp).
     std::mutex& lock = w.device_lock;

@@ -39,7 +39,7 @@
 
 namespace minivmm {
 
-class MachineDevices final : public ExitPrelude {
+class MachineDevices final : public ExitWaits {
 public:
     struct Wiring {
         const Config& config;
@@ -68,6 +68,15 @@ public:
     // Count Interface Specification 1.1, SYNC field). The bound keeps a slow command (key generation) from holding the vCPU.
     static constexpr std::chrono::microseconds kTpmPollStall{2000};
     void before_dispatch(const kvm_run& run) noexcept override;
+    // After the TIS write that started a command (tpmGo) the vCPU waits up to kTpmStartStall, so
+    // a command that is not slow has completed, and raised its interrupt, before the guest runs
+    // on. Linux 6.4+ tests the TIS interrupt with one command and sleeps only 1 ms after tpmGo
+    // before it gives up on the interrupt and polls for good (drivers/char/tpm/tpm_tis_core.c
+    // tpm_tis_send); swtpm's round trip on a loaded host, or one scheduler time slice, is longer.
+    // The guest loses nothing: it waits for that command anyway, and a slow one (key generation)
+    // costs the vCPU this bound once.
+    static constexpr std::chrono::microseconds kTpmStartStall{10000};
+    void after_dispatch(const kvm_run& run) noexcept override;
 
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }

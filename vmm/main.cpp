@@ -39,6 +39,7 @@
 #include "vmm/vcpu.hpp"
 #ifdef MINIVMM_TEST_HOOKS
 #include "vmm/tpm/canned_random_backend.hpp"
+#include "vmm/tpm/delayed_backend.hpp"
 #endif
 
 using namespace minivmm;
@@ -209,6 +210,13 @@ int run(const Config& config, int signal_fd) {
     if (const char* canned = std::getenv("MINIVMM_TEST_CANNED_GETRANDOM"); tpm && canned && std::string(canned) == "1") {
         log::warn("test hook: TPM2_GetRandom is answered from memory, not by the TPM");
         tpm = std::make_unique<CannedRandomBackend>(std::move(tpm));
+    }
+    // minivmm-testhooks only: every TPM command takes N more milliseconds (1..1000), a slow TPM.
+    if (const char* delay = std::getenv("MINIVMM_TEST_TPM_DELAY_MS"); tpm && delay) {
+        const int ms = std::atoi(delay);
+        if (ms < 1 || ms > 1000) throw SetupError(kExitUsage, "MINIVMM_TEST_TPM_DELAY_MS takes 1..1000");
+        log::warn("test hook: every TPM command is delayed by {} ms", ms);
+        tpm = std::make_unique<DelayedBackend>(std::move(tpm), std::chrono::milliseconds(ms));
     }
 #endif
     // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power

@@ -78,13 +78,13 @@ void run_vcpu(const VcpuContext& ctx) noexcept {
                             fmt::format("KVM_RUN failed on vCPU {}: {}", ctx.vcpu.index(), std::strerror(errno)));
             return;
         }
-        // Queued writes first, then the prelude: a CRB's CTRL_START waits in the ring until the
-        // poll that follows it, and must reach the TPM before the prelude waits for its answer.
-        if (ctx.prelude && ctx.coalesced && ctx.coalesced->pending()) {
+        // Queued writes first, then the wait: a CRB's CTRL_START waits in the ring until the
+        // poll that follows it, and must reach the TPM before the wait for its answer.
+        if (ctx.waits && ctx.coalesced && ctx.coalesced->pending()) {
             std::lock_guard lock(ctx.device_lock);
             ctx.coalesced->drain(ctx.mmio, ctx.stats);
         }
-        if (ctx.prelude) ctx.prelude->before_dispatch(run);
+        if (ctx.waits) ctx.waits->before_dispatch(run);
         ExitOutcome outcome;
         {
             std::lock_guard lock(ctx.device_lock);
@@ -92,6 +92,7 @@ void run_vcpu(const VcpuContext& ctx) noexcept {
             if (ctx.stats) ctx.stats->count(run, ctx.pio, ctx.mmio);
             outcome = handle_exit(run, ctx.vcpu.run_size(), ctx.pio, ctx.mmio);
         }
+        if (ctx.waits && outcome.action == ExitAction::resume) ctx.waits->after_dispatch(run);
         switch (outcome.action) {
         case ExitAction::resume:
             break;

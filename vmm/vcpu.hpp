@@ -17,14 +17,16 @@
 
 namespace minivmm {
 
-// Runs before an exit is dispatched, without the device lock, so the machine can let work the
-// guest is polling for finish first (MachineDevices: a TPM command the guest waits on).
-class ExitPrelude {
+// Bounded waits around an exit's dispatch, without the device lock, so the machine can let work
+// the guest waits for finish first (MachineDevices: a TPM command): before a read that polls for
+// it, and after the write that started it.
+class ExitWaits {
 public:
     virtual void before_dispatch(const kvm_run& run) noexcept = 0;
+    virtual void after_dispatch(const kvm_run& run) noexcept = 0;
 
 protected:
-    ~ExitPrelude() = default;
+    ~ExitWaits() = default;
 };
 
 struct VcpuContext {
@@ -36,7 +38,7 @@ struct VcpuContext {
     const GuestMemory& memory;
     const BiosImage& bios;
     const std::atomic<bool>& stop;
-    ExitPrelude* prelude = nullptr;          // optional
+    ExitWaits* waits = nullptr;              // optional
     CoalescedMmioRing* coalesced = nullptr;  // optional: replayed before every exit is served
     ExitStats* stats = nullptr;              // optional (-exit-stats): this vCPU's counts
 };

@@ -7,10 +7,14 @@ built with scripts/build-guest-image --kernel debian-6.12, under minivmm:
               and TPM 2.0 checks (tpm2-tools, event-log replay, ECC signature), /proc/interrupts
               has a tpm0 line on IRQ 13 with a non-zero count, and tpm_tis never fell back to
               polling ("TPM interrupt not working, polling instead")
-  tpm12-irq   in-process TPM 1.2 with the interrupt: the same for TPM 1.2 (caps, SHA-1 log replay)
+  tpm12-irq   in-process TPM 1.2 with the interrupt: the same for TPM 1.2 (caps, SHA-1 log replay),
+              on a slow TPM: minivmm-testhooks with MINIVMM_TEST_TPM_DELAY_MS=3 makes every command
+              take 3 ms more, longer than the 1 ms Linux waits after tpmGo for the interrupt of its
+              test command (tpm_tis_core.c tpm_tis_send); minivmm holds the vCPU on tpmGo until
+              the command is done (MachineDevices::kTpmStartStall), so the interrupt is still used
   tpm2-polled swtpm TPM 2.0, -tpm-irq off: the same checks pass, and no tpm0 interrupt exists
 
-usage: test_tis_irq_linux.py MINIVMM IMAGE"""
+usage: test_tis_irq_linux.py MINIVMM MINIVMM_TESTHOOKS IMAGE [CASE...]   (default: every case)"""
 import os
 import re
 import sys
@@ -23,10 +27,11 @@ import vm  # noqa: E402
 import vmmtest  # noqa: E402
 
 TIMEOUT = 600  # two boots of a 6.12 kernel on the real-clock nested KVM
-CASES = {  # name: (TPM version, backend, minivmm TPM options, interface, interrupt expected)
-    "tpm2-irq": ("2.0", "swtpm", [], "tis", True),
-    "tpm12-irq": ("1.2", "in-process", [], "tis", True),
-    "tpm2-polled": ("2.0", "swtpm", ["-tpm-irq", "off"], "tis", False),
+SLOW_TPM = {"MINIVMM_TEST_TPM_DELAY_MS": "3"}
+CASES = {  # name: (TPM version, backend, minivmm TPM options, interface, interrupt expected, test hooks)
+    "tpm2-irq": ("2.0", "swtpm", [], "tis", True, None),
+    "tpm12-irq": ("1.2", "in-process", [], "tis", True, SLOW_TPM),
+    "tpm2-polled": ("2.0", "swtpm", ["-tpm-irq", "off"], "tis", False, None),
 }
 
 
@@ -37,19 +42,24 @@ def irq_count(line):
 
 
 def main():
-    minivmm, image = sys.argv[1:3]
+    minivmm, testhooks, image = sys.argv[1:4]
+    only = sys.argv[4:] or list(CASES)
+    if not set(only) <= set(CASES):
+        sys.exit(f"unknown case(s) {sorted(set(only) - set(CASES))}; the cases: {', '.join(CASES)}")
     vmmtest.require_kvm_and_swtpm()
     s = vmmtest.Suite()
     if not os.path.isfile(image):
         s.check(f"the 6.12 guest image {image} exists (scripts/build-guest-image --kernel debian-6.12; "
                 "scripts/test builds it)", False)
         return s.finish()
-    for name, (version, backend, options, interface, irq) in CASES.items():
+    for name in only:
+        version, backend, options, interface, irq, hooks = CASES[name]
         directory = os.path.join(s.tmp.name, name)
         swtpm = vm.Swtpm(directory, version) if backend == "swtpm" else None
         tpm = ["-tpm-sock", swtpm.sock] if swtpm else ["-tpm-state", directory, "-tpm-version", version]
         try:
-            r = vm.run(vm.minivmm_cmd(minivmm, image, tpm + options), TIMEOUT)
+            binary, env = (testhooks, dict(os.environ, **hooks)) if hooks else (minivmm, None)
+            r = vm.run(vm.minivmm_cmd(binary, image, tpm + options), TIMEOUT, env=env)
         finally:
             if swtpm:
                 swtpm.stop()

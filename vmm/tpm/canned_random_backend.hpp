@@ -13,25 +13,21 @@
 #include <span>
 
 #include "vmm/base/bytes.hpp"
-#include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/forwarding_backend.hpp"
 
 namespace minivmm {
 
-class CannedRandomBackend final : public TpmBackend {
+class CannedRandomBackend final : public ForwardingBackend {
 public:
-    explicit CannedRandomBackend(std::unique_ptr<TpmBackend> real) : real_(std::move(real)) {}
+    using ForwardingBackend::ForwardingBackend;
 
-    TpmVersion version() const noexcept override { return real_->version(); }
-    size_t buffer_size() const noexcept override { return real_->buffer_size(); }
-    void limit_buffer_size(size_t limit) noexcept override { real_->limit_buffer_size(limit); }
-    bool power_cycle() noexcept override { return real_->power_cycle(); }
     size_t execute(uint8_t locality, std::span<const uint8_t> command, std::span<uint8_t> response) noexcept override {
         // TPM2_GetRandom: tag, commandSize 12, TPM_CC_GetRandom 0x17B, UINT16 bytesRequested.
         if (version() != TpmVersion::v2_0 || command.size() != 12 || load_be32(command, 2) != 12 ||
             load_be32(command, 6) != 0x17B)
-            return real_->execute(locality, command, response);
+            return ForwardingBackend::execute(locality, command, response);
         const size_t n = std::min<size_t>(load_be16(command, 10), 32);  // at most a SHA-256 digest
-        if (response.size() < 12 + n) return real_->execute(locality, command, response);
+        if (response.size() < 12 + n) return ForwardingBackend::execute(locality, command, response);
         store_be(response.subspan(0, 2), 0x8001);
         store_be(response.subspan(2, 4), 12 + n);
         store_be(response.subspan(6, 4), 0);
@@ -39,14 +35,8 @@ public:
         for (size_t i = 0; i < n; ++i) response[12 + i] = static_cast<uint8_t>(++counter_);
         return 12 + n;
     }
-    void cancel() noexcept override { real_->cancel(); }
-    bool established() noexcept override { return real_->established(); }
-    void reset_established(uint8_t locality) noexcept override { real_->reset_established(locality); }
-    void abandon() noexcept override { real_->abandon(); }
-    void shutdown() noexcept override { real_->shutdown(); }
 
 private:
-    std::unique_ptr<TpmBackend> real_;
     uint8_t counter_ = 0;
 };
 

@@ -1,14 +1,17 @@
-// CannedRandomBackend (minivmm-testhooks' floor backend) over the real libtpms: TPM2_GetRandom is
-// answered from memory, well-formed and before TPM2_Startup (the real TPM would say
-// TPM_RC_INITIALIZE), every other command reaches the TPM.
+// minivmm-testhooks' TPM backends over the real libtpms. CannedRandomBackend (the floor backend):
+// TPM2_GetRandom is answered from memory, well-formed and before TPM2_Startup (the real TPM would
+// say TPM_RC_INITIALIZE), every other command reaches the TPM. DelayedBackend (a slow TPM): every
+// command takes at least its delay and gets the real TPM's answer.
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
 #include "temp_dir.hpp"
 #include "tpm_command.hpp"
 #include "vmm/tpm/canned_random_backend.hpp"
+#include "vmm/tpm/delayed_backend.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 
 using namespace minivmm;
@@ -34,4 +37,17 @@ TEST_CASE("the canned backend answers TPM2_GetRandom itself and forwards the res
     CHECK(be32(r, 6) == 0);
     r = run(tpm, Cmd(0x8001, 0x144).u16(0).done());
     CHECK(be32(r, 6) == 0x100);  // TPM_RC_INITIALIZE: started already
+}
+
+TEST_CASE("the delayed backend takes its delay for every command and forwards it") {
+    testing::TempDir tmp;
+    DelayedBackend tpm(std::make_unique<LibtpmsBackend>(tmp.sub("st"), TpmVersion::v2_0), std::chrono::milliseconds(20));
+    REQUIRE(tpm.power_cycle());
+    for (uint16_t expected_rc : {0x000, 0x100}) {  // Startup(CLEAR) twice: success, then TPM_RC_INITIALIZE
+        const auto start = std::chrono::steady_clock::now();
+        const auto r = run(tpm, Cmd(0x8001, 0x144).u16(0).done());
+        CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(20));
+        REQUIRE(r.size() == 10);
+        CHECK(be32(r, 6) == expected_rc);
+    }
 }
