@@ -19,8 +19,9 @@
 // words, a narrower read sees the word shifted right by its byte position; a write acts at the
 // register's first byte only), an aligned 8-byte access is two 4-byte ones (low word first);
 // anything else reads all-ones and its writes are dropped. The page beyond 0x80 is reserved
-// (reads 0). Every register write takes effect before the next register read, so the machine
-// may queue the writes in KVM's coalesced MMIO ring (nothing here acts on its own).
+// (reads 0). Reads have no side effects, so the machine serves the page from memory where it can
+// (devices/register_mirror.hpp); elsewhere, every register write takes effect before the next
+// register read, so the machine may queue the writes in KVM's coalesced MMIO ring.
 //
 // No lock inside (devices/device.hpp): every call runs under the machine's device lock.
 // The backend's submit() and cancel() must not call command_completed() before they return.

@@ -24,7 +24,9 @@ namespace minivmm {
 
 namespace {
 
-enum MemorySlot : uint32_t { kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2, kSlotTpmCrbBuffer = 3 };
+enum MemorySlot : uint32_t {
+    kSlotLowRam = 0, kSlotFlash = 1, kSlotHighRam = 2, kSlotTpmCrbBuffer = 3, kSlotTpmCrbRegisters = 4
+};
 
 }  // namespace
 
@@ -40,7 +42,7 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
         options_.debug_out, options_.tpm, options_.tpm_ppi, options_.kernel, ram_below_4g_, ram_above_4g_,
-        tpm_crb_memory_});
+        tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
     coalesce_tpm_fifo();
     if (options_.config.exit_stats) exit_stats_.resize(vcpus_.size());
@@ -92,6 +94,19 @@ void Machine::map_tpm_crb_buffer() {
     vm_.set_memory(kSlotTpmCrbBuffer, platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize,
                    tpm_crb_buffer_.data(), false);
     tpm_crb_memory_ = GuestMemory({{platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize, tpm_crb_buffer_.data()}});
+    // The register page too, read-only: the guest's register reads (Linux polls LOC_STATE,
+    // CTRL_REQ and CTRL_START after each write) are served from this page without an exit; its
+    // writes exit as MMIO and MachineDevices re-renders the page (devices/register_mirror.hpp).
+    if (options_.kvm.check_extension(KVM_CAP_READONLY_MEM) <= 0) {
+        log::info("KVM has no read-only memory slots: every CRB register read exits");
+        return;
+    }
+    try {
+        tpm_crb_registers_ = Mapping::anonymous(crb::kPageSize);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitKvm, e.what());
+    }
+    vm_.set_memory(kSlotTpmCrbRegisters, platform::kTpmTisBase, crb::kPageSize, tpm_crb_registers_.data(), true);
 }
 
 void Machine::create_vcpus() {
@@ -107,7 +122,8 @@ void Machine::create_vcpus() {
 // Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write (TIS), each an exit; with
 // those ranges as coalesced zones the writes wait in KVM's ring until the next exit (a read of STS,
 // a write of STS.go), which replays them first (vmm/coalesced_mmio.hpp). The CRB's register writes
-// (LOC_CTRL, CTRL_REQ, CTRL_CANCEL, CTRL_START) wait there too, until the read that follows each.
+// (LOC_CTRL, CTRL_REQ, CTRL_CANCEL, CTRL_START) wait there too, until the read that follows each,
+// where the register page is MMIO (no read-only slots); served from memory, they must exit.
 void Machine::coalesce_tpm_fifo() {
     if (!options_.tpm || vcpus_.empty()) return;
     const int pages = options_.kvm.check_extension(KVM_CAP_COALESCED_MMIO);

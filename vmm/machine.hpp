@@ -83,6 +83,7 @@ private:
     uint64_t ram_below_4g_ = 0, ram_above_4g_ = 0;
     GuestMemory memory_;
     Mapping tpm_crb_buffer_;      // -tpm-interface crb only
+    Mapping tpm_crb_registers_;   // the same, where KVM has read-only slots: the register page
     GuestMemory tpm_crb_memory_;  // that buffer alone, for the CRB device
     MachineEvents events_;
     std::mutex device_lock_;

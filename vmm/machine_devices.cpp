@@ -120,6 +120,7 @@ void MachineDevices::attach_tpm(const Wiring& w) {
     tpm_worker_ = std::make_unique<TpmWorker>(*w.tpm, [this, &lock](std::span<const uint8_t> response) {
         std::lock_guard guard(lock);
         tpm_device_->command_completed(response);
+        if (crb_registers_) crb_registers_->refresh();  // CTRL_START reads 0 from memory now
     });
     tpm_interface_ = w.config.tpm_interface;
     if (tpm_interface_ == TpmInterface::crb) {
@@ -127,7 +128,12 @@ void MachineDevices::attach_tpm(const Wiring& w) {
             throw SetupError(kExitTpm, "the CRB interface needs a TPM 2.0");
         tpm_device_ = std::make_unique<TpmCrb>(*tpm_worker_, w.tpm_crb_buffer, platform::kTpmCrbBufferBase,
                                                static_cast<uint32_t>(platform::kTpmCrbBufferSize));
-        w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *tpm_device_);
+        if (w.tpm_crb_register_page.empty()) {
+            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *tpm_device_);
+        } else {  // reads from memory, writes exit (devices/register_mirror.hpp)
+            crb_registers_ = std::make_unique<RegisterMirror>(*tpm_device_, w.tpm_crb_register_page, crb::kRegisterSpace);
+            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *crb_registers_);
+        }
     } else {
         if (w.config.tpm_irq)  // the TIS interrupt, as the DSDT lists it
             tpm_device_ = std::make_unique<TpmTis>(*tpm_worker_, &tpm_irq_, platform::kTpmTisIrq);
@@ -141,10 +147,13 @@ std::vector<MachineDevices::MmioZone> MachineDevices::coalescible_tpm_zones() co
     std::vector<MmioZone> zones;
     if (!tpm_device_) return zones;
     if (tpm_interface_ == TpmInterface::crb) {
-        // The whole register page: no CRB register write raises an interrupt or needs an answer
-        // before the guest's next read of a register (Linux and SeaBIOS read back every write:
-        // LOC_STATE, CTRL_REQ, CTRL_START), and that read's exit replays the writes first. The
-        // buffer is RAM and needs no exit at all.
+        // Served from memory, the page's writes must exit: the page is re-rendered before the
+        // guest's next read, which no longer exits to replay a queue.
+        if (crb_registers_) return zones;
+        // As MMIO, the whole register page: no CRB register write raises an interrupt or needs an
+        // answer before the guest's next read of a register (Linux and SeaBIOS read back every
+        // write: LOC_STATE, CTRL_REQ, CTRL_START), and that read's exit replays the writes first.
+        // The buffer is RAM and needs no exit at all.
         zones.push_back({platform::kTpmTisBase, crb::kPageSize});
         return zones;
     }

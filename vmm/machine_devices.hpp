@@ -25,6 +25,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
+#include "devices/register_mirror.hpp"
 #include "devices/tpm_interface.hpp"
 #include "devices/tpm_ppi.hpp"
 #include "devices/virtio_blk.hpp"
@@ -58,6 +59,9 @@ public:
         uint64_t ram_below_4g;
         uint64_t ram_above_4g;
         const GuestMemory& tpm_crb_buffer;  // the CRB's buffer RAM (platform::kTpmCrbBufferBase); empty unless CRB
+        // The host page behind a read-only KVM slot at the CRB's register page, or empty (no CRB,
+        // or KVM has no read-only slots): the registers are then plain MMIO.
+        std::span<uint8_t> tpm_crb_register_page;
     };
     explicit MachineDevices(const Wiring& wiring);  // throws on set-up errors
 
@@ -120,6 +124,7 @@ private:
     // (joined) first.
     TpmInterface tpm_interface_ = TpmInterface::tis;
     std::unique_ptr<TpmFrontend> tpm_device_;
+    std::unique_ptr<RegisterMirror> crb_registers_;  // the CRB's register page served from memory
     std::unique_ptr<TpmWorker> tpm_worker_;
 };
 

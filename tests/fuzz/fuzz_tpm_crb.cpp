@@ -4,12 +4,15 @@
 // value, whole commands through the Linux tpm_crb sequence (the command written into the buffer's
 // RAM), the guest scribbling on that RAM at any time, backend completions with arbitrary response
 // bytes (up to 8 KiB) and cancels. Sanitizers catch memory errors and UB; the checks below catch
-// broken invariants (the device never writes guest RAM past the buffer's size).
+// broken invariants (the device never writes guest RAM past the buffer's size; the register page
+// served from memory, devices/register_mirror.hpp, always reads what the registers read).
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
 
+#include "devices/register_mirror.hpp"
 #include "devices/tpm_crb.hpp"
 #include "fuzz_support.hpp"
 #include "vmm/base/guest_memory.hpp"
@@ -63,7 +66,7 @@ uint32_t readl(TpmCrb& crb, uint64_t off) {
     crb.read(off, b);
     return static_cast<uint32_t>(load_le(b));
 }
-void writel(TpmCrb& crb, uint64_t off, uint32_t v) {
+void writel(Device& crb, uint64_t off, uint32_t v) {
     uint8_t b[4];
     store_le(b, v);
     crb.write(off, b);
@@ -91,6 +94,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const GuestMemory memory({{kGpa, kCapacity, ram.data()}});
     const uint64_t gpa = (config & 0x10) ? 0xFED50000 : kGpa;
     TpmCrb crb(backend, memory, gpa, kCapacity);
+    // The guest's writes go through the register page the machine serves from memory (a
+    // read-only KVM slot): after every operation the page must read what the registers read.
+    alignas(4) std::array<uint8_t, crb::kPageSize> page;
+    page.fill(0x5A);
+    RegisterMirror mirror(crb, page, crb::kRegisterSpace);
     const uint32_t buffer_size = static_cast<uint32_t>(std::min(kBufferSizes[config & 7], kCapacity));
 
     for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {
@@ -104,18 +112,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             const uint64_t v = in.u64();
             uint8_t buf[8];
             store_le(buf, v);
-            crb.write(off, std::span<const uint8_t>(buf, n));
+            mirror.write(off, std::span<const uint8_t>(buf, n));
             break;
         }
         case 2: {  // a whole command, as Linux tpm_crb sends it
             const std::vector<uint8_t> cmd = in.bytes(in.u8());
-            writel(crb, 0x08, 1);
-            writel(crb, 0x40, 1);
-            writel(crb, 0x48, 0);
-            crb.write(0x80, std::span<const uint8_t>());  // empty access: ignored
+            writel(mirror, 0x08, 1);
+            writel(mirror, 0x40, 1);
+            writel(mirror, 0x48, 0);
+            mirror.write(0x80, std::span<const uint8_t>());  // empty access: ignored
             std::copy_n(cmd.begin(), std::min(cmd.size(), kCapacity), ram.begin());
             const bool was = backend.outstanding;
-            writel(crb, 0x4C, 1);
+            writel(mirror, 0x4C, 1);
             check(crb.command_outstanding() == backend.outstanding);
             if (!was && backend.outstanding) check(readl(crb, 0x4C) == 1);
             break;
@@ -124,14 +132,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             const std::vector<uint8_t> rsp = in.bytes(in.u16() % 8192);
             const bool was = backend.outstanding;
             crb.command_completed(rsp);
+            mirror.refresh();  // as the worker's completion does
             backend.outstanding = false;
             check(!crb.command_outstanding());
             check(readl(crb, 0x4C) == 0);
             if (was && rsp.size() < crb::kHeaderSize) check((readl(crb, 0x44) & 1) == 1);
             break;
         }
-        case 4: writel(crb, 0x48, 1); break;
-        case 5: writel(crb, 0x08, op & 0x80 ? 2 : 1); break;
+        case 4: writel(mirror, 0x48, 1); break;
+        case 5: writel(mirror, 0x08, op & 0x80 ? 2 : 1); break;
         case 6: {  // the guest (another vCPU) writes the buffer's RAM, also while a command runs
             const size_t at = in.u16() % kCapacity;
             const std::vector<uint8_t> bytes = in.bytes(in.u8());
@@ -144,6 +153,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         check(readl(crb, 0x58) == buffer_size && readl(crb, 0x64) == buffer_size && readl(crb, 0x5C) == gpa && readl(crb, 0x60) == 0);
         for (size_t i = kCapacity; i < ram.size(); ++i) check(ram[i] == 0xC5);
         check(((readl(crb, 0x4C) & 1) == 1) == backend.outstanding);
+        for (uint32_t off = 0; off < crb::kPageSize; off += 4)
+            check(load_le(std::span<const uint8_t>(page.data() + off, 4)) ==
+                  (off < crb::kRegisterSpace ? readl(crb, off) : 0x5A5A5A5Au));
     }
     return 0;
 }
