@@ -18,10 +18,13 @@ namespace minivmm {
 
 class RegisterMirror final : public Device {
 public:
-    // `page` is the host page behind the slot (4-byte aligned); registers are read from the device
-    // as aligned 32-bit words in [0, register_bytes) and stored there; the rest of the page is
-    // left as it is (zero: reserved space).
-    RegisterMirror(Device& device, std::span<uint8_t> page, uint32_t register_bytes) noexcept;
+    // `page` is the host page behind the slot (4-byte aligned). Every register is read from the
+    // device as an aligned 32-bit word in [0, register_bytes) and stored there at once; after that
+    // only the words at `changing` (the registers whose values can change: the device says which,
+    // and fuzz_tpm_crb checks the whole page) are re-read. The rest of the page is left as it is
+    // (zero: reserved space).
+    RegisterMirror(Device& device, std::span<uint8_t> page, uint32_t register_bytes,
+                   std::span<const uint32_t> changing) noexcept;
 
     std::string_view name() const noexcept override { return device_.name(); }
     // Only reached where KVM emulates a read from the page as MMIO; the device answers.
@@ -30,9 +33,11 @@ public:
     void refresh() noexcept;
 
 private:
+    void store(uint32_t offset) noexcept;
+
     Device& device_;
     std::span<uint8_t> page_;
-    uint32_t register_bytes_;
+    std::span<const uint32_t> changing_;
 };
 
 }  // namespace minivmm

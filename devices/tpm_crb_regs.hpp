@@ -4,6 +4,7 @@
 // transfers, IBM vendor id), so SeaBIOS and Linux see the device they know.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -40,6 +41,10 @@ inline constexpr uint32_t kRegCmdHaddr = 0x60;
 inline constexpr uint32_t kRegRspSize = 0x64;
 inline constexpr uint32_t kRegRspAddr = 0x68;  // 64-bit: low word here, high word at 0x6C
 inline constexpr uint32_t kRegRspAddrHigh = 0x6C;
+// The registers whose values change after the device is made (the locality's state, the control
+// area's status, cancel and start); every other word of the page reads the same for the power-on.
+inline constexpr std::array<uint32_t, 5> kChangingRegisters = {kRegLocState, kRegLocSts, kRegCtrlSts, kRegCtrlCancel,
+                                                               kRegCtrlStart};
 inline constexpr uint32_t kControlArea = kRegCtrlReq;
 
 // TPM_LOC_STATE_x

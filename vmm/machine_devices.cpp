@@ -131,7 +131,8 @@ void MachineDevices::attach_tpm(const Wiring& w) {
         if (w.tpm_crb_register_page.empty()) {
             w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *tpm_device_);
         } else {  // reads from memory, writes exit (devices/register_mirror.hpp)
-            crb_registers_ = std::make_unique<RegisterMirror>(*tpm_device_, w.tpm_crb_register_page, crb::kRegisterSpace);
+            crb_registers_ = std::make_unique<RegisterMirror>(*tpm_device_, w.tpm_crb_register_page, crb::kRegisterSpace,
+                                                              crb::kChangingRegisters);
             w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *crb_registers_);
         }
     } else {

@@ -98,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // read-only KVM slot): after every operation the page must read what the registers read.
     alignas(4) std::array<uint8_t, crb::kPageSize> page;
     page.fill(0x5A);
-    RegisterMirror mirror(crb, page, crb::kRegisterSpace);
+    RegisterMirror mirror(crb, page, crb::kRegisterSpace, crb::kChangingRegisters);
     const uint32_t buffer_size = static_cast<uint32_t>(std::min(kBufferSizes[config & 7], kCapacity));
 
     for (unsigned ops = 0; !in.empty() && ops < 4096; ++ops) {

@@ -37,7 +37,7 @@ TEST_CASE("the mirror page always reads what the CRB's registers read") {
     alignas(4096) static uint8_t storage[crb::kPageSize];
     std::memset(storage, 0xAB, sizeof storage);  // beyond the registers: must stay as it is
     std::vector<uint8_t> page;
-    RegisterMirror mirror(crb, std::span<uint8_t>(storage, sizeof storage), crb::kRegisterSpace);
+    RegisterMirror mirror(crb, std::span<uint8_t>(storage, sizeof storage), crb::kRegisterSpace, crb::kChangingRegisters);
     auto sync = [&] { page.assign(storage, storage + sizeof storage); };
     auto all_registers_match = [&] {
         sync();
