@@ -258,7 +258,9 @@ def main():
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"{passed} passed, {failed} failed")
-    return 1 if failed else 0
+    if passed + failed == 0:
+        print("FAIL no case ran")
+    return 1 if failed or passed == 0 else 0
 
 
 if __name__ == "__main__":

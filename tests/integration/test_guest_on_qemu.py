@@ -196,6 +196,13 @@ class Suite:
                         "--mode", mode, *extra], check=True)
         return path
 
+    def status(self):
+        """Prints the totals; exit status 1 if a case failed or none ran (as vmmtest.Suite.finish)."""
+        print(f"{self.passed} passed, {self.failed} failed")
+        if self.passed + self.failed == 0:
+            print("FAIL no case ran")
+        return 1 if self.failed or self.passed == 0 else 0
+
     def report(self, name, run, problems):
         lines = run.mvg_lines()
         if problems or self.args.verbose:
@@ -339,8 +346,7 @@ def main():
     finally:
         if cleanup:
             cleanup.cleanup()
-    print(f"{suite.passed} passed, {suite.failed} failed")
-    return 0 if suite.failed == 0 else 1
+    return suite.status()
 
 
 if __name__ == "__main__":

@@ -235,8 +235,7 @@ def main():
         if cleanup:
             cleanup.cleanup()
     print("QEMU TCG wall times: " + ", ".join(f"{n} {t:.2f} s" for n, t in suite.times))
-    print(f"{suite.passed} passed, {suite.failed} failed")
-    return 0 if suite.failed == 0 else 1
+    return suite.status()
 
 
 if __name__ == "__main__":

@@ -81,6 +81,9 @@ class Suite:
         return condition
 
     def finish(self):
+        """Exit status 1 if a check failed or none ran (a test that checked nothing has not passed)."""
         print(f"{self.passed} passed, {self.failed} failed")
+        if self.passed + self.failed == 0:
+            print("FAIL no check ran")
         self.tmp.cleanup()
-        sys.exit(1 if self.failed else 0)
+        sys.exit(1 if self.failed or self.passed == 0 else 0)
