@@ -346,6 +346,15 @@ TEST_CASE("chain cursor crosses descriptors and RAM regions") {
     CHECK_FALSE(guest_range_valid(ram.mem, 0x10FFFF, 2));
 }
 
+// A queue of 8 on `ram` with its rings at desc/avail/used, enabled.
+void enable_queue(Virtqueue& vq, uint64_t desc, uint64_t avail, uint64_t used) {
+    REQUIRE(vq.set_size(8));
+    vq.set_desc_addr(desc);
+    vq.set_avail_addr(avail);
+    vq.set_used_addr(used);
+    vq.enable();
+}
+
 TEST_CASE("a ring across the boundary of two adjacent RAM regions breaks the queue: no element without its index") {
     // fuzz_pci_virtio_blk: a used ring at 0x3ffd of two regions meeting at 0x4000 took the
     // element, then failed the index write (a single-region access): the device's count ran ahead
@@ -356,11 +365,7 @@ TEST_CASE("a ring across the boundary of two adjacent RAM regions breaks the que
                                      {boundary - 8, kAvail, kUsed}}) {
         Ram ram;
         Virtqueue vq{ram.mem};
-        REQUIRE(vq.set_size(8));
-        vq.set_desc_addr(desc);
-        vq.set_avail_addr(avail);
-        vq.set_used_addr(used);
-        vq.enable();
+        enable_queue(vq, desc, avail, used);
         ram.mem.write_obj<uint16_t>(avail + 2, 1);
         Virtqueue::Chain c;
         CHECK(vq.pop(c) == Virtqueue::PopStatus::broken);
@@ -376,11 +381,7 @@ TEST_CASE("virtqueue with rings whose range wraps past 2^64 or leaves RAM is bro
                                {kAvail, 0x100000 + 0x10000 - 8}}) {
         Ram ram;
         Virtqueue vq{ram.mem};
-        REQUIRE(vq.set_size(8));
-        vq.set_desc_addr(kDesc);
-        vq.set_avail_addr(avail);
-        vq.set_used_addr(used);
-        vq.enable();
+        enable_queue(vq, kDesc, avail, used);
         // A chain the guest offers through low RAM (where a wrapped used ring would land).
         ram.mem.write_obj<uint16_t>(kAvail + 2, 1);
         Virtqueue::Chain c;
