@@ -1,5 +1,5 @@
 // Storage behind a block device model (virtio-blk): a byte-addressed image of fixed size.
-// Implementations: vmm/disk_image (a file, optionally with a copy-on-write overlay) and
+// Implementations: vmm/host/disk_image (a file, optionally with a copy-on-write overlay) and
 // in-memory backends in tests. Guest-facing calls never throw; false means an I/O error.
 #pragma once
 

@@ -5,7 +5,7 @@
 // Locking, the one rule for every device: devices contain no locks and are not thread-safe.
 // Every call into a device (read, write, and any other method another thread reaches, such as
 // Uart16550::receive or TpmFrontend::command_completed) is made with the machine's device lock
-// held; the owner takes it (vmm/vcpu.cpp around exit dispatch and coalesced-MMIO replay,
+// held; the owner takes it (vmm/kvm/vcpu.cpp around exit dispatch and coalesced-MMIO replay,
 // Machine::serial_input, the TPM worker's completion in vmm/machine_devices.cpp), never the device.
 // Only calls no other thread can race with go without it: set-up before the vCPU threads start,
 // and the PPI mailbox between two machines (vmm/main.cpp).

@@ -11,14 +11,14 @@
 
 #include <fmt/core.h>
 
-#include "vmm/cpuid.hpp"
+#include "vmm/kvm/cpuid.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine_devices.hpp"
 #include "vmm/base/platform.hpp"
 #include "devices/tpm_crb_regs.hpp"
-#include "vmm/sandbox.hpp"
-#include "vmm/vcpu.hpp"
+#include "vmm/host/sandbox.hpp"
+#include "vmm/kvm/vcpu.hpp"
 
 namespace minivmm {
 
@@ -121,7 +121,7 @@ void Machine::create_vcpus() {
 
 // Linux and SeaBIOS send a TPM command one byte per DATA_FIFO write (TIS), each an exit; with
 // those ranges as coalesced zones the writes wait in KVM's ring until the next exit (a read of STS,
-// a write of STS.go), which replays them first (vmm/coalesced_mmio.hpp). The CRB's register writes
+// a write of STS.go), which replays them first (vmm/kvm/coalesced_mmio.hpp). The CRB's register writes
 // (LOC_CTRL, CTRL_REQ, CTRL_CANCEL, CTRL_START) wait there too, until the read that follows each,
 // where the register page is MMIO (no read-only slots); served from memory, they must exit.
 void Machine::coalesce_tpm_fifo() {

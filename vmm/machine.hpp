@@ -19,13 +19,13 @@
 #include "vmm/cli.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
-#include "vmm/kvm.hpp"
-#include "vmm/machine_events.hpp"
+#include "vmm/kvm/kvm.hpp"
+#include "vmm/kvm/machine_events.hpp"
 #include "vmm/base/memory_map.hpp"
 #include "devices/tpm_ppi.hpp"
 #include "vmm/tpm/tpm_backend.hpp"
-#include "vmm/coalesced_mmio.hpp"
-#include "vmm/exit_stats.hpp"
+#include "vmm/kvm/coalesced_mmio.hpp"
+#include "vmm/kvm/exit_stats.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
 
 namespace minivmm {

@@ -33,10 +33,10 @@
 #include "vmm/cli.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
-#include "vmm/kvm.hpp"
+#include "vmm/kvm/kvm.hpp"
 #include "vmm/tpm/tpm_backend.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
-#include "vmm/vcpu.hpp"
+#include "vmm/kvm/vcpu.hpp"
 
 namespace minivmm {
 
@@ -85,7 +85,7 @@ public:
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
     // Guest-physical ranges where the TPM device takes only writes that may wait in KVM's
-    // coalesced MMIO ring (vmm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB's register page.
+    // coalesced MMIO ring (vmm/kvm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB's register page.
     struct MmioZone {
         uint64_t base;
         uint32_t size;

@@ -21,22 +21,22 @@
 #include "firmware/bios_image.hpp"
 #include "devices/tpm_crb_regs.hpp"
 #include "vmm/cli.hpp"
-#include "vmm/console.hpp"
-#include "vmm/disk_image.hpp"
+#include "vmm/host/console.hpp"
+#include "vmm/host/disk_image.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
-#include "vmm/kvm.hpp"
+#include "vmm/kvm/kvm.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
-#include "vmm/output_queue.hpp"
+#include "vmm/host/output_queue.hpp"
 #include "vmm/base/platform.hpp"
-#include "vmm/privileges.hpp"
-#include "vmm/sandbox.hpp"
+#include "vmm/host/privileges.hpp"
+#include "vmm/host/sandbox.hpp"
 #include "vmm/startup_checks.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
-#include "vmm/vcpu.hpp"
+#include "vmm/kvm/vcpu.hpp"
 #ifdef MINIVMM_TEST_HOOKS
 #include "vmm/tpm/canned_random_backend.hpp"
 #include "vmm/tpm/delayed_backend.hpp"
@@ -323,7 +323,7 @@ int main(int argc, char** argv) {
     // Whatever minivmm creates (state directories and files, output files, ACPI dumps) is
     // private to its user: 0700 directories, 0600 files.
     ::umask(077);
-    sandbox::use_one_malloc_arena();  // before any thread: see vmm/sandbox.hpp
+    sandbox::use_one_malloc_arena();  // before any thread: see vmm/host/sandbox.hpp
     try {
         UniqueFd signal_fd = block_termination_signals();
         install_crash_handlers();

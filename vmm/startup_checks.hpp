@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "vmm/cli.hpp"
-#include "vmm/console.hpp"
+#include "vmm/host/console.hpp"
 
 namespace minivmm {
 

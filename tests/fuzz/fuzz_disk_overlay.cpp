@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/disk_image.hpp"
+#include "vmm/host/disk_image.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

@@ -22,7 +22,7 @@
 #include "devices/pci_host.hpp"
 #include "devices/uart16550.hpp"
 #include "tests/fuzz/fuzz_support.hpp"
-#include "vmm/exit_handler.hpp"
+#include "vmm/kvm/exit_handler.hpp"
 
 using namespace minivmm;
 using namespace minivmm::fuzz;

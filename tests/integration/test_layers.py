@@ -7,8 +7,14 @@
      firmware   what SeaBIOS is given: fw_cfg contents, e820, SMBIOS, the table loader, -kernel
      acpi       the ACPI tables and AML
      vmm/tpm    the host side of the TPM: swtpm, libtpms, the worker thread, the state directory
-     vmm        the roof: KVM, the vCPU loop, the machine, the CLI, main (may include anything)
+     vmm/host   the host's side of the machine: console, output queue, disk images, sandbox, -runas
+     vmm/kvm    KVM: the VM and vCPU fds, the vCPU loop and its exit handler, coalesced MMIO, CPUID
+     vmm        the roof: the machine, the CLI, main (may include anything)
 2. No source file (C++, C, Python, meson, scripts) is longer than 400 lines.
+3. The build follows the floors (meson.build): every static library holds the sources of one floor
+   and links only libraries of its floor or below; every C++ source of a floor is in a library
+   (vmm/main.cpp is the executable's); every unit suite (tests/meson.build) is named after the
+   library it tests.
 
 Usage: test_layers.py SOURCE_ROOT. The self-test runs the same checks on a small tree that breaks
 each rule once, so a check that stopped finding anything would fail here too.
@@ -18,7 +24,7 @@ import re
 import sys
 import tempfile
 
-FLOORS = ["vmm/base", "devices", "firmware", "acpi", "vmm/tpm", "vmm"]
+FLOORS = ["vmm/base", "devices", "firmware", "acpi", "vmm/tpm", "vmm/host", "vmm/kvm", "vmm"]
 ROOF = "vmm"
 MAX_LINES = 400
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
@@ -68,6 +74,53 @@ def long_files(root: pathlib.Path):
     return found
 
 
+LIBRARY = re.compile(r"^(\w+)\s*=\s*static_library\(\s*'([\w-]+)'", re.M)
+LINK_WITH = re.compile(r"link_with\s*:\s*(\[[^\]]*\]|\w+)")
+UNIT_SUITE = re.compile(r"^\s*'(\w+)'\s*:\s*\[\[", re.M)
+
+
+def call_body(text: str, open_paren: int) -> str:
+    """The text of a meson call from its opening parenthesis to the matching one."""
+    depth = 0
+    for i in range(open_paren, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[open_paren:i + 1]
+    return text[open_paren:]
+
+
+def build_violations(root: pathlib.Path):
+    text = (root / "meson.build").read_text()
+    libs = {}  # variable -> (library name, floor or None, sources, linked variables)
+    found = []
+    for m in LIBRARY.finditer(text):
+        body = call_body(text, text.index("(", m.start()))
+        sources = [s for s in re.findall(r"'([^']+\.(?:cpp|S))'", body)]
+        floors = {floor_of(s) for s in sources}
+        link = LINK_WITH.search(body)
+        linked = re.findall(r"\w+", link.group(1)) if link else []
+        if len(floors) != 1 or None in floors:
+            found.append(f"meson.build: {m.group(2)} holds sources of {sorted(map(str, floors))}, not one floor")
+        libs[m.group(1)] = (m.group(2), floors.pop() if len(floors) == 1 else None, sources, linked)
+    for var, (name, floor, _, linked) in libs.items():
+        for dep in linked:
+            dep_floor = libs.get(dep, (None, None))[1]
+            if floor and dep_floor and FLOORS.index(dep_floor) > FLOORS.index(floor):
+                found.append(f"meson.build: {name} ({floor}) links {libs[dep][0]} ({dep_floor}), a floor above it")
+    built = {s for _, _, sources, _ in libs.values() for s in sources}
+    for floor in FLOORS:
+        for src in sorted((root / floor).glob("*.cpp")):
+            rel = src.relative_to(root).as_posix()
+            if floor_of(rel) == floor and rel not in built and rel != "vmm/main.cpp":
+                found.append(f"meson.build: {rel} is in no library")
+    names = {name for name, _, _, _ in libs.values()}
+    suites = root / "tests" / "meson.build"
+    for suite in UNIT_SUITE.findall(suites.read_text() if suites.exists() else ""):
+        if "mv" + suite not in names:
+            found.append(f"tests/meson.build: unit suite {suite} is named after no library (mv{suite})")
+    return found
+
+
 def self_test():
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
@@ -81,6 +134,13 @@ def self_test():
             "vmm/main.cpp": '#include "vmm/tpm/tpm_worker.hpp"\n#include "acpi/tables.hpp"\n',
             "scripts/long": "x\n" * (MAX_LINES + 1),
             "tests/short.py": "x\n" * MAX_LINES,
+            "devices/orphan.cpp": "",
+            "meson.build": "a_lib = static_library('mva', 'vmm/base/log.cpp')\n"
+                           "b_lib = static_library('mvb', 'devices/good.cpp', 'devices/bad.cpp',\n  link_with : a_lib)\n"
+                           "c_lib = static_library('mvc', 'vmm/tpm/ok.cpp', 'acpi/x.cpp')\n"
+                           "d_lib = static_library('mvd', 'firmware/f.cpp', link_with : [a_lib, e_lib])\n"
+                           "e_lib = static_library('mve', 'vmm/machine.cpp')\n",
+            "tests/meson.build": "unit_tests = {\n  'a' : [['unit/test_a.cpp'], [a_lib]],\n  'tisreplay' : [[]],\n}\n",
         }
         for name, text in files.items():
             (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -90,19 +150,24 @@ def self_test():
         assert {v.split(" ")[0] for v in got} == want_bad, got
         longs = long_files(root)
         assert [v.split(":")[0] for v in longs] == ["scripts/long"], longs
+        build = build_violations(root)
+        want = ["mvc holds sources of", "mvd (firmware) links mve (vmm)", "devices/orphan.cpp is in no library",
+                "unit suite tisreplay is named after no library"]
+        assert len(build) == len(want) and all(any(w in v for v in build) for w in want), build
 
 
 def main():
     root = pathlib.Path(sys.argv[1]).resolve()
     self_test()
     print("self-test: every planted violation found, nothing else")
-    problems = layer_violations(root) + long_files(root)
+    problems = layer_violations(root) + long_files(root) + build_violations(root)
     for problem in problems:
         print("FAIL", problem)
     if problems:
         return 1
     print(f"floors {' < '.join(FLOORS)}: no folder includes a floor above it")
     print(f"no source file over {MAX_LINES} lines")
+    print("meson.build: every library holds one floor and links none above it; unit suites named after libraries")
     return 0
 
 

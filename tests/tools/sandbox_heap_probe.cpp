@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "vmm/base/error.hpp"
-#include "vmm/sandbox.hpp"
+#include "vmm/host/sandbox.hpp"
 
 using namespace minivmm;
 

@@ -1,4 +1,4 @@
-// The coalesced MMIO ring replay (vmm/coalesced_mmio.hpp) on a page laid out as the kernel's
+// The coalesced MMIO ring replay (vmm/kvm/coalesced_mmio.hpp) on a page laid out as the kernel's
 // struct kvm_coalesced_mmio_ring, filled here the way KVM fills it (virt/kvm/coalesced_mmio.c).
 #include <doctest/doctest.h>
 
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "devices/bus.hpp"
-#include "vmm/coalesced_mmio.hpp"
+#include "vmm/kvm/coalesced_mmio.hpp"
 
 using namespace minivmm;
 

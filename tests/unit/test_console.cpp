@@ -1,4 +1,4 @@
-// Host-side console plumbing: FdSink, TerminalRawMode, StdinReader (vmm/console.hpp).
+// Host-side console plumbing: FdSink, TerminalRawMode, StdinReader (vmm/host/console.hpp).
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/console.hpp"
-#include "vmm/output_queue.hpp"
+#include "vmm/host/console.hpp"
+#include "vmm/host/output_queue.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;

@@ -1,10 +1,10 @@
-// The vCPU CPUID (vmm/cpuid.hpp) on a synthetic KVM_GET_SUPPORTED_CPUID answer.
+// The vCPU CPUID (vmm/kvm/cpuid.hpp) on a synthetic KVM_GET_SUPPORTED_CPUID answer.
 #include <doctest/doctest.h>
 
 #include <cstdint>
 #include <vector>
 
-#include "vmm/cpuid.hpp"
+#include "vmm/kvm/cpuid.hpp"
 
 using namespace minivmm;
 

@@ -70,7 +70,7 @@ struct Guest {
 }  // namespace
 
 TEST_CASE("CRB runs TPM 2.0 commands on a real swtpm through the TPM worker") {
-    if (!testing::swtpm_available("test_tisreplay")) return;
+    if (!testing::swtpm_available("test_tpmhost")) return;
     testing::SwtpmProcess proc(true);
     auto tpm = SwtpmBackend::connect(proc.sock, 5000ms);
     REQUIRE(tpm->version() == TpmVersion::v2_0);

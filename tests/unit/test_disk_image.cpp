@@ -1,4 +1,4 @@
-// DiskImage (vmm/disk_image): raw image files, read-only fallback, snapshot overlay, errors.
+// DiskImage (vmm/host/disk_image): raw image files, read-only fallback, snapshot overlay, errors.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/disk_image.hpp"
+#include "vmm/host/disk_image.hpp"
 
 using namespace minivmm;
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "vmm/exit_handler.hpp"
+#include "vmm/kvm/exit_handler.hpp"
 
 using namespace minivmm;
 

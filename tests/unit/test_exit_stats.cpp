@@ -1,4 +1,4 @@
-// -exit-stats counting (vmm/exit_stats.hpp) on synthetic kvm_run exits and real buses.
+// -exit-stats counting (vmm/kvm/exit_stats.hpp) on synthetic kvm_run exits and real buses.
 #include <doctest/doctest.h>
 
 #include <linux/kvm.h>
@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "devices/bus.hpp"
-#include "vmm/exit_stats.hpp"
+#include "vmm/kvm/exit_stats.hpp"
 
 using namespace minivmm;
 

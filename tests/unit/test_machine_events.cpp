@@ -1,4 +1,4 @@
-// MachineEvents (vmm/machine_events.hpp): the first event of a run wins, whichever thread posts
+// MachineEvents (vmm/kvm/machine_events.hpp): the first event of a run wins, whichever thread posts
 // it, and its eventfd becomes readable exactly once. Also run under ThreadSanitizer
 // (scripts/tsan-tests), where the many-threads cases check the locking, not just the outcome.
 #include <doctest/doctest.h>
@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "vmm/machine_events.hpp"
+#include "vmm/kvm/machine_events.hpp"
 
 using namespace minivmm;
 

@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "vmm/privileges.hpp"
+#include "vmm/host/privileges.hpp"
 #include "vmm/tpm/tpm_state_dir.hpp"
 
 using namespace minivmm;

@@ -229,7 +229,7 @@ TEST_CASE("tis trace: SeaBIOS + Linux 6.1 boot replays against TpmTis with a rea
     REQUIRE(trace.size() > 5000);
     const auto recorded = tis_trace_exchanges(trace);
     REQUIRE(recorded.size() > 20);
-    if (!testing::swtpm_available("test_tisreplay")) return;
+    if (!testing::swtpm_available("test_tpmhost")) return;
 
     testing::SwtpmProcess proc(true);
     auto tpm = SwtpmBackend::connect(proc.sock, 5000ms);

@@ -20,7 +20,7 @@
 #include "devices/bus.hpp"
 #include "devices/uart16550.hpp"
 #include "vmm/base/platform.hpp"
-#include "vmm/console.hpp"
+#include "vmm/host/console.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;
@@ -45,7 +45,7 @@ constexpr uint64_t kRbr = Uart16550::kRbrThrDll, kFcr = Uart16550::kIirFcr, kLsr
                    kIer = Uart16550::kIerDlm, kIir = Uart16550::kIirFcr;
 
 // The machine's two ways into the UART, both under its device lock: a vCPU's port access
-// through the bus (vmm/vcpu.cpp) and console input (Machine::serial_input).
+// through the bus (vmm/kvm/vcpu.cpp) and console input (Machine::serial_input).
 struct Board {
     Board(IrqLine& irq, ByteSink* out) : uart(irq, out) { pio.insert(platform::kCom1Port, Uart16550::kSize, uart); }
     std::mutex device_lock;

@@ -1,4 +1,4 @@
-#include "vmm/disk_image.hpp"
+#include "vmm/host/disk_image.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

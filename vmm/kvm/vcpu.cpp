@@ -1,4 +1,4 @@
-#include "vmm/vcpu.hpp"
+#include "vmm/kvm/vcpu.hpp"
 
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -8,7 +8,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/exit_handler.hpp"
+#include "vmm/kvm/exit_handler.hpp"
 #include "vmm/base/log.hpp"
 
 namespace minivmm {

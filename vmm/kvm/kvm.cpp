@@ -1,4 +1,4 @@
-#include "vmm/kvm.hpp"
+#include "vmm/kvm/kvm.hpp"
 
 #include <fcntl.h>
 #include <sys/ioctl.h>

@@ -1,4 +1,4 @@
-#include "vmm/machine_events.hpp"
+#include "vmm/kvm/machine_events.hpp"
 
 #include <sys/eventfd.h>
 #include <unistd.h>

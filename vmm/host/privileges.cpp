@@ -1,4 +1,4 @@
-#include "vmm/privileges.hpp"
+#include "vmm/host/privileges.hpp"
 
 #include <fcntl.h>
 #include <grp.h>

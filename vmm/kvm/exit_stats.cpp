@@ -1,11 +1,11 @@
-#include "vmm/exit_stats.hpp"
+#include "vmm/kvm/exit_stats.hpp"
 
 #include <algorithm>
 
 #include <fmt/core.h>
 
 #include "vmm/base/platform.hpp"
-#include "vmm/exit_handler.hpp"
+#include "vmm/kvm/exit_handler.hpp"
 
 namespace minivmm {
 

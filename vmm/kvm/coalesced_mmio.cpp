@@ -1,4 +1,4 @@
-#include "vmm/coalesced_mmio.hpp"
+#include "vmm/kvm/coalesced_mmio.hpp"
 
 #include <cstring>
 

@@ -9,11 +9,11 @@
 
 #include "firmware/bios_image.hpp"
 #include "devices/bus.hpp"
-#include "vmm/coalesced_mmio.hpp"
-#include "vmm/exit_stats.hpp"
+#include "vmm/kvm/coalesced_mmio.hpp"
+#include "vmm/kvm/exit_stats.hpp"
 #include "vmm/base/guest_memory.hpp"
-#include "vmm/kvm.hpp"
-#include "vmm/machine_events.hpp"
+#include "vmm/kvm/kvm.hpp"
+#include "vmm/kvm/machine_events.hpp"
 
 namespace minivmm {
 

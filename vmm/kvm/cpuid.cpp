@@ -1,4 +1,4 @@
-#include "vmm/cpuid.hpp"
+#include "vmm/kvm/cpuid.hpp"
 
 namespace minivmm {
 

@@ -14,7 +14,7 @@
 #include <linux/kvm.h>
 
 #include "devices/bus.hpp"
-#include "vmm/coalesced_mmio.hpp"
+#include "vmm/kvm/coalesced_mmio.hpp"
 
 namespace minivmm {
 

@@ -4,7 +4,7 @@
 // argument comparisons, jump offsets). The vCPU filter is compiled once here and exported as
 // raw BPF, so a vCPU thread loads it with a single seccomp() call and no libseccomp code runs
 // under the sandbox.
-#include "vmm/sandbox.hpp"
+#include "vmm/host/sandbox.hpp"
 
 #include <fcntl.h>
 #include <linux/filter.h>
@@ -31,7 +31,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/console.hpp"
+#include "vmm/host/console.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/unique_fd.hpp"

@@ -1,4 +1,4 @@
-#include "vmm/output_queue.hpp"
+#include "vmm/host/output_queue.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -7,7 +7,7 @@
 
 #include <fmt/core.h>
 
-#include "vmm/console.hpp"
+#include "vmm/host/console.hpp"
 #include "vmm/base/log.hpp"
 
 namespace minivmm {

@@ -1,4 +1,4 @@
-#include "vmm/console.hpp"
+#include "vmm/host/console.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "vmm/exit_handler.hpp"
+#include "vmm/kvm/exit_handler.hpp"
 
 #include <span>
 
