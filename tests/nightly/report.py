@@ -116,3 +116,20 @@ def table(cases, header=()):
         lines += textwrap.wrap(", ".join(ids), 100, break_on_hyphens=False, initial_indent="    ",
                                subsequent_indent="    ")
     return "\n".join(lines) + "\n"
+
+
+def console_tails(cases, count=40):
+    """The last `count` lines of COM1 of every run behind a failed or errored case (the details line
+    "logs: BASE.{com1,...}" names it), each run once: a run that fails in CI leaves its console in
+    the CI log, not only in a logs/ folder that a test's temporary directory takes with it."""
+    bases = dict.fromkeys(d.removeprefix("logs: ").split(".{")[0] for c in cases if c.status in ("failed", "error")
+                          for d in c.details if d.startswith("logs: "))
+    out = []
+    for base in bases:
+        try:
+            with open(base + ".com1", encoding="latin-1") as f:
+                tail = f.read().splitlines()[-count:]
+        except OSError as e:
+            tail = [f"(not readable: {e})"]
+        out += ["", f"COM1 of {os.path.basename(base)}, last {len(tail)} lines:"] + ["  | " + line for line in tail]
+    return "\n".join(out) + "\n" if out else ""
