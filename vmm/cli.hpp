@@ -41,7 +41,7 @@ struct Config {
     unsigned tpm_start_timeout_s = 120;  // -tpm-start-timeout: wait for swtpm at start and power-on
     log::Level log_level = log::Level::warn;
     bool exit_stats = false;          // -exit-stats: print exit counts at the end of every boot
-    bool sandbox = true;              // -sandbox on|off: the seccomp allowlists (README "Sandbox")
+    bool sandbox = true;              // -sandbox on|off: the seccomp allowlists (vmm/host/README.md "Sandbox")
     std::optional<std::string> runas;  // -runas USER: become USER once set-up is done
 };
 

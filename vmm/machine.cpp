@@ -158,7 +158,7 @@ Machine::Result Machine::run(int signal_fd) {
             sigemptyset(&set);
             sigaddset(&set, kVcpuKickSignal);
             pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
-            // The vCPU's own, narrower seccomp filter (README "Sandbox") before any guest code runs.
+            // The vCPU's own, narrower seccomp filter (vmm/host/README.md "Sandbox") before any guest code runs.
             if (int err = sandbox::enter_vcpu_thread(v->index()); err != 0) {
                 events_.post(MachineEvents::Kind::fatal, fmt::format("vCPU {}: cannot load its sandbox filter: {}",
                                                                      v->index(), std::strerror(err)));

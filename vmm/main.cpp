@@ -96,7 +96,7 @@ std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const cha
 }
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
-// then confine every thread (README "Sandbox").
+// then confine every thread (vmm/host/README.md "Sandbox").
 void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm) {
     if (runas) {
         if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);

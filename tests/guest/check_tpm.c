@@ -245,7 +245,7 @@ void check_tpm_crb_regs(void)
     const char *why = NULL;
     const uint32_t buf = crb_read32(CRB_CMD_LADDR), size = crb_read32(CRB_CMD_SIZE);
     /* QEMU's buffer is 0xF80 bytes at +0x80; minivmm's a page of RAM of the TPM's buffer size at
-     * 0xFED41000 (README "The CRB interface"): the guest writes it, the TPM answers into it. */
+     * 0xFED41000 (vmm/tpm/README.md "The CRB interface"): the guest writes it, the TPM answers into it. */
     const bool qemu_buf = buf == CRB_BASE + 0x80 && size == 0xF80;
     const bool ram_buf = buf == CRB_BASE + 0x1000 && size >= 0xF80 && size <= 0x2000;
     if ((id & 0xFFFFF) != 0x25811 || crb_read32(CRB_INTF_ID2) != 0x1014 || !(qemu_buf || ram_buf) ||

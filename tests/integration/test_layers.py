@@ -15,6 +15,8 @@
    and links only libraries of its floor or below; every C++ source of a floor is in a library
    (vmm/main.cpp is the executable's); every unit suite (tests/meson.build) is named after the
    library it tests.
+4. The README is a front door of at most 250 lines; every relative link in the README files
+   (README.md and those beside the code) reaches an existing file and, with #anchor, a heading in it.
 
 Usage: test_layers.py SOURCE_ROOT. The self-test runs the same checks on a small tree that breaks
 each rule once, so a check that stopped finding anything would fail here too.
@@ -121,6 +123,36 @@ def build_violations(root: pathlib.Path):
     return found
 
 
+FRONT_DOOR_LINES = 250
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def doc_violations(root: pathlib.Path):
+    found = []
+    readme = root / "README.md"
+    if readme.exists() and readme.read_text().count("\n") > FRONT_DOOR_LINES:
+        found.append(f"README.md: {readme.read_text().count(chr(10))} lines (the front door: at most {FRONT_DOOR_LINES})")
+    docs = [readme] + sorted(p for top in SOURCE_DIRS for p in (root / top).rglob("README.md"))
+    for doc in (d for d in docs if d.exists()):
+        for target in LINK.findall(doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            rel = doc.relative_to(root).as_posix()
+            if not dest.exists():
+                found.append(f"{rel}: link {target}: no such file")
+            elif anchor and dest.is_file() and anchor not in {
+                    slug(h) for h in re.findall(r"^#+ (.*)$", dest.read_text(errors="replace"), re.M)}:
+                found.append(f"{rel}: link {target}: no such heading")
+    return found
+
+
 def self_test():
     with tempfile.TemporaryDirectory() as tmp:
         root = pathlib.Path(tmp)
@@ -140,6 +172,9 @@ def self_test():
                            "c_lib = static_library('mvc', 'vmm/tpm/ok.cpp', 'acpi/x.cpp')\n"
                            "d_lib = static_library('mvd', 'firmware/f.cpp', link_with : [a_lib, e_lib])\n"
                            "e_lib = static_library('mve', 'vmm/machine.cpp')\n",
+            "README.md": "# x\n## Set up (Debian 12, as root)\n[a](#set-up-debian-12-as-root) [b](vmm/README.md#gone)"
+                         " [c](tests/README.md) [d](https://example.org)\n" + "\n" * FRONT_DOOR_LINES,
+            "vmm/README.md": "# The machine\n[back](../README.md#y)\n",
             "tests/meson.build": "unit_tests = {\n  'a' : [['unit/test_a.cpp'], [a_lib]],\n  'tisreplay' : [[]],\n}\n",
         }
         for name, text in files.items():
@@ -154,19 +189,24 @@ def self_test():
         want = ["mvc holds sources of", "mvd (firmware) links mve (vmm)", "devices/orphan.cpp is in no library",
                 "unit suite tisreplay is named after no library"]
         assert len(build) == len(want) and all(any(w in v for v in build) for w in want), build
+        docs = doc_violations(root)
+        want = ["README.md: 253 lines (the front door: at most 250)", "README.md: link vmm/README.md#gone: no such heading",
+                "README.md: link tests/README.md: no such file", "vmm/README.md: link ../README.md#y: no such heading"]
+        assert sorted(docs) == sorted(want), docs
 
 
 def main():
     root = pathlib.Path(sys.argv[1]).resolve()
     self_test()
     print("self-test: every planted violation found, nothing else")
-    problems = layer_violations(root) + long_files(root) + build_violations(root)
+    problems = layer_violations(root) + long_files(root) + build_violations(root) + doc_violations(root)
     for problem in problems:
         print("FAIL", problem)
     if problems:
         return 1
     print(f"floors {' < '.join(FLOORS)}: no folder includes a floor above it")
     print(f"no source file over {MAX_LINES} lines")
+    print(f"README.md at most {FRONT_DOOR_LINES} lines; every relative link in the READMEs reaches its file and heading")
     print("meson.build: every library holds one floor and links none above it; unit suites named after libraries")
     return 0
 

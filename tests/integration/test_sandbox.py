@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The sandbox on KVM (README "Sandbox"): a vCPU thread that makes a forbidden system call (the
+"""The sandbox on KVM (vmm/host/README.md "Sandbox"): a vCPU thread that makes a forbidden system call (the
 test-only hook of minivmm-testhooks) is stopped with the documented line and status 7; boots that
 exercise every allowlist (basic, reset, -smp, with swtpm and with the in-process TPM, -snapshot and
 not, -debugcon file) run to the guest's power-off with the sandbox on; -sandbox off turns it off;

@@ -157,7 +157,7 @@ TEST_CASE("open_file_sink / make_byte_sink") {
     { auto sink = open_file_sink(path); }
     struct stat st {};
     REQUIRE(::stat(path.c_str(), &st) == 0);
-    CHECK((st.st_mode & 0777) == 0600);  // private whatever the umask (README "Sandbox")
+    CHECK((st.st_mode & 0777) == 0600);  // private whatever the umask (vmm/host/README.md "Sandbox")
     ::umask(old_mask);
 
     // Never through a symbolic link, never into a file it must not be (the disk image): both
@@ -355,7 +355,8 @@ TEST_CASE("QueuedSink: a pipe nobody reads neither blocks write() nor the destru
         CHECK(sink.dropped() >= 1024 * 1024 - 64 * 1024 - 2 * 4096 - 4096);
         CHECK_FALSE(sink.flush(100));
     }  // gives up on the stuck writer after kStallMs; a write() or destructor that blocked would
-       // hang here until meson's timeout fails the test (no wall-clock assertion, see README)
+       // hang here until meson's timeout fails the test (no wall-clock assertion: time is
+       // measured by benchmarks, never asserted in tests)
     ::close(fds[0]);  // the detached writer's write() now fails with EPIPE and the thread ends
     // fds[1] stays open: the detached writer may still be inside write() on it, and closing it
     // under that thread would be a race (and could hand its number to an unrelated open()).

@@ -174,7 +174,7 @@ TEST_CASE("file access only with the in-process TPM") {
 }
 
 TEST_CASE("with the in-process TPM a vCPU thread still cannot open, rename or remove files") {
-    // The state files are written by the TPM worker and the main thread only (README "Sandbox").
+    // The state files are written by the TPM worker and the main thread only (vmm/host/README.md "Sandbox").
     Child open_on_vcpu = sandboxed(sandbox::TpmIo::libtpms, [](int) {
         int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // the main thread may
         if (fd < 0) ::_exit(80);

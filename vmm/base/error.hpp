@@ -17,7 +17,7 @@ enum ExitCode : int {
     kExitGuestFault = 5,   // KVM could not run the guest (emulation failure, failed entry)
     kExitTpm = 6,          // the TPM backend is unusable at start-up: swtpm absent/not answering, or the
                            // -tpm-state directory locked, corrupt or of the other TPM version
-    kExitSandbox = 7,      // the seccomp sandbox stopped a forbidden system call (README "Sandbox")
+    kExitSandbox = 7,      // the seccomp sandbox stopped a forbidden system call (vmm/host/README.md "Sandbox")
     kExitSignalBase = 128, // terminated by signal N: 128 + N
 };
 

@@ -1,4 +1,4 @@
-// The seccomp-bpf sandbox (README "Sandbox"): once set-up is done (files and sockets opened,
+// The seccomp-bpf sandbox (vmm/host/README.md "Sandbox"): once set-up is done (files and sockets opened,
 // the first machine built), every thread runs under an allowlist of system calls, and each vCPU
 // thread adds a narrower one of its own at its start (seccomp filters stack: a call must pass
 // both). A call outside the allowlist is trapped: a SIGSYS handler prints one line naming the
