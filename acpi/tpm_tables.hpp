@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "acpi/acpi_builder.hpp"
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 
 namespace minivmm {
 
@@ -27,7 +27,7 @@ inline constexpr const char* kTpmLogAddressFile = "etc/minivmm/tpm-log-address";
 inline constexpr uint32_t kTpmLogSize = 64 * 1024;  // TPM_LOG_AREA_MINIMUM_SIZE
 
 // Adds the TPM table, the DSDT device and the log-area allocation to `config`.
-// CRB is TPM 2.0 only: callers reject TPM 1.2 with CRB before (the CLI and main.cpp).
+// CRB is TPM 2.0 only: callers reject TPM 1.2 with CRB before (the CLI and open_tpm_backend, vmm/tpm_slot.cpp).
 // `irq`: the TIS interrupt the DSDT device lists (Interrupt (..., Level, ActiveHigh, Exclusive)), or none.
 // `ppi`: the device gets the Physical Presence Interface's _DSM (acpi/tpm_ppi_aml.hpp).
 void add_tpm_acpi(AcpiConfig& config, TpmVersion version, TpmInterface interface = TpmInterface::tis,

@@ -6,11 +6,11 @@
 // Every call into a device (read, write, and any other method another thread reaches, such as
 // Uart16550::receive or TpmFrontend::command_completed) is made with the machine's device lock
 // held; the owner takes it (vmm/kvm/vcpu.cpp around exit dispatch and coalesced-MMIO replay,
-// Machine::serial_input, the TPM worker's completion in vmm/machine_devices.cpp), never the device.
+// Machine::serial_input, the TPM worker's completion in vmm/tpm_slot.cpp), never the device.
 // Only calls no other thread can race with go without it: set-up before the vCPU threads start,
-// and the PPI mailbox between two machines (vmm/main.cpp).
+// and the PPI mailbox between two machines (TpmSlot::power_on, vmm/tpm_slot.cpp).
 // What a device calls with the lock held (IrqLine, MsiSink, SystemControl, ByteSink,
-// TpmDeviceBackend, callbacks) must never take the device lock, wait for a thread that takes
+// TpmPort, callbacks) must never take the device lock, wait for a thread that takes
 // it, or wait for the host console: the ByteSink behind a console is a non-blocking queue.
 #pragma once
 

@@ -23,9 +23,9 @@ constexpr bool is_register_access(uint64_t offset, size_t size) noexcept {
 
 }  // namespace
 
-TpmCrb::TpmCrb(TpmDeviceBackend& backend, const GuestMemory& memory, uint64_t buffer_gpa, uint32_t capacity) noexcept
-    : backend_(backend), memory_(memory), buffer_gpa_(buffer_gpa),
-      buffer_size_(static_cast<uint32_t>(std::min<size_t>({backend.buffer_size(), capacity, kMaxBufferSize}))) {}
+TpmCrb::TpmCrb(TpmPort& port, const GuestMemory& memory, uint64_t buffer_gpa, uint32_t capacity) noexcept
+    : port_(port), memory_(memory), buffer_gpa_(buffer_gpa),
+      buffer_size_(static_cast<uint32_t>(std::min<size_t>({port.buffer_size(), capacity, kMaxBufferSize}))) {}
 
 void TpmCrb::read(uint64_t offset, std::span<uint8_t> data) noexcept {
     const size_t size = data.size();
@@ -64,7 +64,7 @@ uint32_t TpmCrb::read_register(uint32_t word) const noexcept {
     case kRegLocState: {
         uint32_t v = kLocStateRegValidSts | (assigned_ ? kLocStateLocAssigned : 0);
         // As QEMU (and the TIS's ACCESS.tpmEstablishment): the bit reads 1 while the flag is not set.
-        if (!backend_.established()) v |= kLocStateEstablished;
+        if (!port_.established()) v |= kLocStateEstablished;
         return v;
     }
     case kRegLocSts: return assigned_ ? kLocStsGranted : 0;  // beenSeized: no other locality can seize
@@ -94,7 +94,7 @@ void TpmCrb::write_register(uint32_t offset, uint32_t value) noexcept {
         // PTP TPM_CRB_CTRL_CANCEL_x: 1 asks the TPM to abort the command; software writes 0 before
         // the next one (Linux crb_send), and reads it back to tell a cancelled command.
         cancel_ = value & kCancelInvoke;
-        if (cancel_ && start_) backend_.cancel();
+        if (cancel_ && start_) port_.cancel();
         break;
     case kRegCtrlStart:
         // PTP TPM_CRB_CTRL_START_x: only the assigned locality starts a command, and only one at a time.
@@ -150,7 +150,7 @@ void TpmCrb::start_command() noexcept {
         return;
     }
     start_ = true;
-    backend_.submit(0, std::span<const uint8_t>(command_.data(), n));
+    port_.submit(0, std::span<const uint8_t>(command_.data(), n));
 }
 
 void TpmCrb::command_completed(std::span<const uint8_t> response) noexcept {

@@ -11,7 +11,7 @@
 // requestAccess assigns locality 0; CTRL_REQ cmdReady leaves the Idle state; the command is
 // written into the buffer; CTRL_START = 1 copies the header's paramSize bytes out of guest RAM
 // (once: the guest may change the buffer meanwhile, the TPM sees the copy) to the
-// TpmDeviceBackend and reads 1 until command_completed() has written the response into the
+// TpmPort and reads 1 until command_completed() has written the response into the
 // buffer; CTRL_REQ goIdle and LOC_CTRL relinquish end the session. A command shorter than its
 // 10-byte header sets CTRL_STS.tpmSts (fatal error) and is not sent.
 //
@@ -24,7 +24,7 @@
 // register read, so the machine may queue the writes in KVM's coalesced MMIO ring.
 //
 // No lock inside (devices/device.hpp): every call runs under the machine's device lock.
-// The backend's submit() and cancel() must not call command_completed() before they return.
+// The port's submit() and cancel() must not call command_completed() before they return.
 #pragma once
 
 #include <array>
@@ -33,7 +33,7 @@
 #include <string_view>
 
 #include "devices/tpm_crb_regs.hpp"
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_port.hpp"
 #include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
@@ -42,14 +42,14 @@ class TpmCrb final : public TpmFrontend {
 public:
     // `memory` holds the buffer, [buffer_gpa, buffer_gpa + capacity) (capacity at most
     // crb::kMaxBufferSize); it must outlive the device. The buffer's size, as CMD_SIZE/RSP_SIZE
-    // read, is the smaller of capacity and the backend's buffer_size().
-    TpmCrb(TpmDeviceBackend& backend, const GuestMemory& memory, uint64_t buffer_gpa, uint32_t capacity) noexcept;
+    // read, is the smaller of capacity and the TPM's buffer_size().
+    TpmCrb(TpmPort& port, const GuestMemory& memory, uint64_t buffer_gpa, uint32_t capacity) noexcept;
 
     std::string_view name() const noexcept override { return "tpm-crb"; }
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
 
-    // The backend finished the command started through CTRL_START: the response (at most the
+    // The TPM finished the command started through CTRL_START: the response (at most the
     // buffer's size, and at most its header's paramSize) is written into the guest's buffer and
     // the rest of the buffer to 0. A response shorter than a header sets CTRL_STS.tpmSts.
     void command_completed(std::span<const uint8_t> response) noexcept override;
@@ -66,10 +66,10 @@ private:
     void write_ctrl_req(uint32_t value) noexcept;
     void start_command() noexcept;
 
-    TpmDeviceBackend& backend_;
+    TpmPort& port_;
     const GuestMemory& memory_;
     uint64_t buffer_gpa_;
-    uint32_t buffer_size_;  // min(backend.buffer_size(), capacity)
+    uint32_t buffer_size_;  // min(port.buffer_size(), capacity)
     std::array<uint8_t, crb::kMaxBufferSize> command_{};  // the copy CTRL_START takes
     bool assigned_ = false;      // LOC_STATE.locAssigned (= LOC_STS.Granted for locality 0)
     bool idle_ = true;           // CTRL_STS.tpmIdle

@@ -34,9 +34,9 @@ constexpr bool is_split_access(uint64_t offset, size_t size) noexcept {
 
 }  // namespace
 
-TpmTis::TpmTis(TpmDeviceBackend& backend, IrqLine* irq, uint8_t irq_vector) noexcept
-    : backend_(backend), irq_(irq), irq_vector_(irq_vector), version_(backend.version()),
-      buffer_size_(std::min(backend.buffer_size(), kBufferMax)) {
+TpmTis::TpmTis(TpmPort& port, IrqLine* irq, uint8_t irq_vector) noexcept
+    : port_(port), irq_(irq), irq_vector_(irq_vector), version_(port.version()),
+      buffer_size_(std::min(port.buffer_size(), kBufferMax)) {
     const bool tpm2 = version_ == TpmVersion::v2_0;
     for (Locality& l : loc_) {
         l.sts = tpm2 ? kStsFamily20 : kStsFamily12;
@@ -177,8 +177,8 @@ void TpmTis::write_sts(uint8_t locty, uint32_t val) noexcept {
     if (version_ == TpmVersion::v2_0) {
         // PTP TPM_STS_x: commandCancel aborts the executing command; resetEstablishment is only
         // honoured from locality 3 (or 4, whose writes never get here).
-        if ((val & kStsCommandCancel) && l.state == State::execution) backend_.cancel();
-        if ((val & kStsResetEstablishment) && (locty == 3 || locty == 4)) backend_.reset_established(locty);
+        if ((val & kStsCommandCancel) && l.state == State::execution) port_.cancel();
+        if ((val & kStsResetEstablishment) && (locty == 3 || locty == 4)) port_.reset_established(locty);
     }
     // Exactly one of commandReady, tpmGo, responseRetry; several at once do nothing (QEMU).
     switch (val & (kStsCommandReady | kStsTpmGo | kStsResponseRetry)) {
@@ -260,7 +260,7 @@ void TpmTis::send_command(uint8_t locty) noexcept {
     selftest_command_ = version_ == TpmVersion::v1_2 && rw_offset_ >= 10 &&
                         load_be32(buffer_, 6) == kTpm12OrdContinueSelfTest;
     response_len_ = 0;
-    backend_.submit(locty, std::span<const uint8_t>(buffer_.data(), rw_offset_));
+    port_.submit(locty, std::span<const uint8_t>(buffer_.data(), rw_offset_));
 }
 
 void TpmTis::command_completed(std::span<const uint8_t> response) noexcept {

@@ -4,7 +4,7 @@
 // locality arbitration through TPM_ACCESS (request, relinquish, seize), the command state machine
 // in TPM_STS, and optional interrupts through an IrqLine.
 //
-// The device is a pure state machine: TPM_STS.tpmGo hands the command to the TpmDeviceBackend,
+// The device is a pure state machine: TPM_STS.tpmGo hands the command to the TpmPort,
 // which answers later through command_completed(). Between the two the locality is in the
 // Execution state (STS shows neither dataAvail nor commandReady).
 //
@@ -19,7 +19,7 @@
 // abandons a command in flight, so its response never arrives here).
 //
 // No lock inside (devices/device.hpp): read(), write() and command_completed() run under the
-// machine's device lock. The backend's submit() and cancel() must not call command_completed()
+// machine's device lock. The port's submit() and cancel() must not call command_completed()
 // before they return.
 #pragma once
 
@@ -30,7 +30,7 @@
 #include <string_view>
 
 #include "devices/device.hpp"
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_port.hpp"
 #include "devices/tpm_tis_regs.hpp"
 
 namespace minivmm {
@@ -39,14 +39,14 @@ class TpmTis final : public TpmFrontend {
 public:
     // `irq` may be nullptr: the device is then polled (as with QEMU's DSDT, which advertises no
     // IRQ). `irq_vector` is what TPM_INT_VECTOR reads (QEMU: ISA IRQ 5). The power-on state
-    // (QEMU tpm_tis_reset): the backend's version and buffer size, all localities idle, none active.
-    TpmTis(TpmDeviceBackend& backend, IrqLine* irq, uint8_t irq_vector = tis::kDefaultIrqVector) noexcept;
+    // (QEMU tpm_tis_reset): the TPM's version and buffer size, all localities idle, none active.
+    TpmTis(TpmPort& port, IrqLine* irq, uint8_t irq_vector = tis::kDefaultIrqVector) noexcept;
 
     std::string_view name() const noexcept override { return "tpm-tis"; }
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
 
-    // The backend finished the command submitted by TPM_STS.tpmGo. At most buffer-size bytes of
+    // The TPM finished the command submitted by TPM_STS.tpmGo. At most buffer-size bytes of
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
     void command_completed(std::span<const uint8_t> response) noexcept override;
@@ -95,11 +95,11 @@ private:
     static bool valid(uint8_t locty) noexcept { return locty < tis::kNumLocalities; }
     uint32_t command_size() const noexcept;  // paramSize of the header in the buffer
 
-    TpmDeviceBackend& backend_;
+    TpmPort& port_;
     IrqLine* irq_;
     uint8_t irq_vector_;
     TpmVersion version_ = TpmVersion::v2_0;
-    size_t buffer_size_ = tis::kBufferMax;  // min(backend.buffer_size(), kBufferMax)
+    size_t buffer_size_ = tis::kBufferMax;  // min(port.buffer_size(), kBufferMax)
 
     std::array<Locality, tis::kNumLocalities> loc_{};
     std::array<uint8_t, tis::kBufferMax> buffer_{};

@@ -13,7 +13,7 @@ using namespace tis;
 uint32_t TpmTis::read_access(uint8_t locty) const noexcept {
     uint32_t val = loc_[locty].access & ~kAccessSeize;
     if (other_requests_use(locty)) val |= kAccessPendingRequest;
-    if (!backend_.established()) val |= kAccessTpmEstablishment;
+    if (!port_.established()) val |= kAccessTpmEstablishment;
     return val;
 }
 
@@ -103,7 +103,7 @@ void TpmTis::prepare_abort(uint8_t locty, uint8_t new_locty) noexcept {
     next_ = new_locty;
     for (const Locality& l : loc_) {
         if (l.state == State::execution) {
-            backend_.cancel();
+            port_.cancel();
             return;
         }
     }

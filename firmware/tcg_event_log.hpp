@@ -16,7 +16,7 @@
 #include <span>
 #include <vector>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 
 namespace minivmm::tcg_log {
 

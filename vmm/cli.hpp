@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 #include "vmm/base/log.hpp"
 
 namespace minivmm {

@@ -41,7 +41,7 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     map_tpm_crb_buffer();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
-        options_.debug_out, options_.tpm, options_.tpm_ppi, options_.kernel, ram_below_4g_, ram_above_4g_,
+        options_.debug_out, options_.tpm, options_.kernel, ram_below_4g_, ram_above_4g_,
         tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
     coalesce_tpm_fifo();
@@ -85,7 +85,7 @@ void Machine::map_memory() {
 // reaches it), only the TPM device sees it, through tpm_crb_memory_.
 void Machine::map_tpm_crb_buffer() {
     static_assert(platform::kTpmCrbBufferSize <= crb::kMaxBufferSize && platform::kTpmCrbBufferSize % crb::kPageSize == 0);
-    if (!options_.tpm || options_.config.tpm_interface != TpmInterface::crb) return;
+    if (!options_.tpm.present() || options_.tpm.interface() != TpmInterface::crb) return;
     try {
         tpm_crb_buffer_ = Mapping::anonymous(platform::kTpmCrbBufferSize);
     } catch (const std::runtime_error& e) {
@@ -125,7 +125,7 @@ void Machine::create_vcpus() {
 // (LOC_CTRL, CTRL_REQ, CTRL_CANCEL, CTRL_START) wait there too, until the read that follows each,
 // where the register page is MMIO (no read-only slots); served from memory, they must exit.
 void Machine::coalesce_tpm_fifo() {
-    if (!options_.tpm || vcpus_.empty()) return;
+    if (!devices_->tpm() || vcpus_.empty()) return;
     const int pages = options_.kvm.check_extension(KVM_CAP_COALESCED_MMIO);
     const long page_size = ::sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page_size <= 0) {
@@ -139,7 +139,7 @@ void Machine::coalesce_tpm_fifo() {
     // The ring first: a zone that was registered before a later one failed still fills it.
     auto* base = reinterpret_cast<uint8_t*>(&vcpus_[0]->run());
     coalesced_.emplace(std::span<uint8_t>(base + offset, static_cast<size_t>(page_size)));
-    for (const MachineDevices::MmioZone& zone : devices_->coalescible_tpm_zones()) {
+    for (const TpmSlot::Attachment::MmioZone& zone : devices_->tpm()->coalescible_zones()) {
         if (int err = vm_.register_coalesced_mmio(zone.base, zone.size)) {  // a slower TPM, nothing worse
             log::info("KVM_REGISTER_COALESCED_MMIO failed ({}): TPM writes at {:#x} and up exit", std::strerror(err),
                       zone.base);
@@ -165,7 +165,7 @@ Machine::Result Machine::run(int signal_fd) {
                 return;
             }
             VcpuContext ctx{*v,     pio_,  mmio_, device_lock_, events_, memory_, options_.bios,
-                            stop_, devices_.get(), coalesced_ ? &*coalesced_ : nullptr, stats};
+                            stop_, devices_->tpm(), coalesced_ ? &*coalesced_ : nullptr, stats};
             run_vcpu(ctx);
         });
     }
@@ -214,7 +214,7 @@ std::vector<std::string> Machine::exit_stats_lines(unsigned boot) const {
 }
 
 std::optional<TpmWorker::Stats> Machine::tpm_stats() const noexcept {
-    return devices_->tpm_stats();
+    return devices_->tpm() ? std::optional(devices_->tpm()->stats()) : std::nullopt;
 }
 
 const std::vector<std::pair<std::string, std::vector<uint8_t>>>& Machine::acpi_dumps() const noexcept {

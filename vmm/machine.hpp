@@ -22,11 +22,10 @@
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/kvm/machine_events.hpp"
 #include "vmm/base/memory_map.hpp"
-#include "devices/tpm_ppi.hpp"
-#include "vmm/tpm/tpm_backend.hpp"
 #include "vmm/kvm/coalesced_mmio.hpp"
 #include "vmm/kvm/exit_stats.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
+#include "vmm/tpm_slot.hpp"
 
 namespace minivmm {
 
@@ -34,11 +33,10 @@ struct MachineOptions {
     const Config& config;
     const Kvm& kvm;
     const BiosImage& bios;
+    TpmSlot& tpm;                    // outlives the machine; attached to each one (present() false: no TPM)
     BlockBackend* disk = nullptr;    // nullptr: no disk (a -kernel boot), no virtio-blk device
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
-    TpmBackend* tpm = nullptr;       // nullptr: no TPM (no TIS, no TPM ACPI tables)
-    TpmPpi* tpm_ppi = nullptr;       // the PPI mailbox, which outlives the machine; nullptr: no PPI
     const KernelBoot* kernel = nullptr;  // -kernel; nullptr: boot from the disk
 };
 

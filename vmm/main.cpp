@@ -19,14 +19,12 @@
 #include <fmt/core.h>
 
 #include "firmware/bios_image.hpp"
-#include "devices/tpm_crb_regs.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/host/console.hpp"
 #include "vmm/host/disk_image.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm/kvm.hpp"
-#include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
 #include "vmm/host/output_queue.hpp"
@@ -34,8 +32,7 @@
 #include "vmm/host/privileges.hpp"
 #include "vmm/host/sandbox.hpp"
 #include "vmm/startup_checks.hpp"
-#include "vmm/tpm/swtpm_backend.hpp"
-#include "vmm/tpm/tpm_ppi_actions.hpp"
+#include "vmm/tpm_slot.hpp"
 #include "vmm/kvm/vcpu.hpp"
 #ifdef MINIVMM_TEST_HOOKS
 #include "vmm/tpm/canned_random_backend.hpp"
@@ -97,7 +94,7 @@ std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const cha
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
 // then confine every thread (vmm/host/README.md "Sandbox").
-void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm) {
+void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, sandbox::TpmIo tpm) {
     if (runas) {
         if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);
         drop_privileges(*runas);
@@ -108,7 +105,7 @@ void confine(const Config& config, const std::optional<RunAsUser>& runas, const 
     }
     sandbox::Policy policy;
     policy.kvm_fd = kvm.fd();
-    policy.tpm = config.tpm_socket ? sandbox::TpmIo::swtpm : config.tpm_state ? sandbox::TpmIo::libtpms : sandbox::TpmIo::none;
+    policy.tpm = tpm;
     sandbox::install(policy);
 }
 
@@ -126,35 +123,6 @@ void install_test_hooks() {
     });
 }
 #endif
-
-// Loud, not silent: a nightly run must not take a boot without measurements for a good one.
-// SeaBIOS writes an event-log entry for each PCR it extends, so no extend means no event log.
-void check_tpm_boot(unsigned boot, const TpmWorker::Stats& s) {
-    std::string trouble;
-    if (s.failures != 0) trouble += fmt::format("; {} TPM command(s) got a TPM failure answer", s.failures);
-    if (s.cancelled != 0)
-        trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM? the slowest, "
-                               "ordinal 0x{:x}, took {} ms)", s.cancelled, s.slowest_ordinal, s.slowest_ms);
-    if (s.extends == 0)
-        log::warn("boot {}: no PCR was extended: the firmware made no measurements and its TPM event log is empty "
-                  "({} TPM commands{})", boot, s.commands, trouble);
-    else if (!trouble.empty())
-        log::warn("boot {}: measurements may be incomplete ({} PCR extends{})", boot, s.extends, trouble);
-}
-
-// Before the firmware runs: the request the guest left through the Physical Presence Interface,
-// carried out on the power-cycled TPM, which is then power-cycled again for SeaBIOS.
-void run_pending_ppi_request(unsigned boot, TpmBackend& tpm, TpmPpi& ppi) {
-    const auto request = ppi.pending();
-    if (!request) return;
-    const uint32_t response = carry_out_ppi_request(tpm, request->operation);
-    ppi.complete(response);
-    const std::string what = fmt::format("boot {}: the guest's Physical Presence request {} ({})", boot,
-                                         request->operation, ppi_operation_name(request->operation));
-    if (response == ppi::kSuccess) log::info("{} was carried out: the TPM is cleared", what);
-    else log::warn("{} failed (PPI response {:#x})", what, response);
-    if (!tpm.power_cycle()) log::error("boot {}: the TPM could not be restarted after the PPI request", boot);
-}
 
 int run(const Config& config, int signal_fd) {
     std::optional<RunAsUser> runas;
@@ -182,29 +150,7 @@ int run(const Config& config, int signal_fd) {
     auto serial_out = open_char_target(config.serial, "-serial", inputs);
     auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon", inputs) : nullptr;
     // The TPM outlives guest resets (each power-on power-cycles it) and is shut down at exit.
-    std::unique_ptr<TpmBackend> tpm;
-    if (config.tpm_socket) {
-        try {
-            SwtpmBackend::Limits limits;
-            limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
-            tpm = SwtpmBackend::connect(*config.tpm_socket, limits);
-        } catch (const std::runtime_error& e) {
-            throw SetupError(kExitTpm, e.what());
-        }
-        log::info("TPM {} via swtpm at {}", tpm->version() == TpmVersion::v2_0 ? "2.0" : "1.2", *config.tpm_socket);
-        if (config.tpm_interface == TpmInterface::crb && tpm->version() != TpmVersion::v2_0)
-            throw SetupError(kExitTpm, fmt::format("-tpm-interface crb needs a TPM 2.0, and the swtpm at {} is a TPM 1.2 "
-                                                   "(start it with --tpm2, or use -tpm-interface tis)",
-                                                   *config.tpm_socket));
-    } else if (config.tpm_state) {
-        try {
-            tpm = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
-        } catch (const std::runtime_error& e) {
-            throw SetupError(kExitTpm, e.what());
-        }
-        log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
-                  *config.tpm_state);
-    }
+    std::unique_ptr<TpmBackend> tpm = open_tpm_backend(config);
 #ifdef MINIVMM_TEST_HOOKS
     // minivmm-testhooks only: TPM2_GetRandom answered from memory (the benchmarks' floor column).
     if (const char* canned = std::getenv("MINIVMM_TEST_CANNED_GETRANDOM"); tpm && canned && std::string(canned) == "1") {
@@ -219,16 +165,7 @@ int run(const Config& config, int signal_fd) {
         tpm = std::make_unique<DelayedBackend>(std::move(tpm), std::chrono::milliseconds(ms));
     }
 #endif
-    // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power
-    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows it; a TPM
-    // with a smaller one (libtpms 0.9: 4096) sets the size CMD_SIZE/RSP_SIZE read.
-    if (tpm && config.tpm_interface == TpmInterface::crb) tpm->limit_buffer_size(crb::kMaxBufferSize);
-    struct TpmShutdown {
-        TpmBackend* tpm;
-        ~TpmShutdown() {
-            if (tpm) tpm->shutdown();
-        }
-    } tpm_shutdown{tpm.get()};
+    TpmSlot tpm_slot(std::move(tpm), config);
 
     // COM1 input: the reader thread outlives every machine; it delivers to the current one.
     std::mutex machine_mutex;
@@ -251,32 +188,13 @@ int run(const Config& config, int signal_fd) {
             STDIN_FILENO);
     }
 
-    // The PPI mailbox outlives guest resets: a request made before a reboot runs at the next boot.
-    std::unique_ptr<TpmPpi> ppi;
-    if (tpm && config.tpm_ppi) ppi = std::make_unique<TpmPpi>(ppi_operations(tpm->version()));
-    struct PpiLeftOver {  // a request the guest made but never rebooted for: say that it is dropped
-        const TpmPpi* ppi;
-        ~PpiLeftOver() {
-            if (auto request = ppi ? ppi->pending() : std::nullopt)
-                log::warn("the guest's Physical Presence request {} ({}) was not carried out: the guest did not "
-                          "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
-        }
-    } ppi_left_over{ppi.get()};
-    MachineOptions options{config, kvm,  bios, disk.get(), serial_out.get(), debug_out.get(), tpm.get(), ppi.get(),
+    MachineOptions options{config, kvm, bios, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
                            kernel ? &*kernel : nullptr};
     for (unsigned boot = 1;; ++boot) {
-        // Every power-on power-cycles the TPM before any vCPU runs: SeaBIOS fails if TPM2_Startup
-        // finds it already started (QEMU: tpm_tis_reset). On the first boot a TPM that does not
-        // come up ends minivmm: the guest would boot without measurements.
-        if (tpm && !tpm->power_cycle()) {
-            if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
-            log::error("boot {}: the TPM could not be restarted; the guest's TPM commands will fail", boot);
-        } else if (tpm && ppi) {
-            run_pending_ppi_request(boot, *tpm, *ppi);
-        }
+        tpm_slot.power_on(boot);
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
-        if (boot == 1) confine(config, runas, kvm);
+        if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io());
         {
             std::lock_guard lock(machine_mutex);
             current = machine.get();
@@ -289,7 +207,7 @@ int run(const Config& config, int signal_fd) {
             std::lock_guard lock(machine_mutex);
             current = nullptr;
         }
-        if (auto stats = machine->tpm_stats()) check_tpm_boot(boot, *stats);
+        if (auto stats = machine->tpm_stats()) TpmSlot::check_boot(boot, *stats);
         for (const std::string& line : machine->exit_stats_lines(boot)) fmt::print(stderr, "{}\n", line);
         machine.reset();
         switch (result.kind) {

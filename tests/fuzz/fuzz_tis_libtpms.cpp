@@ -84,7 +84,7 @@ struct Tpm {
 Tpm* tpm;
 
 // TpmWorker's part, synchronously: holds the submitted command until the harness lets it run.
-class SyncBackend final : public TpmDeviceBackend {
+class SyncBackend final : public TpmPort {
 public:
     explicit SyncBackend(LibtpmsBackend& tpm) : tpm_(&tpm) {}
     TpmVersion version() const noexcept override { return tpm_->version(); }

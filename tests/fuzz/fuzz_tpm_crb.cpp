@@ -24,7 +24,7 @@ namespace {
 using fuzz::check;
 using fuzz::Input;
 
-class FuzzBackend final : public TpmDeviceBackend {
+class FuzzBackend final : public TpmPort {
 public:
     FuzzBackend(size_t buffer, bool established) : buf_(buffer), est_(established) {}
     TpmVersion version() const noexcept override { return TpmVersion::v2_0; }

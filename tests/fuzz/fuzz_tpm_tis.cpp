@@ -46,7 +46,7 @@ private:
     size_t pos_ = 0;
 };
 
-class FuzzBackend final : public TpmDeviceBackend {
+class FuzzBackend final : public TpmPort {
 public:
     FuzzBackend(TpmVersion v, size_t buffer, bool established) : ver_(v), buf_(buffer), est_(established) {}
     TpmVersion version() const noexcept override { return ver_; }

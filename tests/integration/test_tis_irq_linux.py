@@ -11,7 +11,7 @@ built with scripts/build-guest-image --kernel debian-6.12, under minivmm:
               on a slow TPM: minivmm-testhooks with MINIVMM_TEST_TPM_DELAY_MS=3 makes every command
               take 3 ms more, longer than the 1 ms Linux waits after tpmGo for the interrupt of its
               test command (tpm_tis_core.c tpm_tis_send); minivmm holds the vCPU on tpmGo until
-              the command is done (MachineDevices::kTpmStartStall), so the interrupt is still used
+              the command is done (TpmSlot::Attachment::kStartStall, vmm/tpm_slot.hpp), so the interrupt is still used
   tpm2-polled swtpm TPM 2.0, -tpm-irq off: the same checks pass, and no tpm0 interrupt exists
 
 usage: test_tis_irq_linux.py MINIVMM MINIVMM_TESTHOOKS IMAGE [CASE...]   (default: every case)"""

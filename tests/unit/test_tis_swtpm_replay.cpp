@@ -51,7 +51,7 @@ constexpr uint32_t kStsResponseRetry = 0x02;
 
 // The device side of the TPM: remembers the command TpmTis submits; the replay runs it on the
 // swtpm right after the write that submitted it returns (TpmTis forbids completing inside submit).
-class SwtpmDeviceBackend final : public TpmDeviceBackend {
+class SwtpmDeviceBackend final : public TpmPort {
 public:
     explicit SwtpmDeviceBackend(SwtpmBackend& tpm) : tpm_(tpm), established_(tpm.established()) {}
 

@@ -17,7 +17,7 @@ using namespace minivmm;
 
 namespace {
 
-class RecordedBackend final : public TpmDeviceBackend {
+class RecordedBackend final : public TpmPort {
 public:
     TpmVersion version() const noexcept override { return TpmVersion::v2_0; }
     size_t buffer_size() const noexcept override { return 4096; }

@@ -1,4 +1,4 @@
-// TpmWorker's per-boot statistics (what main.cpp's end-of-boot check reads: PCR extends, TPM
+// TpmWorker's per-boot statistics (what TpmSlot::check_boot reads at the end of a boot: PCR extends, TPM
 // failure answers, commands the guest gave up on) and the abandoning of a stalled command when
 // the worker is destroyed (machine reset and exit never wait for a stalled external TPM).
 #include <doctest/doctest.h>

@@ -11,7 +11,7 @@
 
 namespace minivmm::test {
 
-class FakeTpmBackend final : public TpmDeviceBackend {
+class FakeTpmBackend final : public TpmPort {
 public:
     struct Submit {
         uint8_t locality;

@@ -18,7 +18,7 @@
 namespace minivmm {
 
 // Bounded waits around an exit's dispatch, without the device lock, so the machine can let work
-// the guest waits for finish first (MachineDevices: a TPM command): before a read that polls for
+// the guest waits for finish first (TpmSlot::Attachment: a TPM command): before a read that polls for
 // it, and after the write that started it.
 class ExitWaits {
 public:

@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 #include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm::swtpm {

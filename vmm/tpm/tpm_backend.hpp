@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <span>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 
 namespace minivmm {
 

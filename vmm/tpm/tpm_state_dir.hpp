@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_types.hpp"
 #include "vmm/base/unique_fd.hpp"
 
 namespace minivmm {

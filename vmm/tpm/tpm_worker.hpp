@@ -16,12 +16,12 @@
 #include <thread>
 #include <vector>
 
-#include "devices/tpm_interface.hpp"
+#include "devices/tpm_port.hpp"
 #include "vmm/tpm/tpm_backend.hpp"
 
 namespace minivmm {
 
-class TpmWorker final : public TpmDeviceBackend {
+class TpmWorker final : public TpmPort {
 public:
     using Completion = std::function<void(std::span<const uint8_t>)>;
 

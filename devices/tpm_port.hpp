@@ -1,7 +1,7 @@
-// What the TPM device models (TIS, CRB) need from the rest of the VMM. A device never talks to a
-// socket or to libtpms: it submits a command buffer and is told later, through
-// TpmFrontend::command_completed(), that the response is ready (from a worker thread, under the
-// machine's device lock). Unit tests and fuzzers implement this with a scripted fake.
+// The two sides of a TPM device model. TpmPort is where the TIS or CRB sends the guest's commands
+// (the machine's TPM worker, vmm/tpm/tpm_worker.hpp; a scripted fake in unit tests and fuzzers): a
+// device never talks to a socket or to libtpms. TpmFrontend is the device itself, told through
+// command_completed() that the response is ready (from the worker thread, under the device lock).
 #pragma once
 
 #include <cstddef>
@@ -9,18 +9,13 @@
 #include <span>
 
 #include "devices/device.hpp"
+#include "devices/tpm_types.hpp"
 
 namespace minivmm {
 
-enum class TpmVersion { v1_2, v2_0 };
-
-// How the guest talks to the TPM (TCG PC Client PTP): the FIFO interface (TIS) or the Command
-// Response Buffer interface (CRB, TPM 2.0 only).
-enum class TpmInterface { tis, crb };
-
-class TpmDeviceBackend {
+class TpmPort {
 public:
-    virtual ~TpmDeviceBackend() = default;
+    virtual ~TpmPort() = default;
     virtual TpmVersion version() const noexcept = 0;
     // The largest command or response the TPM accepts (the TIS buffer size, e.g. 4096).
     virtual size_t buffer_size() const noexcept = 0;

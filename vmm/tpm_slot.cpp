@@ -1,0 +1,168 @@
+#include "vmm/tpm_slot.hpp"
+
+#include <fmt/core.h>
+
+#include "devices/tpm_crb.hpp"
+#include "devices/tpm_crb_regs.hpp"
+#include "devices/tpm_tis.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/platform.hpp"
+#include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/tpm_ppi_actions.hpp"
+
+namespace minivmm {
+
+std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
+    std::unique_ptr<TpmBackend> tpm;
+    if (config.tpm_socket) {
+        try {
+            SwtpmBackend::Limits limits;
+            limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
+            tpm = SwtpmBackend::connect(*config.tpm_socket, limits);
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitTpm, e.what());
+        }
+        log::info("TPM {} via swtpm at {}", tpm->version() == TpmVersion::v2_0 ? "2.0" : "1.2", *config.tpm_socket);
+        if (config.tpm_interface == TpmInterface::crb && tpm->version() != TpmVersion::v2_0)
+            throw SetupError(kExitTpm, fmt::format("-tpm-interface crb needs a TPM 2.0, and the swtpm at {} is a TPM 1.2 "
+                                                   "(start it with --tpm2, or use -tpm-interface tis)",
+                                                   *config.tpm_socket));
+    } else if (config.tpm_state) {
+        try {
+            tpm = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitTpm, e.what());
+        }
+        log::info("TPM {} in-process (libtpms), state in {}", config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2",
+                  *config.tpm_state);
+    }
+    return tpm;
+}
+
+TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, const Config& config)
+    : backend_(std::move(backend)), interface_(config.tpm_interface), irq_(config.tpm_irq),
+      io_(!backend_ ? sandbox::TpmIo::none : config.tpm_socket ? sandbox::TpmIo::swtpm : sandbox::TpmIo::libtpms) {
+    if (!backend_) return;
+    // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power
+    // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows it; a TPM
+    // with a smaller one (libtpms 0.9: 4096) sets the size CMD_SIZE/RSP_SIZE read.
+    if (interface_ == TpmInterface::crb) backend_->limit_buffer_size(crb::kMaxBufferSize);
+    if (config.tpm_ppi) ppi_ = std::make_unique<TpmPpi>(ppi_operations(backend_->version()));
+}
+
+TpmSlot::~TpmSlot() {
+    if (auto request = ppi_ ? ppi_->pending() : std::nullopt)
+        log::warn("the guest's Physical Presence request {} ({}) was not carried out: the guest did not "
+                  "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
+    if (backend_) backend_->shutdown();
+}
+
+void TpmSlot::power_on(unsigned boot) {
+    if (!backend_) return;
+    if (!backend_->power_cycle()) {
+        if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
+        log::error("boot {}: the TPM could not be restarted; the guest's TPM commands will fail", boot);
+        return;
+    }
+    // The request the guest left through the Physical Presence Interface, carried out on the
+    // power-cycled TPM, which is then power-cycled again for the firmware.
+    const auto request = ppi_ ? ppi_->pending() : std::nullopt;
+    if (!request) return;
+    const uint32_t response = carry_out_ppi_request(*backend_, request->operation);
+    ppi_->complete(response);
+    const std::string what = fmt::format("boot {}: the guest's Physical Presence request {} ({})", boot,
+                                         request->operation, ppi_operation_name(request->operation));
+    if (response == ppi::kSuccess) log::info("{} was carried out: the TPM is cleared", what);
+    else log::warn("{} failed (PPI response {:#x})", what, response);
+    if (!backend_->power_cycle()) log::error("boot {}: the TPM could not be restarted after the PPI request", boot);
+}
+
+// SeaBIOS writes an event-log entry for each PCR it extends, so no extend means no event log.
+void TpmSlot::check_boot(unsigned boot, const TpmWorker::Stats& s) {
+    std::string trouble;
+    if (s.failures != 0) trouble += fmt::format("; {} TPM command(s) got a TPM failure answer", s.failures);
+    if (s.cancelled != 0)
+        trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM? the slowest, "
+                               "ordinal 0x{:x}, took {} ms)", s.cancelled, s.slowest_ordinal, s.slowest_ms);
+    if (s.extends == 0)
+        log::warn("boot {}: no PCR was extended: the firmware made no measurements and its TPM event log is empty "
+                  "({} TPM commands{})", boot, s.commands, trouble);
+    else if (!trouble.empty())
+        log::warn("boot {}: measurements may be incomplete ({} PCR extends{})", boot, s.extends, trouble);
+}
+
+std::unique_ptr<TpmSlot::Attachment> TpmSlot::attach(const Wiring& wiring) {
+    if (!backend_) return nullptr;
+    return std::make_unique<Attachment>(*backend_, interface_, irq_, ppi_.get(), wiring);
+}
+
+TpmSlot::Attachment::Attachment(TpmBackend& backend, TpmInterface interface, bool irq, TpmPpi* ppi, const Wiring& w)
+    : interface_(interface), irq_line_(w.vm, platform::kTpmTisIrq) {
+    std::mutex& lock = w.device_lock;
+    worker_ = std::make_unique<TpmWorker>(backend, [this, &lock](std::span<const uint8_t> response) {
+        std::lock_guard guard(lock);
+        device_->command_completed(response);
+        if (crb_registers_) crb_registers_->refresh();  // CTRL_START reads 0 from memory now
+    });
+    if (interface_ == TpmInterface::crb) {
+        if (backend.version() != TpmVersion::v2_0)  // open_tpm_backend and the CLI say so first
+            throw SetupError(kExitTpm, "the CRB interface needs a TPM 2.0");
+        device_ = std::make_unique<TpmCrb>(*worker_, w.crb_buffer, platform::kTpmCrbBufferBase,
+                                           static_cast<uint32_t>(platform::kTpmCrbBufferSize));
+        if (w.crb_register_page.empty()) {
+            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *device_);
+        } else {  // reads from memory, writes exit (devices/register_mirror.hpp)
+            crb_registers_ = std::make_unique<RegisterMirror>(*device_, w.crb_register_page, crb::kRegisterSpace,
+                                                              crb::kChangingRegisters);
+            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *crb_registers_);
+        }
+    } else {
+        if (irq)  // the TIS interrupt, as the DSDT lists it
+            device_ = std::make_unique<TpmTis>(*worker_, &irq_line_, platform::kTpmTisIrq);
+        else  // polled, as QEMU's DSDT describes it
+            device_ = std::make_unique<TpmTis>(*worker_, nullptr);
+        w.mmio.insert(platform::kTpmTisBase, platform::kTpmTisSize, *device_);
+    }
+    if (ppi) w.mmio.insert(platform::kTpmPpiBase, platform::kTpmPpiSize, *ppi);
+}
+
+TpmSlot::Attachment::~Attachment() {
+    worker_.reset();  // joined before the device it completes into goes
+}
+
+void TpmSlot::Attachment::before_dispatch(const kvm_run& run) noexcept {
+    if (run.exit_reason != KVM_EXIT_MMIO || run.mmio.is_write) return;
+    if (run.mmio.phys_addr - platform::kTpmTisBase >= platform::kTpmTisSize) return;
+    worker_->wait_idle(kPollStall);
+}
+
+void TpmSlot::Attachment::after_dispatch(const kvm_run& run) noexcept {
+    if (run.exit_reason != KVM_EXIT_MMIO || !run.mmio.is_write) return;
+    if (run.mmio.phys_addr - platform::kTpmTisBase >= platform::kTpmTisSize) return;
+    worker_->wait_idle(kStartStall);
+}
+
+std::vector<TpmSlot::Attachment::MmioZone> TpmSlot::Attachment::coalescible_zones() const {
+    std::vector<MmioZone> zones;
+    if (interface_ == TpmInterface::crb) {
+        // Served from memory, the page's writes must exit: the page is re-rendered before the
+        // guest's next read, which no longer exits to replay a queue.
+        if (crb_registers_) return zones;
+        // As MMIO, the whole register page: no CRB register write raises an interrupt or needs an
+        // answer before the guest's next read of a register (Linux and SeaBIOS read back every
+        // write: LOC_STATE, CTRL_REQ, CTRL_START), and that read's exit replays the writes first.
+        // The buffer is RAM and needs no exit at all.
+        zones.push_back({platform::kTpmTisBase, crb::kPageSize});
+        return zones;
+    }
+    for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {
+        const uint64_t page = platform::kTpmTisBase + loc * 0x1000;
+        zones.push_back({page + tis::kRegDataFifo, 4});
+        zones.push_back({page + tis::kRegXDataFifo, tis::kRegXDataFifoEnd + 4 - tis::kRegXDataFifo});
+    }
+    return zones;
+}
+
+}  // namespace minivmm

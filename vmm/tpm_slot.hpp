@@ -1,0 +1,126 @@
+// The TPM's one owner. A TpmSlot lives for the whole run: the host backend (an swtpm process or
+// libtpms in-process), the Physical Presence mailbox, and what the TPM goes through at every
+// power-on (a power cycle, then the PPI request the last boot left) and at exit (a request never
+// carried out is reported; the backend is shut down). attach() gives one machine its TPM: the
+// worker thread, the TIS or CRB device on the MMIO bus with its interrupt, the register page and
+// the coalesced zones, the completion under the device lock, and the vCPU's waits around TPM
+// accesses (ExitWaits). A guest reset destroys the attachment with its machine; the slot stays.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "devices/bus.hpp"
+#include "devices/register_mirror.hpp"
+#include "devices/tpm_port.hpp"
+#include "devices/tpm_ppi.hpp"
+#include "vmm/base/guest_memory.hpp"
+#include "vmm/cli.hpp"
+#include "vmm/host/sandbox.hpp"
+#include "vmm/kvm/kvm.hpp"
+#include "vmm/kvm/vcpu.hpp"
+#include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_worker.hpp"
+
+namespace minivmm {
+
+// The backend -tpm-sock or -tpm-state asks for, connected or opened and checked against
+// -tpm-interface; nullptr without a TPM. Throws SetupError (kExitTpm) with the reason.
+std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config);
+
+class TpmSlot {
+public:
+    // `backend` nullptr: no TPM (every call below is then a no-op). With the CRB the backend
+    // learns the buffer's 8 KiB limit here.
+    TpmSlot(std::unique_ptr<TpmBackend> backend, const Config& config);
+    ~TpmSlot();  // reports a PPI request left over, shuts the backend down
+    TpmSlot(const TpmSlot&) = delete;
+    TpmSlot& operator=(const TpmSlot&) = delete;
+
+    bool present() const noexcept { return backend_ != nullptr; }
+    TpmVersion version() const noexcept { return backend_ ? backend_->version() : TpmVersion::v2_0; }
+    TpmInterface interface() const noexcept { return interface_; }
+    bool irq() const noexcept { return irq_ && interface_ == TpmInterface::tis; }  // the TIS's IRQ is in _CRS
+    bool ppi() const noexcept { return ppi_ != nullptr; }
+    // What the sandbox must let the TPM's threads do (vmm/host/README.md "Sandbox").
+    sandbox::TpmIo sandbox_io() const noexcept { return io_; }
+
+    // Before machine `boot` is built: power-cycle the TPM (SeaBIOS fails if TPM2_Startup finds it
+    // started; QEMU: tpm_tis_reset), then carry out the guest's PPI request, if any. A TPM that
+    // does not come up on boot 1 throws SetupError: the guest would boot without measurements.
+    void power_on(unsigned boot);
+    // After machine `boot` ran: warns loudly when the firmware made no measurements or the TPM
+    // failed, so a nightly run does not take such a boot for a good one.
+    static void check_boot(unsigned boot, const TpmWorker::Stats& stats);
+
+    class Attachment;
+    struct Wiring {
+        Vm& vm;
+        Bus& mmio;
+        std::mutex& device_lock;  // held for every device call (devices/device.hpp)
+        const GuestMemory& crb_buffer;  // the CRB's buffer RAM; empty unless CRB
+        // The host page behind a read-only KVM slot at the CRB's register page, or empty (no CRB,
+        // or KVM has no read-only slots): the registers are then plain MMIO.
+        std::span<uint8_t> crb_register_page;
+    };
+    // One machine's TPM; nullptr without a TPM. Throws SetupError on set-up errors.
+    std::unique_ptr<Attachment> attach(const Wiring& wiring);
+
+private:
+    std::unique_ptr<TpmBackend> backend_;
+    TpmInterface interface_;
+    bool irq_;
+    sandbox::TpmIo io_;
+    std::unique_ptr<TpmPpi> ppi_;  // outlives guest resets: a request made before a reboot runs at the next boot
+};
+
+class TpmSlot::Attachment final : public ExitWaits {
+public:
+    Attachment(TpmBackend& backend, TpmInterface interface, bool irq, TpmPpi* ppi, const Wiring& w);
+    ~Attachment();
+
+    // A guest read of the TPM while a command executes is a poll for its end: the vCPU waits
+    // (without the device lock) up to kPollStall for the response, so the poll finds it ready
+    // instead of the guest sleeping and polling again (Linux tpm_try_transmit sleeps 1 ms per
+    // miss). A TPM on LPC stalls the bus the same way, with "long wait" SYNC cycles (Intel Low Pin
+    // Count Interface Specification 1.1, SYNC field). The bound keeps a slow command (key
+    // generation) from holding the vCPU.
+    static constexpr std::chrono::microseconds kPollStall{2000};
+    void before_dispatch(const kvm_run& run) noexcept override;
+    // After the TIS write that started a command (tpmGo) the vCPU waits up to kStartStall, so a
+    // command that is not slow has completed, and raised its interrupt, before the guest runs on.
+    // Linux 6.4+ tests the TIS interrupt with one command and sleeps only 1 ms after tpmGo before
+    // it gives up on the interrupt and polls for good (drivers/char/tpm/tpm_tis_core.c
+    // tpm_tis_send); swtpm's round trip on a loaded host, or one scheduler time slice, is longer.
+    // The guest loses nothing: it waits for that command anyway, and a slow one (key generation)
+    // costs the vCPU this bound once.
+    static constexpr std::chrono::microseconds kStartStall{10000};
+    void after_dispatch(const kvm_run& run) noexcept override;
+
+    // Guest-physical ranges where the TPM device takes only writes that may wait in KVM's
+    // coalesced MMIO ring (vmm/kvm/coalesced_mmio.hpp): the TIS data FIFOs, or the CRB's register page.
+    struct MmioZone {
+        uint64_t base;
+        uint32_t size;
+    };
+    std::vector<MmioZone> coalescible_zones() const;
+
+    TpmWorker& worker() noexcept { return *worker_; }
+    TpmWorker::Stats stats() const noexcept { return worker_->stats(); }
+
+private:
+    TpmInterface interface_;
+    KvmIrqLine irq_line_;  // ISA IRQ 13; raised only by a TIS with -tpm-irq on
+    // The worker runs backend commands off the vCPU threads and completes them into the device
+    // under the device lock; declared after the device so it is destroyed (joined) first.
+    std::unique_ptr<TpmFrontend> device_;
+    std::unique_ptr<RegisterMirror> crb_registers_;  // the CRB's register page served from memory
+    std::unique_ptr<TpmWorker> worker_;
+};
+
+}  // namespace minivmm
