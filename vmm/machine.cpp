@@ -40,12 +40,11 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     map_memory();
     map_tpm_crb_buffer();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
-        options_.config, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
-        options_.debug_out, options_.tpm, options_.kernel, ram_below_4g_, ram_above_4g_,
-        tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
+        options_.spec, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
+        options_.debug_out, options_.tpm, options_.kernel, tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
     coalesce_tpm_fifo();
-    if (options_.config.exit_stats) exit_stats_.resize(vcpus_.size());
+    if (options_.spec.exit_stats) exit_stats_.resize(vcpus_.size());
 }
 
 Machine::~Machine() {
@@ -53,9 +52,8 @@ Machine::~Machine() {
 }
 
 void Machine::map_memory() {
-    const uint64_t ram = options_.config.ram_bytes;
-    ram_below_4g_ = std::min(ram, platform::kLowMemoryLimit);
-    ram_above_4g_ = ram - ram_below_4g_;
+    ram_below_4g_ = options_.spec.ram_below_4g();
+    ram_above_4g_ = options_.spec.ram_above_4g();
     try {
         low_ram_ = Mapping::anonymous(ram_below_4g_);
         if (ram_above_4g_) high_ram_ = Mapping::anonymous(ram_above_4g_);
@@ -85,7 +83,7 @@ void Machine::map_memory() {
 // reaches it), only the TPM device sees it, through tpm_crb_memory_.
 void Machine::map_tpm_crb_buffer() {
     static_assert(platform::kTpmCrbBufferSize <= crb::kMaxBufferSize && platform::kTpmCrbBufferSize % crb::kPageSize == 0);
-    if (!options_.tpm.present() || options_.tpm.interface() != TpmInterface::crb) return;
+    if (!options_.spec.tpm_crb()) return;
     try {
         tpm_crb_buffer_ = Mapping::anonymous(platform::kTpmCrbBufferSize);
     } catch (const std::runtime_error& e) {
@@ -110,7 +108,7 @@ void Machine::map_tpm_crb_buffer() {
 }
 
 void Machine::create_vcpus() {
-    const unsigned cpus = options_.config.cpus;
+    const unsigned cpus = options_.spec.cpus;
     auto supported = options_.kvm.supported_cpuid();
     for (unsigned i = 0; i < cpus; ++i) {
         auto vcpu = std::make_unique<Vcpu>(options_.kvm, vm_, i);

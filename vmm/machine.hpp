@@ -16,7 +16,7 @@
 #include "devices/block_backend.hpp"
 #include "firmware/bios_image.hpp"
 #include "devices/bus.hpp"
-#include "vmm/cli.hpp"
+#include "vmm/machine_spec.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm/kvm.hpp"
@@ -30,7 +30,7 @@
 namespace minivmm {
 
 struct MachineOptions {
-    const Config& config;
+    const MachineSpec& spec;
     const Kvm& kvm;
     const BiosImage& bios;
     TpmSlot& tpm;                    // outlives the machine; attached to each one (present() false: no TPM)

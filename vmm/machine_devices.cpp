@@ -12,13 +12,21 @@ namespace minivmm {
 
 namespace {
 
+// The host objects behind the spec's devices are there, and nothing else is.
+const MachineDevices::Wiring& checked(const MachineDevices::Wiring& w) {
+    if (w.spec.disk != (w.disk != nullptr) || w.spec.kernel != (w.kernel != nullptr) ||
+        w.spec.debugcon != (w.debug_out != nullptr) || w.spec.tpm.has_value() != w.tpm.present())
+        throw SetupError(kExitInternal, "machine: the disk, kernel, debug console or TPM given do not match its spec");
+    return w;
+}
+
 AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
     AcpiConfig config;
-    config.cpus = w.config.cpus;
-    config.pci_mmio32_start = w.ram_below_4g;
-    if (w.tpm.present()) {
-        add_tpm_acpi(config, w.tpm.version(), w.tpm.interface(),
-                     w.tpm.irq() ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.tpm.ppi());
+    config.cpus = w.spec.cpus;
+    config.pci_mmio32_start = w.spec.ram_below_4g();
+    if (w.spec.tpm) {
+        add_tpm_acpi(config, w.spec.tpm->version, w.spec.tpm->interface,
+                     w.spec.tpm_irq() ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.spec.tpm->ppi);
         // -kernel: SeaBIOS tells where it put the event log, so the kernel's events can follow its own.
         if (w.kernel) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
     }
@@ -28,41 +36,46 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
 }  // namespace
 
 MachineDevices::MachineDevices(const Wiring& w)
-    : acpi_(make_acpi(w)),
+    : acpi_(make_acpi(checked(w))),
       com1_irq_(w.vm, platform::kCom1Irq),
       virtio_irq_(w.vm, platform::pci_intx_gsi(platform::kVirtioBlkSlot, 0)),
       msi_(w.vm),
       uart_(com1_irq_, w.serial_out),
-      cmos_(CmosConfig{w.ram_below_4g, w.ram_above_4g, w.config.cpus}),
+      cmos_(CmosConfig{w.spec.ram_below_4g(), w.spec.ram_above_4g(), w.spec.cpus}),
       a20_(w.system),
       reset_(w.system),
       acpi_pm_(w.system),
       fw_cfg_(w.memory),
       pci_(w.pio, w.mmio),
       cf8_ports_(pci_, reset_) {
-    w.pio.insert(platform::kCmosPort, 2, cmos_);
-    w.pio.insert(platform::kA20Port, 1, a20_);
-    w.pio.insert(platform::kCom1Port, Uart16550::kSize, uart_);
-    w.pio.insert(platform::kFwCfgPort, platform::kFwCfgPortSize, fw_cfg_);
-    w.pio.insert(platform::kAcpiPmBase, platform::kAcpiPmSize, acpi_pm_);
-    w.pio.insert(platform::kPciConfigAddress, 8, cf8_ports_);
-    if (w.debug_out) {
+    using D = MachineSpec::Device;
+    auto map = [&w](D device, Device& model) {
+        const MachineSpec::Placement p = w.spec.place(device);
+        w.pio.insert(p.base, p.size, model);
+    };
+    map(D::cmos, cmos_);
+    map(D::a20, a20_);
+    map(D::com1, uart_);
+    map(D::fw_cfg, fw_cfg_);
+    map(D::acpi_pm, acpi_pm_);
+    map(D::pci_config, cf8_ports_);
+    if (w.spec.debugcon) {
         debug_port_ = std::make_unique<DebugPort>(w.debug_out);
-        w.pio.insert(platform::kDebugPort, DebugPort::kSize, *debug_port_);
+        map(D::debugcon, *debug_port_);
     }
-    if (w.disk) {
+    if (w.spec.disk) {
         virtio_blk_ = std::make_unique<VirtioBlk>(w.memory, *w.disk, virtio_irq_, msi_);
-        pci_.add(platform::kVirtioBlkSlot, *virtio_blk_);
+        pci_.add(static_cast<uint8_t>(w.spec.place(D::virtio_blk).base), *virtio_blk_);
     }
     // The TPM was power-cycled for this power-on before the machine was built (TpmSlot::power_on).
-    tpm_ = w.tpm.attach({w.vm, w.mmio, w.device_lock, w.tpm_crb_buffer, w.tpm_crb_register_page});
+    tpm_ = w.tpm.attach({w.spec, w.vm, w.mmio, w.device_lock, w.tpm_crb_buffer, w.tpm_crb_register_page});
 
     FwCfgSetup setup;
-    setup.ram_below_4g = w.ram_below_4g;
-    setup.ram_above_4g = w.ram_above_4g;
-    setup.cpus = w.config.cpus;
-    setup.boot_menu_wait_ms = w.config.boot_menu_wait_ms;
-    setup.serial_console = w.serial_out != nullptr;
+    setup.ram_below_4g = w.spec.ram_below_4g();
+    setup.ram_above_4g = w.spec.ram_above_4g();
+    setup.cpus = w.spec.cpus;
+    setup.boot_menu_wait_ms = w.spec.boot_menu_wait_ms;
+    setup.serial_console = w.spec.serial;
     setup.acpi_tables = acpi_.tables;
     setup.acpi_rsdp = acpi_.rsdp;
     setup.table_loader = acpi_.loader;
@@ -70,10 +83,10 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.extra_files.emplace_back(kSmbiosAnchorFile, std::move(smbios.anchor));
     setup.extra_files.emplace_back(kSmbiosTablesFile, std::move(smbios.tables));
     if (tpm_) setup.extra_files.emplace_back(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
-    setup.disk = w.disk != nullptr;
-    setup.tpm_crb_buffer = tpm_ && w.tpm.interface() == TpmInterface::crb;
+    setup.disk = virtio_blk_ != nullptr;
+    setup.tpm_crb_buffer = tpm_ && w.spec.tpm_crb();
     try {
-        if (w.kernel) attach_kernel_boot(w, setup);
+        if (w.spec.kernel) attach_kernel_boot(w, setup);
         populate_fw_cfg(fw_cfg_, setup);
     } catch (const std::exception& e) {
         throw SetupError(kExitInternal, std::string("fw_cfg set-up: ") + e.what());
@@ -95,7 +108,8 @@ void MachineDevices::attach_kernel_boot(const Wiring& w, FwCfgSetup& setup) {
         }
         return kernel.boot(memory, log_address, kTpmLogSize, tpm_ ? &tpm_->worker() : nullptr);
     });
-    w.pio.insert(platform::kLinuxBootPort, LinuxBootPort::kSize, *linux_boot_port_);
+    const MachineSpec::Placement p = w.spec.place(MachineSpec::Device::linux_boot_port);
+    w.pio.insert(p.base, p.size, *linux_boot_port_);
 }
 
 }  // namespace minivmm

@@ -27,7 +27,7 @@
 #include "devices/uart16550.hpp"
 #include "devices/virtio_blk.hpp"
 #include "devices/bus.hpp"
-#include "vmm/cli.hpp"
+#include "vmm/machine_spec.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm/kvm.hpp"
@@ -38,7 +38,7 @@ namespace minivmm {
 class MachineDevices final {
 public:
     struct Wiring {
-        const Config& config;
+        const MachineSpec& spec;  // what is present and where (devices())
         Vm& vm;
         const GuestMemory& memory;
         SystemControl& system;
@@ -50,8 +50,6 @@ public:
         ByteSink* debug_out;
         TpmSlot& tpm;  // its attach() gives this machine its TPM, if there is one
         const KernelBoot* kernel;  // -kernel: the boot ROM, its port and the measurements; nullptr: none
-        uint64_t ram_below_4g;
-        uint64_t ram_above_4g;
         const GuestMemory& tpm_crb_buffer;  // the CRB's buffer RAM (platform::kTpmCrbBufferBase); empty unless CRB
         // The host page behind a read-only KVM slot at the CRB's register page, or empty (no CRB,
         // or KVM has no read-only slots): the registers are then plain MMIO.

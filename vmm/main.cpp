@@ -165,7 +165,11 @@ int run(const Config& config, int signal_fd) {
         tpm = std::make_unique<DelayedBackend>(std::move(tpm), std::chrono::milliseconds(ms));
     }
 #endif
-    TpmSlot tpm_slot(std::move(tpm), config);
+    // The machine, as data: every power-on builds exactly this (vmm/machine_spec.hpp).
+    const MachineSpec spec = machine_spec(config, tpm ? std::optional(tpm->version()) : std::nullopt);
+    TpmSlot tpm_slot(std::move(tpm), spec,
+                     config.tpm_socket ? sandbox::TpmIo::swtpm : config.tpm_state ? sandbox::TpmIo::libtpms
+                                                                                   : sandbox::TpmIo::none);
 
     // COM1 input: the reader thread outlives every machine; it delivers to the current one.
     std::mutex machine_mutex;
@@ -188,7 +192,7 @@ int run(const Config& config, int signal_fd) {
             STDIN_FILENO);
     }
 
-    MachineOptions options{config, kvm, bios, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
+    MachineOptions options{spec, kvm, bios, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
                            kernel ? &*kernel : nullptr};
     for (unsigned boot = 1;; ++boot) {
         tpm_slot.power_on(boot);

@@ -41,15 +41,16 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
     return tpm;
 }
 
-TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, const Config& config)
-    : backend_(std::move(backend)), interface_(config.tpm_interface), irq_(config.tpm_irq),
-      io_(!backend_ ? sandbox::TpmIo::none : config.tpm_socket ? sandbox::TpmIo::swtpm : sandbox::TpmIo::libtpms) {
+TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, const MachineSpec& spec, sandbox::TpmIo io)
+    : backend_(std::move(backend)), io_(backend_ ? io : sandbox::TpmIo::none) {
     if (!backend_) return;
+    if (!spec.tpm || spec.tpm->version != backend_->version())
+        throw SetupError(kExitInternal, "the machine's TPM does not match the TPM opened");
     // The CRB's buffer holds up to 8 KiB: a TPM with a larger buffer learns the limit at each power
     // cycle (QEMU tpm_crb_reset does the same), so no command or response outgrows it; a TPM
     // with a smaller one (libtpms 0.9: 4096) sets the size CMD_SIZE/RSP_SIZE read.
-    if (interface_ == TpmInterface::crb) backend_->limit_buffer_size(crb::kMaxBufferSize);
-    if (config.tpm_ppi) ppi_ = std::make_unique<TpmPpi>(ppi_operations(backend_->version()));
+    if (spec.tpm_crb()) backend_->limit_buffer_size(crb::kMaxBufferSize);
+    if (spec.tpm->ppi) ppi_ = std::make_unique<TpmPpi>(ppi_operations(backend_->version()));
 }
 
 TpmSlot::~TpmSlot() {
@@ -95,37 +96,41 @@ void TpmSlot::check_boot(unsigned boot, const TpmWorker::Stats& s) {
 
 std::unique_ptr<TpmSlot::Attachment> TpmSlot::attach(const Wiring& wiring) {
     if (!backend_) return nullptr;
-    return std::make_unique<Attachment>(*backend_, interface_, irq_, ppi_.get(), wiring);
+    return std::make_unique<Attachment>(*backend_, ppi_.get(), wiring);
 }
 
-TpmSlot::Attachment::Attachment(TpmBackend& backend, TpmInterface interface, bool irq, TpmPpi* ppi, const Wiring& w)
-    : interface_(interface), irq_line_(w.vm, platform::kTpmTisIrq) {
+TpmSlot::Attachment::Attachment(TpmBackend& backend, TpmPpi* ppi, const Wiring& w)
+    : crb_(w.spec.tpm_crb()), base_(w.spec.place(MachineSpec::Device::tpm).base),
+      size_(w.spec.place(MachineSpec::Device::tpm).size), irq_line_(w.vm, platform::kTpmTisIrq) {
     std::mutex& lock = w.device_lock;
     worker_ = std::make_unique<TpmWorker>(backend, [this, &lock](std::span<const uint8_t> response) {
         std::lock_guard guard(lock);
         device_->command_completed(response);
         if (crb_registers_) crb_registers_->refresh();  // CTRL_START reads 0 from memory now
     });
-    if (interface_ == TpmInterface::crb) {
+    if (crb_) {
         if (backend.version() != TpmVersion::v2_0)  // open_tpm_backend and the CLI say so first
             throw SetupError(kExitTpm, "the CRB interface needs a TPM 2.0");
-        device_ = std::make_unique<TpmCrb>(*worker_, w.crb_buffer, platform::kTpmCrbBufferBase,
-                                           static_cast<uint32_t>(platform::kTpmCrbBufferSize));
+        const MachineSpec::Placement buffer = w.spec.place(MachineSpec::Device::tpm_crb_buffer);
+        device_ = std::make_unique<TpmCrb>(*worker_, w.crb_buffer, buffer.base, static_cast<uint32_t>(buffer.size));
         if (w.crb_register_page.empty()) {
-            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *device_);
+            w.mmio.insert(base_, size_, *device_);
         } else {  // reads from memory, writes exit (devices/register_mirror.hpp)
             crb_registers_ = std::make_unique<RegisterMirror>(*device_, w.crb_register_page, crb::kRegisterSpace,
                                                               crb::kChangingRegisters);
-            w.mmio.insert(platform::kTpmTisBase, crb::kPageSize, *crb_registers_);
+            w.mmio.insert(base_, size_, *crb_registers_);
         }
     } else {
-        if (irq)  // the TIS interrupt, as the DSDT lists it
+        if (w.spec.tpm_irq())  // the TIS interrupt, as the DSDT lists it
             device_ = std::make_unique<TpmTis>(*worker_, &irq_line_, platform::kTpmTisIrq);
         else  // polled, as QEMU's DSDT describes it
             device_ = std::make_unique<TpmTis>(*worker_, nullptr);
-        w.mmio.insert(platform::kTpmTisBase, platform::kTpmTisSize, *device_);
+        w.mmio.insert(base_, size_, *device_);
     }
-    if (ppi) w.mmio.insert(platform::kTpmPpiBase, platform::kTpmPpiSize, *ppi);
+    if (ppi) {
+        const MachineSpec::Placement mailbox = w.spec.place(MachineSpec::Device::tpm_ppi);
+        w.mmio.insert(mailbox.base, mailbox.size, *ppi);
+    }
 }
 
 TpmSlot::Attachment::~Attachment() {
@@ -133,20 +138,16 @@ TpmSlot::Attachment::~Attachment() {
 }
 
 void TpmSlot::Attachment::before_dispatch(const kvm_run& run) noexcept {
-    if (run.exit_reason != KVM_EXIT_MMIO || run.mmio.is_write) return;
-    if (run.mmio.phys_addr - platform::kTpmTisBase >= platform::kTpmTisSize) return;
-    worker_->wait_idle(kPollStall);
+    if (in_tpm(run) && !run.mmio.is_write) worker_->wait_idle(kPollStall);
 }
 
 void TpmSlot::Attachment::after_dispatch(const kvm_run& run) noexcept {
-    if (run.exit_reason != KVM_EXIT_MMIO || !run.mmio.is_write) return;
-    if (run.mmio.phys_addr - platform::kTpmTisBase >= platform::kTpmTisSize) return;
-    worker_->wait_idle(kStartStall);
+    if (in_tpm(run) && run.mmio.is_write) worker_->wait_idle(kStartStall);
 }
 
 std::vector<TpmSlot::Attachment::MmioZone> TpmSlot::Attachment::coalescible_zones() const {
     std::vector<MmioZone> zones;
-    if (interface_ == TpmInterface::crb) {
+    if (crb_) {
         // Served from memory, the page's writes must exit: the page is re-rendered before the
         // guest's next read, which no longer exits to replay a queue.
         if (crb_registers_) return zones;
@@ -154,11 +155,11 @@ std::vector<TpmSlot::Attachment::MmioZone> TpmSlot::Attachment::coalescible_zone
         // answer before the guest's next read of a register (Linux and SeaBIOS read back every
         // write: LOC_STATE, CTRL_REQ, CTRL_START), and that read's exit replays the writes first.
         // The buffer is RAM and needs no exit at all.
-        zones.push_back({platform::kTpmTisBase, crb::kPageSize});
+        zones.push_back({base_, static_cast<uint32_t>(size_)});
         return zones;
     }
-    for (uint64_t loc = 0; loc < platform::kTpmTisSize / 0x1000; ++loc) {
-        const uint64_t page = platform::kTpmTisBase + loc * 0x1000;
+    for (uint64_t loc = 0; loc < size_ / 0x1000; ++loc) {
+        const uint64_t page = base_ + loc * 0x1000;
         zones.push_back({page + tis::kRegDataFifo, 4});
         zones.push_back({page + tis::kRegXDataFifo, tis::kRegXDataFifoEnd + 4 - tis::kRegXDataFifo});
     }

@@ -21,6 +21,7 @@
 #include "devices/tpm_ppi.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/cli.hpp"
+#include "vmm/machine_spec.hpp"
 #include "vmm/host/sandbox.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/kvm/vcpu.hpp"
@@ -35,18 +36,15 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config);
 
 class TpmSlot {
 public:
-    // `backend` nullptr: no TPM (every call below is then a no-op). With the CRB the backend
-    // learns the buffer's 8 KiB limit here.
-    TpmSlot(std::unique_ptr<TpmBackend> backend, const Config& config);
+    // `backend` nullptr: no TPM (every call below is then a no-op); else `spec.tpm` says how the
+    // machine presents it and `io` what its threads do on the host (swtpm's sockets or libtpms's
+    // state files). With the CRB the backend learns the buffer's 8 KiB limit here.
+    TpmSlot(std::unique_ptr<TpmBackend> backend, const MachineSpec& spec, sandbox::TpmIo io);
     ~TpmSlot();  // reports a PPI request left over, shuts the backend down
     TpmSlot(const TpmSlot&) = delete;
     TpmSlot& operator=(const TpmSlot&) = delete;
 
     bool present() const noexcept { return backend_ != nullptr; }
-    TpmVersion version() const noexcept { return backend_ ? backend_->version() : TpmVersion::v2_0; }
-    TpmInterface interface() const noexcept { return interface_; }
-    bool irq() const noexcept { return irq_ && interface_ == TpmInterface::tis; }  // the TIS's IRQ is in _CRS
-    bool ppi() const noexcept { return ppi_ != nullptr; }
     // What the sandbox must let the TPM's threads do (vmm/host/README.md "Sandbox").
     sandbox::TpmIo sandbox_io() const noexcept { return io_; }
 
@@ -60,6 +58,7 @@ public:
 
     class Attachment;
     struct Wiring {
+        const MachineSpec& spec;  // where the TPM and its PPI mailbox are (devices())
         Vm& vm;
         Bus& mmio;
         std::mutex& device_lock;  // held for every device call (devices/device.hpp)
@@ -73,15 +72,13 @@ public:
 
 private:
     std::unique_ptr<TpmBackend> backend_;
-    TpmInterface interface_;
-    bool irq_;
     sandbox::TpmIo io_;
     std::unique_ptr<TpmPpi> ppi_;  // outlives guest resets: a request made before a reboot runs at the next boot
 };
 
 class TpmSlot::Attachment final : public ExitWaits {
 public:
-    Attachment(TpmBackend& backend, TpmInterface interface, bool irq, TpmPpi* ppi, const Wiring& w);
+    Attachment(TpmBackend& backend, TpmPpi* ppi, const Wiring& w);
     ~Attachment();
 
     // A guest read of the TPM while a command executes is a poll for its end: the vCPU waits
@@ -114,7 +111,12 @@ public:
     TpmWorker::Stats stats() const noexcept { return worker_->stats(); }
 
 private:
-    TpmInterface interface_;
+    bool in_tpm(const kvm_run& run) const noexcept {
+        return run.exit_reason == KVM_EXIT_MMIO && run.mmio.phys_addr - base_ < size_;
+    }
+
+    bool crb_;
+    uint64_t base_, size_;  // the TIS's 5 localities or the CRB's register page
     KvmIrqLine irq_line_;  // ISA IRQ 13; raised only by a TIS with -tpm-irq on
     // The worker runs backend commands off the vCPU threads and completes them into the device
     // under the device lock; declared after the device so it is destroyed (joined) first.
