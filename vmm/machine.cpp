@@ -84,27 +84,28 @@ void Machine::map_memory() {
 void Machine::map_tpm_crb_buffer() {
     static_assert(platform::kTpmCrbBufferSize <= crb::kMaxBufferSize && platform::kTpmCrbBufferSize % crb::kPageSize == 0);
     if (!options_.spec.tpm_crb()) return;
+    const MachineSpec::Placement buffer = options_.spec.place(MachineSpec::Device::tpm_crb_buffer);
+    const MachineSpec::Placement registers = options_.spec.place(MachineSpec::Device::tpm);
     try {
-        tpm_crb_buffer_ = Mapping::anonymous(platform::kTpmCrbBufferSize);
+        tpm_crb_buffer_ = Mapping::anonymous(buffer.size);
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitKvm, e.what());
     }
-    vm_.set_memory(kSlotTpmCrbBuffer, platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize,
-                   tpm_crb_buffer_.data(), false);
-    tpm_crb_memory_ = GuestMemory({{platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize, tpm_crb_buffer_.data()}});
+    vm_.set_memory(kSlotTpmCrbBuffer, buffer.base, buffer.size, tpm_crb_buffer_.data(), false);
+    tpm_crb_memory_ = GuestMemory({{buffer.base, buffer.size, tpm_crb_buffer_.data()}});
     // The register page too, read-only: the guest's register reads (Linux polls LOC_STATE,
     // CTRL_REQ and CTRL_START after each write) are served from this page without an exit; its
-    // writes exit as MMIO and MachineDevices re-renders the page (devices/register_mirror.hpp).
+    // writes exit as MMIO and the TPM's RegisterMirror re-renders the page (devices/register_mirror.hpp).
     if (options_.kvm.check_extension(KVM_CAP_READONLY_MEM) <= 0) {
         log::info("KVM has no read-only memory slots: every CRB register read exits");
         return;
     }
     try {
-        tpm_crb_registers_ = Mapping::anonymous(crb::kPageSize);
+        tpm_crb_registers_ = Mapping::anonymous(registers.size);
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitKvm, e.what());
     }
-    vm_.set_memory(kSlotTpmCrbRegisters, platform::kTpmTisBase, crb::kPageSize, tpm_crb_registers_.data(), true);
+    vm_.set_memory(kSlotTpmCrbRegisters, registers.base, registers.size, tpm_crb_registers_.data(), true);
 }
 
 void Machine::create_vcpus() {

@@ -15,8 +15,9 @@ namespace {
 // The host objects behind the spec's devices are there, and nothing else is.
 const MachineDevices::Wiring& checked(const MachineDevices::Wiring& w) {
     if (w.spec.disk != (w.disk != nullptr) || w.spec.kernel != (w.kernel != nullptr) ||
-        w.spec.debugcon != (w.debug_out != nullptr) || w.spec.tpm.has_value() != w.tpm.present())
-        throw SetupError(kExitInternal, "machine: the disk, kernel, debug console or TPM given do not match its spec");
+        w.spec.serial != (w.serial_out != nullptr) || w.spec.debugcon != (w.debug_out != nullptr) ||
+        w.spec.tpm.has_value() != w.tpm.present())
+        throw SetupError(kExitInternal, "machine: the disk, kernel, consoles or TPM given do not match its spec");
     return w;
 }
 
@@ -28,7 +29,7 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
         add_tpm_acpi(config, w.spec.tpm->version, w.spec.tpm->interface,
                      w.spec.tpm_irq() ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.spec.tpm->ppi);
         // -kernel: SeaBIOS tells where it put the event log, so the kernel's events can follow its own.
-        if (w.kernel) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
+        if (w.spec.kernel) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
     }
     return build_acpi(config);
 }

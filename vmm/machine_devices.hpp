@@ -1,7 +1,8 @@
 // Every device of one machine, constructed, wired to its interrupt lines and mapped on the
 // buses; plus the firmware-facing data generated for it (ACPI tables, fw_cfg contents).
-// Adding a device means one member, one mapping and, where the OS must find it, its ACPI
-// description in make_acpi() (machine_devices.cpp). The TPM's device, worker and waits are its
+// Adding a device means its entry in MachineSpec::devices() (vmm/machine_spec.cpp), one member,
+// its mapping at that entry and, where the OS must find it, its ACPI description in make_acpi()
+// (machine_devices.cpp). The TPM's device, worker and waits are its
 // slot's (vmm/tpm_slot.hpp); this attaches them to the machine.
 #pragma once
 

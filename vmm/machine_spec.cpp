@@ -28,7 +28,6 @@ void MachineSpec::validate() const {
     if (ram_bytes < kMinRam || ram_bytes > kMaxRam || ram_bytes % kRamGranularity != 0)
         invalid(fmt::format("{} bytes of RAM: whole MiB from {} MiB to {} MiB", ram_bytes, kMinRam >> 20, kMaxRam >> 20));
     if (cpus == 0 || cpus > kMaxCpus) invalid(fmt::format("{} vCPUs: 1 to {}", cpus, kMaxCpus));
-    if (!disk && !kernel) invalid("neither a disk nor a kernel to boot");
     if (tpm_crb() && tpm->version != TpmVersion::v2_0) invalid("the CRB interface needs a TPM 2.0");
 }
 

@@ -38,8 +38,9 @@ struct MachineSpec {
     bool tpm_irq() const noexcept { return tpm && tpm->irq && tpm->interface == TpmInterface::tis; }
     bool tpm_crb() const noexcept { return tpm && tpm->interface == TpmInterface::crb; }
 
-    // Throws SetupError(kExitUsage) naming what is wrong: RAM or vCPUs out of range, neither disk
-    // nor kernel, the CRB with a TPM 1.2.
+    // Throws SetupError(kExitUsage) naming what is wrong: RAM or vCPUs out of range, the CRB with a
+    // TPM 1.2. (The CLI refuses all of these first, with its own messages.) A machine with neither a
+    // disk nor a kernel is valid: SeaBIOS runs and finds nothing to boot.
     void validate() const;
 
     enum class Device {

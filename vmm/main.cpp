@@ -165,11 +165,12 @@ int run(const Config& config, int signal_fd) {
         tpm = std::make_unique<DelayedBackend>(std::move(tpm), std::chrono::milliseconds(ms));
     }
 #endif
+    TpmSlot tpm_slot(std::move(tpm), config.tpm_socket  ? sandbox::TpmIo::swtpm
+                                     : config.tpm_state ? sandbox::TpmIo::libtpms
+                                                        : sandbox::TpmIo::none);
     // The machine, as data: every power-on builds exactly this (vmm/machine_spec.hpp).
-    const MachineSpec spec = machine_spec(config, tpm ? std::optional(tpm->version()) : std::nullopt);
-    TpmSlot tpm_slot(std::move(tpm), spec,
-                     config.tpm_socket ? sandbox::TpmIo::swtpm : config.tpm_state ? sandbox::TpmIo::libtpms
-                                                                                   : sandbox::TpmIo::none);
+    const MachineSpec spec = machine_spec(config, tpm_slot.version());
+    tpm_slot.configure(spec);
 
     // COM1 input: the reader thread outlives every machine; it delivers to the current one.
     std::mutex machine_mutex;
@@ -192,6 +193,10 @@ int run(const Config& config, int signal_fd) {
             STDIN_FILENO);
     }
 
+    struct PpiLeftOver {  // on every way out of here, before the console reader stops
+        const TpmSlot& tpm;
+        ~PpiLeftOver() { tpm.warn_ppi_left_over(); }
+    } ppi_left_over{tpm_slot};
     MachineOptions options{spec, kvm, bios, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
                            kernel ? &*kernel : nullptr};
     for (unsigned boot = 1;; ++boot) {

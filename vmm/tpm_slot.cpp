@@ -41,8 +41,10 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
     return tpm;
 }
 
-TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, const MachineSpec& spec, sandbox::TpmIo io)
-    : backend_(std::move(backend)), io_(backend_ ? io : sandbox::TpmIo::none) {
+TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io) noexcept
+    : backend_(std::move(backend)), io_(backend_ ? io : sandbox::TpmIo::none) {}
+
+void TpmSlot::configure(const MachineSpec& spec) {
     if (!backend_) return;
     if (!spec.tpm || spec.tpm->version != backend_->version())
         throw SetupError(kExitInternal, "the machine's TPM does not match the TPM opened");
@@ -54,10 +56,13 @@ TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, const MachineSpec& spec, s
 }
 
 TpmSlot::~TpmSlot() {
+    if (backend_) backend_->shutdown();
+}
+
+void TpmSlot::warn_ppi_left_over() const noexcept {
     if (auto request = ppi_ ? ppi_->pending() : std::nullopt)
         log::warn("the guest's Physical Presence request {} ({}) was not carried out: the guest did not "
                   "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
-    if (backend_) backend_->shutdown();
 }
 
 void TpmSlot::power_on(unsigned boot) {

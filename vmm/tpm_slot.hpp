@@ -1,7 +1,7 @@
 // The TPM's one owner. A TpmSlot lives for the whole run: the host backend (an swtpm process or
 // libtpms in-process), the Physical Presence mailbox, and what the TPM goes through at every
-// power-on (a power cycle, then the PPI request the last boot left) and at exit (a request never
-// carried out is reported; the backend is shut down). attach() gives one machine its TPM: the
+// power-on (a power cycle, then the PPI request the last boot left) and at exit (the backend is
+// shut down; a PPI request never carried out is reported). attach() gives one machine its TPM: the
 // worker thread, the TIS or CRB device on the MMIO bus with its interrupt, the register page and
 // the coalesced zones, the completion under the device lock, and the vCPU's waits around TPM
 // accesses (ExitWaits). A guest reset destroys the attachment with its machine; the slot stays.
@@ -36,15 +36,23 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config);
 
 class TpmSlot {
 public:
-    // `backend` nullptr: no TPM (every call below is then a no-op); else `spec.tpm` says how the
-    // machine presents it and `io` what its threads do on the host (swtpm's sockets or libtpms's
-    // state files). With the CRB the backend learns the buffer's 8 KiB limit here.
-    TpmSlot(std::unique_ptr<TpmBackend> backend, const MachineSpec& spec, sandbox::TpmIo io);
-    ~TpmSlot();  // reports a PPI request left over, shuts the backend down
+    // `backend` nullptr: no TPM (every call below is then a no-op); `io` is what its threads do on
+    // the host (swtpm's sockets or libtpms's state files). From here on the backend is shut down
+    // at exit whatever happens.
+    TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io) noexcept;
+    ~TpmSlot();  // shuts the backend down
+    // How the machine presents the TPM (spec.tpm): with the CRB the backend learns the buffer's
+    // 8 KiB limit here; with the PPI the mailbox is made. Before the first power_on().
+    void configure(const MachineSpec& spec);
+    // At exit: a request the guest made through the PPI but never rebooted for is dropped; say so.
+    void warn_ppi_left_over() const noexcept;
     TpmSlot(const TpmSlot&) = delete;
     TpmSlot& operator=(const TpmSlot&) = delete;
 
     bool present() const noexcept { return backend_ != nullptr; }
+    std::optional<TpmVersion> version() const noexcept {
+        return backend_ ? std::optional(backend_->version()) : std::nullopt;
+    }
     // What the sandbox must let the TPM's threads do (vmm/host/README.md "Sandbox").
     sandbox::TpmIo sandbox_io() const noexcept { return io_; }
 

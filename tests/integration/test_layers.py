@@ -161,7 +161,7 @@ def self_test():
             "devices/good.cpp": '#include "vmm/base/log.hpp"\n#include "devices/good.hpp"\n',
             "devices/bad.cpp": '#include "vmm/tpm/tpm_worker.hpp"\n',
             "firmware/bad.hpp": '#include "acpi/tables.hpp"\n',
-            "vmm/tpm/ok.cpp": '#include "devices/tpm_interface.hpp"\n',
+            "vmm/tpm/ok.cpp": '#include "devices/tpm_port.hpp"\n',
             "vmm/base/bad.hpp": '#include "vmm/machine.hpp"\n',
             "vmm/main.cpp": '#include "vmm/tpm/tpm_worker.hpp"\n#include "acpi/tables.hpp"\n',
             "scripts/long": "x\n" * (MAX_LINES + 1),

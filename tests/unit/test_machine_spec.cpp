@@ -2,12 +2,12 @@
 // what each one holds and where, that no two devices overlap, and what validate() refuses.
 #include <doctest/doctest.h>
 
-#include <algorithm>
 #include <set>
 #include <stdexcept>
 
 #include "vmm/base/error.hpp"
 #include "vmm/base/platform.hpp"
+#include "vmm/cli.hpp"
 #include "vmm/machine_spec.hpp"
 
 using namespace minivmm;
@@ -106,8 +106,15 @@ TEST_CASE("a CRB machine: the register page as MMIO, the buffer as RAM after it,
 TEST_CASE("the overlap check finds an overlap: the TIS's five pages would cover the CRB's buffer") {
     auto list = everything(TpmInterface::crb).devices();
     CHECK(overlap_free(list));
+    std::erase_if(list, [](const MachineSpec::Placement& p) { return p.device == Device::tpm; });  // the registers
+    CHECK(overlap_free(list));
     list.push_back(everything(TpmInterface::tis).place(Device::tpm));
     CHECK_FALSE(overlap_free(list));
+    auto ports = disk_only().devices();  // and among ports: a second COM1 one port up
+    auto com1 = disk_only().place(Device::com1);
+    com1.base += 1;
+    ports.push_back(com1);
+    CHECK_FALSE(overlap_free(ports));
 }
 
 TEST_CASE("RAM is split at 3 GiB; the rest goes above 4 GiB") {
@@ -125,7 +132,17 @@ TEST_CASE("validate refuses what no machine can be, as a usage error") {
     CHECK(validate_code(everything(TpmInterface::crb)) == -1);
     MachineSpec s = disk_only();
     s.disk = false;
-    CHECK(validate_code(s) == kExitUsage);  // nothing to boot
+    CHECK(validate_code(s) == -1);  // nothing to boot is a machine too: SeaBIOS says so
+    s.kernel = true;
+    CHECK(validate_code(s) == -1);
+    s = disk_only();
+    s.cpus = kMaxCpus;
+    s.ram_bytes = kMaxRam;
+    CHECK(validate_code(s) == -1);
+    s.ram_bytes = kMinRam;
+    CHECK(validate_code(s) == -1);
+    s.ram_bytes = kMaxRam + kRamGranularity;
+    CHECK(validate_code(s) == kExitUsage);
     s = disk_only();
     s.cpus = 0;
     CHECK(validate_code(s) == kExitUsage);
@@ -158,6 +175,18 @@ TEST_CASE("machine_spec: from the CLI's Config and the TPM actually opened") {
     CHECK_FALSE(s.tpm_irq());
     CHECK(s.tpm->ppi);
     CHECK_FALSE(machine_spec(c, std::nullopt).tpm.has_value());
-    c.disk.clear();
-    CHECK_THROWS_AS(machine_spec(c, std::nullopt), SetupError);
+}
+
+TEST_CASE("every command line the CLI accepts makes a valid machine") {
+    const std::vector<std::vector<std::string>> lines{
+        {"a.img"}, {""}, {"-kernel", "bz"}, {"-m", "32M", "-smp", "64", "a.img"}, {"-m", "1T", "a.img"},
+        {"-serial", "none", "-debugcon", "file:d", "a.img"}, {"-tpm-state", "d", "-tpm-interface", "crb", "a.img"},
+        {"-tpm-state", "d", "-tpm-version", "1.2", "-tpm-irq", "off", "-tpm-ppi", "off", "a.img"},
+        {"-tpm-sock", "s", "-kernel", "bz", "-initrd", "i", "-append", "x"}};
+    for (const auto& args : lines) {
+        const Config c = parse_cli(args).config;
+        const bool tpm = c.tpm_socket || c.tpm_state;
+        CAPTURE(args.size());
+        CHECK_NOTHROW(machine_spec(c, tpm ? std::optional(c.tpm_version) : std::nullopt));
+    }
 }
