@@ -6,31 +6,17 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "nightly"))
-from vm import wait_listening  # noqa: E402
+from tests.harness.swtpm import Swtpm, SwtpmError
 
 
-class Swtpm:
-    """A fresh swtpm (state and control socket in a new directory); it exits with its VMM."""
-
-    def __init__(self, directory, tpm2):
-        os.makedirs(directory)
-        self.sock = os.path.join(directory, "sock")
-        self.log = open(os.path.join(directory, "swtpm.log"), "wb")
-        cmd = ["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
-        self.proc = subprocess.Popen(cmd + (["--tpm2"] if tpm2 else []), stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        if not wait_listening(self.sock, self.proc):
-            self.close()
-            sys.exit(f"swtpm did not listen on {self.sock} (log: {self.log.name})")
-
-    def close(self):
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
+def swtpm(directory, tpm2):
+    """A fresh swtpm (state and control socket in a new directory); it exits with its VMM (close())."""
+    os.makedirs(directory)
+    try:
+        return Swtpm(directory, tpm2, sock_name="sock", output="log")
+    except SwtpmError:
+        sys.exit(f"swtpm did not listen on {os.path.join(directory, 'sock')} "
+                 f"(log: {os.path.join(directory, 'swtpm.log')})")
 
 
 def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL):

@@ -14,7 +14,6 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "nightly"))
 
 
 class Mode:
@@ -44,7 +43,7 @@ def _probe(minivmm, cache):
             return saved["capable"], saved["why"]
     except (OSError, ValueError, KeyError):
         pass
-    import probe  # tests/nightly/probe.py
+    from tests.nightly import probe
     with tempfile.TemporaryDirectory(prefix="minivmm-kvm-probe-") as work:
         c = probe.calibrate(minivmm, work, 60.0)
     capable = c.capable is not False  # a probe that did not boot is minivmm's fault, not the host's

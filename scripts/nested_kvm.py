@@ -23,9 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import debs  # noqa: E402
-import initramfs  # noqa: E402
+import debs
+import initramfs
 
 # kvm-amd (with its dependencies kvm, irqbypass, ccp) and 9p over virtio-pci.
 MODULES = ["kvm_amd", "virtio_pci", "9pnet_virtio", "9p"]

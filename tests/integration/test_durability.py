@@ -21,10 +21,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
-BIOS = vmmtest.BIOS
+BIOS = suite.BIOS
 SECTOR = 512
 DISK_WRITE = re.compile(rb"MVG: disk-write PASS lba=(\d+) sectors=(\d+) boot=(\d+) nonce=0x([0-9a-fA-F]+)\r?\n")
 
@@ -124,13 +123,13 @@ def check_read_only_run(s, label, r, img, before):
 
 def main():
     minivmm, program, mkimage_path = sys.argv[1:4]
-    vmmtest.require_kvm_and_bios()
+    suite.require_kvm_and_bios()
     mkimage = load_mkimage(mkimage_path)
-    s = vmmtest.Suite()
+    s = suite.Suite()
 
     # 1. SIGKILL right after the guest's write: the sectors are in the file. Twice on one image,
     # so the second run also proves the first run's boot counter (LBA 63) survived the kill.
-    img = vmmtest.make_image(mkimage_path, program, "basic", s.tmp.name)
+    img = suite.make_image(mkimage_path, program, "basic", s.tmp.name)
     nonces = []
     for boot in (1, 2):
         m, out, status = run_until([minivmm, "-bios", BIOS, img], DISK_WRITE)
@@ -167,14 +166,14 @@ def main():
     methods = 0
     if ReadOnly.bind_mount_works(ro):
         methods += 1
-        r = vmmtest.run(ReadOnly.bind_mount_cmd(ro, [minivmm, "-bios", BIOS, ro]))
+        r = suite.run(ReadOnly.bind_mount_cmd(ro, [minivmm, "-bios", BIOS, ro]))
         check_read_only_run(s, "read-only bind mount (EROFS)", r, ro, before)
     else:
         print("SKIP read-only bind mount: unshare -m / mount --bind -o ro not permitted here")
     if ReadOnly.chattr(ro, True):
         methods += 1
         try:
-            r = vmmtest.run([minivmm, "-bios", BIOS, ro])
+            r = suite.run([minivmm, "-bios", BIOS, ro])
         finally:
             ReadOnly.chattr(ro, False)
         check_read_only_run(s, "immutable file (EPERM)", r, ro, before)

@@ -197,7 +197,7 @@ class Suite:
         return path
 
     def status(self):
-        """Prints the totals; exit status 1 if a case failed or none ran (as vmmtest.Suite.finish)."""
+        """Prints the totals; exit status 1 if a case failed or none ran (as tests.harness.suite.Suite.finish)."""
         print(f"{self.passed} passed, {self.failed} failed")
         if self.passed + self.failed == 0:
             print("FAIL no case ran")
