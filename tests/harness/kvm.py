@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Mode:
@@ -95,7 +95,7 @@ def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False,
         return mode
     if os.environ.get("MINIVMM_NESTED") == "1":
         return mode  # already inside the nested VM
-    import nested_kvm
+    from tests.harness import nested_kvm
     why = "deterministic virtual time (--icount)" if icount else mode.reason
     print(f"{name}: running inside the nested KVM VM (scripts/kvm-vm): {why}", file=sys.stderr, flush=True)
     env = dict(os.environ, MINIVMM_KVM="direct")
