@@ -29,9 +29,9 @@ import tempfile
 
 from tests.integration.test_guest_on_qemu import (check_boot_all_pass, check_image, done_counts,
                                                   outcome_problems, results, split_boots)
-from tests.integration.test_guest_on_qemu import run_qemu as guest_on_qemu_run
 from tests.integration import test_guest_on_qemu as guest_on_qemu
 from tests.harness.qemu import qemu_env
+from tests.harness.qemu import run_qemu as guest_on_qemu_run
 from tests.harness.swtpm import Swtpm
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
