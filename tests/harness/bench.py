@@ -1,11 +1,10 @@
 """What the benchmark scripts (bench-tpm, bench-linux) share: a fresh swtpm per run, and a run
 whose serial lines are stamped with the time they arrived."""
 import os
-import selectors
 import subprocess
 import sys
-import time
 
+from tests.harness import vmm
 from tests.harness.swtpm import Swtpm, SwtpmError
 
 
@@ -20,35 +19,14 @@ def swtpm(directory, tpm2):
 
 
 def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL):
-    """Runs cmd; returns its exit status (None if killed at the timeout), [(seconds since start,
+    """Runs cmd; returns its exit status (None if stopped at the timeout), [(seconds since start,
     text after `marker`)] for every serial line holding it, stamped when its line end arrived, and
     the seconds from start until the process had exited."""
-    start = time.monotonic()
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env)
-    sel = selectors.DefaultSelector()
-    sel.register(p.stdout, selectors.EVENT_READ)
-    pending, lines = b"", []
-    try:
-        while time.monotonic() < start + timeout:
-            if not sel.select(timeout=0.5):
-                continue
-            chunk = os.read(p.stdout.fileno(), 65536)
-            now = time.monotonic() - start
-            if not chunk:
-                break
-            *complete, pending = (pending + chunk).split(b"\n")
-            for raw in complete:
-                text = raw.decode("latin-1")
-                if marker in text:
-                    lines.append((now, text[text.find(marker) + len(marker):].strip()))
-    finally:
-        sel.close()
-        try:
-            status = p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            status = None
-        ended = time.monotonic() - start
-        p.stdout.close()
-    return status, lines, ended
+    r = vmm.run(cmd, timeout, env=env, stderr=stderr)
+    lines, begin = [], 0
+    while (end := r.text.find("\n", begin)) >= 0:
+        text = r.text[begin:end]
+        if marker in text:
+            lines.append((r.at(end), text[text.find(marker) + len(marker):].strip()))
+        begin = end + 1
+    return (None if r.stopped else r.returncode), lines, r.seconds

@@ -99,7 +99,13 @@ def run(cmd, timeout, stop=None, env=None, on_output=None, stderr=subprocess.PIP
         if stopped:
             terminate(proc)
             break
-        time.sleep(0.05)
+        if threads[0].is_alive():
+            threads[0].join(timeout=0.05)  # returns at once when the output ends
+        else:  # the output ended: the process is exiting (a short timed wait sees it at once)
+            try:
+                proc.wait(timeout=min(1.0, max(0.01, timeout - elapsed)))
+            except subprocess.TimeoutExpired:
+                pass
     proc.wait()
     seconds = time.monotonic() - start
     for t in threads:

@@ -13,9 +13,8 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
-from tests.harness import suite
+from tests.harness import suite, vmm
 from tests.harness.swtpm import Swtpm
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
@@ -133,24 +132,18 @@ def main():
     # swtpm killed while the firmware and guest use the TPM: the VM keeps running, the guest's TPM
     # commands fail, minivmm logs one line and still powers off cleanly.
     tpm = Swtpm(os.path.join(s.tmp.name, "tpm-kill"), "2.0")
-    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "basic", "2.0")],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = b""
-    killed = False
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        chunk = os.read(p.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        out += chunk
+    killed = []
+
+    def kill_swtpm(out):
         if not killed and b"SeaBIOS (version" in out:  # SeaBIOS is still measuring the boot
             tpm.proc.send_signal(signal.SIGKILL)
-            killed = True
-    p.wait(timeout=60)
-    err = p.stderr.read().decode(errors="replace")
-    text = out.decode(errors="replace")
-    s.check("swtpm killed: VM survives and powers off (exit 0)", p.returncode == 0 and "MVG: DONE" in text,
-            f"exit {p.returncode}\n{text[-3000:]}\n{err}")
+            killed.append(True)
+
+    r = vmm.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "basic", "2.0")], 180,
+                on_output=kill_swtpm)
+    err, text = r.stderr, r.text
+    s.check("swtpm killed: VM survives and powers off (exit 0)", r.returncode == 0 and "MVG: DONE" in text,
+            f"exit {r.returncode}\n{text[-3000:]}\n{err}")
     s.check("swtpm killed: the guest sees TPM failures", re.search(r"MVG: tpm-cmd FAIL", text) is not None, text[-3000:])
     s.check("swtpm killed: one clear log line", err.count("stopped responding") == 1, err)
     tpm.kill()

@@ -14,11 +14,10 @@ usage: test_tpm_slow_backend.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 
-from tests.harness import suite, swtpm
+from tests.harness import suite, swtpm, vmm
 from tests.harness.swtpm import Swtpm
 from tests.integration.test_minivmm_tpm import BIOS, all_pass, image
 
@@ -67,37 +66,32 @@ def main():
     tpm = Swtpm(os.path.join(s.tmp.name, "killed"), "2.0")
     fresh_dir = os.path.join(s.tmp.name, "fresh")
     os.makedirs(fresh_dir)
-    fresh = None
-    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = b""
+    fresh = []
+
+    def replace_swtpm(out):
+        if not fresh and b"SeaBIOS (version" in out:
+            tpm.proc.send_signal(signal.SIGKILL)
+            tpm.proc.wait()
+            os.unlink(tpm.sock)
+            fresh.append(swtpm.start(fresh_dir, tpm.sock, True))
+
     try:
-        while True:
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            if fresh is None and b"SeaBIOS (version" in out:
-                tpm.proc.send_signal(signal.SIGKILL)
-                tpm.proc.wait()
-                os.unlink(tpm.sock)
-                fresh = swtpm.start(fresh_dir, tpm.sock, True)
-        p.wait(timeout=120)
+        r = vmm.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")], 300,
+                    on_output=replace_swtpm)
     finally:
-        if fresh is not None:
-            fresh.kill()
-            fresh.wait()
-    err = p.stderr.read().decode(errors="replace")
-    text = out.decode(errors="replace")
+        for proc in fresh:
+            proc.kill()
+            proc.wait()
+    err, text = r.stderr, r.text
     s.check("swtpm killed: VM survives both boots (exit 0) with one line for the dead swtpm",
-            p.returncode == 0 and text.count("SeaBIOS (version") == 2 and err.count("stopped responding") == 1,
-            f"exit {p.returncode}\n{text[-2000:]}\n{err}")
+            r.returncode == 0 and text.count("SeaBIOS (version") == 2 and err.count("stopped responding") == 1,
+            f"exit {r.returncode}\n{text[-2000:]}\n{err}")
     s.check("swtpm killed: the end of the boot says its measurements are missing or incomplete",
             re.search(r"boot 1: (no PCR was extended|measurements may be incomplete)", err) is not None, err)
     s.check("swtpm killed: the reboot says the TPM could not be restarted, and its boot has no measurements",
             "boot 2: the TPM could not be restarted" in err and "boot 2: no PCR was extended" in err, err)
     s.check("swtpm killed: the swtpm started on the same socket was never used (no TPM state created)",
-            fresh is not None and not any(n.startswith("tpm2-") for n in os.listdir(fresh_dir)),
+            bool(fresh) and not any(n.startswith("tpm2-") for n in os.listdir(fresh_dir)),
             f"{os.listdir(fresh_dir)}")
     tpm.kill()
     s.finish()
