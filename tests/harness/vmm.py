@@ -58,9 +58,9 @@ def short_error(line):
 
 def run(cmd, timeout, stop=None, env=None, on_output=None, stderr=subprocess.PIPE):
     """Runs cmd with stdin closed until it exits, `timeout` seconds pass, or stop(text, seconds)
-    returns a reason string; then SIGTERM (SIGKILL 5 s later). on_output(raw bytes so far) is called
-    as each piece of output arrives (to act at once on a marker). stderr=subprocess.STDOUT merges
-    it into `text`. Never raises on the child's behaviour."""
+    returns a reason string; then SIGTERM (SIGKILL 5 s later). on_output(raw bytes so far, process)
+    is called as each piece of output arrives (to act at once on a marker: kill a process, sample
+    it). stderr=subprocess.STDOUT merges it into `text`. Never raises on the child's behaviour."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
                             env=env, start_new_session=True)
@@ -79,7 +79,7 @@ def run(cmd, timeout, stop=None, env=None, on_output=None, stderr=subprocess.PIP
                 stamps.append((total, time.monotonic() - start))
             if on_output:
                 seen += data
-                on_output(seen)
+                on_output(seen, proc)
 
     def pump_err():
         err.append(proc.stderr.read() if proc.stderr else b"")

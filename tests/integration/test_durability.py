@@ -13,15 +13,13 @@ import hashlib
 import importlib.util
 import os
 import re
-import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
-import time
 
-from tests.harness import suite
+from tests.harness import suite, vmm
 
 BIOS = suite.BIOS
 SECTOR = 512
@@ -50,31 +48,13 @@ def sha256(path):
 def run_until(cmd, pattern, timeout=120):
     """Starts cmd, reads its stdout until `pattern` matches, then SIGKILLs it at once. Returns
     (match or None, stdout bytes, exit status)."""
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = b""
-    match = None
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([p.stdout], [], [], 1.0)
-            if not ready:
-                if p.poll() is not None:
-                    break
-                continue
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            match = pattern.search(out)
-            if match:
-                p.send_signal(signal.SIGKILL)
-                break
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        p.stdout.close()
-    return match, out, p.returncode
+    def kill_at_match(out, proc):
+        if pattern.search(out) and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+
+    r = vmm.run(cmd, timeout, on_output=kill_at_match, stderr=subprocess.DEVNULL)
+    out = r.text.encode("latin-1")
+    return pattern.search(out), out, r.returncode
 
 
 def read_sectors(path, lba, count):

@@ -134,7 +134,7 @@ def main():
     tpm = Swtpm(os.path.join(s.tmp.name, "tpm-kill"), "2.0")
     killed = []
 
-    def kill_swtpm(out):
+    def kill_swtpm(out, _minivmm):
         if not killed and b"SeaBIOS (version" in out:  # SeaBIOS is still measuring the boot
             tpm.proc.send_signal(signal.SIGKILL)
             killed.append(True)

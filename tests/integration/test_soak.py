@@ -16,15 +16,13 @@ usage: test_soak.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY [--resets N] [--runs R]
 import argparse
 import os
 import re
-import select
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-import time
 
-from tests.harness import suite, swtpm
+from tests.harness import suite, swtpm, vmm
 from tests.harness.swtpm import Swtpm, SwtpmError
 
 BIOS = suite.BIOS
@@ -46,38 +44,20 @@ def run_sampled(cmd, timeout):
     """Runs minivmm and samples it whenever a boot's config line appears (the machine is fully
     built then, and the guest has seconds of checks ahead). Returns (exit status, stdout, stderr,
     {boot: (fds, rss, threads)})."""
-    err_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"minivmm-soak-{os.getpid()}.err")
-    with open(err_path, "w+b") as err:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        out = b""
-        samples = {}
-        seen = 0
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([p.stdout], [], [], 1.0)
-                if not ready:
-                    continue
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                out += chunk
-                boots = BOOT_LINE.findall(out)
-                for b in boots[seen:]:
-                    try:
-                        samples[int(b)] = proc_sample(p.pid)
-                    except (OSError, AttributeError):
-                        pass  # exited meanwhile: the missing sample fails the check
-                seen = len(boots)
-        finally:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            p.stdout.close()
-        err.seek(0)
-        stderr = err.read().decode(errors="replace")
-    os.unlink(err_path)
-    return p.returncode, out.decode(errors="replace"), stderr, samples
+    samples = {}
+    seen = [0]
+
+    def sample(out, proc):
+        boots = BOOT_LINE.findall(out)
+        for b in boots[seen[0]:]:
+            try:
+                samples[int(b)] = proc_sample(proc.pid)
+            except (OSError, AttributeError):
+                pass  # exited meanwhile: the missing sample fails the check
+        seen[0] = len(boots)
+
+    r = vmm.run(cmd, timeout, on_output=sample)
+    return r.returncode, r.text, r.stderr, samples
 
 
 def split_boots(out):

@@ -68,7 +68,7 @@ def main():
     os.makedirs(fresh_dir)
     fresh = []
 
-    def replace_swtpm(out):
+    def replace_swtpm(out, _minivmm):
         if not fresh and b"SeaBIOS (version" in out:
             tpm.proc.send_signal(signal.SIGKILL)
             tpm.proc.wait()
