@@ -71,7 +71,8 @@ class Suite(guest_on_qemu.Suite):
         if tpm_device:
             state = os.path.join(self.workdir, f"{name}.tpm")
             os.makedirs(state)
-            swtpm = Swtpm(state, tpm_device.startswith("2.0"), sock_name="sock", binary=self.args.swtpm, output="log")
+            swtpm = Swtpm(state, tpm_device.startswith("2.0"), sock_name="sock", binary=self.args.swtpm,
+                          output="log")
             extra = swtpm.qemu_args("tpm-crb" if tpm_device.endswith("-crb") else "tpm-tis")
         try:
             run = run_qemu(self.args.qemu, img, self.args.timeout, extra, reboot=reboot)
