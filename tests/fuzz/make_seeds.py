@@ -11,10 +11,10 @@ Usage: tests/fuzz/make_seeds.py [output-directory]   (default: tests/fuzz/corpus
 import pathlib
 import struct
 import sys
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import seeds_pci_virtio_blk  # noqa: E402
-import seeds_tcg_event_log  # noqa: E402
-from seed_bytes import u8, u16, u32, u64  # noqa: E402
+
+import seeds_pci_virtio_blk  # the seed modules beside it (the script's folder is on sys.path)
+import seeds_tcg_event_log
+from seed_bytes import u8, u16, u32, u64
 
 
 # --- fuzz_exit_handler ----------------------------------------------------------------------

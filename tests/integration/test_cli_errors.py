@@ -7,15 +7,14 @@ import os
 import struct
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 
 
 def main():
     minivmm = sys.argv[1]
-    s = vmmtest.Suite()
+    s = suite.Suite()
     disk = os.path.join(s.tmp.name, "disk.img")
     with open(disk, "wb") as f:
         f.write(b"\0" * 1024 * 1024)
@@ -101,12 +100,12 @@ def main():
         ("-serial into the kernel", ["-kernel", bz, "-serial", f"file:{bz}"], 3, f"is the kernel {bz}"),
     ]
     for name, args, code, text in cases:
-        r = vmmtest.run([minivmm] + args, timeout=30)
+        r = suite.run([minivmm] + args, timeout=30)
         lines = [l for l in r.stderr.splitlines() if l.strip()]
         ok = (r.returncode == code and len(lines) == 1 and text in lines[0] and lines[0].startswith("minivmm: error:"))
         s.check(f"{name}: exit {code}, one line naming the problem", ok, r)
 
-    long_sock = [l for l in vmmtest.run([minivmm, "-tpm-sock", "/tmp/" + "y" * 200, disk]).stderr.splitlines()]
+    long_sock = [l for l in suite.run([minivmm, "-tpm-sock", "/tmp/" + "y" * 200, disk]).stderr.splitlines()]
     s.check("-tpm-sock too long: the path is not repeated", all("y" * 200 not in l for l in long_sock), long_sock)
     s.check("refused runs left the disk, the output file and the foreign directory alone",
             open(d2, "rb").read() == b"\x5a" * 1024 * 1024 and open(precious).read() == "precious\n" and
@@ -117,15 +116,15 @@ def main():
     if not os.path.exists("/dev/kvm") or not os.access("/dev/kvm", os.R_OK | os.W_OK):
         fresh = os.path.join(s.tmp.name, "fresh.log")
         state = os.path.join(s.tmp.name, "new-tpm-state")
-        r = vmmtest.run([minivmm, "-serial", f"file:{precious}", "-debugcon", f"file:{fresh}", "-tpm-state", state,
+        r = suite.run([minivmm, "-serial", f"file:{precious}", "-debugcon", f"file:{fresh}", "-tpm-state", state,
                          "-dump-acpi", os.path.join(s.tmp.name, "acpi"), disk], timeout=30)
         s.check("no KVM: exit 4, and the serial file, debugcon file, TPM state and ACPI directory are untouched",
                 r.returncode == 4 and open(precious).read() == "precious\n" and not os.path.exists(fresh) and
                 not os.path.exists(state) and not os.path.exists(os.path.join(s.tmp.name, "acpi")), r)
 
-    r = vmmtest.run([minivmm, "--help"], timeout=30)
+    r = suite.run([minivmm, "--help"], timeout=30)
     s.check("--help exits 0 and documents options", r.returncode == 0 and "-no-reboot" in r.stdout, r)
-    r = vmmtest.run([minivmm, "--version"], timeout=30)
+    r = suite.run([minivmm, "--version"], timeout=30)
     s.check("--version", r.returncode == 0 and r.stdout.startswith("minivmm "), r)
     s.finish()
 

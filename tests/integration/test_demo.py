@@ -12,8 +12,7 @@ import re
 import shutil
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
 
 def report(r, version):
@@ -51,12 +50,12 @@ def report(r, version):
 
 def main():
     demo, minivmm, program = sys.argv[1:4]
-    if not vmmtest.kvm_usable():
-        return vmmtest.SKIP
-    s = vmmtest.Suite()
+    if not suite.kvm_usable():
+        return suite.SKIP
+    s = suite.Suite()
 
     def run(version, state, *extra):
-        return vmmtest.run([sys.executable, demo, "--minivmm", minivmm, "--program", program, "--tpm-version",
+        return suite.run([sys.executable, demo, "--minivmm", minivmm, "--program", program, "--tpm-version",
                             version, "--state", state, *extra], timeout=120)
 
     pcrs = {}
@@ -88,7 +87,7 @@ def main():
     else:
         print("SKIP --swtpm: swtpm is not installed")
 
-    r = vmmtest.run([sys.executable, demo, "--minivmm", minivmm], timeout=30)
+    r = suite.run([sys.executable, demo, "--minivmm", minivmm], timeout=30)
     s.check("--minivmm without --program: usage error (exit 2)", r.returncode == 2 and "go together" in r.stderr, r)
     s.finish()
 

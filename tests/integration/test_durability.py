@@ -13,18 +13,15 @@ import hashlib
 import importlib.util
 import os
 import re
-import select
 import shutil
 import signal
 import struct
 import subprocess
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite, vmm
 
-BIOS = vmmtest.BIOS
+BIOS = suite.BIOS
 SECTOR = 512
 DISK_WRITE = re.compile(rb"MVG: disk-write PASS lba=(\d+) sectors=(\d+) boot=(\d+) nonce=0x([0-9a-fA-F]+)\r?\n")
 
@@ -51,31 +48,13 @@ def sha256(path):
 def run_until(cmd, pattern, timeout=120):
     """Starts cmd, reads its stdout until `pattern` matches, then SIGKILLs it at once. Returns
     (match or None, stdout bytes, exit status)."""
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = b""
-    match = None
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([p.stdout], [], [], 1.0)
-            if not ready:
-                if p.poll() is not None:
-                    break
-                continue
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            match = pattern.search(out)
-            if match:
-                p.send_signal(signal.SIGKILL)
-                break
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
-        p.stdout.close()
-    return match, out, p.returncode
+    def kill_at_match(out, proc):
+        if pattern.search(out) and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+
+    r = vmm.run(cmd, timeout, on_output=kill_at_match, stderr=subprocess.DEVNULL)
+    out = r.text.encode("latin-1")
+    return pattern.search(out), out, r.returncode
 
 
 def read_sectors(path, lba, count):
@@ -124,13 +103,13 @@ def check_read_only_run(s, label, r, img, before):
 
 def main():
     minivmm, program, mkimage_path = sys.argv[1:4]
-    vmmtest.require_kvm_and_bios()
+    suite.require_kvm_and_bios()
     mkimage = load_mkimage(mkimage_path)
-    s = vmmtest.Suite()
+    s = suite.Suite()
 
     # 1. SIGKILL right after the guest's write: the sectors are in the file. Twice on one image,
     # so the second run also proves the first run's boot counter (LBA 63) survived the kill.
-    img = vmmtest.make_image(mkimage_path, program, "basic", s.tmp.name)
+    img = suite.make_image(mkimage_path, program, "basic", s.tmp.name)
     nonces = []
     for boot in (1, 2):
         m, out, status = run_until([minivmm, "-bios", BIOS, img], DISK_WRITE)
@@ -167,14 +146,14 @@ def main():
     methods = 0
     if ReadOnly.bind_mount_works(ro):
         methods += 1
-        r = vmmtest.run(ReadOnly.bind_mount_cmd(ro, [minivmm, "-bios", BIOS, ro]))
+        r = suite.run(ReadOnly.bind_mount_cmd(ro, [minivmm, "-bios", BIOS, ro]))
         check_read_only_run(s, "read-only bind mount (EROFS)", r, ro, before)
     else:
         print("SKIP read-only bind mount: unshare -m / mount --bind -o ro not permitted here")
     if ReadOnly.chattr(ro, True):
         methods += 1
         try:
-            r = vmmtest.run([minivmm, "-bios", BIOS, ro])
+            r = suite.run([minivmm, "-bios", BIOS, ro])
         finally:
             ReadOnly.chattr(ro, False)
         check_read_only_run(s, "immutable file (EPERM)", r, ro, before)

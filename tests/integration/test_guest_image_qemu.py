@@ -32,8 +32,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_guest_tpm_on_qemu import Swtpm, qemu_env  # noqa: E402
+from tests.harness.qemu import qemu_env
+from tests.harness.swtpm import Swtpm
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 BOOT_TIMEOUT = 300  # both boots under TCG, on a loaded 2-core host
@@ -183,7 +183,7 @@ def boot_case(image, case, workdir, name):
     if tpm2 is not None:
         tpmdir = os.path.join(workdir, f"{name}-swtpm")
         os.mkdir(tpmdir)
-        swtpm = Swtpm("swtpm", tpmdir, tpm2)
+        swtpm = Swtpm(tpmdir, tpm2, sock_name="sock", output="log")
     try:
         output, rc, elapsed = run_qemu(copy, swtpm.qemu_args(TPM_CASES[case][4]) if swtpm else [])
     finally:

@@ -19,82 +19,16 @@ Exit status: 0 all passed, 1 failures, 77 (meson "skip") without qemu-system-x86
 """
 import argparse
 import os
-import selectors
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
-import time
+
+from tests.harness.qemu import run_qemu
 
 SECTOR = 512
 REQUIRED_CHECKS = ["serial", "config", "disk-read", "disk-write", "rsdp", "acpi-tables"]
-
-
-class Run:
-    """Output and outcome of one QEMU run."""
-
-    def __init__(self):
-        self.raw = b""
-        self.exited = False
-        self.returncode = None
-        self.timed_out = False  # the deadline passed (not a stop_when stop)
-        self.elapsed = 0.0
-
-    def mvg_lines(self):
-        """The text after "MVG: " of every complete line that contains it (BIOS output may
-        precede it on the same line)."""
-        out = []
-        complete = self.raw[:self.raw.rfind(b"\n") + 1]
-        for line in complete.decode("latin-1").splitlines():
-            pos = line.find("MVG: ")
-            if pos >= 0:
-                out.append(line[pos + 5:].strip())
-        return out
-
-
-def run_qemu(qemu, image, timeout, reboot=False, machine="pc", stop_when=None, extra_args=(), env=None):
-    """QEMU TCG booting `image` from a virtio disk, COM1 on stdout, until it exits, `timeout` passes or
-    stop_when(MVG lines) is true; `extra_args` go before the disk (test_guest_tpm_on_qemu: the TPM)."""
-    cmd = [qemu, "-accel", "tcg", "-M", machine, "-m", "256", "-nographic", "-nodefaults",
-           "-serial", "stdio", *extra_args, "-drive", f"if=virtio,format=raw,file={image}"]
-    if not reboot:
-        cmd.append("-no-reboot")
-    run = Run()
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env=env)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = start + timeout
-    eof = False
-    try:
-        while not eof:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                run.timed_out = True
-                break
-            if sel.select(timeout=min(left, 0.5)):
-                data = os.read(proc.stdout.fileno(), 65536)
-                eof = not data
-                run.raw += data
-                if stop_when and stop_when(run.mvg_lines()):
-                    break
-    finally:
-        sel.close()
-        if eof:  # QEMU closed its output: it is exiting by itself
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        run.exited = proc.poll() is not None
-        if not run.exited:
-            proc.kill()
-            proc.wait()
-        run.returncode = proc.returncode
-        run.elapsed = time.monotonic() - start
-        proc.stdout.close()
-    return run
 
 
 def split_boots(lines):
@@ -197,7 +131,7 @@ class Suite:
         return path
 
     def status(self):
-        """Prints the totals; exit status 1 if a case failed or none ran (as vmmtest.Suite.finish)."""
+        """Prints the totals; exit status 1 if a case failed or none ran (as tests.harness.suite.Suite.finish)."""
         print(f"{self.passed} passed, {self.failed} failed")
         if self.passed + self.failed == 0:
             print("FAIL no case ran")

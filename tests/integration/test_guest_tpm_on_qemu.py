@@ -27,61 +27,16 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_guest_on_qemu import (check_boot_all_pass, check_image, done_counts,  # noqa: E402
-                                outcome_problems, results, split_boots)
-from test_guest_on_qemu import run_qemu as guest_on_qemu_run  # noqa: E402
-import test_guest_on_qemu as guest_on_qemu  # noqa: E402
-import vmmtest  # noqa: E402
+from tests.integration.test_guest_on_qemu import (check_boot_all_pass, check_image, done_counts,
+                                                  outcome_problems, results, split_boots)
+from tests.integration import test_guest_on_qemu as guest_on_qemu
+from tests.harness.qemu import qemu_env
+from tests.harness.qemu import run_qemu as guest_on_qemu_run
+from tests.harness.swtpm import Swtpm
 
 TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog"]
 CRB_CHECKS = ["tpm-acpi", "tpm-crb-regs", "tpm-cmd", "tpm-eventlog"]
 NO_TPM_CHECKS = ["tpm-acpi", "tpm-tis-regs"]
-
-
-class Swtpm:
-    """A swtpm process with its state and control socket in a fresh directory."""
-
-    def __init__(self, swtpm, directory, tpm2):
-        self.dir = directory
-        self.sock = os.path.join(directory, "sock")
-        self.log = open(os.path.join(directory, "swtpm.log"), "wb")
-        cmd = [swtpm, "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
-        if tpm2:
-            cmd.append("--tpm2")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-        if not vmmtest.wait_listening(self.sock, self.proc):
-            self.close()
-            raise RuntimeError(f"swtpm did not listen on {self.sock}: {self.output()}")
-
-    def qemu_args(self, device="tpm-tis"):
-        return ["-chardev", f"socket,id=chrtpm,path={self.sock}", "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
-                "-device", f"{device},tpmdev=tpm0"]
-
-    def output(self):
-        if not self.log.closed:
-            self.log.flush()
-        with open(self.log.name, "rb") as f:
-            return f.read().decode("latin-1").strip()[-500:]
-
-    def close(self):
-        """swtpm ends when QEMU closes the control channel; kill it if it does not."""
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
-
-
-def qemu_env():
-    """QEMU's environment without MALLOC_PERTURB_ (meson sets it): QEMU 7.2 allocates the TPM PPI
-    page (0xFED45000) with qemu_memalign and never clears it, and tpm_ppi_reset wipes all guest
-    RAM at a reset when bit 0 of its byte 0x15A (MOVV, memory overwrite request) is set. With
-    perturbed malloc memory that bit is set and the reset-mode reboot hangs (hw/tpm/tpm_ppi.c)."""
-    env = dict(os.environ)
-    env.pop("MALLOC_PERTURB_", None)
-    return env
 
 
 def run_qemu(qemu, image, timeout, extra_args, reboot=False):
@@ -116,7 +71,8 @@ class Suite(guest_on_qemu.Suite):
         if tpm_device:
             state = os.path.join(self.workdir, f"{name}.tpm")
             os.makedirs(state)
-            swtpm = Swtpm(self.args.swtpm, state, tpm_device.startswith("2.0"))
+            swtpm = Swtpm(state, tpm_device.startswith("2.0"), sock_name="sock", binary=self.args.swtpm,
+                          output="log")
             extra = swtpm.qemu_args("tpm-crb" if tpm_device.endswith("-crb") else "tpm-tis")
         try:
             run = run_qemu(self.args.qemu, img, self.args.timeout, extra, reboot=reboot)
@@ -124,7 +80,7 @@ class Suite(guest_on_qemu.Suite):
             if swtpm:
                 swtpm.close()
         if swtpm and (self.args.verbose or run.returncode not in (0, None)):
-            print(f"    swtpm: {swtpm.output()}")
+            print(f"    swtpm: {swtpm.output_tail()}")
         return img, run
 
     def case_basic(self, version):

@@ -20,13 +20,11 @@ import os
 import struct
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "nightly"))
-import checks  # noqa: E402
-import kernel_checks  # noqa: E402
-import vm  # noqa: E402
-import vmmtest  # noqa: E402
+from tests.nightly import checks
+from tests.nightly import kernel_checks
+from tests.nightly import vm
+from tests.harness import suite
+from tests.harness import vmm
 
 TIMEOUT = 600  # two boots of Debian's kernel on the real-clock nested KVM
 CASES = {"tpm2": ("2.0", "swtpm"), "tpm12": ("1.2", "in-process"), "no-tpm": (None, None)}
@@ -46,7 +44,7 @@ def offline(s):
             log = b"".join(struct.pack("<II", p, rest[0] if rest else 13) + bytes.fromhex(d) + struct.pack("<I", len(t) + 1)
                            + t.encode() + b"\0" for p, d, t, *rest in events)
             lines.append(f"NIGHTLY: eventlog-hex {(log + bytes(64)).hex()}")
-        return vm.Run([], 0, "SeaBIOS (version x)\r\n" + "\r\n".join(lines) + "\r\n", [(10 ** 9, 1.0)], "", 2.0, None)
+        return vmm.Run([], 0, "SeaBIOS (version x)\r\n" + "\r\n".join(lines) + "\r\n", [(10 ** 9, 1.0)], "", 2.0, None)
 
     for version, h in (("2.0", hashlib.sha256), ("1.2", hashlib.sha1)):
         want = kernel_checks.expected_kernel_events(version, kernel, line, initrd)
@@ -76,9 +74,9 @@ def offline(s):
 
 def main():
     minivmm, image = sys.argv[1:3]
-    s = vmmtest.Suite()
+    s = suite.Suite()
     offline(s)
-    vmmtest.require_kvm_and_swtpm()
+    suite.require_kvm_and_swtpm()
     if not os.path.isfile(image):
         s.check(f"the guest image {image} exists (scripts/build-guest-image; scripts/test builds it)", False)
         return s.finish()
@@ -86,13 +84,13 @@ def main():
     cmdline, boot = files.cmdline, files.args
     for name, (version, backend) in CASES.items():
         directory = os.path.join(s.tmp.name, name)
-        swtpm = vm.Swtpm(directory, version) if backend == "swtpm" else None
+        swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
         tpm = (["-tpm-sock", swtpm.sock] if swtpm else
                ["-tpm-state", directory, "-tpm-version", version] if version else [])
         cmd = vm.minivmm_cmd(minivmm, image, tpm + boot + ["-d", "info"]) if version else \
             [minivmm, "-bios", vm.BIOS] + boot
         try:
-            r = vm.run(cmd, TIMEOUT)
+            r = vmm.run(cmd, TIMEOUT)
         finally:
             if swtpm:
                 swtpm.stop()

@@ -10,10 +10,9 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
-BIOS = vmmtest.BIOS
+BIOS = suite.BIOS
 
 
 def mvg_ok(out, boots=1):
@@ -24,14 +23,14 @@ def mvg_ok(out, boots=1):
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    vmmtest.require_kvm_and_bios()
-    s = vmmtest.Suite()
-    basic = vmmtest.make_image(mkimage, program, "basic", s.tmp.name)
-    reset = vmmtest.make_image(mkimage, program, "reset", s.tmp.name)
+    suite.require_kvm_and_bios()
+    s = suite.Suite()
+    basic = suite.make_image(mkimage, program, "basic", s.tmp.name)
+    reset = suite.make_image(mkimage, program, "reset", s.tmp.name)
 
     # 1. A plain boot: SeaBIOS banner, then the boot sector's checks, then ACPI power-off (exit 0).
     debuglog = os.path.join(s.tmp.name, "seabios.log")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-debugcon", f"file:{debuglog}", basic])
+    r = suite.run([minivmm, "-bios", BIOS, "-debugcon", f"file:{debuglog}", basic])
     s.check("boot: exit status 0 after ACPI S5 power-off", r.returncode == 0, r)
     s.check("boot: SeaBIOS banner on COM1", "SeaBIOS (version" in r.stdout, r)
     s.check("boot: guest checks all pass (serial, INT 13h read/write, RSDP, table checksums)", mvg_ok(r.stdout), r)
@@ -42,7 +41,7 @@ def main():
     s.check("boot: SeaBIOS found the virtio-blk disk", "virtio" in log.lower(), log[-2000:])
 
     # 2. Reset: the guest resets through 0xCF9, SeaBIOS runs again, the second boot powers off.
-    r = vmmtest.run([minivmm, "-bios", BIOS, reset])
+    r = suite.run([minivmm, "-bios", BIOS, reset])
     s.check("reset: exit status 0", r.returncode == 0, r)
     s.check("reset: SeaBIOS ran twice", r.stdout.count("SeaBIOS (version") == 2, r)
     s.check("reset: second boot seen by the guest", "MVG: second-boot PASS" in r.stdout, r)
@@ -54,27 +53,27 @@ def main():
         img = os.path.join(s.tmp.name, f"reset-{method}.img")
         subprocess.run([sys.executable, mkimage, "--program", program, "--out", img, "--mode", "reset",
                         "--reset-method", method], check=True)
-        r = vmmtest.run([minivmm, "-bios", BIOS, img])
+        r = suite.run([minivmm, "-bios", BIOS, img])
         s.check(f"reset {method}: exit status 0", r.returncode == 0, r)
         s.check(f"reset {method}: SeaBIOS ran twice", r.stdout.count("SeaBIOS (version") == 2, r)
         s.check(f"reset {method}: the guest used it", f"MVG: info reset method={method}" in r.stdout, r)
         s.check(f"reset {method}: second boot passes", "MVG: second-boot PASS" in r.stdout and mvg_ok(r.stdout), r)
 
     # 3. -no-reboot: the reset ends the VMM instead.
-    fresh = vmmtest.make_image(mkimage, program, "reset", s.tmp.name)
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-no-reboot", fresh])
+    fresh = suite.make_image(mkimage, program, "reset", s.tmp.name)
+    r = suite.run([minivmm, "-bios", BIOS, "-no-reboot", fresh])
     s.check("no-reboot: exit status 0 at the guest's reset", r.returncode == 0, r)
     s.check("no-reboot: SeaBIOS ran once", r.stdout.count("SeaBIOS (version") == 1 and "reset-request" in r.stdout, r)
 
     # 4. -snapshot: the guest writes a sector, the image file stays byte-identical.
     before = hashlib.sha256(open(basic, "rb").read()).hexdigest()
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-snapshot", basic])
+    r = suite.run([minivmm, "-bios", BIOS, "-snapshot", basic])
     after = hashlib.sha256(open(basic, "rb").read()).hexdigest()
     s.check("snapshot: guest write succeeded inside the guest", r.returncode == 0 and mvg_ok(r.stdout), r)
     s.check("snapshot: image unchanged", before == after)
 
     # 5. Two vCPUs: SeaBIOS must find both (it waits for every AP's SIPI response).
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-smp", "2", "-m", "256M", "-snapshot",
+    r = suite.run([minivmm, "-bios", BIOS, "-smp", "2", "-m", "256M", "-snapshot",
                      "-debugcon", f"file:{debuglog}", basic])
     log = open(debuglog, errors="replace").read() if os.path.exists(debuglog) else ""
     s.check("smp 2: boots and powers off", r.returncode == 0 and mvg_ok(r.stdout), r)

@@ -13,33 +13,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite, vmm
+from tests.harness.swtpm import Swtpm
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
-
-
-class Swtpm:
-    """A real swtpm process with its own state directory."""
-
-    def __init__(self, directory, version):
-        self.dir = directory
-        os.makedirs(directory, exist_ok=True)
-        self.sock = os.path.join(directory, "swtpm-sock")
-        cmd = ["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl", f"type=unixio,path={self.sock}"]
-        if version == "2.0":
-            cmd.append("--tpm2")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not vmmtest.wait_listening(self.sock, self.proc):
-            raise RuntimeError(f"swtpm did not listen on {self.sock}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
 
 def tpm_args(s, backend, version, name):
@@ -64,8 +43,8 @@ def all_pass(out):
 
 def main():
     minivmm, program, mkimage, fake = sys.argv[1:5]
-    vmmtest.require_kvm_and_swtpm()
-    s = vmmtest.Suite()
+    suite.require_kvm_and_swtpm()
+    s = suite.Suite()
 
     # The matrix: {swtpm, in-process libtpms} x {TPM 2.0, 1.2}, the same guest checks for each.
     for backend in ("swtpm", "libtpms"):
@@ -74,7 +53,7 @@ def main():
             tpm, args = tpm_args(s, backend, version, f"{backend}-{version}")
             img = image(s, program, mkimage, "basic", version)
             log = os.path.join(s.tmp.name, f"seabios-{backend}-{version}.log")
-            r = vmmtest.run([minivmm, "-bios", BIOS] + args + ["-debugcon", f"file:{log}", img])
+            r = suite.run([minivmm, "-bios", BIOS] + args + ["-debugcon", f"file:{log}", img])
             s.check(f"{name}: boots and powers off (exit 0)", r.returncode == 0, r)
             s.check(f"{name}: every guest check passes", all_pass(r.stdout), r)
             for check in TPM_CHECKS:
@@ -87,18 +66,18 @@ def main():
             s.check(f"{name}: SeaBIOS found the {table} table",
                     f"table({(table.encode()[::-1]).hex()})" in seabios, seabios[-1500:])
             if tpm:
-                tpm.stop()
+                tpm.kill()
 
             # Reboot: SeaBIOS starts the TPM again (it fails if the TPM was not power-cycled) and
             # the second boot's event log replays to the PCRs from scratch.
             tpm, args = tpm_args(s, backend, version, f"{backend}-{version}-reset")
-            r = vmmtest.run([minivmm, "-bios", BIOS] + args + [image(s, program, mkimage, "reset", version)])
+            r = suite.run([minivmm, "-bios", BIOS] + args + [image(s, program, mkimage, "reset", version)])
             s.check(f"{name} reboot: two boots, exit 0",
                     r.returncode == 0 and r.stdout.count("SeaBIOS (version") == 2 and "MVG: second-boot PASS" in r.stdout, r)
             s.check(f"{name} reboot: all checks pass on both boots, event log replays after the reset",
                     all_pass(r.stdout) and r.stdout.count("MVG: tpm-eventlog PASS") == 2, r)
             if tpm:
-                tpm.stop()
+                tpm.kill()
 
     # The CRB interface (-tpm-interface crb, TPM 2.0): SeaBIOS drives it itself (its crb driver),
     # the program checks the TPM2 table (start method 7, control area 0xFED40040), the CRB
@@ -109,7 +88,7 @@ def main():
         name = f"{backend} TPM 2.0 CRB"
         tpm, args = tpm_args(s, backend, "2.0", f"{backend}-crb")
         log = os.path.join(s.tmp.name, f"seabios-{backend}-crb.log")
-        r = vmmtest.run([minivmm, "-bios", BIOS] + args + ["-tpm-interface", "crb", "-debugcon", f"file:{log}",
+        r = suite.run([minivmm, "-bios", BIOS] + args + ["-tpm-interface", "crb", "-debugcon", f"file:{log}",
                                                            image(s, program, mkimage, "reset", "2.0-crb")])
         s.check(f"{name}: two boots, exit 0", r.returncode == 0 and "MVG: second-boot PASS" in r.stdout, r)
         s.check(f"{name}: every guest check passes on both boots", all_pass(r.stdout), r)
@@ -122,18 +101,18 @@ def main():
         seabios = open(log, errors="replace").read()
         s.check(f"{name}: SeaBIOS found the TPM2 table", f"table({b'TPM2'[::-1].hex()})" in seabios, seabios[-1500:])
         if tpm:
-            tpm.stop()
+            tpm.kill()
     tpm = Swtpm(os.path.join(s.tmp.name, "crb-12"), "1.2")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-interface", "crb",
+    r = suite.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-interface", "crb",
                      image(s, program, mkimage, "basic", "none")], 60)
-    tpm.stop()
+    tpm.kill()
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     s.check("swtpm TPM 1.2 with -tpm-interface crb: exit 6, one line saying CRB needs a TPM 2.0",
             r.returncode == 6 and len(lines) == 1 and "needs a TPM 2.0" in lines[0] and tpm.sock in lines[0], r)
 
     # No swtpm at the given path: one clear line naming the socket and how to start swtpm.
     missing = os.path.join(s.tmp.name, "nope", "swtpm-sock")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", missing, image(s, program, mkimage, "basic", "none")], 60)
+    r = suite.run([minivmm, "-bios", BIOS, "-tpm-sock", missing, image(s, program, mkimage, "basic", "none")], 60)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     s.check("no swtpm: exit 6 with one line naming the socket and how to start swtpm",
             r.returncode == 6 and len(lines) == 1 and missing in lines[0] and "swtpm socket" in lines[0], r)
@@ -143,7 +122,7 @@ def main():
     g = subprocess.Popen([sys.executable, fake, "--socket", gsock, "--mode", "garbage", "--max-seconds", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     g.stdout.readline()  # "ready"
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", gsock, image(s, program, mkimage, "basic", "none")], 60)
+    r = suite.run([minivmm, "-bios", BIOS, "-tpm-sock", gsock, image(s, program, mkimage, "basic", "none")], 60)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     s.check("garbage swtpm: exit 6 with one clear line, no crash",
             r.returncode == 6 and len(lines) == 1 and gsock in lines[0], r)
@@ -153,27 +132,21 @@ def main():
     # swtpm killed while the firmware and guest use the TPM: the VM keeps running, the guest's TPM
     # commands fail, minivmm logs one line and still powers off cleanly.
     tpm = Swtpm(os.path.join(s.tmp.name, "tpm-kill"), "2.0")
-    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "basic", "2.0")],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = b""
-    killed = False
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        chunk = os.read(p.stdout.fileno(), 4096)
-        if not chunk:
-            break
-        out += chunk
+    killed = []
+
+    def kill_swtpm(out, _minivmm):
         if not killed and b"SeaBIOS (version" in out:  # SeaBIOS is still measuring the boot
             tpm.proc.send_signal(signal.SIGKILL)
-            killed = True
-    p.wait(timeout=60)
-    err = p.stderr.read().decode(errors="replace")
-    text = out.decode(errors="replace")
-    s.check("swtpm killed: VM survives and powers off (exit 0)", p.returncode == 0 and "MVG: DONE" in text,
-            f"exit {p.returncode}\n{text[-3000:]}\n{err}")
+            killed.append(True)
+
+    r = vmm.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "basic", "2.0")], 180,
+                on_output=kill_swtpm)
+    err, text = r.stderr, r.text
+    s.check("swtpm killed: VM survives and powers off (exit 0)", r.returncode == 0 and "MVG: DONE" in text,
+            f"exit {r.returncode}\n{text[-3000:]}\n{err}")
     s.check("swtpm killed: the guest sees TPM failures", re.search(r"MVG: tpm-cmd FAIL", text) is not None, text[-3000:])
     s.check("swtpm killed: one clear log line", err.count("stopped responding") == 1, err)
-    tpm.stop()
+    tpm.kill()
     s.finish()
 
 

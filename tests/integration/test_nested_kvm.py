@@ -16,8 +16,7 @@ import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KVM_VM = os.path.join(ROOT, "scripts", "kvm-vm")
@@ -28,14 +27,14 @@ BENCH_BOOT = os.path.join(ROOT, "scripts", "bench-boot")
 def run(cmd, timeout, cwd=None, env=None):
     p = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                        timeout=timeout)
-    return vmmtest.Run(p.returncode, p.stdout, p.stderr, 0)
+    return suite.Run(p.returncode, p.stdout, p.stderr, 0)
 
 
 def main():
     if not shutil.which("qemu-system-x86_64"):
         print("SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-        return vmmtest.SKIP
-    s = vmmtest.Suite()
+        return suite.SKIP
+    s = suite.Suite()
     work = tempfile.mkdtemp(prefix="nested-test-", dir="/tmp")
     hidden = tempfile.NamedTemporaryFile(prefix="host-only-", dir="/tmp", delete=False).name
     script = ("ls -l /dev/kvm; echo clock=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource); echo cwd=$(pwd); echo foo=$FOO home=$HOME; echo inside >written.txt; "

@@ -20,24 +20,23 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "nightly"))
-import checks  # noqa: E402
-import probe  # noqa: E402
-import report  # noqa: E402
-import system_checks  # noqa: E402
-import vm  # noqa: E402
-import vmmtest  # noqa: E402
-from nightly_junit import junit_consistent, results, schema_valid  # noqa: E402
+from tests.nightly import checks
+from tests.nightly import probe
+from tests.nightly import report
+from tests.nightly import system_checks
+from tests.nightly import vm
+from tests.harness import suite
+from tests.harness import vmm
+from tests.integration.nightly_junit import junit_consistent, results, schema_valid
 
 INCAPABLE = "host KVM cannot run a Linux kernel"
 SYSTEM_CELL = "debian-system/tpm2.0/swtpm/"  # the Debian system disk's cell in the test command's subset
 
 
 def fake_run(text, returncode=0, stderr="", stopped=None, step=0.01):
-    """A vm.Run whose byte i arrived at i*step seconds."""
+    """A vmm.Run whose byte i arrived at i*step seconds."""
     stamps = [(i + 1, i * step) for i in range(len(text))]
-    return vm.Run(["fake"], returncode, text, stamps, stderr, len(text) * step, stopped)
+    return vmm.Run(["fake"], returncode, text, stamps, stderr, len(text) * step, stopped)
 
 
 def nightly_boot(n, version="2.0", devtpm="crw-rw---- 1 root tss 10, 224 Jan 1 00:00 /dev/tpm0", pcr="ab" * 32,
@@ -214,16 +213,16 @@ def deep_checks(s):
 
 def main():
     script, minivmm, program, mkimage = sys.argv[1:5]
-    if not vmmtest.kvm_usable():
-        return vmmtest.SKIP
-    s = vmmtest.Suite()
+    if not suite.kvm_usable():
+        return suite.SKIP
+    s = suite.Suite()
     offline(s)
     tmp = s.tmp.name
 
     if shutil.which("qemu-system-x86_64"):
         img = os.path.join(tmp, "probe.img")
         probe.write_image(img)
-        r = vm.run(["qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-m", "256", "-nographic", "-nodefaults",
+        r = vmm.run(["qemu-system-x86_64", "-accel", "tcg", "-M", "pc", "-m", "256", "-nographic", "-nodefaults",
                     "-serial", "stdio", "-drive", f"if=virtio,format=raw,file={img},snapshot=on"], 60)
         c = probe.classify(r, probe.markers(r))
         s.check("probe under QEMU TCG: every step runs, host capable", c.capable is True, f"{c.detail}\n{r}")
@@ -255,7 +254,7 @@ def main():
     subset = ["host/*", "*/firmware-tpm", "tpm1.2/in-process/*", "tpm2.0-crb/swtpm/*", SYSTEM_CELL + "*"]
     junit = os.path.join(tmp, "full", "junit.xml")
     system_image = os.path.join(ROOT, "build", "guest-debian-system.img")
-    r = vmmtest.run(base + extra + ["--image", image, "--junit", junit, "--system-image", system_image]
+    r = suite.run(base + extra + ["--image", image, "--junit", junit, "--system-image", system_image]
                     + ([] if full else ["--cases", ",".join(subset)]), timeout=2000)
     print(r.stdout)
     ok, why = junit_consistent(junit) if os.path.exists(junit) else (False, "no junit.xml")
@@ -313,7 +312,7 @@ def main():
         junit = os.path.join(tmp, "qemu", "junit.xml")
         # QEMU's TCG inside the nested VM: Linux reached /init at 130 s in one CI run and at 244 s in
         # another (2026-12-04), too close to the minivmm cases' 300 s; give each QEMU boot 600 s.
-        r = vmmtest.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*", "--timeout", "600"],
+        r = suite.run(base + ["--image", image, "--junit", junit, "--cases", "qemu/tpm1.2/*", "--timeout", "600"],
                         timeout=1500)
         res = results(junit) if os.path.exists(junit) else {}
         print(r.stdout)
@@ -326,7 +325,7 @@ def main():
 
     # Injected failure: no such image. The image cases are errors, the run exits 1.
     junit = os.path.join(tmp, "missing", "junit.xml")
-    r = vmmtest.run(base + ["--image", os.path.join(tmp, "nope.img"), "--junit", junit, "--no-qemu",
+    r = suite.run(base + ["--image", os.path.join(tmp, "nope.img"), "--junit", junit, "--no-qemu",
                             "--cases", "tpm2.0/in-process/first-boot/*"], timeout=600)
     res = results(junit) if os.path.exists(junit) else {}
     s.check("missing image: exit 1, pre-kernel and linux are errors naming the image, JUnit consistent",
@@ -336,15 +335,15 @@ def main():
 
     if incapable:  # --force: the Linux case runs and fails here, it is never skipped or passed
         junit = os.path.join(tmp, "force", "junit.xml")
-        r = vmmtest.run(base + extra + ["--image", image, "--junit", junit, "--force", "--no-qemu",
+        r = suite.run(base + extra + ["--image", image, "--junit", junit, "--force", "--no-qemu",
                                         "--cases", "tpm2.0/in-process/first-boot/linux"], timeout=600)
         res = results(junit) if os.path.exists(junit) else {}
         s.check("--force on an incapable host: the Linux case runs and fails, exit 1",
                 r.returncode == 1 and res.get("tpm2.0/in-process/first-boot/linux", ("",))[0] == "failure", (r, res))
 
-    r = vmmtest.run(base + ["--cases", "no/such/case"], timeout=60)
+    r = suite.run(base + ["--cases", "no/such/case"], timeout=60)
     s.check("--cases selecting nothing: exit 2", r.returncode == 2 and "selects no case" in r.stderr, r)
-    r = vmmtest.run(base + ["--timeout", "0"], timeout=60)
+    r = suite.run(base + ["--timeout", "0"], timeout=60)
     s.check("--timeout 0: exit 2", r.returncode == 2, r)
     s.finish()
 

@@ -16,8 +16,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
+from tests.harness.swtpm import Swtpm
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -38,21 +38,6 @@ def guest_ok(r, boots=1):
         r.stdout.count("SeaBIOS (version") == boots and "sandbox: seccomp filters active" in r.stderr
 
 
-class Swtpm:
-    def __init__(self, directory):
-        os.makedirs(directory)
-        self.sock = os.path.join(directory, "sock")
-        self.proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl",
-                                      f"type=unixio,path={self.sock}", "--tpm2"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not vmmtest.wait_listening(self.sock, self.proc):
-            raise RuntimeError(f"swtpm did not listen on {self.sock}")
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
 def run_watching_uid(cmd, timeout=180):
     """Runs cmd; returns (Run, set of real uids seen in /proc/PID/status while it ran)."""
     start = time.monotonic()
@@ -68,19 +53,19 @@ def run_watching_uid(cmd, timeout=180):
             pass
         time.sleep(0.05)
     out, err = p.communicate(timeout=max(1, timeout - (time.monotonic() - start)))
-    return vmmtest.Run(p.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
+    return suite.Run(p.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
                        time.monotonic() - start), uids
 
 
 def main():
     minivmm, hooks, program, mkimage = sys.argv[1:5]
-    s = vmmtest.Suite()
+    s = suite.Suite()
 
     # Command-line mistakes need no KVM.
-    r = vmmtest.run([minivmm, "-sandbox", "maybe", "x.img"])
+    r = suite.run([minivmm, "-sandbox", "maybe", "x.img"])
     s.check("-sandbox maybe: usage error 2, one line", r.returncode == 2 and
             r.stderr.strip().splitlines() == ["minivmm: error: -sandbox: 'maybe' is not on or off (see minivmm --help)"], r)
-    r = vmmtest.run([minivmm, "-runas", "no-such-user-here", "x.img"])
+    r = suite.run([minivmm, "-runas", "no-such-user-here", "x.img"])
     s.check("-runas unknown user: usage error 2 naming the user", r.returncode == 2 and
             len(r.stderr.strip().splitlines()) == 1 and "no such user 'no-such-user-here'" in r.stderr, r)
 
@@ -107,17 +92,17 @@ def main():
     else:
         print("SKIP -runas as non-root: no user nobody, or it cannot run minivmm here")
 
-    if not vmmtest.kvm_usable():
+    if not suite.kvm_usable():
         print(f"{s.passed} passed, {s.failed} failed")
         s.tmp.cleanup()
-        sys.exit(vmmtest.SKIP)
+        sys.exit(suite.SKIP)
     basic = image(s, program, mkimage, "basic", "basic")
 
     # 1. The test-only hook: vCPU 0 calls socket(AF_INET) right after loading its filter.
     env = dict(os.environ, MINIVMM_TEST_FORBIDDEN_SYSCALL="1")
     p = subprocess.run([hooks, "-bios", BIOS, "-snapshot", basic], env=env, stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=180)
-    r = vmmtest.Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), 0)
+    r = suite.Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), 0)
     lines = r.stderr.strip().splitlines()
     s.check("forbidden call on a vCPU: status 7 and the documented line naming socket",
             r.returncode == 7 and len(lines) == 1 and VIOLATION.match(lines[0]) is not None, r)
@@ -126,34 +111,34 @@ def main():
     # 2. -sandbox off: the same hook's socket() succeeds and the guest runs to its power-off.
     p = subprocess.run([hooks, "-bios", BIOS, "-snapshot", "-sandbox", "off", basic], env=env,
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=180)
-    r = vmmtest.Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), 0)
+    r = suite.Run(p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), 0)
     s.check("-sandbox off: the hook's socket() is allowed and the guest powers off",
             r.returncode == 0 and re.search(r"test hook: socket\(AF_INET\) on vCPU 0 returned \d+", r.stderr)
             and "sandbox:" not in r.stderr and "MVG: DONE pass=" in r.stdout, r)
 
     # 3. The allowlists are complete: whole boots with the sandbox on (the default).
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-d", "info", "-debugcon", f"file:{s.tmp.name}/debugcon.log", basic])
+    r = suite.run([minivmm, "-bios", BIOS, "-d", "info", "-debugcon", f"file:{s.tmp.name}/debugcon.log", basic])
     s.check("sandbox on: basic boot, disk written, -debugcon file", guest_ok(r), r)
     reset = image(s, program, mkimage, "reset", "reset")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-d", "info", "-smp", "2", reset])
+    r = suite.run([minivmm, "-bios", BIOS, "-d", "info", "-smp", "2", reset])
     s.check("sandbox on: guest reset rebuilds the machine (-smp 2)", guest_ok(r, boots=2), r)
     reset = image(s, program, mkimage, "reset-snap", "reset")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-d", "info", "-snapshot", reset])
+    r = suite.run([minivmm, "-bios", BIOS, "-d", "info", "-snapshot", reset])
     s.check("sandbox on: guest reset with -snapshot", guest_ok(r, boots=2), r)
 
     state = os.path.join(s.tmp.name, "tpmstate")
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-d", "info", "-tpm-state", state,
+    r = suite.run([minivmm, "-bios", BIOS, "-d", "info", "-tpm-state", state,
                      image(s, program, mkimage, "reset-libtpms", "reset", "2.0")])
     s.check("sandbox on: in-process TPM 2.0 across a reset (state files written)",
             guest_ok(r, boots=2) and os.path.exists(os.path.join(state, "tpm2-00.permall")), r)
 
     if shutil.which("swtpm"):
-        tpm = Swtpm(os.path.join(s.tmp.name, "swtpm"))
+        tpm = Swtpm(os.path.join(s.tmp.name, "swtpm"), True, sock_name="sock")
         try:
-            r = vmmtest.run([minivmm, "-bios", BIOS, "-d", "info", "-tpm-sock", tpm.sock,
+            r = suite.run([minivmm, "-bios", BIOS, "-d", "info", "-tpm-sock", tpm.sock,
                              image(s, program, mkimage, "reset-swtpm", "reset", "2.0")])
         finally:
-            tpm.stop()
+            tpm.kill()
         s.check("sandbox on: swtpm TPM 2.0 across a reset", guest_ok(r, boots=2), r)
     else:
         print("SKIP swtpm boot: swtpm is not installed")

@@ -6,12 +6,10 @@ arena (what minivmm's main sets up) it exits 0; with glibc's per-thread arenas t
 thread's heap, glibc opens /proc/sys/vm/overcommit_memory, and the sandbox ends it with status 7.
 
 usage: test_sandbox_heap.py SANDBOX_HEAP_PROBE"""
-import os
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
 LINE = ("minivmm: error: sandbox: forbidden system call openat (257) in the main thread; "
         "run with -sandbox off to debug\n")
@@ -19,7 +17,7 @@ LINE = ("minivmm: error: sandbox: forbidden system call openat (257) in the main
 
 def main():
     probe = sys.argv[1]
-    s = vmmtest.Suite()
+    s = suite.Suite()
     r = subprocess.run([probe], capture_output=True, text=True, timeout=60)
     s.check("one malloc arena (as minivmm runs): the overlay is freed under the sandbox, exit 0",
             r.returncode == 0 and r.stderr == "sandbox_heap_probe: overlay freed\n", (r.returncode, r.stderr))

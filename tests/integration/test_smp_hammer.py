@@ -13,18 +13,17 @@ import re
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
-BIOS = vmmtest.BIOS
+BIOS = suite.BIOS
 AP_ITERS = 2000  # tests/guest/ap_trampoline.S AP_ITERS
 PASS_LINE = re.compile(r"MVG: smp-hammer PASS ap_iters=(\d+) bsp_cmds=(\d+)")
 
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    vmmtest.require_kvm_and_bios()
-    s = vmmtest.Suite()
+    suite.require_kvm_and_bios()
+    s = suite.Suite()
     img = os.path.join(s.tmp.name, "smp-hammer.img")
     bad = subprocess.run([sys.executable, mkimage, "--program", program, "--out", img, "--mode", "smp-hammer"],
                          capture_output=True, text=True)
@@ -34,7 +33,7 @@ def main():
 
     state = os.path.join(s.tmp.name, "tpm-state")
     os.mkdir(state)
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-smp", "2", "-tpm-state", state, "-snapshot", img], timeout=240)
+    r = suite.run([minivmm, "-bios", BIOS, "-smp", "2", "-tpm-state", state, "-snapshot", img], timeout=240)
     print(f"smp 2: {r.seconds:.1f}s")
     s.check("smp 2: exit status 0 after ACPI power-off", r.returncode == 0, r)
     m = PASS_LINE.search(r.stdout)
@@ -56,7 +55,7 @@ def main():
     # One vCPU: nobody answers the SIPI, so the check must fail (and the guest still powers off).
     state1 = os.path.join(s.tmp.name, "tpm-state-1")
     os.mkdir(state1)
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-smp", "1", "-tpm-state", state1, "-snapshot", img], timeout=240)
+    r = suite.run([minivmm, "-bios", BIOS, "-smp", "1", "-tpm-state", state1, "-snapshot", img], timeout=240)
     print(f"smp 1: {r.seconds:.1f}s")
     s.check("smp 1: smp-hammer FAIL ap_iters=0", re.search(r"MVG: smp-hammer FAIL ap_iters=0 ", r.stdout) is not None
             and "~" not in r.stdout and r.returncode == 0, r)

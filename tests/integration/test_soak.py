@@ -16,18 +16,16 @@ usage: test_soak.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY [--resets N] [--runs R]
 import argparse
 import os
 import re
-import select
 import shutil
 import socket
 import struct
 import subprocess
 import sys
-import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite, swtpm, vmm
+from tests.harness.swtpm import Swtpm, SwtpmError
 
-BIOS = vmmtest.BIOS
+BIOS = suite.BIOS
 TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
 RSS_SLACK_KIB = 2048
 BOOT_LINE = re.compile(rb"MVG: config PASS mode=reset-loop boot=(\d+)")
@@ -46,38 +44,20 @@ def run_sampled(cmd, timeout):
     """Runs minivmm and samples it whenever a boot's config line appears (the machine is fully
     built then, and the guest has seconds of checks ahead). Returns (exit status, stdout, stderr,
     {boot: (fds, rss, threads)})."""
-    err_path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"minivmm-soak-{os.getpid()}.err")
-    with open(err_path, "w+b") as err:
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        out = b""
-        samples = {}
-        seen = 0
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([p.stdout], [], [], 1.0)
-                if not ready:
-                    continue
-                chunk = os.read(p.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                out += chunk
-                boots = BOOT_LINE.findall(out)
-                for b in boots[seen:]:
-                    try:
-                        samples[int(b)] = proc_sample(p.pid)
-                    except (OSError, AttributeError):
-                        pass  # exited meanwhile: the missing sample fails the check
-                seen = len(boots)
-        finally:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            p.stdout.close()
-        err.seek(0)
-        stderr = err.read().decode(errors="replace")
-    os.unlink(err_path)
-    return p.returncode, out.decode(errors="replace"), stderr, samples
+    samples = {}
+    seen = [0]
+
+    def sample(out, proc):
+        boots = BOOT_LINE.findall(out)
+        for b in boots[seen[0]:]:
+            try:
+                samples[int(b)] = proc_sample(proc.pid)
+            except (OSError, AttributeError):
+                pass  # exited meanwhile: the missing sample fails the check
+        seen[0] = len(boots)
+
+    r = vmm.run(cmd, timeout, on_output=sample)
+    return r.returncode, r.text, r.stderr, samples
 
 
 def split_boots(out):
@@ -95,12 +75,9 @@ def read_reset_count(state_dir, sock_dir):
     for path in (data, ctrl):
         if os.path.exists(path):
             os.unlink(path)
-    p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state_dir}",
-                          "--server", f"type=unixio,path={data}", "--ctrl", f"type=unixio,path={ctrl}",
-                          "--flags", "not-need-init,startup-clear"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = swtpm.start(state_dir, ctrl, True, server=data, flags="not-need-init,startup-clear")
     try:
-        vmmtest.wait_listening(data, p)  # the connect below reports a failure
+        swtpm.wait_listening(data, p)  # the connect below reports a failure
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(10)
             s.connect(data)
@@ -172,16 +149,10 @@ class Soak:
 def start_swtpm(directory):
     """A real swtpm (TPM 2.0) on `directory`, control socket inside it; a stale socket from the
     previous swtpm is removed first so that the wait below sees the new one."""
-    sock = os.path.join(directory, "swtpm-sock")
-    if os.path.exists(sock):
-        os.unlink(sock)
-    proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={directory}", "--ctrl",
-                             f"type=unixio,path={sock}", "--tpm2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if vmmtest.wait_listening(sock, proc):
-        return proc, sock
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("swtpm did not create its socket")
+    try:
+        return Swtpm(directory, True)
+    except SwtpmError:
+        raise RuntimeError("swtpm did not create its socket") from None
 
 
 def main():
@@ -194,11 +165,11 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.resets <= 1000 or args.runs < 1:
         parser.error("--resets must be 1..1000 and --runs at least 1")
-    vmmtest.require_kvm_and_bios()
+    suite.require_kvm_and_bios()
     if not shutil.which("swtpm"):
         print("SKIP: swtpm is not installed (apt-get install swtpm)")
-        sys.exit(vmmtest.SKIP)
-    s = vmmtest.Suite()
+        sys.exit(suite.SKIP)
+    s = suite.Suite()
     soak = Soak(s, args.minivmm, args.program, args.mkimage, args.resets)
     boots = args.resets + 1
 
@@ -208,19 +179,17 @@ def main():
     previous = None
     for run in range(1, args.runs + 1):
         label = f"swtpm run {run}/{args.runs}"
-        proc, sock = start_swtpm(state)
+        tpm = start_swtpm(state)
         try:
-            soak.run(label, ["-tpm-sock", sock], soak.image(f"swtpm-{run}"))
+            soak.run(label, ["-tpm-sock", tpm.sock], soak.image(f"swtpm-{run}"))
             try:
-                proc.wait(timeout=10)
+                tpm.proc.wait(timeout=10)
                 exited = True
             except subprocess.TimeoutExpired:
                 exited = False
             s.check(f"{label}: swtpm exited by itself when minivmm did (CMD_SHUTDOWN)", exited)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
+            tpm.kill()
         try:
             count = read_reset_count(state, s.tmp.name)
         except (OSError, RuntimeError, struct.error) as e:

@@ -15,8 +15,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness.swtpm import Swtpm
 
 PROBE = None
 FAKE = None
@@ -115,11 +114,7 @@ def real_swtpm_cases(tmp):
     sock = os.path.join(state, "sock")
 
     def start_swtpm():
-        proc = subprocess.Popen(["swtpm", "socket", "--tpmstate", "dir=" + state, "--ctrl",
-                                 "type=unixio,path=" + sock, "--tpm2"])
-        if not vmmtest.wait_listening(sock, proc):
-            raise RuntimeError(f"swtpm did not listen on {sock}")
-        return proc
+        return Swtpm(state, True, sock_name="sock", output="inherit", stdin=None).proc
 
     swtpm = start_swtpm()
     try:

@@ -3,15 +3,11 @@
 pair passes every check, and each way a user's disk can go wrong fails the check that owns it (the
 LUKS2 volume that did not open, or opened with PCR 4 changed; the credential; systemd degraded; no
 TPM in has-tpm2; minivmm's exit 7 from the sandbox at power-off; a warning on minivmm's stderr)."""
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "tests", "nightly"))
-import system_checks  # noqa: E402
-import vm  # noqa: E402
-import vmmtest  # noqa: E402
+from tests.nightly import system_checks
+from tests.harness import suite
+from tests.harness import vmm
 
 BANNER = "SeaBIOS (version 1.16.2)\r\nGNU GRUB  version 2.06\r\n"
 GOOD = {
@@ -32,7 +28,7 @@ def boot(n, state="running", has="partial -firmware +driver +system +subsystem",
 def run(first=None, second=None, returncode=0, stderr=""):
     text = (first or boot(1)) + (second or boot(2))
     stamps = [(i + 1, i * 0.01) for i in range(len(text))]
-    return vm.Run(["minivmm"], returncode, text, stamps, stderr, len(text) * 0.01, None)
+    return vmm.Run(["minivmm"], returncode, text, stamps, stderr, len(text) * 0.01, None)
 
 
 def statuses(r, version="2.0"):
@@ -40,7 +36,7 @@ def statuses(r, version="2.0"):
 
 
 def main():
-    s = vmmtest.Suite()
+    s = suite.Suite()
     good = statuses(run())
     s.check("a good boot pair: systemd, luks, credential (both boots) and clean-exit pass",
             len(good) == 7 and all(v[0] == "passed" for v in good.values()), good)

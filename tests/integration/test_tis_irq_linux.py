@@ -19,12 +19,10 @@ import os
 import re
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "nightly"))
-import checks  # noqa: E402
-import vm  # noqa: E402
-import vmmtest  # noqa: E402
+from tests.nightly import checks
+from tests.nightly import vm
+from tests.harness import suite
+from tests.harness import vmm
 
 TIMEOUT = 600  # two boots of a 6.12 kernel on the real-clock nested KVM
 SLOW_TPM = {"MINIVMM_TEST_TPM_DELAY_MS": "3"}
@@ -46,8 +44,8 @@ def main():
     only = sys.argv[4:] or list(CASES)
     if not set(only) <= set(CASES):
         sys.exit(f"unknown case(s) {sorted(set(only) - set(CASES))}; the cases: {', '.join(CASES)}")
-    vmmtest.require_kvm_and_swtpm()
-    s = vmmtest.Suite()
+    suite.require_kvm_and_swtpm()
+    s = suite.Suite()
     if not os.path.isfile(image):
         s.check(f"the 6.12 guest image {image} exists (scripts/build-guest-image --kernel debian-6.12; "
                 "scripts/test builds it)", False)
@@ -55,11 +53,11 @@ def main():
     for name in only:
         version, backend, options, interface, irq, hooks = CASES[name]
         directory = os.path.join(s.tmp.name, name)
-        swtpm = vm.Swtpm(directory, version) if backend == "swtpm" else None
+        swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
         tpm = ["-tpm-sock", swtpm.sock] if swtpm else ["-tpm-state", directory, "-tpm-version", version]
         try:
             binary, env = (testhooks, dict(os.environ, **hooks)) if hooks else (minivmm, None)
-            r = vm.run(vm.minivmm_cmd(binary, image, tpm + options), TIMEOUT, env=env)
+            r = vmm.run(vm.minivmm_cmd(binary, image, tpm + options), TIMEOUT, env=env)
         finally:
             if swtpm:
                 swtpm.stop()

@@ -14,19 +14,18 @@ usage: test_tpm_slow_backend.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
-from test_minivmm_tpm import BIOS, Swtpm, all_pass, image  # noqa: E402
+from tests.harness import suite, swtpm, vmm
+from tests.harness.swtpm import Swtpm
+from tests.integration.test_minivmm_tpm import BIOS, all_pass, image
 
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    vmmtest.require_kvm_and_swtpm()
-    s = vmmtest.Suite()
+    suite.require_kvm_and_swtpm()
+    s = suite.Suite()
     img = image(s, program, mkimage, "basic", "2.0")
 
     # Stopped for 15 s before minivmm starts: it waits, then boots with a working TPM.
@@ -35,7 +34,7 @@ def main():
     timer = threading.Timer(15, lambda: tpm.proc.send_signal(signal.SIGCONT))
     timer.start()
     try:
-        r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, img], 300)
+        r = suite.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, img], 300)
     finally:
         timer.cancel()
         tpm.proc.send_signal(signal.SIGCONT)
@@ -47,19 +46,19 @@ def main():
             re.search(r"MVG: tpm-eventlog PASS", r.stdout) is not None, r)
     s.check("swtpm stopped 15 s: the TPM was never given up and no boot warning",
             "stopped responding" not in r.stderr and "boot 1:" not in r.stderr, r)
-    tpm.stop()
+    tpm.kill()
 
     # Stopped for good, with a short limit: exit 6, the guest never ran.
     tpm = Swtpm(os.path.join(s.tmp.name, "dead"), "2.0")
     tpm.proc.send_signal(signal.SIGSTOP)
-    r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-start-timeout", "7", img], 120)
+    r = suite.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, "-tpm-start-timeout", "7", img], 120)
     errors = [l for l in r.stderr.splitlines() if ": error:" in l]
     s.check("swtpm never answers: exit 6, one error line naming the socket and the limit",
             r.returncode == 6 and len(errors) == 1 and tpm.sock in errors[0] and "7000 ms" in errors[0], r)
     s.check("swtpm never answers: the waiting line came first, the guest never started",
             "waiting for swtpm at" in r.stderr and "SeaBIOS" not in r.stdout, r)
     tpm.proc.send_signal(signal.SIGCONT)
-    tpm.stop()
+    tpm.kill()
 
     # Killed while SeaBIOS measures, and a new swtpm started on the same socket before the guest
     # reboots: the boot's missing measurements are reported, and the new swtpm is never used (a
@@ -67,41 +66,34 @@ def main():
     tpm = Swtpm(os.path.join(s.tmp.name, "killed"), "2.0")
     fresh_dir = os.path.join(s.tmp.name, "fresh")
     os.makedirs(fresh_dir)
-    fresh = None
-    p = subprocess.Popen([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = b""
+    fresh = []
+
+    def replace_swtpm(out, _minivmm):
+        if not fresh and b"SeaBIOS (version" in out:
+            tpm.proc.send_signal(signal.SIGKILL)
+            tpm.proc.wait()
+            os.unlink(tpm.sock)
+            fresh.append(swtpm.start(fresh_dir, tpm.sock, True))
+
     try:
-        while True:
-            chunk = os.read(p.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            out += chunk
-            if fresh is None and b"SeaBIOS (version" in out:
-                tpm.proc.send_signal(signal.SIGKILL)
-                tpm.proc.wait()
-                os.unlink(tpm.sock)
-                fresh = subprocess.Popen(["swtpm", "socket", "--tpmstate", f"dir={fresh_dir}", "--tpm2", "--ctrl",
-                                          f"type=unixio,path={tpm.sock}"],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        p.wait(timeout=120)
+        r = vmm.run([minivmm, "-bios", BIOS, "-tpm-sock", tpm.sock, image(s, program, mkimage, "reset", "2.0")], 300,
+                    on_output=replace_swtpm)
     finally:
-        if fresh is not None:
-            fresh.kill()
-            fresh.wait()
-    err = p.stderr.read().decode(errors="replace")
-    text = out.decode(errors="replace")
+        for proc in fresh:
+            proc.kill()
+            proc.wait()
+    err, text = r.stderr, r.text
     s.check("swtpm killed: VM survives both boots (exit 0) with one line for the dead swtpm",
-            p.returncode == 0 and text.count("SeaBIOS (version") == 2 and err.count("stopped responding") == 1,
-            f"exit {p.returncode}\n{text[-2000:]}\n{err}")
+            r.returncode == 0 and text.count("SeaBIOS (version") == 2 and err.count("stopped responding") == 1,
+            f"exit {r.returncode}\n{text[-2000:]}\n{err}")
     s.check("swtpm killed: the end of the boot says its measurements are missing or incomplete",
             re.search(r"boot 1: (no PCR was extended|measurements may be incomplete)", err) is not None, err)
     s.check("swtpm killed: the reboot says the TPM could not be restarted, and its boot has no measurements",
             "boot 2: the TPM could not be restarted" in err and "boot 2: no PCR was extended" in err, err)
     s.check("swtpm killed: the swtpm started on the same socket was never used (no TPM state created)",
-            fresh is not None and not any(n.startswith("tpm2-") for n in os.listdir(fresh_dir)),
+            bool(fresh) and not any(n.startswith("tpm2-") for n in os.listdir(fresh_dir)),
             f"{os.listdir(fresh_dir)}")
-    tpm.stop()
+    tpm.kill()
     s.finish()
 
 

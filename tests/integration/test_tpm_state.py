@@ -18,8 +18,7 @@ import sys
 import time
 import zlib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import vmmtest  # noqa: E402
+from tests.harness import suite
 
 BIOS = "/usr/share/seabios/bios-256k.bin"
 TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
@@ -63,25 +62,25 @@ def one_error_line(r):
 
 def main():
     minivmm, program, mkimage = sys.argv[1:4]
-    s = vmmtest.Suite()
+    s = suite.Suite()
 
     # Usage errors need no KVM.
     disk = image(s, program, mkimage, "none")
-    r = vmmtest.run([minivmm, "-tpm-sock", "/x", "-tpm-state", os.path.join(s.tmp.name, "d"), disk], 30)
+    r = suite.run([minivmm, "-tpm-sock", "/x", "-tpm-state", os.path.join(s.tmp.name, "d"), disk], 30)
     line = one_error_line(r)
     s.check("-tpm-sock with -tpm-state: exit 2, one line", r.returncode == 2 and line and "mutually exclusive" in line, r)
-    r = vmmtest.run([minivmm, "-tpm-version", "1.2", disk], 30)
+    r = suite.run([minivmm, "-tpm-version", "1.2", disk], 30)
     line = one_error_line(r)
     s.check("-tpm-version without -tpm-state: exit 2", r.returncode == 2 and line and "only valid with -tpm-state" in line, r)
-    r = vmmtest.run([minivmm, "-tpm-state", "d", "-tpm-version", "3", disk], 30)
+    r = suite.run([minivmm, "-tpm-state", "d", "-tpm-version", "3", disk], 30)
     s.check("-tpm-version 3: exit 2", r.returncode == 2 and "is not 1.2 or 2.0" in r.stderr, r)
     s.check("no TPM state directory was created by the refused runs", not os.path.exists(os.path.join(s.tmp.name, "d")))
 
-    if not vmmtest.kvm_usable():
+    if not suite.kvm_usable():
         s.finish()
 
     # No TPM option: no TPM, no TPM2/TCPA table, no TPM device in the DSDT.
-    r = vmmtest.run([minivmm, "-bios", BIOS, disk])
+    r = suite.run([minivmm, "-bios", BIOS, disk])
     s.check("no TPM option: boots, tpm-acpi sees no TPM table", r.returncode == 0 and all_pass(r.stdout) and
             re.search(r"MVG: tpm-acpi PASS no TPM2/TCPA table", r.stdout) is not None, r)
 
@@ -95,7 +94,7 @@ def main():
 
         # First run: the directory is created, the guest's TPM checks pass.
         os.umask(0o022)
-        r = vmmtest.run(base + [img])
+        r = suite.run(base + [img])
         s.check(f"TPM {version}: first boot with a fresh directory passes every check",
                 r.returncode == 0 and all_pass(r.stdout) and all(f"MVG: {c} PASS" in r.stdout for c in TPM_CHECKS), r)
         s.check(f"TPM {version}: nothing on stderr", r.stderr.strip() == "", r.stderr)
@@ -118,7 +117,7 @@ def main():
             if not chunk:
                 break
             out += chunk
-        r = vmmtest.run(base + [img], 60)
+        r = suite.run(base + [img], 60)
         line = one_error_line(r)
         s.check(f"TPM {version}: a second minivmm on the directory: exit 6, one line naming it and the first's pid",
                 r.returncode == 6 and line == f"minivmm: error: TPM state directory {directory} is in use by another "
@@ -146,7 +145,7 @@ def main():
                 if problem:
                     torn.append(f"kill {i}: {problem}")
         s.check(f"TPM {version}: 8 SIGKILLs left only complete state files", not torn, "\n".join(torn))
-        r = vmmtest.run(base + [img])
+        r = suite.run(base + [img])
         s.check(f"TPM {version}: after the kills the state loads and the guest passes",
                 r.returncode == 0 and all_pass(r.stdout) and r.stderr.strip() == "", r)
         s.check(f"TPM {version}: no temporary file left", not any(n.endswith(".tmp") for n in os.listdir(directory)),
@@ -158,17 +157,17 @@ def main():
         bad = bytearray(good)
         bad[len(bad) // 2] ^= 0xFF
         open(permall, "wb").write(bad)
-        r = vmmtest.run(base + [img], 60)
+        r = suite.run(base + [img], 60)
         s.check(f"TPM {version}: flipped byte: exit 6, one line",
                 r.returncode == 6 and one_error_line(r) == f"minivmm: error: TPM state file {permall} is corrupt "
                                                            f"(checksum mismatch); move it away to start a fresh TPM", r)
         open(permall, "wb").write(good[:len(good) - 10])
-        r = vmmtest.run(base + [img], 60)
+        r = suite.run(base + [img], 60)
         s.check(f"TPM {version}: truncated: exit 6, one line",
                 r.returncode == 6 and one_error_line(r) and f"{permall} is corrupt (truncated" in one_error_line(r), r)
         open(permall, "wb").write(good)
         other = "1.2" if version == "2.0" else "2.0"
-        r = vmmtest.run([minivmm, "-bios", BIOS, "-tpm-state", directory, "-tpm-version", other, img], 60)
+        r = suite.run([minivmm, "-bios", BIOS, "-tpm-state", directory, "-tpm-version", other, img], 60)
         s.check(f"TPM {version} state used as TPM {other}: exit 6, one line saying which version it holds",
                 r.returncode == 6 and one_error_line(r) == f"minivmm: error: TPM state directory {directory} holds TPM "
                 f"{version} state ({prefix}.permall), not TPM {other}; use -tpm-version {version} or another "

@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 
-from checks import Verdict, nightly_lines, pcr_values, segments, sha1_log_events
+from tests.nightly.checks import Verdict, nightly_lines, pcr_values, segments, sha1_log_events
 
 KERNEL_CHECK = "kernel-measured"
 PARTITION = 2048 * 512  # scripts/build-guest-image: the FAT partition starts at sector 2048

@@ -4,7 +4,7 @@ import os
 import re
 import shutil
 
-import checks
+from tests.nightly import checks
 
 
 def parse(argv, description, root):

@@ -20,7 +20,8 @@ import os
 import re
 import struct
 
-import vm
+from tests.harness import vmm
+from tests.nightly import vm
 
 LOOP_ITERATIONS = 1_000_000  # DEC ECX + JNZ: 2M instructions
 MIN_MIPS = 20.0               # Linux boots in minutes only well above this; native KVM runs ~1000+
@@ -207,7 +208,7 @@ def classify(run, marks):
                  "l": "before INT3", "3": "a protected-mode INT3", "B": "the IRET from an INT3 handler",
                  "i": "programming the PIC/PIT", "W": "delivering a timer interrupt",
                  "T": "returning from a timer interrupt (IRET)"}.get(last, f"after marker {last}")
-        problems.append(f"KVM could not run {where} (minivmm exit 5: {vm.short_error(run.error_line())})")
+        problems.append(f"KVM could not run {where} (minivmm exit 5: {vmm.short_error(run.error_line())})")
     elif "X" in times:
         problems.append("an unexpected exception in the probe")
     elif "W" in times and "D" not in times:
@@ -241,5 +242,5 @@ def calibrate(minivmm, workdir, timeout=60.0):
                 return f"no timer interrupt for {TICK_WAIT:g}s"
         return None
 
-    r = vm.run(vm.minivmm_cmd(minivmm, image, []), timeout, stop)
+    r = vmm.run(vm.minivmm_cmd(minivmm, image, []), timeout, stop)
     return classify(r, markers(r))

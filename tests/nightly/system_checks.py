@@ -18,8 +18,8 @@ import os
 import re
 import subprocess
 
-import checks
-from verdicts import linux_verdicts
+from tests.nightly import checks
+from tests.nightly.verdicts import linux_verdicts
 
 PREFIX = "debian-system"
 IMAGE_NAME = "guest-debian-system.img"

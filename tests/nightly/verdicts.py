@@ -2,7 +2,7 @@
 of a Linux run, QEMU's PCRs against minivmm's, and the stop rule for hosts that cannot run a kernel."""
 import re
 
-import checks
+from tests.nightly import checks
 
 BOOTS = ("first-boot", "after-reboot")
 BANNER_GRACE = 15.0  # incapable host: seconds after the bootloader's banner before the run is stopped

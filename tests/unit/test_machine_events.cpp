@@ -1,6 +1,6 @@
 // MachineEvents (vmm/kvm/machine_events.hpp): the first event of a run wins, whichever thread posts
 // it, and its eventfd becomes readable exactly once. Also run under ThreadSanitizer
-// (scripts/tsan-tests), where the many-threads cases check the locking, not just the outcome.
+// (scripts/test --tsan), where the many-threads cases check the locking, not just the outcome.
 #include <doctest/doctest.h>
 
 #include <poll.h>

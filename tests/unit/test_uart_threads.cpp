@@ -2,7 +2,7 @@
 // feeds Uart16550::receive() while "vCPU" threads poll LSR, read RBR and write THR, and the
 // machine swaps the consumer (guest reset). Every byte must arrive once and in order. The UART
 // has no lock: every call takes the device lock as the machine does (devices/device.hpp).
-// Meant to run under ThreadSanitizer too (scripts/tsan-tests), which checks that rule.
+// Meant to run under ThreadSanitizer too (scripts/test --tsan), which checks that rule.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>

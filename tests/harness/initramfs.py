@@ -1,7 +1,7 @@
 """An initramfs for a Debian kernel: a cpio "newc" archive, gzip-compressed, holding busybox, an /init
 script, kernel modules listed in load order in /etc/modules, and any further files (for example host
 binaries with their libraries). Used by scripts/build-guest-image (the Linux guest's initramfs) and
-scripts/nested_kvm.py (the L1 VM's). Format: Documentation/driver-api/early-userspace/buffer-format.rst."""
+tests/harness/nested_kvm.py (the L1 VM's). Format: Documentation/driver-api/early-userspace/buffer-format.rst."""
 import gzip
 import subprocess
 

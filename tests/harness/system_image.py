@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import debs
+from tests.harness import debs
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 LINUX = REPO / "tests/linux"
 # What an installer's "standard system" needs here, and no more: the kernel and its initrd
 # generator, systemd as init with udev, GRUB for BIOS, and the TPM users (systemd's TPM2 support

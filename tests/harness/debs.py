@@ -2,7 +2,7 @@
 downloaded once into ~/.cache/minivmm/debs, unpacked with dpkg-deb, and the load order of a Debian
 kernel's modules (from each .ko's `depends=`; the .deb ships no modules.dep).
 
-Used by scripts/build-guest-image (the Linux guest image) and scripts/nested_kvm.py (the L1 VM that
+Used by scripts/build-guest-image (the Linux guest image) and tests/harness/nested_kvm.py (the L1 VM that
 gives this host a real KVM). Needs apt's package lists (`apt-get update` once) and network access
 only for a package that is not cached yet."""
 import lzma

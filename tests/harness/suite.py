@@ -1,14 +1,12 @@
-"""Shared helpers for the minivmm integration tests: run the VMM on a guest image, collect
-its serial output and exit status, and report results in the form scripts/test counts."""
+"""The integration tests' frame: run the VMM on a guest image, collect its serial output and exit
+status (to the end: for waits on the output see tests.harness.vmm), skip where a tool is missing,
+and report results in the form scripts/test counts."""
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "nightly"))
-from vm import wait_listening  # noqa: E402,F401  (shared: swtpm listens once a probe connects)
 
 SKIP = 77  # meson's "skipped" exit status
 BIOS = "/usr/share/seabios/bios-256k.bin"  # Debian's seabios package

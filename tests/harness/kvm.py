@@ -13,8 +13,7 @@ import shutil
 import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "nightly"))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Mode:
@@ -44,7 +43,7 @@ def _probe(minivmm, cache):
             return saved["capable"], saved["why"]
     except (OSError, ValueError, KeyError):
         pass
-    import probe  # tests/nightly/probe.py
+    from tests.nightly import probe
     with tempfile.TemporaryDirectory(prefix="minivmm-kvm-probe-") as work:
         c = probe.calibrate(minivmm, work, 60.0)
     capable = c.capable is not False  # a probe that did not boot is minivmm's fault, not the host's
@@ -96,7 +95,7 @@ def run_here_or_nested(name, argv, rw, minivmm=None, mem_mib=4096, icount=False,
         return mode
     if os.environ.get("MINIVMM_NESTED") == "1":
         return mode  # already inside the nested VM
-    import nested_kvm
+    from tests.harness import nested_kvm
     why = "deterministic virtual time (--icount)" if icount else mode.reason
     print(f"{name}: running inside the nested KVM VM (scripts/kvm-vm): {why}", file=sys.stderr, flush=True)
     env = dict(os.environ, MINIVMM_KVM="direct")

@@ -1,0 +1,1 @@
+"""The nightly boot matrix's probe, checks, verdicts and reports (scripts/nightly-boot)."""
