@@ -46,6 +46,20 @@ bool pwrite_full(int fd, const uint8_t* buf, size_t len, uint64_t offset) noexce
     return transfer_full(::pwrite, fd, buf, len, offset);
 }
 
+// Splits [offset, offset + size) at overlay block boundaries and calls piece(block, offset in the
+// block, offset in the data, length) for each part in order; false as soon as a part fails.
+template <typename Piece>
+bool for_each_block(uint64_t offset, size_t size, Piece&& piece) noexcept {
+    for (size_t done = 0; done < size;) {
+        const uint64_t pos = offset + done;
+        const uint64_t in_block = pos % DiskImage::kOverlayBlock;
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(size - done, DiskImage::kOverlayBlock - in_block));
+        if (!piece(pos / DiskImage::kOverlayBlock, in_block, done, n)) return false;
+        done += n;
+    }
+    return true;
+}
+
 }  // namespace
 
 std::unique_ptr<DiskImage> DiskImage::open(const std::string& path, bool snapshot) {
@@ -108,29 +122,16 @@ bool DiskImage::flush() noexcept {
 }
 
 bool DiskImage::overlay_read(uint64_t offset, std::span<uint8_t> data) noexcept {
-    size_t done = 0;
-    while (done < data.size()) {
-        const uint64_t pos = offset + done;
-        const uint64_t block = pos / kOverlayBlock;
-        const uint64_t in_block = pos % kOverlayBlock;
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, kOverlayBlock - in_block));
+    return for_each_block(offset, data.size(), [&](uint64_t block, uint64_t in_block, size_t done, size_t n) {
         auto it = overlay_.find(block);
-        if (it != overlay_.end())
-            std::memcpy(data.data() + done, it->second.get() + in_block, n);
-        else if (!pread_full(fd_.get(), data.data() + done, n, pos))
-            return false;
-        done += n;
-    }
-    return true;
+        if (it == overlay_.end()) return pread_full(fd_.get(), data.data() + done, n, offset + done);
+        std::memcpy(data.data() + done, it->second.get() + in_block, n);
+        return true;
+    });
 }
 
 bool DiskImage::overlay_write(uint64_t offset, std::span<const uint8_t> data) noexcept {
-    size_t done = 0;
-    while (done < data.size()) {
-        const uint64_t pos = offset + done;
-        const uint64_t block = pos / kOverlayBlock;
-        const uint64_t in_block = pos % kOverlayBlock;
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(data.size() - done, kOverlayBlock - in_block));
+    return for_each_block(offset, data.size(), [&](uint64_t block, uint64_t in_block, size_t done, size_t n) {
         auto it = overlay_.find(block);
         if (it == overlay_.end()) {
             // First write to this block: copy it from the file (the last block may be partial).
@@ -146,9 +147,8 @@ bool DiskImage::overlay_write(uint64_t offset, std::span<const uint8_t> data) no
             }
         }
         std::memcpy(it->second.get() + in_block, data.data() + done, n);
-        done += n;
-    }
-    return true;
+        return true;
+    });
 }
 
 }  // namespace minivmm
