@@ -6,9 +6,12 @@
 // Every call into a device (read, write, and any other method another thread reaches, such as
 // Uart16550::receive or TpmFrontend::command_completed) is made with the machine's device lock
 // held; the owner takes it (vmm/kvm/vcpu.cpp around exit dispatch and coalesced-MMIO replay,
-// Machine::serial_input, the TPM worker's completion in vmm/tpm_slot.cpp), never the device.
+// Machine::serial_input, the TPM worker's completion in vmm/tpm_slot.cpp, the disk's I/O thread
+// in vmm/virtio_io_thread.cpp), never the device.
 // Only calls no other thread can race with go without it: set-up before the vCPU threads start,
-// and the PPI mailbox between two machines (TpmSlot::power_on, vmm/tpm_slot.cpp).
+// the PPI mailbox between two machines (TpmSlot::power_on, vmm/tpm_slot.cpp), and a virtio
+// request's I/O on the thread serving its queue (VirtioPci::serve, vmm/virtio_io_thread.hpp),
+// which touches only that request's buffers and the disk, never the transport's state.
 // What a device calls with the lock held (IrqLine, MsiSink, SystemControl, ByteSink,
 // TpmPort, callbacks) must never take the device lock, wait for a thread that takes
 // it, or wait for the host console: the ByteSink behind a console is a non-blocking queue.

@@ -89,6 +89,10 @@ public:
 
     uint16_t command() const noexcept { return read16(pci::kCommand); }
 
+    // The host bridge tells where memory BAR `index` is now decoded on the bus (nullopt: nowhere,
+    // e.g. decode off or a conflicting address), after every change. Nothing to do by default.
+    virtual void bar_moved(int /*index*/, std::optional<uint64_t> /*base*/) noexcept {}
+
 protected:
     // --- set-up (constructor time; throw std::invalid_argument on misuse) --------------------
     // size: power of two, >= 16 for memory and >= 4 for I/O. A 64-bit BAR also takes index+1.

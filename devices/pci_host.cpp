@@ -78,26 +78,34 @@ void PciHost::unmap(Mapping& m) noexcept {
 }
 
 void PciHost::sync_bars(Slot& slot) noexcept {
+    // Where a memory BAR is decoded, as its function learns it (PciFunction::bar_moved).
+    auto decoded = [](const Mapping& m) { return m.mapped && !m.io ? std::optional(m.base) : std::nullopt; };
     for (int i = 0; i < PciFunction::kNumBars; ++i) {
-        Mapping& m = slot.bars[i];
-        const auto w = slot.function->bar_window(i);
-        const bool same = w && m.wanted && m.io == w->io && m.base == w->base && m.size == w->size && m.device == w->device;
-        if (same && m.mapped) continue;
-        unmap(m);
-        m.wanted = w.has_value();
-        if (!w) continue;
-        m.io = w->io;
-        m.base = w->base;
-        m.size = w->size;
-        m.device = w->device;
-        Bus& bus = m.io ? pio_ : mmio_;
-        m.mapped = bus.try_insert(m.base, m.size, *m.device);
-        if (m.mapped)
-            log::debug("pci: {} BAR{} mapped at {} {:#x}+{:#x}", slot.function->name(), i, m.io ? "io" : "mem", m.base, m.size);
-        else
-            log::debug("pci: {} BAR{} at {} {:#x}+{:#x} conflicts, left unmapped", slot.function->name(), i,
-                       m.io ? "io" : "mem", m.base, m.size);
+        const std::optional<uint64_t> before = decoded(slot.bars[i]);
+        remap(slot, i);
+        if (decoded(slot.bars[i]) != before) slot.function->bar_moved(i, decoded(slot.bars[i]));
     }
+}
+
+void PciHost::remap(Slot& slot, int i) noexcept {
+    Mapping& m = slot.bars[i];
+    const auto w = slot.function->bar_window(i);
+    const bool same = w && m.wanted && m.io == w->io && m.base == w->base && m.size == w->size && m.device == w->device;
+    if (same && m.mapped) return;
+    unmap(m);
+    m.wanted = w.has_value();
+    if (!w) return;
+    m.io = w->io;
+    m.base = w->base;
+    m.size = w->size;
+    m.device = w->device;
+    Bus& bus = m.io ? pio_ : mmio_;
+    m.mapped = bus.try_insert(m.base, m.size, *m.device);
+    if (m.mapped)
+        log::debug("pci: {} BAR{} mapped at {} {:#x}+{:#x}", slot.function->name(), i, m.io ? "io" : "mem", m.base, m.size);
+    else
+        log::debug("pci: {} BAR{} at {} {:#x}+{:#x} conflicts, left unmapped", slot.function->name(), i,
+                   m.io ? "io" : "mem", m.base, m.size);
 }
 
 }  // namespace minivmm

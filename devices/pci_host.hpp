@@ -15,6 +15,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 
@@ -65,6 +66,7 @@ private:
 
     Slot* selected(uint16_t& reg) noexcept;  // slot addressed by CONFIG_ADDRESS, or null
     void sync_bars(Slot& slot) noexcept;
+    void remap(Slot& slot, int index) noexcept;
     void unmap(Mapping& m) noexcept;
 
     Bus& pio_;

@@ -187,8 +187,13 @@ void VirtioPci::apply_common_field(uint32_t field, const CommonImage& img) noexc
 }
 
 void VirtioPci::write_status(uint8_t value) noexcept {
-    if (value == 0) {  // §4.1.4.3.1: writing 0 resets the device
-        device_reset();
+    if (reset_waiting_) {
+        log::debug("{}: device_status write {:#x} ignored: a reset waits for requests in service", name(), value);
+        return;
+    }
+    if (value == 0) {  // §4.1.4.3.1: writing 0 resets the device, once no request is in service
+        if (in_service_ > 0) reset_waiting_ = true;
+        else device_reset();
         return;
     }
     uint8_t next = static_cast<uint8_t>((value & ~virtio::kStatusNeedsReset) | (status_ & virtio::kStatusNeedsReset));
@@ -212,6 +217,7 @@ void VirtioPci::device_reset() noexcept {
     for (auto& q : queues_) {
         q->vq.reset();
         q->msix_vector = virtio::kNoVector;
+        q->used = false;
     }
     isr_ = 0;
     update_intx();
@@ -250,34 +256,6 @@ void VirtioPci::set_needs_reset() noexcept {
     log::debug("{}: entering DEVICE_NEEDS_RESET", name());
     status_ |= virtio::kStatusNeedsReset;
     if (status_ & virtio::kStatusDriverOk) signal(msix_config_, virtio::kIsrConfig);  // §2.1.2
-}
-
-// --- queue processing -----------------------------------------------------------------------------
-
-void VirtioPci::notify(uint16_t index) noexcept {
-    constexpr uint8_t live = virtio::kStatusDriverOk | virtio::kStatusFeaturesOk;
-    if ((status_ & live) != live || (status_ & (virtio::kStatusNeedsReset | virtio::kStatusFailed))) return;
-    if (index >= queues_.size()) return;
-    Queue& q = *queues_[index];
-    if (!q.vq.enabled()) return;
-    bool used = false;
-    // At most one ring's worth per notification: a driver adding entries from another vCPU while
-    // we work cannot keep us here forever; it notifies again for what it added.
-    for (unsigned n = 0; n < q.vq.size(); ++n) {
-        const auto status = q.vq.pop(chain_);
-        if (status == Virtqueue::PopStatus::empty) break;
-        if (status == Virtqueue::PopStatus::broken) {
-            set_needs_reset();
-            break;
-        }
-        const uint32_t written = chain_.error == Virtqueue::ChainError::none ? model_.handle_chain(index, chain_, memory_) : 0;
-        if (!q.vq.push(chain_.head, written)) {
-            set_needs_reset();
-            break;
-        }
-        used = true;
-    }
-    if (used && !q.vq.interrupt_suppressed()) signal(q.msix_vector, virtio::kIsrQueue);
 }
 
 // --- config space hooks: MSI-X control, COMMAND.INTX_DISABLE, PCI cfg access window --------------

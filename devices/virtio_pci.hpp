@@ -3,14 +3,18 @@
 // 32-bit memory BAR described by vendor capabilities, plus the PCI configuration access
 // capability (§4.1.4.7) and MSI-X. Interrupts: MSI-X through an MsiSink when the driver enables
 // MSI-X, otherwise INTA# through an IrqLine, held high while the ISR is non-zero (§4.1.4.5).
-// Queue notifications are processed synchronously in the notify write.
+// Queues are served in the notify write itself, or, with a QueueNotifier, by another thread (the
+// VMM's I/O thread, vmm/virtio_io_thread.hpp) through take / serve / finish, so the notify write
+// only wakes that thread.
 //
-// No lock inside (devices/device.hpp): config space and both BARs are reached under the device lock.
+// No lock inside (devices/device.hpp): config space and both BARs are reached under the device lock;
+// serve() is the one call made without it.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -55,8 +59,22 @@ public:
     virtual void write_config(uint32_t offset, std::span<const uint8_t> data) noexcept = 0;
     virtual void reset() noexcept = 0;
     // Serves one well-formed chain popped from queue `queue`; returns the number of bytes written
-    // into its device-writable buffers (the used element's len).
+    // into its device-writable buffers (the used element's len). May run without the device lock,
+    // on the thread serving the queue (VirtioPci::serve): it may touch only the chain's buffers and
+    // state that no other call of the model reaches (its backend), never the transport.
     virtual uint32_t handle_chain(uint16_t queue, const Virtqueue::Chain& chain, const GuestMemory& memory) noexcept = 0;
+};
+
+// Where a transport sends its queues' notifications when another thread serves them. Called under
+// the device lock; must not block.
+class QueueNotifier {
+public:
+    virtual ~QueueNotifier() = default;
+    // The driver notified `queue` (< num_queues()) by a write that reached the device.
+    virtual void notify(uint16_t queue) noexcept = 0;
+    // Queue q's notify address is now base + q * kNotifyMultiplier, or nowhere (nullopt: BAR0 not
+    // decoded), so the host can route the driver's notify writes to the server directly.
+    virtual void notify_base_changed(std::optional<uint64_t> base) noexcept = 0;
 };
 
 class VirtioPci : public PciFunction {
@@ -80,6 +98,33 @@ public:
     // Throws std::invalid_argument if the model needs more queues/vectors or config than fits.
     VirtioPci(VirtioDeviceModel& model, const GuestMemory& memory, IrqLine& intx, MsiSink& msi);
 
+    // From now on queue notifications go to `notifier` (which must outlive the device; it hears
+    // BAR0's notify address at once) and its thread serves the queues; nullptr (the default):
+    // they are served in the notify write.
+    void set_queue_notifier(QueueNotifier* notifier) noexcept;
+
+    // --- serving a queue on another thread ---------------------------------------------------
+    // One request in service: a chain taken and not yet finished.
+    struct Request {
+        Virtqueue::Chain chain;
+    };
+    // Under the device lock: pops the next chain of `queue` into `request`. False when there is
+    // none, the device or queue is not live, a reset waits, or the ring is broken (the device then
+    // needs a reset). Every true must be followed by one finish().
+    bool take(uint16_t queue, Request& request) noexcept;
+    // WITHOUT the device lock: serves the request (the model's handle_chain, which touches only the
+    // chain's buffers and its backend); returns the used length (0 for a malformed chain).
+    uint32_t serve(uint16_t queue, const Request& request) const noexcept;
+    // Under the device lock: puts the request on the used ring. A driver reset written while
+    // requests were in service waits for them (§4.1.4.3.2: device_status reads 0 only when the
+    // reset is done, so the device never touches their buffers after it): the last one's finish()
+    // completes the reset, and their completions are dropped.
+    void finish(uint16_t queue, const Request& request, uint32_t written) noexcept;
+    // Under the device lock: interrupts the driver when finish() used the ring since the last call
+    // (and the driver did not suppress it).
+    void interrupt_if_used(uint16_t queue) noexcept;
+    bool reset_waiting() const noexcept { return reset_waiting_; }
+
     // Introspection for tests and debugging.
     uint8_t device_status() const noexcept { return status_; }
     uint64_t driver_features() const noexcept { return driver_features_; }
@@ -87,8 +132,10 @@ public:
     uint8_t pci_cfg_cap_offset() const noexcept { return pci_cfg_cap_; }
     uint8_t msix_cap_offset() const noexcept { return msix_cap_; }
     const Virtqueue& queue(uint16_t index) const noexcept { return queues_[index]->vq; }
+    uint16_t num_queues() const noexcept { return static_cast<uint16_t>(queues_.size()); }
 
 protected:
+    void bar_moved(int index, std::optional<uint64_t> base) noexcept override;
     void config_written(uint16_t offset, size_t size) noexcept override;
     void config_before_read(uint16_t offset, size_t size) noexcept override;
 
@@ -115,6 +162,7 @@ private:
         explicit Queue(const GuestMemory& m) : vq(m) {}
         Virtqueue vq;
         uint16_t msix_vector = virtio::kNoVector;
+        bool used = false;  // finish() pushed since the last interrupt_if_used()
     };
     using CommonImage = std::array<uint8_t, kCommonLength>;
 
@@ -143,7 +191,11 @@ private:
     MsixBar msix_bar_{*this};
     MsixTable msix_;
     std::vector<std::unique_ptr<Queue>> queues_;
-    Virtqueue::Chain chain_;  // scratch, reused for every pop
+    QueueNotifier* notifier_ = nullptr;
+    std::optional<uint64_t> bar0_;  // where BAR0 is decoded (bar_moved), for a notifier set later
+    Request request_;  // scratch for queues served in the notify write
+    unsigned in_service_ = 0;     // requests taken and not finished
+    bool reset_waiting_ = false;  // the driver wrote 0 to device_status while requests were in service
     uint8_t msix_cap_ = 0;
     uint8_t pci_cfg_cap_ = 0;
 

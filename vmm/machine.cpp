@@ -148,6 +148,7 @@ void Machine::coalesce_tpm_fifo() {
 }
 
 Machine::Result Machine::run(int signal_fd) {
+    devices_->start_io();  // before the vCPUs: their notifications wake it
     // Every AP must be inside KVM_RUN so that SeaBIOS's INIT-SIPI-SIPI finds it (§1.7 smp_scan).
     for (auto& vcpu : vcpus_) {
         Vcpu* v = vcpu.get();
@@ -203,6 +204,7 @@ void Machine::stop_vcpus() noexcept {
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();
+    if (devices_) devices_->stop_io();  // no vCPU is left to notify it
 }
 
 std::vector<std::string> Machine::exit_stats_lines(unsigned boot) const {

@@ -43,9 +43,9 @@ MachineDevices::MachineDevices(const Wiring& w)
       msi_(w.vm),
       uart_(com1_irq_, w.serial_out),
       cmos_(CmosConfig{w.spec.ram_below_4g(), w.spec.ram_above_4g(), w.spec.cpus}),
-      a20_(w.system),
-      reset_(w.system),
-      acpi_pm_(w.system),
+      a20_(w.events),
+      reset_(w.events),
+      acpi_pm_(w.events),
       fw_cfg_(w.memory),
       pci_(w.pio, w.mmio),
       cf8_ports_(pci_, reset_) {
@@ -66,6 +66,11 @@ MachineDevices::MachineDevices(const Wiring& w)
     }
     if (w.spec.disk) {
         virtio_blk_ = std::make_unique<VirtioBlk>(w.memory, *w.disk, virtio_irq_, msi_);
+        Vm& vm = w.vm;
+        disk_io_ = std::make_unique<VirtioIoThread>(
+            *virtio_blk_, [&vm](uint64_t gpa, uint32_t length, int fd, bool assign) noexcept {
+                return vm.ioeventfd(gpa, length, fd, assign);
+            }, w.device_lock, w.events);
         pci_.add(static_cast<uint8_t>(w.spec.place(D::virtio_blk).base), *virtio_blk_);
     }
     // The TPM was power-cycled for this power-on before the machine was built (TpmSlot::power_on).

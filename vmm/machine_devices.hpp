@@ -32,7 +32,9 @@
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm/kvm.hpp"
+#include "vmm/kvm/machine_events.hpp"
 #include "vmm/tpm_slot.hpp"
+#include "vmm/virtio_io_thread.hpp"
 
 namespace minivmm {
 
@@ -42,7 +44,7 @@ public:
         const MachineSpec& spec;  // what is present and where (devices())
         Vm& vm;
         const GuestMemory& memory;
-        SystemControl& system;
+        MachineEvents& events;  // the devices' SystemControl; the disk's I/O thread posts its failures
         Bus& pio;
         Bus& mmio;
         std::mutex& device_lock;  // held for every device call (devices/device.hpp)
@@ -57,6 +59,11 @@ public:
         std::span<uint8_t> tpm_crb_register_page;
     };
     explicit MachineDevices(const Wiring& wiring);  // throws on set-up errors
+
+    // The disk's I/O thread (vmm/virtio_io_thread.hpp), if there is a disk: started with the vCPUs
+    // (after the sandbox is installed), stopped after them.
+    void start_io() { if (disk_io_) disk_io_->start(); }
+    void stop_io() noexcept { if (disk_io_) disk_io_->stop(); }
 
     size_t serial_input(std::span<const uint8_t> bytes) noexcept { return uart_.receive(bytes); }
     const std::vector<std::pair<std::string, std::vector<uint8_t>>>& acpi_dumps() const noexcept { return acpi_.dumps; }
@@ -81,6 +88,7 @@ private:
     PciHost pci_;
     Cf9Decoder cf8_ports_;
     std::unique_ptr<VirtioBlk> virtio_blk_;
+    std::unique_ptr<VirtioIoThread> disk_io_;  // after the device: stopped before it goes
     // -kernel: the port the boot ROM asks on; the fw_cfg file where SeaBIOS writes the event log's address.
     std::unique_ptr<LinuxBootPort> linux_boot_port_;
     std::optional<uint16_t> tpm_log_address_key_;

@@ -204,6 +204,16 @@ int run(const Config& config, int signal_fd) {
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io());
+        // The console reader reaches this machine through `current` until it is cleared, on every
+        // way out of this iteration (an exception too), before `machine` goes.
+        struct Current {
+            std::mutex& mutex;
+            Machine*& current;
+            ~Current() {
+                std::lock_guard lock(mutex);
+                current = nullptr;
+            }
+        } current_guard{machine_mutex, current};
         {
             std::lock_guard lock(machine_mutex);
             current = machine.get();

@@ -6,7 +6,8 @@
 // descriptors with any address/length/flags/next (loops, overlaps, holes, indirect tables),
 // avail-ring entries, whole block requests (well-formed or not), notifications, ISR reads,
 // device resets (a machine reset builds new devices instead), and a second function with an I/O
-// BAR and a 64-bit BAR programmed anywhere.
+// BAR and a 64-bit BAR programmed anywhere. Config bit 0x20 serves the queue as the VMM's I/O
+// thread does (QueueNotifier, take / serve / finish), including a reset while a request is served.
 // Guest RAM has holes and adjacent regions, each an exactly-sized heap block.
 // Checks: the device writes guest memory only in the used ring and in buffers that some
 // device-writable descriptor (direct or in an indirect table) names at some moment of the
@@ -14,7 +15,9 @@
 // at most a ring per operation and guest memory holds what the queue published; the backend is
 // only asked for in-range I/O and never written when read-only; INTx is high only while the ISR
 // is set and MSI-X/INTX_DISABLE are off; FEATURES_OK only with an acceptable feature set; identity
-// registers stay read-only; a BAR is never left mapped at an address it no longer decodes.
+// registers stay read-only; a BAR is never left mapped at an address it no longer decodes; the
+// notify address reported to the QueueNotifier is BAR0's on the bus; a completion of a request
+// taken before a device reset never reaches the used ring.
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -70,6 +73,7 @@ public:
             tracking_ = false;
             check_used(count_before);
             check_state();
+            check_notify_base();
             return;
         case 6: {
             const uint64_t gpa = pick_gpa(in);
@@ -90,14 +94,19 @@ public:
             }
             break;
         case 13: case 14: request(in, op); break;
-        default: mmio_read(bar_base(0) + VirtioPci::kIsrOffset, 1); break;
+        default:
+            if (served_elsewhere_ && (op & 0x10)) reset_during_service();
+            else mmio_read(bar_base(0) + VirtioPci::kIsrOffset, 1);
+            break;
         }
+        serve_kicked();
 
         // allow_writable() before the operation (and after the harness's own writes) already
         // covers descriptors that the device rewrites during it (see bounds_of).
         if (queue_live) writes_.check_writes(before_);
         check_used(count_before);
         check_state();
+        check_notify_base();
     }
 
 private:

@@ -26,10 +26,12 @@ class HarnessBase {
 public:
     HarnessBase(GuestRam& ram, std::vector<uint8_t>& snapshot, uint8_t config)
         : ram_(ram),
+          served_elsewhere_(config & 0x20),
           disk_(size_t{512} * ((config & 3) == 3 ? 0 : 4u << (config & 3) * 2), config & 4),
           blk_(ram_.memory, disk_, intx_, msi_),
           before_(snapshot) {
         disk_.fail = config & 8;
+        if (served_elsewhere_) blk_.set_queue_notifier(&notifier_);
         ram_.fill_pattern(config);
         pio_.insert(PciHost::kPortBase, PciHost::kPortSize, host_);
         mmio_.insert(platform::kTpmTisBase, platform::kTpmTisSize, busy_);
@@ -39,6 +41,42 @@ public:
     }
 
 protected:
+    // Config bit 0x20: the queue is served as the VMM's I/O thread serves it (QueueNotifier;
+    // take / serve / finish), here within the operation that notified.
+    struct RecordingNotifier final : QueueNotifier {
+        bool kicked = false;
+        std::optional<uint64_t> base;
+        void notify(uint16_t) noexcept override { kicked = true; }
+        void notify_base_changed(std::optional<uint64_t> b) noexcept override { base = b; }
+    };
+    void serve_kicked() {
+        if (!notifier_.kicked) return;
+        notifier_.kicked = false;
+        for (unsigned n = 0; n < Virtqueue::kMaxSize && blk_.take(0, request_); ++n)
+            blk_.finish(0, request_, blk_.serve(0, request_));
+        blk_.interrupt_if_used(0);
+    }
+    // A request taken, then the driver resets the device while it is served: the reset waits for
+    // it (device_status stays non-zero, nothing else is taken), and its completion never appears.
+    void reset_during_service() {
+        if (!blk_.take(0, request_)) return;
+        common_write(STATUS, 1, 0);  // reaches the device only where BAR0 is decoded
+        const bool waiting = blk_.reset_waiting();
+        VirtioPci::Request other;
+        if (waiting) check(blk_.device_status() != 0 && !blk_.take(0, other));
+        blk_.finish(0, request_, blk_.serve(0, request_));
+        blk_.interrupt_if_used(0);
+        if (waiting) check(blk_.device_status() == 0 && blk_.queue(0).used_idx() == 0 && !blk_.queue(0).enabled());
+    }
+    // The notify address the notifier last heard is where BAR0 is on the bus, if it is.
+    void check_notify_base() {
+        if (!served_elsewhere_) return;
+        const auto w = blk_.bar_window(0);
+        const Bus::Hit hit = w ? mmio_.find(w->base, 1) : Bus::Hit{};
+        const bool mapped = hit.device && hit.device->name().ends_with("-bar0") && hit.offset == 0;
+        check(notifier_.base == (mapped ? std::optional(w->base + VirtioPci::kNotifyOffset) : std::nullopt));
+    }
+
     void cfg_select(uint8_t slot, uint16_t reg) {
         std::array<uint8_t, 4> a{};
         store_le(a, 0x8000'0000u | uint32_t{slot} << 11 | (reg & 0xfc));
@@ -161,6 +199,9 @@ protected:
     }
 
     GuestRam& ram_;
+    bool served_elsewhere_;
+    RecordingNotifier notifier_;
+    VirtioPci::Request request_;
     MemBackend disk_;
     LevelIrq intx_;
     CountingMsi msi_;

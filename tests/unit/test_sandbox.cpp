@@ -208,3 +208,43 @@ TEST_CASE("unnamed threads are reported by thread id") {
     CHECK(c.status == kExitSandbox);
     CHECK(c.err.find("forbidden system call socket (41) in thread ") != std::string::npos);
 }
+
+TEST_CASE("the disk is the I/O thread's: pread64 there, never on a vCPU; nothing else new there") {
+    // kvm_fd is /dev/null: pread64 passes the filter and reads EOF.
+    Child io = sandboxed(sandbox::TpmIo::none, [](int kvm_fd) {
+        std::thread t([kvm_fd] {
+            if (sandbox::enter_io_thread("virtio-pci-2 I/O") != 0) ::_exit(91);
+            char b;
+            if (::pread(kvm_fd, &b, 1, 0) != 0) ::_exit(92);
+            if (::fdatasync(kvm_fd) != 0 && errno != EINVAL) ::_exit(93);
+            ::socket(AF_UNIX, SOCK_STREAM, 0);
+            ::_exit(94);
+        });
+        t.join();
+    });
+    CHECK(io.status == kExitSandbox);
+    CHECK(io.err == message("socket", 41, "virtio-pci-2 I/O"));
+    Child io_open = sandboxed(sandbox::TpmIo::libtpms, [](int) {
+        std::thread t([] {
+            if (sandbox::enter_io_thread("virtio-pci-2 I/O") != 0) ::_exit(91);
+            ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // the process may (libtpms), this thread not
+            ::_exit(94);
+        });
+        t.join();
+    });
+    CHECK(io_open.status == kExitSandbox);
+    CHECK(io_open.err == message("openat", 257, "virtio-pci-2 I/O"));
+    Child vcpu = sandboxed(sandbox::TpmIo::none, [](int kvm_fd) {
+        char b;
+        if (::pread(kvm_fd, &b, 1, 0) != 0) ::_exit(92);  // the process may (the I/O thread's rules)
+        std::thread t([kvm_fd] {
+            if (sandbox::enter_vcpu_thread(0) != 0) ::_exit(91);
+            char c;
+            ::pread(kvm_fd, &c, 1, 0);
+            ::_exit(94);
+        });
+        t.join();
+    });
+    CHECK(vcpu.status == kExitSandbox);
+    CHECK(vcpu.err == message("pread64", 17, "vCPU 0"));
+}

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@ struct MemBackend final : BlockBackend {
     bool ro = false;
     bool fail = false;
     int flushes = 0;
+    std::function<void()> on_flush;  // runs inside flush(), if set
     explicit MemBackend(size_t size) : bytes(size) {
         for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(i / 512 + i);
     }
@@ -40,6 +42,7 @@ struct MemBackend final : BlockBackend {
         return true;
     }
     bool flush() noexcept override {
+        if (on_flush) on_flush();
         ++flushes;
         return !fail;
     }

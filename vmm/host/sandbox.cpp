@@ -50,6 +50,10 @@ constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, uint64_t);
 // What a vCPU thread does on its fds: run, inject interrupts for its devices, and read its
 // registers to describe a fatal exit.
 constexpr unsigned long kVcpuIoctls[] = {KVM_RUN, KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_GET_REGS, KVM_GET_SREGS, KVM_TRANSLATE};
+// What the disk's I/O thread does on the VM fd: interrupt the driver (as a vCPU does), and move
+// the notify address routed to it when the guest moves the disk's BAR (vmm/virtio_io_thread.hpp).
+constexpr unsigned long kInterruptIoctls[] = {KVM_IRQ_LINE, KVM_SIGNAL_MSI};
+constexpr unsigned long kRouteIoctls[] = {KVM_IOEVENTFD};
 // Building a machine (at start-up and on every guest reset), on VM and vCPU fds.
 constexpr unsigned long kMachineIoctls[] = {KVM_SET_TSS_ADDR,      KVM_SET_IDENTITY_MAP_ADDR,  KVM_CREATE_IRQCHIP,
                                             KVM_CREATE_PIT2,       kSetGsiRouting,             KVM_SET_USER_MEMORY_REGION,
@@ -68,8 +72,8 @@ std::atomic<bool> g_active{false};
 #ifdef MINIVMM_TEST_HOOKS
 std::atomic<VcpuStartHook> g_hook{nullptr};
 #endif
-std::vector<sock_filter> g_vcpu_program;
-sock_fprog g_vcpu_fprog{};
+std::vector<sock_filter> g_vcpu_program, g_io_program;
+sock_fprog g_vcpu_fprog{}, g_io_fprog{};
 thread_local char t_thread_name[kNameSize];
 
 scmp_arg_cmp arg_eq(unsigned index, uint64_t value) { return {index, SCMP_CMP_EQ, value, 0}; }
@@ -138,10 +142,14 @@ void allow_thread_basics(Filter& f) {
 }
 
 // Device I/O done on vCPU threads: serial/debugcon output and log lines (write, poll when the
-// output is full), the disk image (pread64/pwrite64/fdatasync), the machine's event eventfd.
+// output is full), the machine's event eventfd, the disk I/O thread's eventfd. Never the disk.
 void allow_device_io(Filter& f) {
-    for (int nr : {SCMP_SYS(write), SCMP_SYS(poll), SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(fdatasync)})
-        f.allow(nr);
+    for (int nr : {SCMP_SYS(write), SCMP_SYS(poll)}) f.allow(nr);
+}
+
+// The disk image, on the disk's I/O thread only.
+void allow_disk_io(Filter& f) {
+    for (int nr : {SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(fdatasync)}) f.allow(nr);
 }
 
 // The TPM backend's run-time I/O. swtpm: commands and the established-flag reset on the worker,
@@ -167,10 +175,22 @@ void build_vcpu_filter(Filter& f, const Policy& policy) {
     f.allow_ioctls(kVcpuIoctls);
 }
 
+// The disk's I/O thread: wait on its eventfds (poll, read), log (write), the disk, interrupts.
+void build_io_filter(Filter& f) {
+    allow_thread_basics(f);
+    allow_device_io(f);
+    allow_disk_io(f);
+    f.allow(SCMP_SYS(read));
+    f.allow_ioctls(kInterruptIoctls);
+    f.allow_ioctls(kRouteIoctls);
+}
+
 // The union over all threads: the vCPU rules plus what the main thread needs to rebuild a
-// machine and wait for it, and what the console threads and the TPM worker need.
+// machine and wait for it, and what the console threads, the disk's I/O thread and the TPM worker need.
 void build_process_filter(Filter& f, const Policy& policy) {
     build_vcpu_filter(f, policy);
+    allow_disk_io(f);
+    f.allow_ioctls(kRouteIoctls);  // the I/O thread's other calls are in the vCPU rules
     if (policy.tpm == TpmIo::libtpms) allow_tpm_io(f, policy.tpm, false);  // swtpm: in the vCPU rules already
     for (int nr : {SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(eventfd2), SCMP_SYS(set_robust_list), SCMP_SYS(rseq)})
         f.allow(nr);
@@ -181,7 +201,7 @@ void build_process_filter(Filter& f, const Policy& policy) {
     f.refuse(SCMP_SYS(clone3), ENOSYS);
     constexpr uint64_t kThreadFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
     f.allow(SCMP_SYS(clone), {arg_masked(0, kThreadFlags, kThreadFlags)});
-    // A new vCPU thread loads its own, narrower filter (without TSYNC: it can only restrict itself).
+    // A new vCPU or I/O thread loads its own, narrower filter (without TSYNC: it can only restrict itself).
     f.allow(SCMP_SYS(seccomp), {arg_eq(0, SECCOMP_SET_MODE_FILTER), arg_eq(1, 0)});
 }
 
@@ -293,6 +313,11 @@ void install(const Policy& policy) {
     g_vcpu_program = export_program(vcpu);
     g_vcpu_fprog.len = static_cast<unsigned short>(g_vcpu_program.size());
     g_vcpu_fprog.filter = g_vcpu_program.data();
+    Filter io("I/O thread");
+    build_io_filter(io);
+    g_io_program = export_program(io);
+    g_io_fprog.len = static_cast<unsigned short>(g_io_program.size());
+    g_io_fprog.filter = g_io_program.data();
 
     Filter process("process");
     build_process_filter(process, policy);
@@ -313,6 +338,12 @@ int enter_vcpu_thread(unsigned index) noexcept {
 #ifdef MINIVMM_TEST_HOOKS
     if (VcpuStartHook hook = g_hook.load()) hook(index);
 #endif
+    return 0;
+}
+
+int enter_io_thread(std::string_view name) noexcept {
+    set_thread_name(name);
+    if (active() && ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &g_io_fprog) != 0) return errno;
     return 0;
 }
 

@@ -7,7 +7,8 @@
 // The process-wide allowlist is the union of what every thread does for the rest of the run:
 // the main thread rebuilds the Machine on every guest reset (new KVM VM and vCPU fds, guest RAM,
 // threads) and power-cycles the TPM; the console input thread reads stdin; the TPM worker talks
-// to swtpm or writes libtpms's state files; the vCPU threads run KVM_RUN and their devices' I/O.
+// to swtpm or writes libtpms's state files; the vCPU threads run KVM_RUN and their devices' I/O;
+// the disk's I/O thread reads and writes the disk image. vCPU and I/O threads narrow it further.
 #pragma once
 
 #include <cstddef>
@@ -47,6 +48,10 @@ bool active() noexcept;
 // Called first thing on every vCPU thread: names the thread ("vCPU N") for the sandbox message
 // and, when the sandbox is active, loads the vCPU filter on this thread. Returns 0 or an errno.
 int enter_vcpu_thread(unsigned index) noexcept;
+
+// Called first thing on the disk's I/O thread (vmm/virtio_io_thread.hpp): names it and, when the
+// sandbox is active, loads its filter (the disk, its eventfds, interrupts). Returns 0 or an errno.
+int enter_io_thread(std::string_view name) noexcept;
 
 // Names the calling thread in the sandbox message (at most 31 bytes kept). Threads not named
 // appear as "thread <tid>".

@@ -105,6 +105,15 @@ int Vm::register_coalesced_mmio(uint64_t gpa, uint32_t size) noexcept {
     return xioctl(fd_.get(), KVM_REGISTER_COALESCED_MMIO, &zone) == 0 ? 0 : errno;
 }
 
+int Vm::ioeventfd(uint64_t gpa, uint32_t length, int fd, bool assign) noexcept {
+    kvm_ioeventfd request{};
+    request.addr = gpa;
+    request.len = length;
+    request.fd = fd;
+    request.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN;
+    return xioctl(fd_.get(), KVM_IOEVENTFD, &request) == 0 ? 0 : errno;
+}
+
 void Vm::set_tss_addr(uint64_t addr) {
     if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, static_cast<unsigned long>(addr)) < 0) fail("KVM_SET_TSS_ADDR");
 }

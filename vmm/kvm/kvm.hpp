@@ -50,6 +50,11 @@ public:
     // Returns 0 or the errno.
     int register_coalesced_mmio(uint64_t gpa, uint32_t size) noexcept;
 
+    // KVM_IOEVENTFD: a guest MMIO write of `length` bytes at `gpa` (0: of any length, where
+    // KVM_CAP_IOEVENTFD_ANY_LENGTH) signals the eventfd `fd` instead of exiting; assign false
+    // removes that registration. Returns 0 or the errno.
+    int ioeventfd(uint64_t gpa, uint32_t length, int fd, bool assign) noexcept;
+
     // Run-time interrupt injection (thread-safe in the kernel).
     bool irq_line(uint32_t gsi, bool level) noexcept;
     bool signal_msi(uint64_t address, uint32_t data) noexcept;
