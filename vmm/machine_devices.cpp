@@ -60,6 +60,7 @@ MachineDevices::MachineDevices(const Wiring& w)
     map(D::fw_cfg, fw_cfg_);
     map(D::acpi_pm, acpi_pm_);
     map(D::pci_config, cf8_ports_);
+    map(D::boot_marker, boot_marker_);
     if (w.spec.debugcon) {
         debug_port_ = std::make_unique<DebugPort>(w.debug_out);
         map(D::debugcon, *debug_port_);

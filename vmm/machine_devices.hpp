@@ -16,6 +16,7 @@
 
 #include "acpi/acpi_builder.hpp"
 #include "devices/acpi_pm.hpp"
+#include "devices/boot_marker.hpp"
 #include "devices/block_backend.hpp"
 #include "devices/cf9_decoder.hpp"
 #include "devices/cmos.hpp"
@@ -31,6 +32,7 @@
 #include "vmm/machine_spec.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
+#include "vmm/host/boot_timer.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/kvm/machine_events.hpp"
 #include "vmm/tpm_slot.hpp"
@@ -84,6 +86,8 @@ private:
     ResetControl reset_;
     AcpiPm acpi_pm_;
     FwCfg fw_cfg_;
+    BootTimer boot_timer_;
+    BootMarker boot_marker_{boot_timer_};
     std::unique_ptr<DebugPort> debug_port_;
     PciHost pci_;
     Cf9Decoder cf8_ports_;

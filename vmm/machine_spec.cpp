@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include "devices/boot_marker.hpp"
 #include "devices/debug_port.hpp"
 #include "devices/linux_boot_port.hpp"
 #include "devices/tpm_crb_regs.hpp"
@@ -40,6 +41,8 @@ std::vector<MachineSpec::Placement> MachineSpec::devices() const {
         {Device::fw_cfg, "fw_cfg with DMA", Space::port_io, kFwCfgPort, kFwCfgPortSize, std::nullopt},
         {Device::acpi_pm, "ACPI PM1a event/control, PM timer", Space::port_io, kAcpiPmBase, kAcpiPmSize, kSciIrq},
         {Device::pci_config, "PCI configuration and reset control (0xCF9)", Space::port_io, kPciConfigAddress, 8,
+         std::nullopt},
+        {Device::boot_marker, "boot-complete marker (write 123)", Space::port_io, kBootMarkerPort, BootMarker::kSize,
          std::nullopt},
     };
     if (debugcon) list.push_back({Device::debugcon, "debug console", Space::port_io, kDebugPort, DebugPort::kSize,

@@ -44,7 +44,7 @@ struct MachineSpec {
     void validate() const;
 
     enum class Device {
-        cmos, a20, com1, fw_cfg, acpi_pm, pci_config, debugcon, linux_boot_port,  // port I/O
+        cmos, a20, com1, fw_cfg, acpi_pm, pci_config, boot_marker, debugcon, linux_boot_port,  // port I/O
         tpm, tpm_crb_buffer, tpm_ppi,                                            // MMIO, RAM
         virtio_blk,                                                              // PCI
     };

@@ -32,7 +32,8 @@ struct guest_config {
     uint32_t reset_method;              /* enum reset_method (reset mode) */
     uint32_t bench_count;               /* TPM round trips (bench-tpm mode), 1..1000000 */
     uint32_t resets;                    /* reset-loop mode: resets before the power-off, 1..1000 */
-    uint8_t reserved[512 - 44];         /* zero; room for later checks' parameters */
+    uint32_t boot_mark;                 /* 1: write 123 to port 0x3F0 before "MVG: DONE" (minivmm's boot timer) */
+    uint8_t reserved[512 - 48];         /* zero; room for later checks' parameters */
 } PACKED;
 
 _Static_assert(sizeof(struct guest_config) == 512, "config is one sector");

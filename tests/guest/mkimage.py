@@ -27,8 +27,8 @@ RESET_METHODS = {"cf9": 0, "acpi": 1, "port92": 2, "triple": 3}
 BENCH_COUNT_MAX = 1000000  # config.h BENCH_COUNT_MAX
 RESETS_MAX = 1000  # config.h RESETS_MAX
 # magic, mode, boot_count, scratch_lba, scratch_sectors, program_sectors, tpm, reset_method, bench_count,
-# resets
-CONFIG_FORMAT = "<8sIIIIIIIII"
+# resets, boot_mark
+CONFIG_FORMAT = "<8sIIIIIIIIII"
 
 
 def parse_size(text):
@@ -44,10 +44,10 @@ def parse_size(text):
     return value
 
 
-def config_sector(mode, program_sectors, tpm=None, reset_method="cf9", bench_count=1000, resets=0):
+def config_sector(mode, program_sectors, tpm=None, reset_method="cf9", bench_count=1000, resets=0, boot_mark=False):
     data = struct.pack(CONFIG_FORMAT, CONFIG_MAGIC, MODES[mode], 0, SCRATCH_LBA, SCRATCH_SECTORS,
                        program_sectors, TPM_EXPECT[tpm] if tpm else 0, RESET_METHODS[reset_method],
-                       bench_count, resets)
+                       bench_count, resets, 1 if boot_mark else 0)
     return data.ljust(SECTOR, b"\0")
 
 
@@ -57,10 +57,11 @@ def read_config(image_path):
         f.seek(CONFIG_LBA * SECTOR)
         raw = f.read(struct.calcsize(CONFIG_FORMAT))
     (magic, mode, boot_count, scratch_lba, scratch_sectors, program, tpm, reset_method,
-     bench_count, resets) = struct.unpack(CONFIG_FORMAT, raw)
+     bench_count, resets, boot_mark) = struct.unpack(CONFIG_FORMAT, raw)
     return {"magic": magic, "mode": mode, "boot_count": boot_count, "scratch_lba": scratch_lba,
             "scratch_sectors": scratch_sectors, "program_sectors": program, "tpm": tpm,
-            "reset_method": reset_method, "bench_count": bench_count, "resets": resets}
+            "reset_method": reset_method, "bench_count": bench_count, "resets": resets,
+            "boot_mark": boot_mark}
 
 
 def check_program(program):
@@ -74,7 +75,8 @@ def check_program(program):
         raise ValueError("program does not end with the MVGTRAIL trailer (not test_guest.bin?)")
 
 
-def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000, resets=5):
+def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9", bench_count=1000, resets=5,
+               boot_mark=False):
     if mode in ("bench-tpm", "demo") and tpm not in ("1.2", "2.0", "2.0-crb"):
         raise ValueError(f"--mode {mode} needs --tpm 1.2, 2.0 or 2.0-crb")
     if mode == "smp-hammer" and tpm != "2.0":
@@ -94,7 +96,7 @@ def make_image(program_path, out_path, mode, size, tpm=None, reset_method="cf9",
         f.write(program)
         f.write(bytes(CONFIG_LBA * SECTOR - len(program)))
         f.write(config_sector(mode, len(program) // SECTOR, tpm, reset_method, bench_count,
-                              resets if mode == "reset-loop" else 0))
+                              resets if mode == "reset-loop" else 0, boot_mark))
         f.truncate(size)  # zero-filled scratch area and the rest
     os.replace(tmp, out_path)
 
@@ -115,10 +117,13 @@ def main(argv=None):
                         help="bench-tpm mode (needs --tpm 1.2/2.0): TPM GetRandom round trips (default 1000)")
     parser.add_argument("--resets", type=int, default=5,
                         help="reset-loop mode: resets (by --reset-method) before the power-off, 1..1000 (default 5)")
+    parser.add_argument("--boot-mark", action="store_true",
+                        help="before its final MVG: DONE line the program writes 123 to port 0x3F0, minivmm's "
+                             "boot-complete marker (devices/boot_marker.hpp)")
     args = parser.parse_args(argv)
     try:
         make_image(args.program, args.out, args.mode, args.size, args.tpm, args.reset_method, args.bench_count,
-                   args.resets)
+                   args.resets, args.boot_mark)
     except (OSError, ValueError) as e:
         print(f"mkimage.py: {e}", file=sys.stderr)
         return 1

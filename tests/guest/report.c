@@ -1,5 +1,6 @@
 /* MVG result lines and pass/fail accounting. */
 #include "report.h"
+#include "config.h"
 
 #include "serial.h"
 
@@ -84,6 +85,8 @@ unsigned report_failed(void) { return failed; }
 
 void report_done(void)
 {
+    if (config.boot_mark)
+        outb(0x3F0, 123); /* minivmm's boot-complete marker (devices/boot_marker.hpp), as Firecracker's */
     print("MVG: DONE pass=%u fail=%u\n", passed, failed);
     serial_flush();
 }

@@ -86,6 +86,16 @@ def offline(s):
     v = checks.linux(bad, 0, "2.0")
     s.check("linux checks: no /dev/tpm0 and zero PCRs fail with both reasons",
             v.status == "failed" and "/dev/tpm0" in v.message and "PCR" in v.message, v.message)
+    marked = nightly_boot(1).replace("\r\nNIGHTLY: tpm_tis", "\r\nNIGHTLY: boot-mark written\r\nNIGHTLY: tpm_tis")
+    line = "minivmm: boot-time: 1234.5 ms from start to the guest's boot-complete mark, 1200.0 ms after this power-on\n"
+    v = checks.linux(fake_run(marked + nightly_boot(2), stderr=line), 0, "2.0", boot_mark=True)
+    s.check("linux checks: the boot-time line for /init's mark is reported", v.status == "passed" and
+            "boot-complete mark 1.23s after minivmm started, 1.20s after this power-on" in v.message, v.message)
+    v = checks.linux(fake_run(marked + nightly_boot(2)), 0, "2.0", boot_mark=True)
+    s.check("linux checks: a mark without minivmm's boot-time line fails",
+            v.status == "failed" and "boot-time" in v.message, v.message)
+    v = checks.linux(fake_run(marked + nightly_boot(2)), 0, "2.0")
+    s.check("linux checks: the mark is not asked of QEMU", v.status == "passed", v.message)
     v = checks.linux(fake_run(nightly_boot(1)), 0, "2.0")
     s.check("linux checks: boot 1 without a second boot fails", v.status == "failed" and "second boot" in v.message,
             v.message)

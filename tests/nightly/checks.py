@@ -117,11 +117,12 @@ def nightly_lines(run, start, end):
     return found
 
 
-def linux(run, index, version, interface="tis"):
+def linux(run, index, version, interface="tis", boot_mark=False):
     """Boot `index` of the Linux image: /init ran, tpm_tis (or with interface "crb", tpm_crb) bound
     to the TPM, /dev/tpm0 exists, the TPM version,
     PCRs 0-7 non-zero, a non-empty event log, the boot number and what /init did next; boot 1 must
-    be followed by a second boot, boot 2 by a power-off (exit 0)."""
+    be followed by a second boot, boot 2 by a power-off (exit 0). With `boot_mark` (minivmm): when
+    /init wrote the boot-complete mark, minivmm printed this boot's boot-time line."""
     bounds = segments(run.text)
     if index >= len(bounds):
         return Verdict("failed", f"boot {index + 1} never started ({run.describe()})", seconds=run.seconds)
@@ -136,6 +137,14 @@ def linux(run, index, version, interface="tis"):
     init = lines["init-start"][1] - t0
     details.append(f"init at {init:.1f}s ({lines['init-start'][0] or 'no uptime'})")
     value = lambda key: lines.get(key, ("none", None))[0]  # noqa: E731
+    if boot_mark and value("boot-mark") == "written":  # devices/boot_marker.hpp
+        marks = re.findall(r"^minivmm: boot-time: ([0-9.]+) ms from start to the guest's boot-complete mark, "
+                           r"([0-9.]+) ms after this power-on$", run.stderr or "", re.M)
+        if len(marks) > index:
+            details.append(f"boot-complete mark {float(marks[index][0]) / 1000:.2f}s after minivmm started, "
+                           f"{float(marks[index][1]) / 1000:.2f}s after this power-on")
+        else:
+            problems.append("/init wrote the boot-complete mark, minivmm printed no boot-time line for it")
     driver = value("tpm-driver")  # older images have no such line: then only the probe line counts
     if interface == "crb":
         if driver != "tpm_crb":

@@ -35,13 +35,14 @@ def compare_pcrs(qemu, minivmm, index):
                                     + (f"; {note}" if note else ""))
 
 
-def linux_verdicts(run, version, interface="tis", ppi=False):
+def linux_verdicts(run, version, interface="tis", ppi=False, boot_mark=False):
     """[(boot, check, Verdict)] of the Linux checks of both boots: /init's basic report ("linux"),
     the deeper TPM checks (tpm2-tools / TPM 1.2 event log, PCRs unchanged after the reboot) and,
-    with `ppi` (minivmm), the Physical Presence request made in boot 1 and carried out at the reboot."""
+    with `ppi` (minivmm), the Physical Presence request made in boot 1 and carried out at the reboot;
+    with `boot_mark` (minivmm), the boot-time line for /init's boot-complete mark."""
     out, first = [], None
     for index, boot in enumerate(BOOTS):
-        out.append((boot, "linux", checks.linux(run, index, version, interface)))
+        out.append((boot, "linux", checks.linux(run, index, version, interface, boot_mark)))
         for name, v in checks.tpm_checks(run, index, version, first).items():
             out.append((boot, name, v))
         if ppi:

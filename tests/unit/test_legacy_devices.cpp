@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "devices/acpi_pm.hpp"
+#include "devices/boot_marker.hpp"
 #include "devices/debug_port.hpp"
 #include "devices/reset_control.hpp"
 #include "vmm/base/platform.hpp"
@@ -200,4 +201,26 @@ TEST_CASE("acpi pm: default clock is steady_clock and moves") {
     std::this_thread::sleep_for(2ms);
     const uint64_t b = rd(pm, 8, 4);
     CHECK(((b - a) & 0xFFFFFF) >= 7000);  // 2 ms = 7159 ticks
+}
+
+TEST_CASE("boot marker: the first write of 123 is passed on, once; everything else is ignored") {
+    struct Sink final : BootMarkSink {
+        int marks = 0;
+        void guest_marked() noexcept override { ++marks; }
+    } sink;
+    BootMarker marker(sink);
+    const uint8_t other = 122, value = BootMarker::kValue;
+    marker.write(0, std::span<const uint8_t>(&other, 1));
+    const uint8_t wide[2] = {BootMarker::kValue, 0};
+    marker.write(0, wide);  // a 16-bit write is not the mark
+    CHECK(sink.marks == 0);
+    CHECK_FALSE(marker.marked());
+    marker.write(0, std::span<const uint8_t>(&value, 1));
+    CHECK(sink.marks == 1);
+    CHECK(marker.marked());
+    marker.write(0, std::span<const uint8_t>(&value, 1));  // a guest cannot flood the host's stderr
+    CHECK(sink.marks == 1);
+    uint8_t in[2] = {0, 0};
+    marker.read(0, in);
+    CHECK((in[0] == 0xFF && in[1] == 0xFF));
 }

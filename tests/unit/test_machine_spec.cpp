@@ -63,7 +63,8 @@ int validate_code(const MachineSpec& s) {
 TEST_CASE("a disk-only machine: the legacy devices and virtio-blk, no TPM, no debug console, no boot port") {
     const MachineSpec s = disk_only();
     CHECK(ids(s) == std::set<Device>{Device::cmos, Device::a20, Device::com1, Device::fw_cfg, Device::acpi_pm,
-                                     Device::pci_config, Device::virtio_blk});
+                                     Device::pci_config, Device::boot_marker, Device::virtio_blk});
+    CHECK(s.place(Device::boot_marker).base == 0x3F0);  // where Firecracker's guests write it
     CHECK(s.place(Device::com1).base == platform::kCom1Port);
     CHECK(s.place(Device::com1).irq == platform::kCom1Irq);
     CHECK(s.place(Device::virtio_blk).space == Space::pci_slot);
@@ -74,7 +75,7 @@ TEST_CASE("a disk-only machine: the legacy devices and virtio-blk, no TPM, no de
 
 TEST_CASE("a TIS machine: five localities with IRQ 13, the PPI mailbox right after them") {
     MachineSpec s = everything(TpmInterface::tis);
-    CHECK(ids(s).size() == 11);  // every device but the CRB's buffer
+    CHECK(ids(s).size() == 12);  // every device but the CRB's buffer
     const auto tis = s.place(Device::tpm);
     CHECK(tis.base == 0xFED40000);
     CHECK(tis.size == 0x5000);
@@ -90,7 +91,7 @@ TEST_CASE("a TIS machine: five localities with IRQ 13, the PPI mailbox right aft
 
 TEST_CASE("a CRB machine: the register page as MMIO, the buffer as RAM after it, no interrupt") {
     const MachineSpec s = everything(TpmInterface::crb);
-    CHECK(ids(s).size() == 12);
+    CHECK(ids(s).size() == 13);
     const auto regs = s.place(Device::tpm);
     const auto buffer = s.place(Device::tpm_crb_buffer);
     CHECK(regs.space == Space::mmio);

@@ -39,6 +39,7 @@ inline constexpr uint16_t kCom1Irq = 4;
 inline constexpr uint16_t kCmosPort = 0x70;  // index 0x70, data 0x71
 inline constexpr uint16_t kA20Port = 0x92;
 inline constexpr uint16_t kDebugPort = 0x402;  // SeaBIOS debug output
+inline constexpr uint16_t kBootMarkerPort = 0x3F0;  // the guest's boot-complete mark (devices/boot_marker.hpp)
 inline constexpr uint16_t kLinuxBootPort = 0x520;  // -kernel boot ROM requests (devices/linux_boot_port.hpp)
 inline constexpr uint16_t kFwCfgPort = 0x510;  // selector 0x510, data 0x511, DMA 0x514..0x51B
 inline constexpr uint16_t kFwCfgPortSize = 0x0C;
