@@ -18,11 +18,24 @@ def swtpm(directory, tpm2):
                  f"(log: {os.path.join(directory, 'swtpm.log')})")
 
 
-def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL):
-    """Runs cmd; returns its exit status (None if stopped at the timeout), [(seconds since start,
-    text after `marker`)] for every serial line holding it, stamped when its line end arrived, and
-    the seconds from start until the process had exited."""
-    r = vmm.run(cmd, timeout, env=env, stderr=stderr)
+def quiet_for(seconds):
+    """A vmm.run stop: the reason once the output has not grown for `seconds`."""
+    last = {"size": -1, "at": 0.0}
+
+    def stop(text, elapsed):
+        if len(text) != last["size"]:
+            last.update(size=len(text), at=elapsed)
+        elif elapsed - last["at"] > seconds:
+            return f"no output for {seconds:g} s"
+        return None
+    return stop
+
+
+def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL, quiet=None):
+    """Runs cmd; returns its exit status (None if stopped at the timeout, or after `quiet` seconds
+    without output), [(seconds since start, text after `marker`)] for every serial line holding it,
+    stamped when its line end arrived, and the seconds from start until the process had exited."""
+    r = vmm.run(cmd, timeout, stop=quiet_for(quiet) if quiet else None, env=env, stderr=stderr)
     lines, begin = [], 0
     while (end := r.text.find("\n", begin)) >= 0:
         text = r.text[begin:end]
