@@ -19,7 +19,6 @@ constexpr size_t kSpecIdAlgCount = 24;
 constexpr uint32_t kMaxAlgorithms = 16;  // the registry has fewer hash algorithms
 constexpr uint16_t kMaxDigestSize = 64;  // SHA-512, the largest (TCG Algorithm Registry)
 
-
 // True when [at, at + n) lies inside a span of `size` bytes (no overflow).
 bool fits(size_t size, size_t at, size_t n) { return at <= size && n <= size - at; }
 
@@ -91,6 +90,41 @@ std::optional<Layout> parse_agile_log(std::span<const uint8_t> area) {
     return layout;
 }
 
+// A list a Spec ID event can carry: 1..16 algorithms, each once, digest sizes 1..64.
+bool valid_algorithms(std::span<const Algorithm> algorithms) {
+    if (algorithms.empty() || algorithms.size() > kMaxAlgorithms) return false;
+    for (size_t i = 0; i < algorithms.size(); ++i) {
+        if (algorithms[i].digest_size == 0 || algorithms[i].digest_size > kMaxDigestSize) return false;
+        for (size_t j = 0; j < i; ++j)
+            if (algorithms[j].id == algorithms[i].id) return false;
+    }
+    return true;
+}
+
+// The header event of a crypto-agile log: TCG_PCClientPCREventStruc (PCR 0, EV_NO_ACTION, a zero
+// SHA-1 digest) whose data is TCG_EfiSpecIdEventStruct (PFP §10.4.5.1), with the field values
+// SeaBIOS writes (src/tcgbios.c tpm20_write_EfiSpecIdEventStruct): platformClass 0
+// (TPM_TCPA_ACPI_CLASS_CLIENT), specVersionMinor 0, specVersionMajor 2, specErrata 2, uintnSize 2
+// (UINT64), the algorithms, vendorInfoSize 0.
+std::vector<uint8_t> spec_id_event(std::span<const Algorithm> algorithms) {
+    std::vector<uint8_t> spec(kSpecIdSignature, kSpecIdSignature + sizeof kSpecIdSignature);
+    append_le(spec, 0, 4);                 // platformClass
+    spec.insert(spec.end(), {0, 2, 2, 2});  // specVersionMinor, specVersionMajor, specErrata, uintnSize
+    append_le(spec, algorithms.size(), 4);  // numberOfAlgorithms
+    for (const Algorithm& alg : algorithms) {
+        append_le(spec, alg.id, 2);
+        append_le(spec, alg.digest_size, 2);
+    }
+    spec.push_back(0);  // vendorInfoSize
+    std::vector<uint8_t> event;
+    append_le(event, 0, 4);            // pcrIndex
+    append_le(event, kEvNoAction, 4);  // eventType
+    event.insert(event.end(), kSha1Digest, 0);
+    append_le(event, spec.size(), 4);
+    event.insert(event.end(), spec.begin(), spec.end());
+    return event;
+}
+
 const Digest* find(std::span<const Digest> digests, const Algorithm& alg) {
     for (const Digest& d : digests)
         if (d.algorithm == alg.id && d.value.size() == alg.digest_size) return &d;
@@ -104,6 +138,27 @@ std::optional<Layout> parse(std::span<const uint8_t> area, TpmVersion version) n
         return version == TpmVersion::v2_0 ? parse_agile_log(area) : parse_sha1_log(area);
     } catch (...) {
         return std::nullopt;  // out of memory for the algorithm list
+    }
+}
+
+std::optional<Layout> start(std::span<uint8_t> area, TpmVersion version, std::span<const Algorithm> algorithms) noexcept {
+    try {
+        if (!valid_algorithms(algorithms)) return std::nullopt;
+        Layout layout{version, {algorithms.begin(), algorithms.end()}, 0, 0};
+        std::vector<uint8_t> header;
+        if (version == TpmVersion::v2_0) {
+            header = spec_id_event(algorithms);
+            layout.events = 1;
+        } else if (algorithms.size() != 1 || algorithms[0].id != kAlgSha1 || algorithms[0].digest_size != kSha1Digest) {
+            return std::nullopt;  // a 1.2 log is SHA-1 only
+        }
+        if (header.size() > area.size()) return std::nullopt;
+        std::fill(area.begin(), area.end(), uint8_t{0});
+        std::copy(header.begin(), header.end(), area.begin());
+        layout.end = header.size();
+        return layout;
+    } catch (...) {
+        return std::nullopt;  // out of memory, before the area was touched
     }
 }
 

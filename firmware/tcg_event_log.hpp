@@ -27,7 +27,11 @@ inline constexpr uint16_t kAlgSha384 = 0x000C;
 inline constexpr uint16_t kAlgSha512 = 0x000D;
 
 // Event types (PC Client PFP §10.4.1).
+inline constexpr uint32_t kEvPostCode = 0x01;
 inline constexpr uint32_t kEvNoAction = 0x03;
+inline constexpr uint32_t kEvSeparator = 0x04;
+inline constexpr uint32_t kEvSCrtmVersion = 0x08;
+inline constexpr uint32_t kEvPlatformConfigFlags = 0x0A;
 inline constexpr uint32_t kEvIpl = 0x0D;  // what GRUB logs for the kernel, initrd and command line
 
 struct Algorithm {
@@ -46,6 +50,14 @@ struct Layout {
 // that is malformed or runs past the area). nullopt when a TPM 2.0 log does not start with a valid
 // Spec ID event (each algorithm listed once, digest sizes 1..64).
 std::optional<Layout> parse(std::span<const uint8_t> area, TpmVersion version) noexcept;
+
+// Starts a new, empty log in `area`, as SeaBIOS does at TPM start-up (src/tcgbios.c tpm20_startup ->
+// tpm20_write_EfiSpecIdEventStruct): zeroes the whole area, then TPM 2.0: writes the Spec ID event
+// listing `algorithms` in the given order (the TPM's active PCR banks); TPM 1.2: writes nothing (a
+// 1.2 log has no header), and `algorithms` must be exactly {SHA-1, 20}. Returns what parse() returns
+// for the result. nullopt, with the area untouched, when `algorithms` is empty, lists an algorithm
+// twice, has a digest size 0 or over 64, has more than 16 entries, or the header does not fit.
+std::optional<Layout> start(std::span<uint8_t> area, TpmVersion version, std::span<const Algorithm> algorithms) noexcept;
 
 struct Digest {
     uint16_t algorithm;

@@ -1,14 +1,21 @@
 // The firmware's event log (firmware/tcg_event_log.hpp): logs laid out as SeaBIOS writes them
 // (src/tcgbios.c tpm20_write_EfiSpecIdEventStruct, tpm_log_event), found, extended and refused
-// when malformed. No KVM.
+// when malformed; new logs started by start() and read back by parse() and by the real
+// tpm2_eventlog (tpm2-tools). No KVM.
 #include <doctest/doctest.h>
+#include <openssl/evp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "devices/device.hpp"
 #include "firmware/tcg_event_log.hpp"
+#include "temp_dir.hpp"
 #include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
@@ -159,4 +166,144 @@ TEST_CASE("a log is read up to where Linux stops reading it; a bad header is ref
     store_le(std::span(sha1).subspan(4, 4), 8);
     store_le(std::span(sha1).subspan(28, 4), 1000);  // data past the end
     CHECK(tl::parse(sha1, TpmVersion::v1_2)->end == 0);
+}
+
+namespace {
+
+const std::vector<tl::Algorithm> kSha1Sha256 = {{tl::kAlgSha1, 20}, {tl::kAlgSha256, 32}};
+
+// The digests of `data` for every algorithm of `layout`, as the firmware measures it (OpenSSL).
+std::vector<tl::Digest> measure(const tl::Layout& layout, std::span<const uint8_t> data) {
+    std::vector<tl::Digest> out;
+    for (const tl::Algorithm& alg : layout.algorithms) {
+        const EVP_MD* md = alg.id == tl::kAlgSha1     ? EVP_sha1()
+                           : alg.id == tl::kAlgSha256 ? EVP_sha256()
+                           : alg.id == tl::kAlgSha384 ? EVP_sha384()
+                                                      : EVP_sha512();
+        std::vector<uint8_t> value(static_cast<size_t>(EVP_MD_get_size(md)));
+        unsigned n = 0;
+        REQUIRE(EVP_Digest(data.data(), data.size(), value.data(), &n, md, nullptr) == 1);
+        out.push_back({alg.id, value});
+    }
+    return out;
+}
+
+// The events a firmware-less boot logs first: the S-CRTM version on PCR 0 (PFP §10.4.1,
+// EV_S_CRTM_VERSION: a UCS-2 string), then a separator (4 zero bytes) on PCRs 0..7.
+void log_boot_events(std::vector<uint8_t>& area, tl::Layout& layout) {
+    const std::vector<uint8_t> version = {'m', 0, 'v', 0, '1', 0, 0, 0};
+    REQUIRE(tl::append(area, layout, 0, tl::kEvSCrtmVersion, measure(layout, version), version));
+    const std::vector<uint8_t> separator(4, 0);
+    for (uint32_t pcr = 0; pcr <= 7; ++pcr)
+        REQUIRE(tl::append(area, layout, pcr, tl::kEvSeparator, measure(layout, separator), separator));
+}
+
+// Runs `command` through the shell; its exit status and what it printed (stdout and stderr).
+std::pair<int, std::string> run_tool(const std::string& command) {
+    FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    const int status = ::pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+}  // namespace
+
+TEST_CASE("start writes a new log that parse reads back, and events appended after it") {
+    const std::vector<tl::Algorithm> algorithm_lists[] = {
+        kSha1Sha256, {{tl::kAlgSha256, 32}}, {{tl::kAlgSha384, 48}, {tl::kAlgSha1, 20}, {tl::kAlgSha512, 64}}};
+    for (const auto& algs : algorithm_lists) {
+        CAPTURE(algs.size());
+        std::vector<uint8_t> area(4096, 0xEE);  // stale bytes: start clears the whole area
+        auto layout = tl::start(area, TpmVersion::v2_0, algs);
+        REQUIRE(layout);
+        CHECK(layout->events == 1);
+        CHECK(layout->end == 32 + 29 + 4 * algs.size());
+        CHECK(std::all_of(area.begin() + static_cast<long>(layout->end), area.end(), [](uint8_t b) { return b == 0; }));
+        auto parsed = tl::parse(area, TpmVersion::v2_0);
+        REQUIRE(parsed);
+        CHECK(parsed->end == layout->end);
+        CHECK(parsed->events == 1);
+        REQUIRE(parsed->algorithms.size() == algs.size());
+        for (size_t i = 0; i < algs.size(); ++i) {
+            CHECK(parsed->algorithms[i].id == algs[i].id);
+            CHECK(parsed->algorithms[i].digest_size == algs[i].digest_size);
+        }
+        log_boot_events(area, *layout);
+        auto again = tl::parse(area, TpmVersion::v2_0);
+        REQUIRE(again);
+        CHECK(again->events == 10);
+        CHECK(again->end == layout->end);
+    }
+    // The Spec ID fields SeaBIOS writes (src/tcgbios.c tpm20_write_EfiSpecIdEventStruct).
+    std::vector<uint8_t> area(512);
+    REQUIRE(tl::start(area, TpmVersion::v2_0, kSha1Sha256));
+    CHECK(std::memcmp(area.data() + 32, "Spec ID Event03", 16) == 0);
+    CHECK(std::vector<uint8_t>(area.begin() + 48, area.begin() + 56) == std::vector<uint8_t>{0, 0, 0, 0, 0, 2, 2, 2});
+    CHECK(load_le(std::span(area).subspan(28, 4)) == 37);  // the data size of the header event
+
+    // TPM 1.2: no header; the first event goes at 0.
+    std::vector<uint8_t> area12(1024, 0xEE);
+    const std::vector<tl::Algorithm> sha1 = {{tl::kAlgSha1, 20}};
+    auto layout12 = tl::start(area12, TpmVersion::v1_2, sha1);
+    REQUIRE(layout12);
+    CHECK(layout12->end == 0);
+    CHECK(layout12->events == 0);
+    CHECK(std::all_of(area12.begin(), area12.end(), [](uint8_t b) { return b == 0; }));
+    log_boot_events(area12, *layout12);
+    auto parsed12 = tl::parse(area12, TpmVersion::v1_2);
+    REQUIRE(parsed12);
+    CHECK(parsed12->events == 9);
+    CHECK(parsed12->end == 9 * 32 + 8 + 8 * 4);
+}
+
+TEST_CASE("start refuses algorithm lists a Spec ID event cannot carry, and a header that does not fit") {
+    std::vector<uint8_t> area(4096, 0xEE);
+    const auto before = area;
+    using Algs = std::vector<tl::Algorithm>;
+    const Algs bad[] = {
+        {},
+        {{tl::kAlgSha1, 20}, {tl::kAlgSha1, 20}},
+        {{tl::kAlgSha1, 0}},
+        {{tl::kAlgSha512, 65}},
+    };
+    for (const auto& algs : bad) CHECK_FALSE(tl::start(area, TpmVersion::v2_0, algs));
+    Algs seventeen;
+    for (uint16_t id = 0x100; id < 0x111; ++id) seventeen.push_back({id, 32});
+    CHECK_FALSE(tl::start(area, TpmVersion::v2_0, seventeen));
+    seventeen.pop_back();
+    std::vector<uint8_t> big(4096);
+    CHECK(tl::start(big, TpmVersion::v2_0, seventeen));  // 16 is the most
+    std::vector<uint8_t> small(32 + 37 - 1, 0xEE);  // one byte short of the SHA-1 + SHA-256 header
+    CHECK_FALSE(tl::start(small, TpmVersion::v2_0, kSha1Sha256));
+    CHECK(small == std::vector<uint8_t>(small.size(), 0xEE));
+    // TPM 1.2 logs are SHA-1 alone.
+    CHECK_FALSE(tl::start(area, TpmVersion::v1_2, kSha1Sha256));
+    CHECK_FALSE(tl::start(area, TpmVersion::v1_2, Algs{{tl::kAlgSha256, 32}}));
+    CHECK_FALSE(tl::start(area, TpmVersion::v1_2, Algs{{tl::kAlgSha1, 32}}));
+    CHECK(area == before);  // refused: untouched
+}
+
+TEST_CASE("tpm2_eventlog (tpm2-tools) reads a log made by start and append") {
+    // The real reader must run: CI installs tpm2-tools (scripts/setup), so a missing one fails.
+    const std::string tool = "/usr/bin/tpm2_eventlog";
+    REQUIRE_MESSAGE(::access(tool.c_str(), X_OK) == 0, tool << " not found: install tpm2-tools (apt-get install tpm2-tools)");
+    testing::TempDir dir;
+    std::vector<uint8_t> area(8192);
+    auto layout = tl::start(area, TpmVersion::v2_0, kSha1Sha256);
+    REQUIRE(layout);
+    log_boot_events(area, *layout);
+    area.resize(layout->end);  // as Linux exports binary_bios_measurements: the events alone
+    const std::string path = dir.sub("log.bin");
+    testing::spit(path, area);
+    auto [status, out] = run_tool(tool + " " + path);
+    INFO(out);
+    CHECK(status == 0);
+    CHECK(out.find("EV_S_CRTM_VERSION") != std::string::npos);
+    size_t separators = 0;
+    for (size_t at = out.find("EV_SEPARATOR"); at != std::string::npos; at = out.find("EV_SEPARATOR", at + 1)) ++separators;
+    CHECK(separators == 8);  // every event read, none dropped
+    CHECK(out.find("specErrata: 2") != std::string::npos);
 }
