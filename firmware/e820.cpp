@@ -1,5 +1,7 @@
 #include "firmware/e820.hpp"
 
+#include <algorithm>
+
 #include <stdexcept>
 
 #include <fmt/core.h>
@@ -24,6 +26,24 @@ std::vector<E820Entry> build_e820(uint64_t ram_below_4g, uint64_t ram_above_4g, 
     // QEMU target/i386/kvm/kvm.c: the identity-map page and the 3-page TSS must not be used as RAM.
     map.push_back({platform::kKvmIdentityMapAddr, platform::kKvmReservedSize, kE820Reserved});
     if (tpm_crb_buffer) map.push_back({platform::kTpmCrbBufferBase, platform::kTpmCrbBufferSize, kE820Reserved});
+    return map;
+}
+
+std::vector<E820Entry> build_direct_boot_e820(uint64_t ram_below_4g, uint64_t ram_above_4g, bool tpm_crb_buffer,
+                                              uint64_t firmware_area) {
+    std::vector<E820Entry> common = build_e820(ram_below_4g, ram_above_4g, tpm_crb_buffer);
+    if (ram_below_4g < platform::kBiosShadowEnd || ram_below_4g - platform::kBiosShadowEnd <= firmware_area)
+        throw std::invalid_argument(fmt::format("e820: {:#x} bytes of RAM below 4 GiB leave none above 1 MiB", ram_below_4g));
+    std::vector<E820Entry> map{
+        {0, kE820LowRamEnd, kE820Ram},
+        {kE820LowRamEnd, platform::kLegacyHoleStart - kE820LowRamEnd, kE820Reserved},
+        {kE820FsegBase, platform::kBiosShadowEnd - kE820FsegBase, kE820Reserved},
+        {platform::kBiosShadowEnd, ram_below_4g - firmware_area - platform::kBiosShadowEnd, kE820Ram},
+        {ram_below_4g - firmware_area, firmware_area, kE820Reserved},
+    };
+    for (const E820Entry& e : common)
+        if (e.addr != 0) map.push_back(e);  // all but build_e820's low RAM entry
+    std::sort(map.begin(), map.end(), [](const E820Entry& a, const E820Entry& b) { return a.addr < b.addr; });
     return map;
 }
 

@@ -4,6 +4,8 @@
 // Checks: parse() never reads past the area (ASan) and reports an end inside it; appending an event
 // with one digest per listed algorithm either fails leaving the area unchanged, or writes only after
 // the old end, and a log with zeros after it then parses to one more event ending at the new end.
+// start() (the log -bios none makes) on the same area with an algorithm list from the input either
+// refuses it, leaving the area unchanged, or writes a header parse() reads back exactly.
 #include <cstddef>
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +23,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const size_t area_size = in.u16() % 8192;
     std::vector<uint8_t> area = in.bytes(area_size);  // exactly area_size bytes: ASan sees any overread
     const std::vector<uint8_t> event_data = in.bytes(in.u8());
+    std::vector<tcg_log::Algorithm> algorithms(in.u8() % 20);
+    for (tcg_log::Algorithm& a : algorithms) a = {in.u16(), static_cast<uint16_t>(in.u8() % 80)};
+
+    std::vector<uint8_t> fresh = area;
+    if (auto started = tcg_log::start(fresh, version, algorithms)) {
+        auto back = tcg_log::parse(fresh, version);
+        check(back && back->end == started->end && back->events == started->events &&
+              back->algorithms.size() == started->algorithms.size());
+        for (size_t i = 0; back && i < back->algorithms.size() && i < started->algorithms.size(); ++i)
+            check(back->algorithms[i].id == started->algorithms[i].id &&
+                  back->algorithms[i].digest_size == started->algorithms[i].digest_size);
+    } else {
+        check(fresh == area);
+    }
 
     auto layout = tcg_log::parse(area, version);
     if (!layout) return 0;
