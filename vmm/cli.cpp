@@ -67,7 +67,9 @@ options:
                          and logged after the firmware's events, as GRUB does
   -initrd FILE           the kernel's initial RAM disk (with -kernel)
   -append CMDLINE        the kernel's command line (with -kernel; default empty)
-  -bios FILE             firmware image (default {})
+  -bios FILE|none        firmware image (default {}); none (with -kernel): no firmware,
+                         minivmm enters the kernel at its 64-bit entry itself and, with a TPM,
+                         starts it and measures as firmware would (a file named none: ./none)
   -m SIZE                guest RAM, e.g. 512M, 2G (default 512M; a bare number is MiB)
   -smp N                 number of vCPUs (default 1, at most {})
   -serial stdio|file:PATH|none
@@ -143,6 +145,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
             return result;
         } else if (opt == "-bios") {
             c.bios = value();
+            c.firmware = c.bios != "none";
         } else if (opt == "-m") {
             std::string v = value();
             auto size = parse_size(v);
@@ -241,6 +244,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
     if (!positional.empty()) c.disk = positional[0];
     if (c.initrd && !c.kernel) usage_error("-initrd needs -kernel (the initrd of which kernel?)");
+    if (!c.firmware && !c.kernel) usage_error("-bios none needs -kernel (without firmware nothing boots a disk)");
     if (append_given && !c.kernel) usage_error("-append needs -kernel (a disk's boot loader has its own command line)");
     if (c.tpm_socket && c.tpm_state)
         usage_error("-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or "

@@ -20,6 +20,7 @@ struct CharTarget {
 
 struct Config {
     std::string bios;
+    bool firmware = true;  // false: -bios none, minivmm enters the kernel itself (vmm/direct_boot.hpp)
     std::string disk;  // empty: no disk (only with -kernel)
     std::optional<std::string> kernel;  // -kernel bzImage: direct kernel boot (vmm/kernel_boot.hpp)
     std::optional<std::string> initrd;  // -initrd FILE, with -kernel

@@ -14,6 +14,7 @@
 #include "vmm/kvm/cpuid.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
+#include "vmm/direct_boot.hpp"
 #include "vmm/machine_devices.hpp"
 #include "vmm/base/platform.hpp"
 #include "devices/tpm_crb_regs.hpp"
@@ -43,6 +44,7 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
         options_.spec, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
         options_.debug_out, options_.tpm, options_.kernel, tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
+    if (!options_.spec.firmware) enter_without_firmware();
     coalesce_tpm_fifo();
     if (options_.spec.exit_stats) exit_stats_.resize(vcpus_.size());
 }
@@ -57,19 +59,21 @@ void Machine::map_memory() {
     try {
         low_ram_ = Mapping::anonymous(ram_below_4g_);
         if (ram_above_4g_) high_ram_ = Mapping::anonymous(ram_above_4g_);
-        flash_ = Mapping::anonymous(options_.bios.size());
+        if (options_.bios) flash_ = Mapping::anonymous(options_.bios->size());
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitKvm, e.what());
     }
-    // The BIOS as flash at the top of 4 GiB (read-only: SeaBIOS's reboot path checks that the
-    // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (firmware/bios_image.hpp).
-    std::memcpy(flash_.data(), options_.bios.bytes().data(), options_.bios.size());
-    std::memcpy(low_ram_.data() + options_.bios.shadow_base(), options_.bios.shadow_bytes(), options_.bios.shadow_size());
-
     vm_.set_memory(kSlotLowRam, 0, ram_below_4g_, low_ram_.data(), false);
-    bool readonly = options_.kvm.check_extension(KVM_CAP_READONLY_MEM) > 0;
-    if (!readonly) log::info("KVM has no read-only memory slots; the BIOS flash alias is writable");
-    vm_.set_memory(kSlotFlash, options_.bios.flash_base(), options_.bios.size(), flash_.data(), readonly);
+    if (options_.bios) {
+        // The BIOS as flash at the top of 4 GiB (read-only: SeaBIOS's reboot path checks that the
+        // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (firmware/bios_image.hpp).
+        const BiosImage& bios = *options_.bios;
+        std::memcpy(flash_.data(), bios.bytes().data(), bios.size());
+        std::memcpy(low_ram_.data() + bios.shadow_base(), bios.shadow_bytes(), bios.shadow_size());
+        bool readonly = options_.kvm.check_extension(KVM_CAP_READONLY_MEM) > 0;
+        if (!readonly) log::info("KVM has no read-only memory slots; the BIOS flash alias is writable");
+        vm_.set_memory(kSlotFlash, bios.flash_base(), bios.size(), flash_.data(), readonly);
+    }
     std::vector<GuestRegion> regions{{0, ram_below_4g_, low_ram_.data()}};
     if (ram_above_4g_) {
         vm_.set_memory(kSlotHighRam, platform::kHighMemoryBase, ram_above_4g_, high_ram_.data(), false);
@@ -106,6 +110,19 @@ void Machine::map_tpm_crb_buffer() {
         throw SetupError(kExitKvm, e.what());
     }
     vm_.set_memory(kSlotTpmCrbRegisters, registers.base, registers.size, tpm_crb_registers_.data(), true);
+}
+
+// -bios none: minivmm does the firmware's work and starts vCPU 0 in the kernel (vmm/direct_boot.hpp).
+void Machine::enter_without_firmware() {
+    {
+        std::lock_guard lock(device_lock_);
+        if (std::string error = devices_->assign_pci_resources(direct_boot_pci_windows(options_.spec)); !error.empty())
+            throw SetupError(kExitInternal, "-bios none: " + error);
+    }
+    TpmSlot::Attachment* tpm = devices_->tpm();
+    boot_without_firmware({options_.spec, *options_.kernel, memory_, devices_->acpi(), tpm ? &tpm->worker() : nullptr,
+                           options_.tpm.firmware_banks()},
+                          *vcpus_.at(0));
 }
 
 void Machine::create_vcpus() {

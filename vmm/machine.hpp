@@ -32,7 +32,7 @@ namespace minivmm {
 struct MachineOptions {
     const MachineSpec& spec;
     const Kvm& kvm;
-    const BiosImage& bios;
+    const BiosImage* bios;           // nullptr: -bios none (spec.firmware false)
     TpmSlot& tpm;                    // outlives the machine; attached to each one (present() false: no TPM)
     BlockBackend* disk = nullptr;    // nullptr: no disk (a -kernel boot), no virtio-blk device
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
@@ -72,6 +72,7 @@ private:
     void map_memory();
     void map_tpm_crb_buffer();
     void create_vcpus();
+    void enter_without_firmware();
     void coalesce_tpm_fifo();
     void stop_vcpus() noexcept;
 

@@ -4,6 +4,7 @@
 #include "firmware/fw_cfg_setup.hpp"
 #include "firmware/linux_boot_rom.hpp"
 #include "firmware/smbios.hpp"
+#include "vmm/base/bytes.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/platform.hpp"
@@ -29,7 +30,7 @@ AcpiBlobs make_acpi(const MachineDevices::Wiring& w) {
         add_tpm_acpi(config, w.spec.tpm->version, w.spec.tpm->interface,
                      w.spec.tpm_irq() ? std::optional<uint8_t>(platform::kTpmTisIrq) : std::nullopt, w.spec.tpm->ppi);
         // -kernel: SeaBIOS tells where it put the event log, so the kernel's events can follow its own.
-        if (w.spec.kernel) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
+        if (w.spec.kernel && w.spec.firmware) config.write_pointers.push_back({kTpmLogAddressFile, kTpmLogFile});
     }
     return build_acpi(config);
 }
@@ -93,11 +94,46 @@ MachineDevices::MachineDevices(const Wiring& w)
     setup.disk = virtio_blk_ != nullptr;
     setup.tpm_crb_buffer = tpm_ && w.spec.tpm_crb();
     try {
-        if (w.spec.kernel) attach_kernel_boot(w, setup);
+        if (w.spec.kernel && w.spec.firmware) attach_kernel_boot(w, setup);
         populate_fw_cfg(fw_cfg_, setup);
     } catch (const std::exception& e) {
         throw SetupError(kExitInternal, std::string("fw_cfg set-up: ") + e.what());
     }
+}
+
+namespace {
+
+// Configuration mechanism #1 through the host bridge's own ports, as firmware uses it.
+class HostConfigAccess final : public PciConfigAccess {
+public:
+    explicit HostConfigAccess(PciHost& host) : host_(host) {}
+    uint32_t read32(uint8_t slot, uint16_t reg) override {
+        select(slot, reg);
+        uint8_t data[4] = {};
+        host_.read(4, data);
+        return load_le(data);
+    }
+    void write32(uint8_t slot, uint16_t reg, uint32_t value) override {
+        select(slot, reg);
+        uint8_t data[4];
+        store_le(data, value);
+        host_.write(4, data);
+    }
+
+private:
+    void select(uint8_t slot, uint16_t reg) {
+        uint8_t address[4];
+        store_le(address, 0x8000'0000u | uint32_t{slot} << 11 | (reg & 0xFCu));
+        host_.write(0, address);
+    }
+    PciHost& host_;
+};
+
+}  // namespace
+
+std::string MachineDevices::assign_pci_resources(const PciWindows& windows) {
+    HostConfigAccess access(pci_);
+    return minivmm::assign_pci_resources(access, windows);
 }
 
 void MachineDevices::attach_kernel_boot(const Wiring& w, FwCfgSetup& setup) {

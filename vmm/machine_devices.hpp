@@ -24,6 +24,7 @@
 #include "devices/fw_cfg.hpp"
 #include "devices/linux_boot_port.hpp"
 #include "firmware/fw_cfg_setup.hpp"
+#include "firmware/pci_resources.hpp"
 #include "devices/pci_host.hpp"
 #include "devices/reset_control.hpp"
 #include "devices/uart16550.hpp"
@@ -72,6 +73,10 @@ public:
     // This machine's TPM (its coalesced zones, the vCPU's waits, the boot's stats); nullptr without one.
     TpmSlot::Attachment* tpm() noexcept { return tpm_.get(); }
     const TpmSlot::Attachment* tpm() const noexcept { return tpm_.get(); }
+
+    // -bios none (vmm/direct_boot.hpp): the tables to install, and the BARs firmware would assign.
+    const AcpiBlobs& acpi() const noexcept { return acpi_; }
+    std::string assign_pci_resources(const PciWindows& windows);  // empty, or one line
 
 private:
     void attach_kernel_boot(const Wiring& w, FwCfgSetup& setup);

@@ -30,6 +30,7 @@ void MachineSpec::validate() const {
         invalid(fmt::format("{} bytes of RAM: whole MiB from {} MiB to {} MiB", ram_bytes, kMinRam >> 20, kMaxRam >> 20));
     if (cpus == 0 || cpus > kMaxCpus) invalid(fmt::format("{} vCPUs: 1 to {}", cpus, kMaxCpus));
     if (tpm_crb() && tpm->version != TpmVersion::v2_0) invalid("the CRB interface needs a TPM 2.0");
+    if (!firmware && !kernel) invalid("no firmware and no kernel: nothing to run");
 }
 
 std::vector<MachineSpec::Placement> MachineSpec::devices() const {
@@ -47,7 +48,7 @@ std::vector<MachineSpec::Placement> MachineSpec::devices() const {
     };
     if (debugcon) list.push_back({Device::debugcon, "debug console", Space::port_io, kDebugPort, DebugPort::kSize,
                                   std::nullopt});
-    if (kernel) list.push_back({Device::linux_boot_port, "-kernel boot ROM port", Space::port_io, kLinuxBootPort,
+    if (kernel && firmware) list.push_back({Device::linux_boot_port, "-kernel boot ROM port", Space::port_io, kLinuxBootPort,
                                 LinuxBootPort::kSize, std::nullopt});
     if (disk) list.push_back({Device::virtio_blk, "virtio-blk", Space::pci_slot, kVirtioBlkSlot, 1,
                               pci_intx_gsi(kVirtioBlkSlot, 0)});
@@ -76,6 +77,7 @@ MachineSpec machine_spec(const Config& config, std::optional<TpmVersion> tpm) {
     spec.cpus = config.cpus;
     spec.disk = !config.disk.empty();
     spec.kernel = config.kernel.has_value();
+    spec.firmware = config.firmware;
     spec.serial = config.serial.kind != CharTarget::Kind::none;
     spec.debugcon = config.debugcon.has_value();
     spec.boot_menu_wait_ms = config.boot_menu_wait_ms;

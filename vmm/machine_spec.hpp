@@ -20,7 +20,8 @@ struct MachineSpec {
     uint64_t ram_bytes = 512ull << 20;
     unsigned cpus = 1;
     bool disk = false;      // a virtio-blk disk
-    bool kernel = false;    // -kernel: the boot ROM and its port
+    bool kernel = false;    // -kernel: the boot ROM and its port (with firmware)
+    bool firmware = true;   // SeaBIOS runs; false: -bios none, minivmm enters the kernel (vmm/direct_boot.hpp)
     bool serial = true;     // COM1's output goes somewhere (SeaBIOS is told to use it)
     bool debugcon = false;  // port 0x402 is mapped
     std::optional<uint32_t> boot_menu_wait_ms;

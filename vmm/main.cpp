@@ -19,6 +19,7 @@
 #include <fmt/core.h>
 
 #include "firmware/bios_image.hpp"
+#include "firmware/linux_boot64.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/host/console.hpp"
 #include "vmm/host/disk_image.hpp"
@@ -127,7 +128,8 @@ void install_test_hooks() {
 int run(const Config& config, int signal_fd) {
     std::optional<RunAsUser> runas;
     if (config.runas) runas = resolve_runas(*config.runas);
-    BiosImage bios = BiosImage::load(config.bios);
+    std::optional<BiosImage> bios;
+    if (config.firmware) bios = BiosImage::load(config.bios);
     std::unique_ptr<DiskImage> disk;
     if (!config.disk.empty()) {
         try {
@@ -141,6 +143,13 @@ int run(const Config& config, int signal_fd) {
     if (config.kernel)
         kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit));
+    if (kernel && !config.firmware) {  // -bios none enters the kernel at its 64-bit entry
+        try {
+            linux_boot64::check_64bit_entry(kernel->plan());
+        } catch (const std::invalid_argument& e) {
+            throw SetupError(kExitFile, fmt::format("-kernel {}: {}", *config.kernel, e.what()));
+        }
+    }
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);
@@ -197,10 +206,10 @@ int run(const Config& config, int signal_fd) {
         const TpmSlot& tpm;
         ~PpiLeftOver() { tpm.warn_ppi_left_over(); }
     } ppi_left_over{tpm_slot};
-    MachineOptions options{spec, kvm, bios, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
+    MachineOptions options{spec, kvm, bios ? &*bios : nullptr, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
                            kernel ? &*kernel : nullptr};
     for (unsigned boot = 1;; ++boot) {
-        tpm_slot.power_on(boot);
+        tpm_slot.power_on(boot, !config.firmware);
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io());
@@ -226,7 +235,7 @@ int run(const Config& config, int signal_fd) {
             std::lock_guard lock(machine_mutex);
             current = nullptr;
         }
-        if (auto stats = machine->tpm_stats()) TpmSlot::check_boot(boot, *stats);
+        if (auto stats = machine->tpm_stats()) TpmSlot::check_boot(boot, *stats, !config.firmware);
         for (const std::string& line : machine->exit_stats_lines(boot)) fmt::print(stderr, "{}\n", line);
         machine.reset();
         switch (result.kind) {

@@ -46,7 +46,8 @@ std::vector<FileIdentity> input_files(const Config& config) {
         if (auto f = identify_file(*config.kernel, fmt::format("the kernel {}", *config.kernel))) files.push_back(*f);
     if (config.initrd)
         if (auto f = identify_file(*config.initrd, fmt::format("the initrd {}", *config.initrd))) files.push_back(*f);
-    if (auto bios = identify_file(config.bios, fmt::format("the BIOS {}", config.bios))) files.push_back(*bios);
+    if (config.firmware)
+        if (auto bios = identify_file(config.bios, fmt::format("the BIOS {}", config.bios))) files.push_back(*bios);
     return files;
 }
 

@@ -10,6 +10,7 @@
 #include "vmm/base/platform.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
+#include "vmm/tpm/tpm_firmware.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
 
 namespace minivmm {
@@ -65,7 +66,7 @@ void TpmSlot::warn_ppi_left_over() const noexcept {
                   "reboot before minivmm exited", request->operation, ppi_operation_name(request->operation));
 }
 
-void TpmSlot::power_on(unsigned boot) {
+void TpmSlot::power_on(unsigned boot, bool as_firmware) {
     if (!backend_) return;
     if (!backend_->power_cycle()) {
         if (boot == 1) throw SetupError(kExitTpm, "the TPM could not be started (see above); not booting without it");
@@ -75,7 +76,15 @@ void TpmSlot::power_on(unsigned boot) {
     // The request the guest left through the Physical Presence Interface, carried out on the
     // power-cycled TPM, which is then power-cycled again for the firmware.
     const auto request = ppi_ ? ppi_->pending() : std::nullopt;
-    if (!request) return;
+    if (request) carry_out_ppi(boot);
+    if (!as_firmware) return;
+    FirmwareTpmStart started = start_tpm_as_firmware(*backend_);
+    if (!started.ok) throw SetupError(kExitTpm, fmt::format("boot {}: -bios none: {}", boot, started.error));
+    banks_ = std::move(started.banks);
+}
+
+void TpmSlot::carry_out_ppi(unsigned boot) {
+    const auto request = ppi_->pending();
     const uint32_t response = carry_out_ppi_request(*backend_, request->operation);
     ppi_->complete(response);
     const std::string what = fmt::format("boot {}: the guest's Physical Presence request {} ({})", boot,
@@ -86,13 +95,13 @@ void TpmSlot::power_on(unsigned boot) {
 }
 
 // SeaBIOS writes an event-log entry for each PCR it extends, so no extend means no event log.
-void TpmSlot::check_boot(unsigned boot, const TpmWorker::Stats& s) {
+void TpmSlot::check_boot(unsigned boot, const TpmWorker::Stats& s, bool firmware_less) {
     std::string trouble;
     if (s.failures != 0) trouble += fmt::format("; {} TPM command(s) got a TPM failure answer", s.failures);
     if (s.cancelled != 0)
         trouble += fmt::format("; the guest gave up on {} TPM command(s) while they executed (slow TPM? the slowest, "
                                "ordinal 0x{:x}, took {} ms)", s.cancelled, s.slowest_ordinal, s.slowest_ms);
-    if (s.extends == 0)
+    if (s.extends == 0 && !firmware_less)
         log::warn("boot {}: no PCR was extended: the firmware made no measurements and its TPM event log is empty "
                   "({} TPM commands{})", boot, s.commands, trouble);
     else if (!trouble.empty())

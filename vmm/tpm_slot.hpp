@@ -19,6 +19,7 @@
 #include "devices/register_mirror.hpp"
 #include "devices/tpm_port.hpp"
 #include "devices/tpm_ppi.hpp"
+#include "firmware/tcg_event_log.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/cli.hpp"
 #include "vmm/machine_spec.hpp"
@@ -59,10 +60,16 @@ public:
     // Before machine `boot` is built: power-cycle the TPM (SeaBIOS fails if TPM2_Startup finds it
     // started; QEMU: tpm_tis_reset), then carry out the guest's PPI request, if any. A TPM that
     // does not come up on boot 1 throws SetupError: the guest would boot without measurements.
-    void power_on(unsigned boot);
+    // -bios none (`as_firmware`): then also starts it as SeaBIOS would (start_tpm_as_firmware,
+    // vmm/tpm/tpm_firmware.hpp) and records its active PCR banks; a failure throws SetupError.
+    void power_on(unsigned boot, bool as_firmware = false);
+    // The active PCR banks the last power_on(…, true) found.
+    const std::vector<tcg_log::Algorithm>& firmware_banks() const noexcept { return banks_; }
     // After machine `boot` ran: warns loudly when the firmware made no measurements or the TPM
     // failed, so a nightly run does not take such a boot for a good one.
-    static void check_boot(unsigned boot, const TpmWorker::Stats& stats);
+    // With `firmware_less`, minivmm made the measurements itself, so the guest's own commands
+    // need not include any extend.
+    static void check_boot(unsigned boot, const TpmWorker::Stats& stats, bool firmware_less = false);
 
     class Attachment;
     struct Wiring {
@@ -79,8 +86,11 @@ public:
     std::unique_ptr<Attachment> attach(const Wiring& wiring);
 
 private:
+    void carry_out_ppi(unsigned boot);
+
     std::unique_ptr<TpmBackend> backend_;
     sandbox::TpmIo io_;
+    std::vector<tcg_log::Algorithm> banks_;  // -bios none: the TPM's active PCR banks
     std::unique_ptr<TpmPpi> ppi_;  // outlives guest resets: a request made before a reboot runs at the next boot
 };
 

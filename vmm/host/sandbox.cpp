@@ -40,12 +40,13 @@ namespace minivmm::sandbox {
 
 namespace {
 
-// Ioctl numbers as the kernel defines them. kvm.cpp builds three of them from the kernel's
+// Ioctl numbers as the kernel defines them. kvm.cpp builds four of them from the kernel's
 // 8-byte flex-array header because g++ sizes <linux/kvm.h>'s structs differently; these must
-// stay equal to kvm.cpp's kSetGsiRouting, kGetSupportedCpuid and kSetCpuid2.
+// stay equal to kvm.cpp's kSetGsiRouting, kGetSupportedCpuid, kSetCpuid2 and kSetMsrs.
 constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, uint64_t);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, uint64_t);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, uint64_t);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, uint64_t);
 
 // What a vCPU thread does on its fds: run, inject interrupts for its devices, and read its
 // registers to describe a fatal exit.
@@ -58,7 +59,10 @@ constexpr unsigned long kRouteIoctls[] = {KVM_IOEVENTFD};
 constexpr unsigned long kMachineIoctls[] = {KVM_SET_TSS_ADDR,      KVM_SET_IDENTITY_MAP_ADDR,  KVM_CREATE_IRQCHIP,
                                             KVM_CREATE_PIT2,       kSetGsiRouting,             KVM_SET_USER_MEMORY_REGION,
                                             KVM_CREATE_VCPU,       kSetCpuid2,
-                                            KVM_REGISTER_COALESCED_MMIO};
+                                            KVM_REGISTER_COALESCED_MMIO,
+                                            // -bios none: the boot vCPU's start state (vmm/direct_boot.hpp)
+                                            KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_REGS, kSetMsrs, KVM_GET_LAPIC,
+                                            KVM_SET_LAPIC};
 // System ioctls, allowed on the /dev/kvm fd only.
 constexpr unsigned long kSystemIoctls[] = {KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
                                            kGetSupportedCpuid, KVM_CREATE_VM};

@@ -28,6 +28,7 @@ constexpr size_t kFlexHeader = 8;
 constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, uint64_t);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, uint64_t);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, uint64_t);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, uint64_t);  // struct kvm_msrs: 8 bytes and entries[]
 
 template <typename Entry>
 std::vector<uint8_t> flex_buffer(uint32_t count, const Entry* entries) {
@@ -197,6 +198,41 @@ void Vcpu::set_cpuid(const std::vector<kvm_cpuid_entry2>& entries) {
 
 bool Vcpu::get_regs(kvm_regs& regs) const noexcept { return xioctl(fd_.get(), KVM_GET_REGS, &regs) == 0; }
 bool Vcpu::get_sregs(kvm_sregs& sregs) const noexcept { return xioctl(fd_.get(), KVM_GET_SREGS, &sregs) == 0; }
+
+void Vcpu::set_regs(const kvm_regs& regs) {
+    if (xioctl(fd_.get(), KVM_SET_REGS, &regs) < 0) fail("KVM_SET_REGS");
+}
+
+void Vcpu::set_sregs(const kvm_sregs& sregs) {
+    if (xioctl(fd_.get(), KVM_SET_SREGS, &sregs) < 0) fail("KVM_SET_SREGS");
+}
+
+int Vcpu::set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs) noexcept {
+    constexpr size_t kMax = 8;
+    alignas(8) uint8_t buffer[kFlexHeader + kMax * sizeof(kvm_msr_entry)] = {};
+    if (msrs.size() > kMax) return -E2BIG;
+    const auto count = static_cast<uint32_t>(msrs.size());
+    std::memcpy(buffer, &count, sizeof count);
+    for (size_t i = 0; i < msrs.size(); ++i) {
+        const kvm_msr_entry entry{msrs[i].first, 0, msrs[i].second};
+        std::memcpy(buffer + kFlexHeader + i * sizeof entry, &entry, sizeof entry);
+    }
+    // KVM_SET_MSRS returns how many it set, in order: fewer means KVM refused the next one.
+    const int set = xioctl(fd_.get(), kSetMsrs, buffer);
+    return set < 0 ? -errno : set;
+}
+
+void Vcpu::set_lapic_virtual_wire() {
+    // LVT LINT0 at 0x350, LINT1 at 0x360 (Intel SDM Vol. 3 §11.5.1): delivery mode in bits 10:8
+    // (ExtINT 0x700, NMI 0x400), unmasked (bit 16 clear), edge-triggered.
+    constexpr size_t kLint0 = 0x350, kLint1 = 0x360;
+    constexpr uint32_t kExtInt = 0x700, kNmi = 0x400;
+    kvm_lapic_state lapic{};
+    if (xioctl(fd_.get(), KVM_GET_LAPIC, &lapic) < 0) fail("KVM_GET_LAPIC");
+    std::memcpy(lapic.regs + kLint0, &kExtInt, 4);
+    std::memcpy(lapic.regs + kLint1, &kNmi, 4);
+    if (xioctl(fd_.get(), KVM_SET_LAPIC, &lapic) < 0) fail("KVM_SET_LAPIC");
+}
 
 bool Vcpu::translate(uint64_t linear, uint64_t& physical) const noexcept {
     kvm_translation t{};

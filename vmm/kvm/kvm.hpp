@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "devices/device.hpp"
@@ -75,6 +77,14 @@ public:
     void set_cpuid(const std::vector<kvm_cpuid_entry2>& entries);
     bool get_regs(kvm_regs& regs) const noexcept;
     bool get_sregs(kvm_sregs& sregs) const noexcept;
+    // The start state a firmware-less boot gives a vCPU (vmm/direct_boot.hpp); throw SetupError.
+    void set_regs(const kvm_regs& regs);
+    void set_sregs(const kvm_sregs& sregs);
+    // How many of `msrs` KVM took (in order), or -errno.
+    int set_msrs(std::span<const std::pair<uint32_t, uint64_t>> msrs) noexcept;
+    // The local APIC's LINT0 as ExtINT and LINT1 as NMI, the virtual-wire set-up firmware leaves for
+    // the OS (Intel MultiProcessor Specification 1.4 §3.6.2.2; SeaBIOS src/fw/smp.c does the same).
+    void set_lapic_virtual_wire();
     // Guest linear address -> guest physical, through the vCPU's current paging mode.
     bool translate(uint64_t linear, uint64_t& physical) const noexcept;
 

@@ -18,8 +18,9 @@ namespace {
 // Reads guest-physical bytes from RAM or from the BIOS flash alias (where SeaBIOS starts).
 bool read_guest(const VcpuContext& ctx, uint64_t gpa, std::span<uint8_t> out) {
     if (ctx.memory.read(gpa, out)) return true;
-    const auto& rom = ctx.bios.bytes();
-    uint64_t base = ctx.bios.flash_base();
+    if (!ctx.bios) return false;
+    const auto& rom = ctx.bios->bytes();
+    uint64_t base = ctx.bios->flash_base();
     if (gpa >= base && gpa - base <= rom.size() && out.size() <= rom.size() - (gpa - base)) {
         std::memcpy(out.data(), rom.data() + (gpa - base), out.size());
         return true;

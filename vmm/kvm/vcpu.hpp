@@ -36,7 +36,7 @@ struct VcpuContext {
     std::mutex& device_lock;
     MachineEvents& events;
     const GuestMemory& memory;
-    const BiosImage& bios;
+    const BiosImage* bios;  // nullptr: no firmware (-bios none)
     const std::atomic<bool>& stop;
     ExitWaits* waits = nullptr;              // optional
     CoalescedMmioRing* coalesced = nullptr;  // optional: replayed before every exit is served
