@@ -88,6 +88,14 @@ def main():
     with open(big, "wb") as f:
         f.truncate(20 << 20)
     os.symlink(bz, os.path.join(s.tmp.name, "vmlinuz"))
+    # The same kernel with XLF_KERNEL_64 (xloadflags bit 0), and one with protocol 2.11 (no xloadflags).
+    bz64, bz211 = os.path.join(s.tmp.name, "bzImage64"), os.path.join(s.tmp.name, "bzImage211")
+    for path, version, xloadflags in ((bz64, 0x020F, 1), (bz211, 0x020B, 0)):
+        variant = bytearray(header)
+        struct.pack_into("<H", variant, 0x206, version)
+        struct.pack_into("<H", variant, 0x236, xloadflags)
+        with open(path, "wb") as f:
+            f.write(variant)
     cases += [
         ("-initrd without -kernel", ["-initrd", big, disk], 2, "-initrd needs -kernel"),
         ("-append without -kernel", ["-append", "quiet", disk], 2, "-append needs -kernel"),
@@ -98,6 +106,12 @@ def main():
         ("-initrd too large for the RAM", ["-m", "32M", "-kernel", bz, "-initrd", big], 3,
          "the initrd (20.0 MiB) does not fit"),
         ("-serial into the kernel", ["-kernel", bz, "-serial", f"file:{bz}"], 3, f"is the kernel {bz}"),
+        # -bios none (vmm/direct_boot.hpp): only with -kernel, only a kernel with a 64-bit entry.
+        ("-bios none without -kernel", ["-bios", "none", disk], 2, "-bios none needs -kernel"),
+        ("-bios none, a kernel without XLF_KERNEL_64", ["-bios", "none", "-kernel", bz], 3, "XLF_KERNEL_64 is clear"),
+        ("-bios none, protocol 2.11", ["-bios", "none", "-kernel", bz211], 3, "boot protocol 2.11 has no 64-bit entry"),
+        ("-bios none, a 64-bit kernel with an initrd too large", ["-bios", "none", "-m", "32M", "-kernel", bz64,
+                                                                  "-initrd", big], 3, "does not fit"),
     ]
     for name, args, code, text in cases:
         r = suite.run([minivmm] + args, timeout=30)

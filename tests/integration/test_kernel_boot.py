@@ -10,6 +10,11 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
          values computed here, in both boots (each power-on measures again)
   tpm12  in-process TPM 1.2: the same with SHA-1 (the TCPA log's events, sysfs PCRs 8 and 9)
   no-tpm no TPM and no disk: Linux reaches /init with the command line given, /init powers off
+  nofw-tpm2  -bios none (vmm/direct_boot.hpp: no SeaBIOS, minivmm enters the kernel at its 64-bit entry
+         and is the measuring firmware), swtpm TPM 2.0, the image as the disk: as tpm2, and PCR 0 holds
+         minivmm's CRTM version and separator as computed here (the nightly matrix runs the other
+         -bios none cells: in-process 2.0 and 1.2, the CRB)
+  nofw-no-tpm  -bios none, no TPM, no disk: /init runs with the command line given and powers off
 
 First, offline (no KVM): the verdicts on recorded /init lines pass what matches and fail a wrong PCR,
 a wrong digest and a missing event.
@@ -27,7 +32,9 @@ from tests.harness import suite
 from tests.harness import vmm
 
 TIMEOUT = 600  # two boots of Debian's kernel on the real-clock nested KVM
-CASES = {"tpm2": ("2.0", "swtpm"), "tpm12": ("1.2", "in-process"), "no-tpm": (None, None)}
+NOFW = kernel_checks.NOFW
+CASES = {"tpm2": ("2.0", "swtpm", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
+         "nofw-tpm2": ("2.0", "swtpm", NOFW), "nofw-no-tpm": (None, None, NOFW)}
 
 
 def offline(s):
@@ -71,6 +78,16 @@ def offline(s):
         v = kernel_checks.kernel_measured(text(version, typed, {8: pcr8, 9: pcr9}), 0, version, want)
         s.check(f"offline {version}: events of another type fail ({v.message[:60]})", v.status == "failed")
 
+    # -bios none: two boots split at the kernel's banner; PCR 0 = CRTM "minivmm 9.9" + separator.
+    pcr0 = hashlib.sha256(bytes(32) + hashlib.sha256("minivmm 9.9\0".encode("utf-16-le")).digest()).digest()
+    pcr0 = hashlib.sha256(pcr0 + hashlib.sha256(bytes(4)).digest()).hexdigest()
+    for value, seabios, want in ((pcr0, False, "passed"), ("11" * 32, False, "failed"), (pcr0, True, "failed")):
+        boot = "[    0.000000] Linux version 6.1\r\nNIGHTLY: init-start uptime=1\r\nNIGHTLY: pcrread 0 " + value + "\r\n"
+        run = vmm.Run([], 0, ("SeaBIOS (version x)\r\n" if seabios else "") + boot * 2, [(10 ** 9, 1.0)], "", 2.0, None)
+        verdicts = [kernel_checks.firmware_measured(run, i, "2.0", "9.9") for i in (0, 1)]
+        s.check(f"offline -bios none: PCR 0 {value[:8]}, SeaBIOS {'ran' if seabios else 'absent'}: both boots {want} "
+                f"({verdicts[1].message[:50]})", all(v.status == want for v in verdicts))
+
 
 def main():
     minivmm, image = sys.argv[1:3]
@@ -82,13 +99,14 @@ def main():
         return s.finish()
     files = kernel_checks.BootFiles(image, s.tmp.name)
     cmdline, boot = files.cmdline, files.args
-    for name, (version, backend) in CASES.items():
+    release = kernel_checks.minivmm_version(minivmm)
+    for name, (version, backend, extra) in CASES.items():
         directory = os.path.join(s.tmp.name, name)
         swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
         tpm = (["-tpm-sock", swtpm.sock] if swtpm else
                ["-tpm-state", directory, "-tpm-version", version] if version else [])
-        cmd = vm.minivmm_cmd(minivmm, image, tpm + boot + ["-d", "info"]) if version else \
-            [minivmm, "-bios", vm.BIOS] + boot
+        cmd = vm.minivmm_cmd(minivmm, image, tpm + boot + ["-d", "info"] + list(extra)) if version else \
+            [minivmm, "-bios", vm.BIOS] + boot + list(extra)
         try:
             r = vmm.run(cmd, TIMEOUT)
         finally:
@@ -115,6 +133,9 @@ def main():
                 s.check(f"{name} boot {index + 1}: {check} ({verdict.message})", verdict.status == "passed")
             v = kernel_checks.kernel_measured(r, index, version, expected)
             s.check(f"{name} boot {index + 1}: kernel measured ({v.message})", v.status == "passed")
+            if extra == NOFW:
+                v = kernel_checks.firmware_measured(r, index, version, release)
+                s.check(f"{name} boot {index + 1}: firmware measured ({v.message})", v.status == "passed")
             bounds = checks.segments(r.text)
             if index == 0 and bounds:
                 first = checks.pcr_values(checks.nightly_lines(r, *bounds[0]))

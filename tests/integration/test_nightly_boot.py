@@ -274,12 +274,16 @@ def main():
     cal = res.get("host/calibration", ("missing", ""))
     s.check("matrix: the calibration ran", cal[0] == "passed", cal)
     incapable = "cannot run a Linux kernel" in r.stdout.split("\n\n")[0]
-    linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux") and "-kernel/" not in k}
+    linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux") and "-kernel/" not in k
+             and "-nofw/" not in k}
+    nofw = {k: v for k, v in res.items() if "-nofw/" in k}  # -bios none cells
     kernel = {k: v for k, v in res.items() if k.startswith("tpm2.0-kernel/")}  # the -kernel cell
     system = {k: v for k, v in res.items() if k.startswith("debian-system/")}
     if full:
         s.check("full matrix: the -kernel cell's 15 cases (linux, TPM 2.0 checks, kernel-measured; 2 boots)",
                 len(kernel) == 15, sorted(kernel))
+        s.check("full matrix: the four -bios none cells' 62 cases (TPM 2.0: 17 each, 1.2: 11)", len(nofw) == 62,
+                sorted(nofw))
     want_linux = sorted(f"{c}/{b}/linux" for c in linux_cells for b in ("first-boot", "after-reboot"))
     s.check(f"matrix: {len(want_linux)} Linux cases ({', '.join(linux_cells)})", sorted(linux) == want_linux, linux)
     firmware = {k: v for k, v in res.items() if k.endswith("/firmware-tpm")}

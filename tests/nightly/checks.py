@@ -7,6 +7,7 @@ reason for failed/skipped, a summary for passed), details for the report, and ti
 import re
 
 SEABIOS_BANNER = "SeaBIOS (version"  # once per boot on COM1 (sercon); its debug log has it twice or more
+KERNEL_BANNER = "Linux version "      # the kernel's first console line: once per boot without firmware (-bios none)
 BOOTING = "Booting from Hard Disk"
 BOOTLOADER = r"(?:SYS|EXT|ISO)LINUX \d\S*|GNU GRUB"   # --bootloader-banner default
 TPM_TABLE = {"2.0": "table(324d5054)", "1.2": "table(41504354)"}  # SeaBIOS found our TPM2 / TCPA
@@ -26,7 +27,10 @@ class Verdict:
 
 def segments(text, marker=SEABIOS_BANNER):
     """[(start, end)] of each boot in a log: from one SeaBIOS banner to the next (the first boot
-    from offset 0, so output before the banner belongs to it)."""
+    from offset 0, so output before the banner belongs to it). A log without SeaBIOS banners (-bios
+    none) is split at the kernel's banners instead."""
+    if marker == SEABIOS_BANNER and marker not in text:
+        marker = KERNEL_BANNER
     starts = [m.start() for m in re.finditer(re.escape(marker), text)]
     if not starts:
         return [(0, len(text))] if text else []

@@ -5,10 +5,21 @@ import os
 import re
 import subprocess
 
-from tests.nightly.checks import Verdict, nightly_lines, pcr_values, segments, sha1_log_events
+from tests.nightly.checks import Verdict, nightly_lines, pcr_values, segments, sha1_log_events, tpm_check_names
 
 KERNEL_CHECK = "kernel-measured"
+FIRMWARE_CHECK = "firmware-measured"  # -bios none: minivmm's own firmware events (firmware/firmware_events.hpp)
 PARTITION = 2048 * 512  # scripts/build-guest-image: the FAT partition starts at sector 2048
+# scripts/nightly-boot's -kernel cells: the image's own kernel, initrd and command line booted directly,
+# the image still the disk (so /init reboots once). Through SeaBIOS, TPM 2.0 from swtpm; and without
+# firmware (-bios none, vmm/direct_boot.hpp) on both backends, 1.2 and the CRB:
+# (prefix, TPM version, backend, interface, extra minivmm options).
+NOFW = ("-bios", "none")
+CELLS = (("tpm2.0-kernel/swtpm", "2.0", "swtpm", "tis", ()),
+         ("tpm2.0-nofw/swtpm", "2.0", "swtpm", "tis", NOFW),
+         ("tpm2.0-nofw/in-process", "2.0", "in-process", "tis", NOFW),
+         ("tpm1.2-nofw/in-process", "1.2", "in-process", "tis", NOFW),
+         ("tpm2.0-crb-nofw/swtpm", "2.0", "swtpm", "crb", NOFW))
 KERNEL_EVENT = re.compile(r"NIGHTLY: kernel-event (\d+) (\S+) ([0-9a-f]+) ([^\r\n]*)")
 
 
@@ -82,3 +93,42 @@ class BootFiles:
     def expected(self, version):
         with open(self.kernel, "rb") as k, open(self.initrd, "rb") as i:
             return expected_kernel_events(version, k.read(), self.cmdline, i.read())
+
+
+def check_names(version, index, extra):
+    """The checks of boot `index` of a -kernel cell."""
+    return (("linux",) + tpm_check_names(version, index) + (KERNEL_CHECK,) + ((FIRMWARE_CHECK,) if extra == NOFW else ()))
+
+
+def minivmm_version(minivmm):
+    """"0.1.0" from `minivmm -version` ("minivmm 0.1.0")."""
+    out = subprocess.run([minivmm, "-version"], capture_output=True, text=True, check=True).stdout.split()
+    return out[1] if len(out) == 2 and out[0] == "minivmm" else out[-1]
+
+
+def expected_pcr0(version, minivmm_version):
+    """PCR 0 after a -bios none boot, computed here: EV_S_CRTM_VERSION ("minivmm VERSION" as NUL-terminated
+    UCS-2, hashed) then EV_SEPARATOR (4 zero bytes, hashed), in the SHA-256 bank (TPM 2.0) or SHA-1 (1.2)."""
+    h = hashlib.sha256 if version == "2.0" else hashlib.sha1
+    value = bytes(h().digest_size)
+    for data in (f"minivmm {minivmm_version}\0".encode("utf-16-le"), bytes(4)):
+        value = h(value + h(data).digest()).digest()
+    return value.hex()
+
+
+def firmware_measured(run, index, version, minivmm_version):
+    """Verdict of boot `index` of a -bios none boot: PCR 0 holds exactly minivmm's CRTM version and separator
+    (as computed here), and the firmware logged no SeaBIOS banner (none ran)."""
+    bounds = segments(run.text)
+    if index >= len(bounds):
+        return Verdict("failed", f"boot {index + 1} never started ({run.describe()})")
+    start, end = bounds[index]
+    if "SeaBIOS (version" in run.text[start:end]:
+        return Verdict("failed", "SeaBIOS ran in a -bios none boot")
+    lines = nightly_lines(run, start, end)
+    tpm = pcr_values(lines, "pcrread" if version == "2.0" else "pcr")
+    want = expected_pcr0(version, minivmm_version)
+    if tpm.get(0) != want:
+        return Verdict("failed", f"PCR 0 reads {tpm.get(0, 'nothing')[:16]}..., want {want[:16]}... (CRTM "
+                                 f"'minivmm {minivmm_version}' + separator)")
+    return Verdict("passed", f"PCR 0 = CRTM 'minivmm {minivmm_version}' + separator as computed here ({want[:16]}...)")
