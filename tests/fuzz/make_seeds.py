@@ -12,6 +12,7 @@ import pathlib
 import struct
 import sys
 
+import seeds_elf_kernel
 import seeds_pci_virtio_blk  # the seed modules beside it (the script's folder is on sys.path)
 import seeds_tcg_event_log
 from seed_bytes import u8, u16, u32, u64
@@ -354,6 +355,7 @@ TARGETS = {
     "disk_overlay": disk_overlay_seeds,
     "tis_libtpms": tis_libtpms_seeds,
     "tcg_event_log": seeds_tcg_event_log.seeds,
+    "elf_kernel": seeds_elf_kernel.seeds,
 }
 
 
