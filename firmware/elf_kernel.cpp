@@ -128,8 +128,8 @@ std::optional<uint32_t> pvh_entry_in(std::span<const uint8_t> file, const Phdr& 
         const auto name = notes.subspan(static_cast<size_t>(name_at), static_cast<size_t>(namesz));
         if (type == kXenElfnotePhys32Entry && namesz == sizeof kXenOwner &&
             std::memcmp(name.data(), kXenOwner, sizeof kXenOwner) == 0) {
-            // Linux 6.1 emits _ASM_PTR (8 bytes), later ones .long; Xen's elfnote.h allows 4 or 8
-            // for numbers, and Xen and QEMU keep the low 32 bits.
+            // Debian 12's Linux 6.1 emits _ASM_PTR (8 bytes; seen in its vmlinux), other kernels
+            // .long; Xen's elfnote.h allows 4 or 8 for numbers, and Xen and QEMU keep the low 32 bits.
             if (descsz != 4 && descsz != 8)
                 bad(fmt::format("the kernel's PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY) holds {} bytes, not 4 or 8", descsz));
             return static_cast<uint32_t>(field(notes, static_cast<size_t>(desc_at), 4));
