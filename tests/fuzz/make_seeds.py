@@ -12,7 +12,8 @@ import pathlib
 import struct
 import sys
 
-import seeds_pci_virtio_blk  # the seed modules beside it (the script's folder is on sys.path)
+import seeds_kernel_payload  # the seed modules beside it (the script's folder is on sys.path)
+import seeds_pci_virtio_blk
 import seeds_tcg_event_log
 from seed_bytes import u8, u16, u32, u64
 
@@ -354,6 +355,7 @@ TARGETS = {
     "disk_overlay": disk_overlay_seeds,
     "tis_libtpms": tis_libtpms_seeds,
     "tcg_event_log": seeds_tcg_event_log.seeds,
+    "kernel_payload": seeds_kernel_payload.seeds,
 }
 
 
