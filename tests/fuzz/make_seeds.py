@@ -12,8 +12,9 @@ import pathlib
 import struct
 import sys
 
-import seeds_elf_kernel
-import seeds_pci_virtio_blk  # the seed modules beside it (the script's folder is on sys.path)
+import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
+import seeds_kernel_payload
+import seeds_pci_virtio_blk
 import seeds_tcg_event_log
 from seed_bytes import u8, u16, u32, u64
 
@@ -356,6 +357,7 @@ TARGETS = {
     "tis_libtpms": tis_libtpms_seeds,
     "tcg_event_log": seeds_tcg_event_log.seeds,
     "elf_kernel": seeds_elf_kernel.seeds,
+    "kernel_payload": seeds_kernel_payload.seeds,
 }
 
 
