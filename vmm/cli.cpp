@@ -68,8 +68,16 @@ options:
   -initrd FILE           the kernel's initial RAM disk (with -kernel)
   -append CMDLINE        the kernel's command line (with -kernel; default empty)
   -bios FILE|none        firmware image (default {}); none (with -kernel): no firmware,
-                         minivmm enters the kernel at its 64-bit entry itself and, with a TPM,
-                         starts it and measures as firmware would (a file named none: ./none)
+                         minivmm enters the kernel itself (its ELF through PVH, else its 64-bit
+                         entry) and, with a TPM, starts it and measures as firmware would (a
+                         file named none: ./none)
+  -kernel-cache DIR      with -bios none: keep the decompressed kernel in DIR (created 0700),
+                         so the next run of the same bzImage skips the decompression
+  -kernel-entry auto|pvh|bzimage
+                         with -bios none: how the kernel is entered: its ELF through PVH
+                         (decompressed by minivmm; no KASLR), the bzImage's 64-bit entry (it
+                         decompresses itself, KASLR as usual), or auto (default): PVH if the
+                         kernel has it
   -m SIZE                guest RAM, e.g. 512M, 2G (default 512M; a bare number is MiB)
   -smp N                 number of vCPUs (default 1, at most {})
   -serial stdio|file:PATH|none
@@ -128,7 +136,7 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     bool tpm_interface_given = false;
     bool tpm_irq_given = false, tpm_ppi_given = false;
     bool tpm_start_timeout_given = false;
-    bool append_given = false;
+    bool append_given = false, entry_given = false;
 
     for (size_t i = 0; i < args.size(); ++i) {
         std::string opt = args[i];
@@ -219,6 +227,16 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-initrd") {
             c.initrd = value();
             if (c.initrd->empty()) usage_error("-initrd: empty file name");
+        } else if (opt == "-kernel-entry") {
+            const std::string v = value();
+            if (v == "auto") c.kernel_entry = Config::KernelEntry::automatic;
+            else if (v == "pvh") c.kernel_entry = Config::KernelEntry::pvh;
+            else if (v == "bzimage") c.kernel_entry = Config::KernelEntry::bzimage;
+            else usage_error("-kernel-entry takes auto, pvh or bzimage");
+            entry_given = true;
+        } else if (opt == "-kernel-cache") {
+            c.kernel_cache = value();
+            if (c.kernel_cache->empty()) usage_error("-kernel-cache: empty directory name");
         } else if (opt == "-append") {
             c.append = value();
             append_given = true;
@@ -244,6 +262,10 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
     if (!positional.empty()) c.disk = positional[0];
     if (c.initrd && !c.kernel) usage_error("-initrd needs -kernel (the initrd of which kernel?)");
+    if (entry_given && c.firmware) usage_error("-kernel-entry needs -bios none (SeaBIOS enters the kernel its own way)");
+    if (c.kernel_cache && c.kernel_entry == Config::KernelEntry::bzimage)
+        usage_error("-kernel-cache keeps the kernel decompressed for PVH: not with -kernel-entry bzimage");
+    if (c.kernel_cache && c.firmware) usage_error("-kernel-cache needs -bios none (SeaBIOS boots the bzImage as it is)");
     if (!c.firmware && !c.kernel) usage_error("-bios none needs -kernel (without firmware nothing boots a disk)");
     if (append_given && !c.kernel) usage_error("-append needs -kernel (a disk's boot loader has its own command line)");
     if (c.tpm_socket && c.tpm_state)

@@ -25,6 +25,9 @@ struct Config {
     std::optional<std::string> kernel;  // -kernel bzImage: direct kernel boot (vmm/kernel_boot.hpp)
     std::optional<std::string> initrd;  // -initrd FILE, with -kernel
     std::string append;                 // -append CMDLINE, with -kernel
+    std::optional<std::string> kernel_cache;  // -kernel-cache DIR, with -bios none (vmm/pvh_kernel.hpp)
+    enum class KernelEntry { automatic, pvh, bzimage };
+    KernelEntry kernel_entry = KernelEntry::automatic;  // -kernel-entry, with -bios none
     uint64_t ram_bytes = 512ull << 20;
     unsigned cpus = 1;
     CharTarget serial;

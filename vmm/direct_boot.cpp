@@ -13,6 +13,7 @@
 #include "firmware/e820.hpp"
 #include "firmware/firmware_events.hpp"
 #include "firmware/linux_boot64.hpp"
+#include "firmware/pvh.hpp"
 #include "firmware/table_loader_run.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
@@ -64,37 +65,57 @@ void measure_firmware(const DirectBoot& b, std::span<uint8_t> area,
     }
 }
 
-void enter_kernel(Vcpu& bsp) {
+kvm_segment flat_segment(uint16_t selector, uint8_t type, bool long_code) {
+    kvm_segment seg{};
+    seg.base = 0;
+    seg.limit = 0xFFFF'FFFF;
+    seg.selector = selector;
+    seg.type = type;
+    seg.present = 1;
+    seg.s = 1;
+    seg.g = 1;
+    seg.l = long_code ? 1 : 0;
+    seg.db = long_code ? 0 : 1;
+    return seg;
+}
+
+// vCPU 0 at the kernel's entry: `pvh_entry` in 32-bit protected mode with paging off (Xen
+// docs/misc/pvh.pandoc), else the bzImage's 64-bit entry in long mode (boot.rst).
+void enter_kernel(Vcpu& bsp, std::optional<uint32_t> pvh_entry) {
     kvm_sregs s{};
     if (!bsp.get_sregs(s)) throw SetupError(kExitKvm, "KVM: KVM_GET_SREGS failed on vCPU 0");
-    auto flat = [](kvm_segment& seg, uint16_t selector, uint8_t type, bool code) {
-        seg = kvm_segment{};
-        seg.base = 0;
-        seg.limit = 0xFFFF'FFFF;
-        seg.selector = selector;
-        seg.type = type;
-        seg.present = 1;
-        seg.s = 1;
-        seg.g = 1;
-        seg.l = code ? 1 : 0;
-        seg.db = code ? 0 : 1;
-    };
-    flat(s.cs, linux_boot64::kCodeSelector, 0xB, true);  // execute/read, accessed
-    for (kvm_segment* seg : {&s.ds, &s.es, &s.fs, &s.gs, &s.ss}) flat(*seg, linux_boot64::kDataSelector, 0x3, false);
-    s.gdt.base = linux_boot64::kGdtAddr;
-    s.gdt.limit = static_cast<uint16_t>(linux_boot64::gdt().size() - 1);
-    s.idt = {};
-    // PE | ET | NE | PG; PAE; long mode enabled and active (Intel SDM Vol. 3 §9.8.5).
-    s.cr0 = 0x1 | 0x10 | 0x20 | 0x8000'0000;
-    s.cr3 = linux_boot64::kPageTablesAddr;
-    s.cr4 = 0x20;
-    s.efer = 0x100 | 0x400;
-    bsp.set_sregs(s);
     kvm_regs r{};
-    r.rip = linux_boot64::entry_point();
-    r.rsi = linux_boot64::kBootParamsAddr;
-    r.rsp = linux_boot64::kStackTop;
-    r.rflags = 0x2;  // reserved bit 1; interrupts off, as boot.rst requires
+    r.rflags = 0x2;  // reserved bit 1; interrupts off, as both protocols require
+    s.gdt.base = linux_boot64::kGdtAddr;
+    s.idt = {};
+    if (pvh_entry) {
+        s.cs = flat_segment(pvh::kCodeSelector, 0xB, false);
+        for (kvm_segment* seg : {&s.ds, &s.es, &s.fs, &s.gs, &s.ss}) *seg = flat_segment(pvh::kDataSelector, 0x3, false);
+        s.tr = kvm_segment{};
+        s.tr.selector = pvh::kTssSelector;
+        s.tr.limit = 0x67;
+        s.tr.type = 0xB;  // busy 32-bit TSS
+        s.tr.present = 1;
+        s.gdt.limit = static_cast<uint16_t>(pvh::gdt().size() - 1);
+        s.cr0 = 0x1 | 0x10;  // PE | ET; paging off
+        s.cr4 = 0;
+        s.efer = 0;
+        r.rip = *pvh_entry;
+        r.rbx = pvh::kStartInfoAddr;
+    } else {
+        s.cs = flat_segment(linux_boot64::kCodeSelector, 0xB, true);  // execute/read, accessed
+        for (kvm_segment* seg : {&s.ds, &s.es, &s.fs, &s.gs, &s.ss}) *seg = flat_segment(linux_boot64::kDataSelector, 0x3, false);
+        s.gdt.limit = static_cast<uint16_t>(linux_boot64::gdt().size() - 1);
+        // PE | ET | NE | PG; PAE; long mode enabled and active (Intel SDM Vol. 3 §9.8.5).
+        s.cr0 = 0x1 | 0x10 | 0x20 | 0x8000'0000;
+        s.cr3 = linux_boot64::kPageTablesAddr;
+        s.cr4 = 0x20;
+        s.efer = 0x100 | 0x400;
+        r.rip = linux_boot64::entry_point();
+        r.rsi = linux_boot64::kBootParamsAddr;
+        r.rsp = linux_boot64::kStackTop;
+    }
+    bsp.set_sregs(s);
     bsp.set_regs(r);
     const std::pair<uint32_t, uint64_t> msrs[] = {{kMsrMtrrDefType, kMtrrEnabledWriteBack}};
     // A KVM that refuses it (kvm_pvm does) leaves the MTRRs off; Linux then maps everything
@@ -103,6 +124,14 @@ void enter_kernel(Vcpu& bsp) {
         log::info("-bios none: KVM did not take IA32_MTRR_DEF_TYPE ({}): the guest runs with MTRRs disabled",
                   set < 0 ? std::strerror(-set) : "refused");
     bsp.set_lapic_virtual_wire();
+}
+
+// The kernel (its ELF through PVH, or the bzImage), the command line and the initrd into RAM, and the
+// kernel's measurements after the firmware's, when there is a log.
+void place_kernel(const DirectBoot& b, std::optional<uint64_t> log_address) {
+    const bool placed = b.pvh ? b.pvh->load_into(b.memory) && b.kernel.boot_pvh(b.memory, log_address, kTpmLogSize, b.tpm)
+                              : b.kernel.boot(b.memory, log_address, kTpmLogSize, b.tpm);
+    if (!placed) internal("the kernel could not be placed");
 }
 
 }  // namespace
@@ -130,7 +159,7 @@ void boot_without_firmware(const DirectBoot& b, Vcpu& bsp) {
             {kAcpiRsdpFile, installed(b.memory, rsdp, b.acpi.rsdp.size())},
             {kAcpiTablesFile, installed(b.memory, tables, b.acpi.tables.size())}};
         measure_firmware(b, *b.memory.span(log_address, kTpmLogSize), acpi_files);
-        if (!b.kernel.boot(b.memory, log_address, kTpmLogSize, b.tpm)) internal("the kernel could not be placed");
+        place_kernel(b, log_address);
         std::array<uint8_t, 32> random{};
         if (::getrandom(random.data(), random.size(), 0) != static_cast<ssize_t>(random.size()))
             throw SetupError(kExitInternal, "-bios none: getrandom failed");
@@ -139,16 +168,25 @@ void boot_without_firmware(const DirectBoot& b, Vcpu& bsp) {
         if (!b.tpm->wait_idle(kTpmDeadline))
             throw SetupError(kExitTpm, fmt::format("-bios none: the TPM did not take the firmware's measurements within {} s",
                                                    kTpmDeadline.count()));
-    } else if (!b.kernel.boot(b.memory, std::nullopt, 0, nullptr)) {
-        internal("the kernel could not be placed");
+    } else {
+        place_kernel(b, std::nullopt);
     }
 
     const std::vector<E820Entry> e820 =
         build_direct_boot_e820(below, b.spec.ram_above_4g(), b.spec.tpm_crb(), kFirmwareArea);
+    if (b.pvh) {
+        const linux_boot::Plan& plan = b.kernel.plan();
+        const std::optional<pvh::Module> initrd =
+            plan.initrd_size ? std::optional(pvh::Module{plan.initrd_addr, plan.initrd_size}) : std::nullopt;
+        write(b.memory, pvh::kStartInfoAddr, pvh::start_info(linux_boot::kCmdlineAddr, initrd, rsdp, e820), "start_info");
+        write(b.memory, linux_boot64::kGdtAddr, pvh::gdt(), "GDT");
+        enter_kernel(bsp, b.pvh->image().pvh_entry);
+        return;
+    }
     write(b.memory, linux_boot64::kBootParamsAddr, linux_boot64::boot_params(b.kernel.plan(), e820, rsdp), "zero page");
     write(b.memory, linux_boot64::kGdtAddr, linux_boot64::gdt(), "GDT");
     write(b.memory, linux_boot64::kPageTablesAddr, linux_boot64::page_tables(), "page tables");
-    enter_kernel(bsp);
+    enter_kernel(bsp, std::nullopt);
 }
 
 }  // namespace minivmm

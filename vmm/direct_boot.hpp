@@ -11,10 +11,13 @@
 //     then the kernel, command line and initrd as with SeaBIOS (vmm/kernel_boot.hpp); every event
 //     extended in every active bank; then the platform hierarchy locked as SeaBIOS locks it.
 //     All of it has reached the TPM before any vCPU runs;
-//   - the kernel, initrd, command line, zero page, GDT and identity-mapped page tables in RAM;
-//   - the boot vCPU in 64-bit mode at the kernel's entry with %rsi at the zero page, MTRRs on
-//     (write-back by default), its local APIC's LINT0/LINT1 in virtual-wire mode. The other vCPUs
-//     wait for the kernel's INIT-SIPI-SIPI as they do after SeaBIOS.
+//   - the kernel, initrd and command line in RAM, and then either
+//       the kernel's ELF (vmm/pvh_kernel.hpp) with a PVH start_info (firmware/pvh.hpp) and the boot
+//       vCPU in 32-bit protected mode at the PVH entry, %ebx at the start_info; or
+//       the bzImage with a zero page, GDT and identity-mapped page tables, and the boot vCPU in
+//       64-bit mode at its 64-bit entry, %rsi at the zero page;
+//     either way MTRRs on (write-back by default) and the local APIC's LINT0/LINT1 in virtual-wire
+//     mode. The other vCPUs wait for the kernel's INIT-SIPI-SIPI as they do after SeaBIOS.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +29,7 @@
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/kvm/kvm.hpp"
+#include "vmm/pvh_kernel.hpp"
 #include "vmm/machine_spec.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
 
@@ -40,6 +44,7 @@ struct DirectBoot {
     const AcpiBlobs& acpi;
     TpmWorker* tpm;                               // nullptr: no TPM
     std::span<const tcg_log::Algorithm> banks;    // the TPM's active PCR banks (TpmSlot::firmware_banks)
+    const PvhKernel* pvh;                         // the kernel's ELF, entered through PVH; nullptr: the 64-bit entry
 };
 
 // The PCI windows of this machine (as the DSDT's _CRS lists them).

@@ -121,6 +121,29 @@ bool KernelBoot::boot(const GuestMemory& memory, std::optional<uint64_t> log_add
     return true;
 }
 
+bool KernelBoot::boot_pvh(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+                          TpmWorker* tpm) const noexcept {
+    std::vector<uint8_t> cmdline(cmdline_.begin(), cmdline_.end());
+    cmdline.push_back(0);
+    if (!memory.write(linux_boot::kCmdlineAddr, cmdline) || (!initrd_.empty() && !memory.write(plan_.initrd_addr, initrd_))) {
+        log::error("-kernel: the command line or the initrd could not be placed in guest RAM");
+        return false;
+    }
+    if (!tpm) return true;
+    try {
+        measure(memory, log_address, log_size, *tpm);
+    } catch (const std::exception& e) {
+        log::error("-kernel: the kernel was not measured: {}", e.what());
+    }
+    return true;
+}
+
+const std::vector<uint8_t>& KernelBoot::kernel_sha256() const noexcept {
+    for (const tcg_log::Digest& d : measurements_.front().digests)
+        if (d.algorithm == tcg_log::kAlgSha256) return d.value;
+    return measurements_.front().digests.front().value;  // not reached: tcg_digests always computes SHA-256
+}
+
 void KernelBoot::measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
                          TpmWorker& tpm) const {
     const TpmVersion version = tpm.version();

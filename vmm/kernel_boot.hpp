@@ -51,6 +51,14 @@ public:
     // queues the PCR extends. False if the kernel could not be placed (the ROM then gives up).
     bool boot(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
               TpmWorker* tpm) const noexcept;
+    // -bios none through PVH (vmm/pvh_kernel.hpp): the command line and the initrd where the plan
+    // says (the kernel is the caller's), then the measurements as boot() makes them.
+    bool boot_pvh(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+                  TpmWorker* tpm) const noexcept;
+
+    std::span<const uint8_t> kernel_bytes() const noexcept { return kernel_; }
+    // The bzImage's SHA-256 (its measurement's digest; the -kernel-cache key).
+    const std::vector<uint8_t>& kernel_sha256() const noexcept;
 
 private:
     KernelBoot() = default;

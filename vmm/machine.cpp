@@ -121,7 +121,7 @@ void Machine::enter_without_firmware() {
     }
     TpmSlot::Attachment* tpm = devices_->tpm();
     boot_without_firmware({options_.spec, *options_.kernel, memory_, devices_->acpi(), tpm ? &tpm->worker() : nullptr,
-                           options_.tpm.firmware_banks()},
+                           options_.tpm.firmware_banks(), options_.pvh},
                           *vcpus_.at(0));
 }
 

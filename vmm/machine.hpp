@@ -19,6 +19,7 @@
 #include "vmm/machine_spec.hpp"
 #include "vmm/base/guest_memory.hpp"
 #include "vmm/kernel_boot.hpp"
+#include "vmm/pvh_kernel.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/kvm/machine_events.hpp"
 #include "vmm/base/memory_map.hpp"
@@ -38,6 +39,7 @@ struct MachineOptions {
     ByteSink* serial_out = nullptr;  // nullptr: -serial none
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
     const KernelBoot* kernel = nullptr;  // -kernel; nullptr: boot from the disk
+    const PvhKernel* pvh = nullptr;      // -bios none: the kernel's ELF, entered through PVH; nullptr: not that way
 };
 
 class MachineDevices;  // machine_devices.hpp

@@ -25,6 +25,7 @@
 #include "vmm/host/disk_image.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
+#include "vmm/pvh_kernel.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
@@ -125,6 +126,30 @@ void install_test_hooks() {
 }
 #endif
 
+// -bios none: PvhKernel, or nullopt for the bzImage's 64-bit entry (-kernel-entry; vmm/pvh_kernel.hpp).
+std::optional<PvhKernel> choose_kernel_entry(const Config& config, const KernelBoot& kernel) {
+    std::optional<PvhKernel> pvh;
+    std::string why = "-kernel-entry bzimage";
+    if (config.kernel_entry != Config::KernelEntry::bzimage)
+        pvh = PvhKernel::from_bzimage({kernel.kernel_bytes(), *config.kernel, kernel.kernel_sha256(), kernel.plan(),
+                                       std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit), config.kernel_cache},
+                                      why);
+    if (pvh) {
+        log::info("-bios none: the kernel's ELF ({} bytes{}) is entered through PVH at {:#x}", pvh->elf_size(),
+                  pvh->from_cache() ? ", from -kernel-cache" : "", pvh->image().pvh_entry);
+        return pvh;
+    }
+    if (config.kernel_entry == Config::KernelEntry::pvh)
+        throw SetupError(kExitFile, fmt::format("-kernel {}: -kernel-entry pvh: {}", *config.kernel, why));
+    log::info("-bios none: {}: {}: its 64-bit entry is used", *config.kernel, why);
+    try {
+        linux_boot64::check_64bit_entry(kernel.plan());
+    } catch (const std::invalid_argument& e) {
+        throw SetupError(kExitFile, fmt::format("-kernel {}: {}, and {}", *config.kernel, why, e.what()));
+    }
+    return std::nullopt;
+}
+
 int run(const Config& config, int signal_fd) {
     std::optional<RunAsUser> runas;
     if (config.runas) runas = resolve_runas(*config.runas);
@@ -143,16 +168,12 @@ int run(const Config& config, int signal_fd) {
     if (config.kernel)
         kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit));
-    if (kernel && !config.firmware) {  // -bios none enters the kernel at its 64-bit entry
-        try {
-            linux_boot64::check_64bit_entry(kernel->plan());
-        } catch (const std::invalid_argument& e) {
-            throw SetupError(kExitFile, fmt::format("-kernel {}: {}", *config.kernel, e.what()));
-        }
-    }
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);
+    // -bios none: the kernel's ELF through PVH if its payload gives one, else its 64-bit entry.
+    std::optional<PvhKernel> pvh;
+    if (kernel && !config.firmware) pvh = choose_kernel_entry(config, *kernel);
     Kvm kvm = Kvm::open();
     if (disk && disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
     const std::vector<FileIdentity> inputs = input_files(config);
@@ -207,7 +228,7 @@ int run(const Config& config, int signal_fd) {
         ~PpiLeftOver() { tpm.warn_ppi_left_over(); }
     } ppi_left_over{tpm_slot};
     MachineOptions options{spec, kvm, bios ? &*bios : nullptr, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
-                           kernel ? &*kernel : nullptr};
+                           kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr};
     for (unsigned boot = 1;; ++boot) {
         tpm_slot.power_on(boot, !config.firmware);
         auto machine = std::make_unique<Machine>(options);

@@ -22,6 +22,7 @@
 #include "firmware/firmware_events.hpp"
 #include "firmware/linux_boot64.hpp"
 #include "firmware/pci_resources.hpp"
+#include "firmware/pvh.hpp"
 #include "firmware/table_loader_run.hpp"
 #include "firmware/tcg_event_log.hpp"
 #include "vmm/base/bytes.hpp"
@@ -321,4 +322,40 @@ TEST_CASE("the firmware's events: CRTM version in PCR 0, ACPI in PCR 1, separato
         CHECK(e.type == tcg_log::kEvSeparator);
         CHECK(e.data == std::vector<uint8_t>(4, 0));
     }
+}
+
+TEST_CASE("PVH: hvm_start_info version 1 with the initrd module and the memory map, and a 32-bit GDT with a TSS") {
+    const std::vector<E820Entry> map = build_direct_boot_e820(512ull << 20, 0, false, 1 << 20);
+    const std::vector<uint8_t> block = pvh::start_info(0x20000, pvh::Module{0x1000'0000, 0x1234}, 0xE0000, map);
+    auto u32 = [&](uint64_t a) { return load_le(std::span(block).subspan(a - pvh::kStartInfoAddr, 4)); };
+    auto u64 = [&](uint64_t a) { return load_le(std::span(block).subspan(a - pvh::kStartInfoAddr, 8)); };
+    // xen/include/public/arch-x86/hvm/start_info.h: magic, version, flags, nr_modules, modlist_paddr,
+    // cmdline_paddr, rsdp_paddr, memmap_paddr, memmap_entries.
+    CHECK(u32(pvh::kStartInfoAddr) == pvh::kStartInfoMagic);
+    CHECK(u32(pvh::kStartInfoAddr + 4) == 1);
+    CHECK(u32(pvh::kStartInfoAddr + 12) == 1);
+    CHECK(u64(pvh::kStartInfoAddr + 16) == pvh::kModlistAddr);
+    CHECK(u64(pvh::kStartInfoAddr + 24) == 0x20000);
+    CHECK(u64(pvh::kStartInfoAddr + 32) == 0xE0000);
+    CHECK(u64(pvh::kStartInfoAddr + 40) == pvh::kMemmapAddr);
+    CHECK(u32(pvh::kStartInfoAddr + 48) == map.size());
+    CHECK(u64(pvh::kModlistAddr) == 0x1000'0000);
+    CHECK(u64(pvh::kModlistAddr + 8) == 0x1234);
+    for (size_t i = 0; i < map.size(); ++i) {
+        const uint64_t e = pvh::kMemmapAddr + i * pvh::kMemmapEntrySize;
+        CHECK(u64(e) == map[i].addr);
+        CHECK(u64(e + 8) == map[i].size);
+        CHECK(u32(e + 16) == map[i].type);
+    }
+    CHECK(pvh::kStartInfoAddr + block.size() <= linux_boot64::kBootParamsAddr);  // clear of the 64-bit entry's pages
+    const std::vector<uint8_t> none = pvh::start_info(0x20000, std::nullopt, 0xE0000, map);
+    CHECK(load_le(std::span(none).subspan(12, 4)) == 0);
+    CHECK(load_le(std::span(none).subspan(16, 8)) == 0);
+    const std::vector<uint8_t> gdt = pvh::gdt();
+    const uint64_t code = load_le(std::span(gdt).subspan(pvh::kCodeSelector, 8));
+    const uint64_t tss = load_le(std::span(gdt).subspan(pvh::kTssSelector, 8));
+    CHECK(((code >> 54) & 1) == 1);  // D: 32-bit code
+    CHECK(((code >> 53) & 1) == 0);  // not 64-bit
+    CHECK(((tss >> 40) & 0xF) == 0xB);
+    CHECK((tss & 0xFFFF) == 0x67);
 }

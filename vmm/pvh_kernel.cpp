@@ -1,0 +1,134 @@
+#include "vmm/pvh_kernel.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+#include "firmware/kernel_payload.hpp"
+#include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/base/read_file.hpp"
+#include "vmm/base/unique_fd.hpp"
+#include "vmm/direct_boot.hpp"
+
+namespace minivmm {
+
+namespace {
+
+constexpr uint64_t kMaxElf = 512ull << 20;  // far above any kernel's decompressed size
+
+std::string hex(std::span<const uint8_t> bytes) {
+    std::string out;
+    for (uint8_t b : bytes) out += fmt::format("{:02x}", b);
+    return out;
+}
+
+// The cache directory, checked (never a symbolic link); created 0700 by store() if missing.
+std::string cache_directory(const std::string& dir) {
+    std::string path = dir;
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno != ENOENT)
+            throw SetupError(kExitFile, fmt::format("-kernel-cache {}: {}", dir, std::strerror(errno)));
+    } else if (S_ISLNK(st.st_mode)) {
+        throw SetupError(kExitFile, fmt::format("-kernel-cache {}: is a symbolic link; give the directory itself", dir));
+    } else if (!S_ISDIR(st.st_mode)) {
+        throw SetupError(kExitFile, fmt::format("-kernel-cache {}: not a directory", dir));
+    }
+    return path;
+}
+
+// Written to a temporary file and renamed into place: a reader never sees half a kernel, and two
+// minivmm writing the same entry at once both leave a whole one.
+void store(const std::string& dir, const std::string& name, std::span<const uint8_t> elf) {
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        log::warn("-kernel-cache {}: cannot create: {}", dir, std::strerror(errno));
+        return;
+    }
+    const std::string temp = fmt::format("{}/.{}.{}", dir, name, ::getpid());
+    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    bool ok = fd.get() >= 0;
+    for (size_t done = 0; ok && done < elf.size();) {
+        const ssize_t n = ::write(fd.get(), elf.data() + done, elf.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) done += static_cast<size_t>(n);
+    }
+    ok = ok && ::fsync(fd.get()) == 0 && ::rename(temp.c_str(), (dir + "/" + name).c_str()) == 0;
+    if (!ok) {
+        log::warn("-kernel-cache {}: cannot store the decompressed kernel: {}", dir, std::strerror(errno));
+        ::unlink(temp.c_str());
+    }
+}
+
+}  // namespace
+
+std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& why) {
+    PvhKernel k;
+    const uint64_t ram_start = linux_boot::kKernelAddr, ram_end = s.ram_below_4g - kFirmwareArea;
+    std::optional<std::string> dir = s.cache_dir ? std::optional(cache_directory(*s.cache_dir)) : std::nullopt;
+    const std::string entry = hex(s.sha256) + ".vmlinux";
+    if (dir) {
+        FileRead cached = read_whole_file(*dir + "/" + entry, kMaxElf, /*follow_links=*/false);
+        if (cached.status == FileRead::Status::ok) {
+            try {
+                k.image_ = elf_kernel::parse(cached.bytes, ram_start, ram_end);
+                k.elf_ = std::move(cached.bytes);
+                k.from_cache_ = true;
+            } catch (const std::invalid_argument& e) {
+                log::warn("-kernel-cache {}: {} is not a usable kernel ({}); decompressing again", *dir, entry, e.what());
+            }
+        }
+    }
+    if (!k.from_cache_) {
+        std::span<const uint8_t> payload;
+        try {
+            payload = kernel_payload::payload(s.bzimage);
+        } catch (const std::invalid_argument& e) {
+            why = e.what();
+            return std::nullopt;
+        }
+        const kernel_payload::Format format = kernel_payload::detect(payload);
+        if (format != kernel_payload::Format::gzip && format != kernel_payload::Format::xz &&
+            format != kernel_payload::Format::zstd && format != kernel_payload::Format::lz4) {
+            why = format == kernel_payload::Format::unknown
+                      ? std::string("its payload is in no compression format minivmm knows")
+                      : fmt::format("its payload is {}-compressed, which minivmm does not decompress",
+                                    kernel_payload::format_name(format));
+            return std::nullopt;
+        }
+        try {
+            k.elf_ = kernel_payload::decompress(payload, kMaxElf);
+        } catch (const std::invalid_argument& e) {
+            throw SetupError(kExitFile, fmt::format("-kernel {}: {}", s.name, e.what()));
+        }
+        if (!elf_kernel::is_elf(k.elf_)) {
+            why = "its payload is not an ELF vmlinux";
+            return std::nullopt;
+        }
+        try {
+            k.image_ = elf_kernel::parse(k.elf_, ram_start, ram_end);
+        } catch (const std::invalid_argument& e) {
+            if (std::string(e.what()).find("no PVH entry") != std::string::npos) {
+                why = e.what();
+                return std::nullopt;
+            }
+            throw SetupError(kExitFile, fmt::format("-kernel {}: the decompressed kernel: {}", s.name, e.what()));
+        }
+        if (dir) store(*dir, entry, k.elf_);
+    }
+    if (s.plan.initrd_size != 0 && s.plan.initrd_addr < k.image_.highest &&
+        k.image_.lowest < s.plan.initrd_addr + s.plan.initrd_size)
+        throw SetupError(kExitFile, fmt::format("-kernel {}: the kernel's segments [{:#x}, {:#x}) overlap the initrd at {:#x}",
+                                                s.name, k.image_.lowest, k.image_.highest, s.plan.initrd_addr));
+    return k;
+}
+
+}  // namespace minivmm

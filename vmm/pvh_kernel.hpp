@@ -1,0 +1,54 @@
+// -bios none, the fast way in: the kernel's ELF vmlinux entered through PVH (firmware/pvh.hpp)
+// instead of its bzImage's 64-bit entry, so the guest does not decompress itself. The bzImage's
+// payload (boot.rst "payload_offset") is decompressed here once at start-up
+// (firmware/kernel_payload.hpp) and every power-on of the run loads the same ELF
+// (firmware/elf_kernel.hpp). With -kernel-cache DIR the ELF is kept in DIR as
+// <SHA-256 of the bzImage>.vmlinux, so the next run with the same bzImage skips the decompression.
+// What is measured is still the bzImage file (PCR 9), as in every other -kernel boot: the ELF is a
+// pure function of it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "firmware/elf_kernel.hpp"
+#include "firmware/linux_boot.hpp"
+#include "vmm/base/guest_memory.hpp"
+
+namespace minivmm {
+
+class PvhKernel {
+public:
+    struct Source {
+        std::span<const uint8_t> bzimage;
+        std::string name;                       // for messages: the -kernel path
+        std::vector<uint8_t> sha256;            // of the bzImage (the cache's key)
+        const linux_boot::Plan& plan;           // where the command line and the initrd go
+        uint64_t ram_below_4g;
+        std::optional<std::string> cache_dir;   // -kernel-cache
+    };
+    // nullopt, with `why` set for an info line, when the bzImage cannot be entered this way but its
+    // 64-bit entry can: a payload format minivmm does not decompress, or an ELF without a PVH entry.
+    // Throws SetupError(kExitFile) with one line when the kernel is broken either way (a corrupt or
+    // truncated payload, a malformed ELF, segments outside RAM or over the initrd), and for a cache
+    // directory that cannot be used (a symbolic link, not a directory); one that cannot be written
+    // is a warning.
+    static std::optional<PvhKernel> from_bzimage(const Source& source, std::string& why);
+
+    const elf_kernel::Image& image() const noexcept { return image_; }
+    size_t elf_size() const noexcept { return elf_.size(); }
+    bool from_cache() const noexcept { return from_cache_; }
+    // Every segment into guest RAM; false if one does not fit (it was checked at start-up).
+    bool load_into(const GuestMemory& memory) const noexcept { return elf_kernel::load_into(memory, image_, elf_); }
+
+private:
+    PvhKernel() = default;
+    std::vector<uint8_t> elf_;
+    elf_kernel::Image image_;
+    bool from_cache_ = false;
+};
+
+}  // namespace minivmm
