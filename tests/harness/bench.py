@@ -31,11 +31,20 @@ def quiet_for(seconds):
     return stop
 
 
-def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL, quiet=None):
-    """Runs cmd; returns its exit status (None if stopped at the timeout, or after `quiet` seconds
-    without output), [(seconds since start, text after `marker`)] for every serial line holding it,
-    stamped when its line end arrived, and the seconds from start until the process had exited."""
-    r = vmm.run(cmd, timeout, stop=quiet_for(quiet) if quiet else None, env=env, stderr=stderr)
+def timed_lines(cmd, env, timeout, marker, stderr=subprocess.DEVNULL, quiet=None, until=None):
+    """Runs cmd; returns its exit status (None if stopped at the timeout, after `quiet` seconds
+    without output, or once a whole line with `marker` + `until` arrived), [(seconds since start,
+    text after `marker`)] for every serial line holding it, stamped when its line end arrived, and
+    the seconds from start until the process had exited."""
+    quiet_stop = quiet_for(quiet) if quiet else None
+
+    def stop(text, elapsed):
+        if until:
+            at = text.find(marker + until)
+            if at >= 0 and text.find("\n", at) >= 0:
+                return f"{until} arrived"
+        return quiet_stop(text, elapsed) if quiet_stop else None
+    r = vmm.run(cmd, timeout, stop=stop if quiet or until else None, env=env, stderr=stderr)
     lines, begin = [], 0
     while (end := r.text.find("\n", begin)) >= 0:
         text = r.text[begin:end]

@@ -96,6 +96,17 @@ def main():
         struct.pack_into("<H", variant, 0x236, xloadflags)
         with open(path, "wb") as f:
             f.write(variant)
+    # A 64-bit bzImage whose payload (payload_offset/length, 0x248/0x24C) is an xz stream cut short, and a
+    # -kernel-cache that is a symbolic link.
+    bzxz = os.path.join(s.tmp.name, "bzImage-xz")
+    broken = bytearray(header)
+    struct.pack_into("<H", broken, 0x206, 0x020F)
+    struct.pack_into("<H", broken, 0x236, 1)
+    struct.pack_into("<II", broken, 0x248, 0, 64)
+    broken[28 * 512:28 * 512 + 64] = bytes.fromhex("fd377a585a000004e6d6b446") + bytes(52)
+    with open(bzxz, "wb") as f:
+        f.write(broken)
+    os.symlink(s.tmp.name, os.path.join(s.tmp.name, "cachelink"))
     cases += [
         ("-initrd without -kernel", ["-initrd", big, disk], 2, "-initrd needs -kernel"),
         ("-append without -kernel", ["-append", "quiet", disk], 2, "-append needs -kernel"),
@@ -112,6 +123,18 @@ def main():
         ("-bios none, protocol 2.11", ["-bios", "none", "-kernel", bz211], 3, "boot protocol 2.11 has no 64-bit entry"),
         ("-bios none, a 64-bit kernel with an initrd too large", ["-bios", "none", "-m", "32M", "-kernel", bz64,
                                                                   "-initrd", big], 3, "does not fit"),
+        ("-kernel-entry without -bios none", ["-kernel-entry", "pvh", "-kernel", bz64], 2, "-kernel-entry needs -bios none"),
+        ("-kernel-entry of another kind", ["-bios", "none", "-kernel-entry", "fast", "-kernel", bz64], 2,
+         "-kernel-entry takes auto, pvh or bzimage"),
+        ("-kernel-cache without -bios none", ["-kernel-cache", s.tmp.name, "-kernel", bz64], 2,
+         "-kernel-cache needs -bios none"),
+        ("-kernel-cache with -kernel-entry bzimage", ["-bios", "none", "-kernel-entry", "bzimage", "-kernel-cache",
+                                                      s.tmp.name, "-kernel", bz64], 2, "not with -kernel-entry bzimage"),
+        ("-kernel-entry pvh, a payload that is no stream", ["-bios", "none", "-kernel-entry", "pvh", "-kernel", bz64], 3,
+         "-kernel-entry pvh: its payload is in no compression format minivmm knows"),
+        ("-bios none, a corrupt xz payload", ["-bios", "none", "-kernel", bzxz], 3, "the kernel's xz payload is"),
+        ("-kernel-cache through a symbolic link", ["-bios", "none", "-kernel-cache", os.path.join(s.tmp.name, "cachelink"),
+                                                   "-kernel", bzxz], 3, "is a symbolic link"),
     ]
     for name, args, code, text in cases:
         r = suite.run([minivmm] + args, timeout=30)

@@ -10,11 +10,14 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
          values computed here, in both boots (each power-on measures again)
   tpm12  in-process TPM 1.2: the same with SHA-1 (the TCPA log's events, sysfs PCRs 8 and 9)
   no-tpm no TPM and no disk: Linux reaches /init with the command line given, /init powers off
-  nofw-tpm2  -bios none (vmm/direct_boot.hpp: no SeaBIOS, minivmm enters the kernel at its 64-bit entry
-         and is the measuring firmware), swtpm TPM 2.0, the image as the disk: as tpm2, and PCR 0 holds
+  nofw-tpm2  -bios none (vmm/direct_boot.hpp: no SeaBIOS; minivmm decompresses the bzImage's payload,
+         enters its ELF through PVH and is the measuring firmware), swtpm TPM 2.0, the image as the disk,
+         -kernel-cache (empty: the decompressed kernel is stored there): as tpm2, and PCR 0 holds
          minivmm's CRTM version and separator as computed here (the nightly matrix runs the other
-         -bios none cells: in-process 2.0 and 1.2, the CRB)
-  nofw-no-tpm  -bios none, no TPM, no disk: /init runs with the command line given and powers off
+         -bios none cells: in-process 2.0 through the 64-bit entry, 1.2, the CRB)
+  nofw-no-tpm  -bios none, no TPM, no disk, the same -kernel-cache (the kernel comes from it): /init
+         runs with the command line given and powers off
+  nofw-bzimage -bios none -kernel-entry bzimage (the kernel decompresses itself), no TPM, no disk: the same
 
 First, offline (no KVM): the verdicts on recorded /init lines pass what matches and fail a wrong PCR,
 a wrong digest and a missing event.
@@ -33,8 +36,13 @@ from tests.harness import vmm
 
 TIMEOUT = 600  # two boots of Debian's kernel on the real-clock nested KVM
 NOFW = kernel_checks.NOFW
+CACHE = ["-kernel-cache", "{cache}"]
 CASES = {"tpm2": ("2.0", "swtpm", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
-         "nofw-tpm2": ("2.0", "swtpm", NOFW), "nofw-no-tpm": (None, None, NOFW)}
+         "nofw-tpm2": ("2.0", "swtpm", NOFW + tuple(CACHE)), "nofw-no-tpm": (None, None, NOFW + tuple(CACHE)),
+         "nofw-bzimage": (None, None, NOFW + ("-kernel-entry", "bzimage"))}
+# What minivmm says on stderr (-d info) about how it entered the kernel, per -bios none case.
+ENTRY = {"nofw-tpm2": "bytes) is entered through PVH at", "nofw-no-tpm": "from -kernel-cache) is entered through PVH",
+         "nofw-bzimage": "-kernel-entry bzimage: its 64-bit entry is used"}
 
 
 def offline(s):
@@ -100,7 +108,9 @@ def main():
     files = kernel_checks.BootFiles(image, s.tmp.name)
     cmdline, boot = files.cmdline, files.args
     release = kernel_checks.minivmm_version(minivmm)
+    cache = os.path.join(s.tmp.name, "kernel-cache")
     for name, (version, backend, extra) in CASES.items():
+        extra = [x.format(cache=cache) for x in extra] + (["-d", "info"] if not version and extra else [])
         directory = os.path.join(s.tmp.name, name)
         swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
         tpm = (["-tpm-sock", swtpm.sock] if swtpm else
@@ -114,6 +124,12 @@ def main():
                 swtpm.stop()
         with open(os.path.join(s.tmp.name, f"{name}.com1"), "w", encoding="latin-1") as f:
             f.write(r.text)
+        if name in ENTRY:
+            s.check(f"{name}: minivmm says '...{ENTRY[name]}...'", ENTRY[name] in r.stderr, r.stderr[-2000:])
+        if name == "nofw-tpm2":
+            stored = os.listdir(cache) if os.path.isdir(cache) else []
+            s.check(f"{name}: the decompressed kernel is in -kernel-cache as <SHA-256 of the bzImage>.vmlinux ({stored})",
+                    stored == [hashlib.sha256(open(files.kernel, "rb").read()).hexdigest() + ".vmlinux"])
         if not version:
             lines = checks.nightly_lines(r, 0, len(r.text))
             s.check(f"{name}: Linux ran /init ({r.describe()})", "init-start" in lines, r.text[-3000:])

@@ -275,8 +275,8 @@ def main():
     s.check("matrix: the calibration ran", cal[0] == "passed", cal)
     incapable = "cannot run a Linux kernel" in r.stdout.split("\n\n")[0]
     linux = {k: v for k, v in res.items() if k.startswith("tpm") and k.endswith("/linux") and "-kernel/" not in k
-             and "-nofw/" not in k}
-    nofw = {k: v for k, v in res.items() if "-nofw/" in k}  # -bios none cells
+             and "-nofw" not in k}
+    nofw = {k: v for k, v in res.items() if "-nofw" in k}  # -bios none cells
     kernel = {k: v for k, v in res.items() if k.startswith("tpm2.0-kernel/")}  # the -kernel cell
     system = {k: v for k, v in res.items() if k.startswith("debian-system/")}
     if full:

@@ -12,12 +12,12 @@ FIRMWARE_CHECK = "firmware-measured"  # -bios none: minivmm's own firmware event
 PARTITION = 2048 * 512  # scripts/build-guest-image: the FAT partition starts at sector 2048
 # scripts/nightly-boot's -kernel cells: the image's own kernel, initrd and command line booted directly,
 # the image still the disk (so /init reboots once). Through SeaBIOS, TPM 2.0 from swtpm; and without
-# firmware (-bios none, vmm/direct_boot.hpp) on both backends, 1.2 and the CRB:
-# (prefix, TPM version, backend, interface, extra minivmm options).
+# firmware (-bios none, vmm/direct_boot.hpp; through PVH, and one cell through the bzImage's 64-bit entry)
+# on both backends, 1.2 and the CRB: (prefix, TPM version, backend, interface, extra minivmm options).
 NOFW = ("-bios", "none")
 CELLS = (("tpm2.0-kernel/swtpm", "2.0", "swtpm", "tis", ()),
          ("tpm2.0-nofw/swtpm", "2.0", "swtpm", "tis", NOFW),
-         ("tpm2.0-nofw/in-process", "2.0", "in-process", "tis", NOFW),
+         ("tpm2.0-nofw-bzimage/in-process", "2.0", "in-process", "tis", NOFW + ("-kernel-entry", "bzimage")),
          ("tpm1.2-nofw/in-process", "1.2", "in-process", "tis", NOFW),
          ("tpm2.0-crb-nofw/swtpm", "2.0", "swtpm", "crb", NOFW))
 KERNEL_EVENT = re.compile(r"NIGHTLY: kernel-event (\d+) (\S+) ([0-9a-f]+) ([^\r\n]*)")
@@ -97,7 +97,8 @@ class BootFiles:
 
 def check_names(version, index, extra):
     """The checks of boot `index` of a -kernel cell."""
-    return (("linux",) + tpm_check_names(version, index) + (KERNEL_CHECK,) + ((FIRMWARE_CHECK,) if extra == NOFW else ()))
+    return (("linux",) + tpm_check_names(version, index) + (KERNEL_CHECK,) +
+            ((FIRMWARE_CHECK,) if tuple(extra[:2]) == NOFW else ()))
 
 
 def minivmm_version(minivmm):
