@@ -55,9 +55,8 @@ void measure_firmware(const DirectBoot& b, std::span<uint8_t> area,
                                                    "reconfigure its banks (swtpm_setup --pcr-banks)", bank.id));
     for (const FirmwareEvent& e : firmware_events(MINIVMM_VERSION, acpi_files)) {
         std::vector<tcg_log::Digest> digests;
-        for (tcg_log::Digest& d : tcg_digests(e.measured))
-            if (std::any_of(b.banks.begin(), b.banks.end(), [&](const tcg_log::Algorithm& a) { return a.id == d.algorithm; }))
-                digests.push_back(std::move(d));
+        for (const tcg_log::Algorithm& bank : b.banks)  // the active banks only (all computable: checked above)
+            if (std::optional<tcg_log::Digest> d = tcg_digest(e.measured, bank.id)) digests.push_back(std::move(*d));
         if (!tcg_log::append(area, *layout, e.pcr, e.type, digests, e.data))
             internal("the firmware's events do not fit the TPM event log");
         b.tpm->submit_platform(pcr_extend_command(version, e.pcr, digests),

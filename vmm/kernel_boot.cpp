@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 
 #include <fmt/core.h>
@@ -54,18 +57,75 @@ std::vector<uint8_t> text_event(const std::string& text) {
 
 }  // namespace
 
-std::vector<tcg_log::Digest> tcg_digests(std::span<const uint8_t> bytes) {
-    const std::pair<uint16_t, const EVP_MD*> algorithms[] = {{tcg_log::kAlgSha1, EVP_sha1()},
-                                                             {tcg_log::kAlgSha256, EVP_sha256()},
-                                                             {tcg_log::kAlgSha384, EVP_sha384()},
-                                                             {tcg_log::kAlgSha512, EVP_sha512()}};
+std::optional<tcg_log::Digest> tcg_digest(std::span<const uint8_t> bytes, uint16_t algorithm) {
+    const EVP_MD* md = algorithm == tcg_log::kAlgSha1     ? EVP_sha1()
+                       : algorithm == tcg_log::kAlgSha256 ? EVP_sha256()
+                       : algorithm == tcg_log::kAlgSha384 ? EVP_sha384()
+                       : algorithm == tcg_log::kAlgSha512 ? EVP_sha512()
+                                                          : nullptr;
+    if (!md) return std::nullopt;
+    std::vector<uint8_t> value(static_cast<size_t>(EVP_MD_get_size(md)));
+    unsigned size = 0;
+    if (!EVP_Digest(bytes.data(), bytes.size(), value.data(), &size, md, nullptr) || size != value.size())
+        throw SetupError(kExitInternal, fmt::format("OpenSSL could not compute a {} digest", EVP_MD_get0_name(md)));
+    return tcg_log::Digest{algorithm, std::move(value)};
+}
+
+struct KernelBoot::DigestCache {
+    std::mutex mutex;
+    std::map<std::pair<size_t, uint16_t>, std::vector<uint8_t>> values;  // (measurement, algorithm) -> digest
+};
+
+std::span<const uint8_t> KernelBoot::measured_bytes(size_t index) const noexcept {
+    if (index == 0) return kernel_;
+    if (index == 1) return {reinterpret_cast<const uint8_t*>(cmdline_.data()), cmdline_.size()};
+    return initrd_;
+}
+
+void KernelBoot::prepare_digests(std::span<const uint16_t> algorithms) const {
+    // One task per algorithm over every measured file, the first on this thread: SHA-384/512 of a
+    // distribution kernel and initrd take ~80 ms on one core, SHA-1 and SHA-256 with SHA-NI ~10 ms.
+    std::vector<uint16_t> missing;
+    {
+        std::lock_guard lock(digests_->mutex);
+        // Only the four minivmm computes: the SeaBIOS path's list comes from the guest's memory, and a
+        // vCPU thread, where that path runs (with every digest computed at start-up), may not start
+        // threads (vmm/host/README.md "Sandbox").
+        for (uint16_t algorithm : algorithms)
+            for (size_t i = 0; i < measurements_.size() && std::count(std::begin(kKernelDigestAlgorithms),
+                                                                      std::end(kKernelDigestAlgorithms), algorithm); ++i)
+                if (!digests_->values.count({i, algorithm})) {
+                    missing.push_back(algorithm);
+                    break;
+                }
+    }
+    auto hash_all = [this](uint16_t algorithm) {
+        std::vector<std::optional<tcg_log::Digest>> out;
+        for (size_t i = 0; i < measurements_.size(); ++i) out.push_back(tcg_digest(measured_bytes(i), algorithm));
+        return out;
+    };
+    std::vector<std::future<std::vector<std::optional<tcg_log::Digest>>>> others;
+    for (size_t a = 1; a < missing.size(); ++a) others.push_back(std::async(std::launch::async, hash_all, missing[a]));
+    std::vector<std::vector<std::optional<tcg_log::Digest>>> results;
+    if (!missing.empty()) results.push_back(hash_all(missing[0]));
+    for (auto& f : others) results.push_back(f.get());
+    std::lock_guard lock(digests_->mutex);
+    for (const auto& per_file : results)
+        for (size_t i = 0; i < per_file.size(); ++i)
+            if (per_file[i]) digests_->values.emplace(std::pair(i, per_file[i]->algorithm), per_file[i]->value);
+}
+
+std::vector<tcg_log::Digest> KernelBoot::digests(size_t index, std::span<const uint16_t> algorithms) const {
+    std::lock_guard lock(digests_->mutex);
     std::vector<tcg_log::Digest> out;
-    for (const auto& [id, md] : algorithms) {
-        std::vector<uint8_t> value(static_cast<size_t>(EVP_MD_get_size(md)));
-        unsigned size = 0;
-        if (!EVP_Digest(bytes.data(), bytes.size(), value.data(), &size, md, nullptr) || size != value.size())
-            throw SetupError(kExitInternal, fmt::format("OpenSSL could not compute a {} digest", EVP_MD_get0_name(md)));
-        out.push_back({id, std::move(value)});
+    for (uint16_t algorithm : algorithms) {
+        auto it = digests_->values.find({index, algorithm});
+        if (it == digests_->values.end()) {
+            std::optional<tcg_log::Digest> d = tcg_digest(measured_bytes(index), algorithm);
+            if (!d) continue;
+            it = digests_->values.emplace(std::pair(index, algorithm), std::move(d->value)).first;
+        }
+        out.push_back({algorithm, it->second});
     }
     return out;
 }
@@ -82,8 +142,9 @@ std::vector<uint8_t> pcr_extend_command(TpmVersion version, uint32_t pcr, std::s
     return c.done();
 }
 
-KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g) {
+KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g, bool eager) {
     KernelBoot k;
+    k.digests_ = std::make_shared<DigestCache>();
     k.kernel_ = read_input(files.kernel, "-kernel", ram_below_4g);
     if (files.initrd) {
         k.initrd_ = read_input(*files.initrd, "-initrd", ram_below_4g);
@@ -95,14 +156,12 @@ KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g) {
     } catch (const std::invalid_argument& e) {
         throw SetupError(kExitFile, fmt::format("-kernel {}: {}", files.kernel, e.what()));
     }
-    // The order GRUB's linux and initrd commands measure in.
-    k.measurements_.push_back({"kernel", 9, tcg_digests(k.kernel_), text_event(base_name(files.kernel))});
+    // The order GRUB's linux and initrd commands measure in (measured_bytes() follows it).
+    k.measurements_.push_back({"kernel", 9, text_event(base_name(files.kernel))});
     // GRUB 2.06 grub_tpm_verify_string: the digest of the command line, the event text with a prefix.
-    k.measurements_.push_back({"command line", 8,
-                               tcg_digests(std::span(reinterpret_cast<const uint8_t*>(k.cmdline_.data()), k.cmdline_.size())),
-                               text_event("kernel_cmdline: " + k.cmdline_)});
-    if (files.initrd)
-        k.measurements_.push_back({"initrd", 9, tcg_digests(k.initrd_), text_event(base_name(*files.initrd))});
+    k.measurements_.push_back({"command line", 8, text_event("kernel_cmdline: " + k.cmdline_)});
+    if (files.initrd) k.measurements_.push_back({"initrd", 9, text_event(base_name(*files.initrd))});
+    if (eager) k.prepare_digests(kKernelDigestAlgorithms);
     return k;
 }
 
@@ -138,10 +197,9 @@ bool KernelBoot::boot_pvh(const GuestMemory& memory, std::optional<uint64_t> log
     return true;
 }
 
-const std::vector<uint8_t>& KernelBoot::kernel_sha256() const noexcept {
-    for (const tcg_log::Digest& d : measurements_.front().digests)
-        if (d.algorithm == tcg_log::kAlgSha256) return d.value;
-    return measurements_.front().digests.front().value;  // not reached: tcg_digests always computes SHA-256
+std::vector<uint8_t> KernelBoot::kernel_sha256() const {
+    const uint16_t sha256[] = {tcg_log::kAlgSha256};
+    return digests(0, sha256).at(0).value;
 }
 
 void KernelBoot::measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
@@ -158,25 +216,30 @@ void KernelBoot::measure(const GuestMemory& memory, std::optional<uint64_t> log_
     // Everything that can fail to allocate first: then every event is logged and extended, or none.
     struct Step {
         const Measurement* m;
+        std::vector<tcg_log::Digest> digests;
         std::vector<uint8_t> command;
         std::string what;
     };
+    // The banks the log lists (the firmware lists the active ones); without a log, every bank we
+    // can compute (a TPM ignores digests of banks it has not allocated).
+    std::vector<uint16_t> banks;
+    if (layout)
+        for (const tcg_log::Algorithm& a : layout->algorithms) banks.push_back(a.id);
+    else
+        banks.assign(std::begin(kKernelDigestAlgorithms), std::end(kKernelDigestAlgorithms));
+    prepare_digests(banks);
     std::vector<Step> steps;
-    for (const Measurement& m : measurements_) {
-        // The banks the log lists (SeaBIOS lists the active ones); without a log, every bank we
-        // can compute (a TPM ignores digests of banks it has not allocated).
-        std::vector<tcg_log::Digest> digests;
-        for (const tcg_log::Digest& d : m.digests)
-            if (!layout || std::any_of(layout->algorithms.begin(), layout->algorithms.end(),
-                                       [&](const tcg_log::Algorithm& a) { return a.id == d.algorithm; }))
-                digests.push_back(d);
-        steps.push_back({&m, pcr_extend_command(version, m.pcr, digests),
+    for (size_t i = 0; i < measurements_.size(); ++i) {
+        const Measurement& m = measurements_[i];
+        std::vector<tcg_log::Digest> digests = this->digests(i, banks);
+        std::vector<uint8_t> command = pcr_extend_command(version, m.pcr, digests);
+        steps.push_back({&m, std::move(digests), std::move(command),
                          fmt::format("-kernel: measuring the {} into PCR {}", m.what, m.pcr)});
     }
     unsigned logged = 0;
     for (Step& step : steps) {
         if (layout) {
-            if (tcg_log::append(*area, *layout, step.m->pcr, tcg_log::kEvIpl, step.m->digests, step.m->event_data)) ++logged;
+            if (tcg_log::append(*area, *layout, step.m->pcr, tcg_log::kEvIpl, step.digests, step.m->event_data)) ++logged;
             else log::warn("-kernel: the {} event does not fit the TPM event log, or the log lists a hash algorithm "
                            "minivmm cannot compute", step.m->what);
         }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -35,15 +36,20 @@ public:
     // SetupError(kExitFile) with one line: a file that cannot be opened or read (a symbolic link
     // included: O_NOFOLLOW), an empty initrd, or a kernel the boot protocol refuses (not a bzImage,
     // protocol older than 2.06, too large, command line too long, initrd too large for the RAM).
-    static KernelBoot load(const Files& files, uint64_t ram_below_4g);
+    // The digests are computed when first needed, for the banks asked (digests()); `eager` computes
+    // all four now (the SeaBIOS path: its log says which banks only when the kernel is loaded, on a
+    // vCPU; so the hashing stays at start-up, off the vCPU).
+    static KernelBoot load(const Files& files, uint64_t ram_below_4g, bool eager = true);
 
     struct Measurement {
         std::string what;  // "kernel", "command line", "initrd"
         uint32_t pcr;
-        std::vector<tcg_log::Digest> digests;  // SHA-1, SHA-256, SHA-384, SHA-512
-        std::vector<uint8_t> event_data;       // NUL-terminated text, as GRUB logs it
+        std::vector<uint8_t> event_data;  // NUL-terminated text, as GRUB logs it
     };
     const std::vector<Measurement>& measurements() const noexcept { return measurements_; }
+    // Measurement `index`'s digests in `algorithms` (SHA-1, SHA-256, SHA-384, SHA-512; others are
+    // left out), each computed once and kept. Throws SetupError(kExitInternal) if OpenSSL fails.
+    std::vector<tcg_log::Digest> digests(size_t index, std::span<const uint16_t> algorithms) const;
     const linux_boot::Plan& plan() const noexcept { return plan_; }
 
     // One power-on: loads into `memory`; with a TPM (`tpm` non-null) appends the events to the
@@ -58,21 +64,32 @@ public:
 
     std::span<const uint8_t> kernel_bytes() const noexcept { return kernel_; }
     // The bzImage's SHA-256 (its measurement's digest; the -kernel-cache key).
-    const std::vector<uint8_t>& kernel_sha256() const noexcept;
+    std::vector<uint8_t> kernel_sha256() const;
 
 private:
     KernelBoot() = default;
     void measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
                  TpmWorker& tpm) const;
 
+    std::span<const uint8_t> measured_bytes(size_t index) const noexcept;
+    // Every measurement's digests in `algorithms`, an algorithm per thread (std::async).
+    void prepare_digests(std::span<const uint16_t> algorithms) const;
+
     std::vector<uint8_t> kernel_, initrd_;
     std::string cmdline_;
     linux_boot::Plan plan_;
     std::vector<Measurement> measurements_;
+    struct DigestCache;  // the digests computed so far, under a mutex (boot() may run on a vCPU)
+    std::shared_ptr<DigestCache> digests_;
 };
 
-// The SHA-1, SHA-256, SHA-384 and SHA-512 digests of `bytes` (OpenSSL).
-std::vector<tcg_log::Digest> tcg_digests(std::span<const uint8_t> bytes);
+// The four hash algorithms minivmm computes, as TPM_ALG_IDs.
+inline constexpr uint16_t kKernelDigestAlgorithms[] = {tcg_log::kAlgSha1, tcg_log::kAlgSha256, tcg_log::kAlgSha384,
+                                                       tcg_log::kAlgSha512};
+
+// The digest of `bytes` in `algorithm` (OpenSSL): SHA-1, SHA-256, SHA-384 or SHA-512; nullopt for
+// an algorithm minivmm does not compute.
+std::optional<tcg_log::Digest> tcg_digest(std::span<const uint8_t> bytes, uint16_t algorithm);
 
 // The TPM command that extends `pcr` with `digests`: TPM2_PCR_Extend with an empty password
 // session (TPM 2.0 Part 3 §22.2), or TPM_Extend with the SHA-1 digest (TPM 1.2 Part 3 §16.1).

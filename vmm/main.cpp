@@ -26,6 +26,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/kernel_boot.hpp"
 #include "vmm/pvh_kernel.hpp"
+#include "vmm/host/boot_timer.hpp"
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
@@ -163,11 +164,13 @@ int run(const Config& config, int signal_fd) {
             throw SetupError(kExitFile, e.what());
         }
     }
-    // -kernel: read, checked and hashed now, once; every power-on loads the same bytes.
+    // -kernel: read and checked now, once (hashed now for SeaBIOS with a TPM; for -bios none when the
+    // TPM's banks are known); every power-on loads the same bytes.
     std::optional<KernelBoot> kernel;
     if (config.kernel)
         kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
-                                  std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit));
+                                  std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit),
+                                  /*eager=*/config.firmware && (config.tpm_socket || config.tpm_state));
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);
@@ -249,8 +252,9 @@ int run(const Config& config, int signal_fd) {
             current = machine.get();
             if (user_quit) current->events().post(MachineEvents::Kind::quit, "quit from the console (Ctrl-A x)");
         }
-        log::info("boot {}: {} vCPU(s), {} MiB RAM, {}{}", boot, config.cpus, config.ram_bytes >> 20,
-                  config.disk.empty() ? "no disk" : "disk " + config.disk, config.kernel ? ", kernel " + *config.kernel : "");
+        log::info("boot {}: {} vCPU(s), {} MiB RAM, {}{}; {:.1f} ms after start", boot, config.cpus, config.ram_bytes >> 20,
+                  config.disk.empty() ? "no disk" : "disk " + config.disk, config.kernel ? ", kernel " + *config.kernel : "",
+                  ms_since_start());
         Machine::Result result = machine->run(signal_fd);
         {
             std::lock_guard lock(machine_mutex);

@@ -116,11 +116,18 @@ TEST_CASE("-kernel files: read and checked at start-up, each problem a file erro
     CHECK(ok.measurements()[1].event_data.back() == 0);
     // GRUB's digest of the command line: the line itself, not the prefix (tpm2_eventlog checks it so).
     const std::string line = "console=ttyS0";
-    CHECK(ok.measurements()[1].digests[1].value ==
+    const uint16_t sha256[] = {tcg_log::kAlgSha256};
+    CHECK(ok.digests(1, sha256).at(0).value ==
           digest(EVP_sha256(), std::span(reinterpret_cast<const uint8_t*>(line.data()), line.size())));
     CHECK(ok.measurements()[2].what == "initrd");
-    CHECK(ok.measurements()[0].digests.size() == 4);  // SHA-1, -256, -384, -512
-    CHECK(ok.measurements()[0].digests[3].value.size() == 64);
+    CHECK(ok.digests(0, kKernelDigestAlgorithms).size() == 4);  // SHA-1, -256, -384, -512
+    CHECK(ok.digests(0, kKernelDigestAlgorithms)[3].value.size() == 64);
+    const uint16_t sm3[] = {0x0012};  // TPM_ALG_SM3_256: not computed, left out
+    CHECK(ok.digests(0, sm3).empty());
+    // Computed when asked (a lazy KernelBoot), the same values.
+    const KernelBoot lazy = KernelBoot::load({d + "/bzImage", d + "/initrd", "console=ttyS0"}, 512ull << 20, false);
+    CHECK(lazy.digests(2, kKernelDigestAlgorithms)[1].value == ok.digests(2, kKernelDigestAlgorithms)[1].value);
+    CHECK(lazy.kernel_sha256() == ok.digests(0, sha256).at(0).value);
     CHECK(KernelBoot::load({d + "/bzImage", std::nullopt, ""}, 512ull << 20).measurements().size() == 2);
 
     CHECK(error_of({d + "/missing", std::nullopt, ""}).find("-kernel " + d + "/missing: cannot open") == 0);
