@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <fmt/core.h>
+#include <openssl/crypto.h>
 
 #include "firmware/bios_image.hpp"
 #include "firmware/linux_boot64.hpp"
@@ -295,6 +296,9 @@ int main(int argc, char** argv) {
     // private to its user: 0700 directories, 0600 files.
     ::umask(077);
     sandbox::use_one_malloc_arena();  // before any thread: see vmm/host/sandbox.hpp
+    // minivmm uses OpenSSL only for its digests: no openssl.cnf (a file read at start-up, and
+    // engines or providers a system-wide configuration could load into the VMM).
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr);
     try {
         UniqueFd signal_fd = block_termination_signals();
         install_crash_handlers();
