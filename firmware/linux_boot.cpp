@@ -100,6 +100,29 @@ Plan plan(std::span<const uint8_t> kernel, uint64_t initrd_size, const std::stri
     return p;
 }
 
+Plan plan_elf(uint64_t kernel_end, uint64_t initrd_size, const std::string& cmdline, uint64_t ram_below_4g) {
+    Plan p;
+    p.kernel_end = kernel_end;
+    if (ram_below_4g <= kFirmwareReserve + kKernelAddr) bad("the guest has too little RAM for a kernel");
+    const uint64_t usable_end = ram_below_4g - kFirmwareReserve;
+    if (kernel_end > usable_end)
+        bad(fmt::format("the kernel needs {} from 1 MiB up, more than the guest's {} of RAM below its firmware tables "
+                        "(give the guest more memory with -m)", mib(kernel_end - kKernelAddr), mib(usable_end - kKernelAddr)));
+    if (cmdline.size() > kElfCmdlineMax)
+        bad(fmt::format("the command line is {} bytes; a kernel takes at most {} (COMMAND_LINE_SIZE)", cmdline.size(),
+                        kElfCmdlineMax));
+    if (cmdline.find('\0') != std::string::npos) bad("the command line contains a NUL byte");
+    if (initrd_size > 0) {
+        if (initrd_size > usable_end || ((usable_end - initrd_size) & ~uint64_t{0xFFF}) < kernel_end)
+            bad(fmt::format("the initrd ({}) does not fit in the guest's RAM between the kernel ({} from 1 MiB up) and "
+                            "{:#x} (give the guest more memory with -m)", mib(initrd_size), mib(kernel_end - kKernelAddr),
+                            usable_end));
+        p.initrd_addr = (usable_end - initrd_size) & ~uint64_t{0xFFF};
+        p.initrd_size = initrd_size;
+    }
+    return p;
+}
+
 bool load_into(const GuestMemory& memory, const Plan& plan, std::span<const uint8_t> kernel,
                std::span<const uint8_t> initrd, const std::string& cmdline) noexcept {
     if (plan.kernel_offset + plan.kernel_size != kernel.size() || initrd.size() != plan.initrd_size) return false;

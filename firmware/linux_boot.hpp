@@ -76,6 +76,13 @@ struct Plan {
 // kernel or initrd that does not fit the guest's RAM.
 Plan plan(std::span<const uint8_t> kernel, uint64_t initrd_size, const std::string& cmdline, uint64_t ram_below_4g);
 
+// For an ELF vmlinux entered through PVH (-bios none; firmware/pvh.hpp): no setup header, so the
+// command line may have up to kElfCmdlineMax bytes (x86's COMMAND_LINE_SIZE less the NUL) and the
+// initrd goes as high as below the firmware reserve, above `kernel_end` (the ELF's highest byte).
+// Throws std::invalid_argument as plan() does.
+inline constexpr size_t kElfCmdlineMax = 2047;
+Plan plan_elf(uint64_t kernel_end, uint64_t initrd_size, const std::string& cmdline, uint64_t ram_below_4g);
+
 // Writes the setup code, the command line, the protected-mode kernel and the initrd where `plan`
 // says. False (nothing meaningful loaded) if any range is outside guest RAM.
 bool load_into(const GuestMemory& memory, const Plan& plan, std::span<const uint8_t> kernel,

@@ -61,7 +61,8 @@ std::string usage_text() {
 Boot the raw disk image DISK, or a Linux kernel, with SeaBIOS on KVM.
 
 options:
-  -kernel BZIMAGE        boot this Linux kernel (x86 boot protocol 2.06 or later) instead of
+  -kernel BZIMAGE        boot this Linux kernel (x86 boot protocol 2.06 or later; with -bios none
+                         also an ELF vmlinux, entered through PVH) instead of
                          DISK's boot sector; DISK is then optional. With a TPM the kernel and
                          the initrd are measured into PCR 9 and the command line into PCR 8,
                          and logged after the firmware's events, as GRUB does

@@ -13,6 +13,7 @@
 
 #include <fmt/core.h>
 
+#include "firmware/elf_kernel.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/read_file.hpp"
@@ -151,8 +152,13 @@ KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g, bool eage
         if (k.initrd_.empty()) throw SetupError(kExitFile, fmt::format("-initrd {}: the file is empty", *files.initrd));
     }
     k.cmdline_ = files.cmdline;
+    k.elf_ = elf_kernel::is_elf(k.kernel_);
     try {
-        k.plan_ = linux_boot::plan(k.kernel_, k.initrd_.size(), k.cmdline_, ram_below_4g);
+        // An ELF vmlinux (-bios none enters it through PVH, vmm/pvh_kernel.hpp): placed by its segments.
+        k.plan_ = k.elf_ ? linux_boot::plan_elf(elf_kernel::parse(k.kernel_, linux_boot::kKernelAddr,
+                                                                  ram_below_4g - linux_boot::kFirmwareReserve).highest,
+                                                k.initrd_.size(), k.cmdline_, ram_below_4g)
+                         : linux_boot::plan(k.kernel_, k.initrd_.size(), k.cmdline_, ram_below_4g);
     } catch (const std::invalid_argument& e) {
         throw SetupError(kExitFile, fmt::format("-kernel {}: {}", files.kernel, e.what()));
     }

@@ -35,7 +35,8 @@ public:
     // Reads and checks everything for a guest with `ram_below_4g` bytes of RAM below 4 GiB. Throws
     // SetupError(kExitFile) with one line: a file that cannot be opened or read (a symbolic link
     // included: O_NOFOLLOW), an empty initrd, or a kernel the boot protocol refuses (not a bzImage,
-    // protocol older than 2.06, too large, command line too long, initrd too large for the RAM).
+    // protocol older than 2.06, too large, command line too long, initrd too large for the RAM). An
+    // ELF vmlinux is checked as firmware/elf_kernel.hpp says and placed by linux_boot::plan_elf.
     // The digests are computed when first needed, for the banks asked (digests()); `eager` computes
     // all four now (the SeaBIOS path: its log says which banks only when the kernel is loaded, on a
     // vCPU; so the hashing stays at start-up, off the vCPU).
@@ -63,6 +64,8 @@ public:
                   TpmWorker* tpm) const noexcept;
 
     std::span<const uint8_t> kernel_bytes() const noexcept { return kernel_; }
+    // The kernel is an ELF vmlinux, not a bzImage: it boots only through PVH (-bios none).
+    bool is_elf() const noexcept { return elf_; }
     // The bzImage's SHA-256 (its measurement's digest; the -kernel-cache key).
     std::vector<uint8_t> kernel_sha256() const;
 
@@ -76,6 +79,7 @@ private:
     void prepare_digests(std::span<const uint16_t> algorithms) const;
 
     std::vector<uint8_t> kernel_, initrd_;
+    bool elf_ = false;
     std::string cmdline_;
     linux_boot::Plan plan_;
     std::vector<Measurement> measurements_;

@@ -131,11 +131,20 @@ void install_test_hooks() {
 // -bios none: PvhKernel, or nullopt for the bzImage's 64-bit entry (-kernel-entry; vmm/pvh_kernel.hpp).
 std::optional<PvhKernel> choose_kernel_entry(const Config& config, const KernelBoot& kernel) {
     std::optional<PvhKernel> pvh;
+    const PvhKernel::Source source{kernel.kernel_bytes(), *config.kernel, {}, kernel.plan(),
+                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit), config.kernel_cache};
+    if (kernel.is_elf()) {
+        if (config.kernel_entry == Config::KernelEntry::bzimage)
+            throw SetupError(kExitFile, fmt::format("-kernel {}: an ELF vmlinux has no bzImage entry: not with "
+                                                    "-kernel-entry bzimage", *config.kernel));
+        pvh = PvhKernel::from_elf(source);
+        log::info("-bios none: the ELF kernel is entered through PVH at {:#x}", pvh->image().pvh_entry);
+        return pvh;
+    }
     std::string why = "-kernel-entry bzimage";
     if (config.kernel_entry != Config::KernelEntry::bzimage)
-        pvh = PvhKernel::from_bzimage({kernel.kernel_bytes(), *config.kernel, kernel.kernel_sha256(), kernel.plan(),
-                                       std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit), config.kernel_cache},
-                                      why);
+        pvh = PvhKernel::from_bzimage({source.bzimage, source.name, kernel.kernel_sha256(), source.plan,
+                                       source.ram_below_4g, source.cache_dir}, why);
     if (pvh) {
         log::info("-bios none: the kernel's ELF ({} bytes{}) is entered through PVH at {:#x}", pvh->elf_size(),
                   pvh->from_cache() ? ", from -kernel-cache" : "", pvh->image().pvh_entry);
@@ -172,6 +181,9 @@ int run(const Config& config, int signal_fd) {
         kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit),
                                   /*eager=*/config.firmware && (config.tpm_socket || config.tpm_state));
+    if (kernel && kernel->is_elf() && config.firmware)
+        throw SetupError(kExitFile, fmt::format("-kernel {}: an ELF vmlinux boots only without firmware (-bios none): "
+                                                "SeaBIOS boots bzImages", *config.kernel));
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);

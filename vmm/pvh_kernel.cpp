@@ -124,11 +124,26 @@ std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& w
         }
         if (dir) store(*dir, entry, k.elf_);
     }
-    if (s.plan.initrd_size != 0 && s.plan.initrd_addr < k.image_.highest &&
-        k.image_.lowest < s.plan.initrd_addr + s.plan.initrd_size)
-        throw SetupError(kExitFile, fmt::format("-kernel {}: the kernel's segments [{:#x}, {:#x}) overlap the initrd at {:#x}",
-                                                s.name, k.image_.lowest, k.image_.highest, s.plan.initrd_addr));
+    k.check_initrd(s);
     return k;
+}
+
+PvhKernel PvhKernel::from_elf(const Source& s) {
+    PvhKernel k;
+    try {
+        k.image_ = elf_kernel::parse(s.bzimage, linux_boot::kKernelAddr, s.ram_below_4g - kFirmwareArea);
+    } catch (const std::invalid_argument& e) {
+        throw SetupError(kExitFile, fmt::format("-kernel {}: {}", s.name, e.what()));
+    }
+    k.elf_.assign(s.bzimage.begin(), s.bzimage.end());
+    k.check_initrd(s);
+    return k;
+}
+
+void PvhKernel::check_initrd(const Source& s) const {
+    if (s.plan.initrd_size != 0 && s.plan.initrd_addr < image_.highest && image_.lowest < s.plan.initrd_addr + s.plan.initrd_size)
+        throw SetupError(kExitFile, fmt::format("-kernel {}: the kernel's segments [{:#x}, {:#x}) overlap the initrd at {:#x}",
+                                                s.name, image_.lowest, image_.highest, s.plan.initrd_addr));
 }
 
 }  // namespace minivmm

@@ -23,7 +23,7 @@ namespace minivmm {
 class PvhKernel {
 public:
     struct Source {
-        std::span<const uint8_t> bzimage;
+        std::span<const uint8_t> bzimage;       // the -kernel file (a bzImage, or for from_elf the ELF)
         std::string name;                       // for messages: the -kernel path
         std::vector<uint8_t> sha256;            // of the bzImage (the cache's key)
         const linux_boot::Plan& plan;           // where the command line and the initrd go
@@ -37,6 +37,9 @@ public:
     // directory that cannot be used (a symbolic link, not a directory); one that cannot be written
     // is a warning.
     static std::optional<PvhKernel> from_bzimage(const Source& source, std::string& why);
+    // An ELF vmlinux given to -kernel itself (KernelBoot::is_elf). Throws SetupError(kExitFile) for
+    // an ELF minivmm cannot load or enter (see elf_kernel::parse).
+    static PvhKernel from_elf(const Source& source);
 
     const elf_kernel::Image& image() const noexcept { return image_; }
     size_t elf_size() const noexcept { return elf_.size(); }
@@ -46,6 +49,7 @@ public:
 
 private:
     PvhKernel() = default;
+    void check_initrd(const Source& s) const;
     std::vector<uint8_t> elf_;
     elf_kernel::Image image_;
     bool from_cache_ = false;

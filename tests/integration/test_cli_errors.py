@@ -107,6 +107,19 @@ def main():
     with open(bzxz, "wb") as f:
         f.write(broken)
     os.symlink(s.tmp.name, os.path.join(s.tmp.name, "cachelink"))
+    # An ELF vmlinux (ELF-64 header, a PT_LOAD at 16 MiB, a PT_NOTE with Xen's PVH entry note), and one cut short.
+    note = struct.pack("<III", 4, 4, 18) + b"Xen\0" + struct.pack("<I", 0x1000000)
+    ehdr = b"\x7fELF\x02\x01\x01" + bytes(9) + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x1000000, 64, 0, 0, 64, 56, 2, 64, 0, 0)
+    phdrs = (struct.pack("<IIQQQQQQ", 1, 5, 0x1000, 0x1000000, 0x1000000, 0x1000, 0x2000, 0x1000) +
+             struct.pack("<IIQQQQQQ", 4, 4, 0x2000, 0, 0, len(note), len(note), 4))
+    image = bytearray(0x3000)
+    image[:len(ehdr + phdrs)] = ehdr + phdrs
+    image[0x2000:0x2000 + len(note)] = note
+    elf, elf_cut = os.path.join(s.tmp.name, "vmlinux"), os.path.join(s.tmp.name, "vmlinux-cut")
+    with open(elf, "wb") as f:
+        f.write(image)
+    with open(elf_cut, "wb") as f:
+        f.write(image[:0x1800])
     cases += [
         ("-initrd without -kernel", ["-initrd", big, disk], 2, "-initrd needs -kernel"),
         ("-append without -kernel", ["-append", "quiet", disk], 2, "-append needs -kernel"),
@@ -133,6 +146,10 @@ def main():
         ("-kernel-entry pvh, a payload that is no stream", ["-bios", "none", "-kernel-entry", "pvh", "-kernel", bz64], 3,
          "-kernel-entry pvh: its payload is in no compression format minivmm knows"),
         ("-bios none, a corrupt xz payload", ["-bios", "none", "-kernel", bzxz], 3, "the kernel's xz payload is"),
+        ("an ELF vmlinux through SeaBIOS", ["-kernel", elf], 3, "an ELF vmlinux boots only without firmware (-bios none)"),
+        ("an ELF vmlinux, -kernel-entry bzimage", ["-bios", "none", "-kernel-entry", "bzimage", "-kernel", elf], 3,
+         "an ELF vmlinux has no bzImage entry"),
+        ("an ELF vmlinux cut short", ["-bios", "none", "-kernel", elf_cut], 3, "-kernel " + elf_cut + ": "),
         ("-kernel-cache through a symbolic link", ["-bios", "none", "-kernel-cache", os.path.join(s.tmp.name, "cachelink"),
                                                    "-kernel", bzxz], 3, "is a symbolic link"),
     ]

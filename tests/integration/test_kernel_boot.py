@@ -18,6 +18,7 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
   nofw-no-tpm  -bios none, no TPM, no disk, the same -kernel-cache (the kernel comes from it): /init
          runs with the command line given and powers off
   nofw-bzimage -bios none -kernel-entry bzimage (the kernel decompresses itself), no TPM, no disk: the same
+  nofw-elf   -bios none with the ELF vmlinux itself (decompressed here from the bzImage) as -kernel: the same
 
 First, offline (no KVM): the verdicts on recorded /init lines pass what matches and fail a wrong PCR,
 a wrong digest and a missing event.
@@ -39,10 +40,23 @@ NOFW = kernel_checks.NOFW
 CACHE = ["-kernel-cache", "{cache}"]
 CASES = {"tpm2": ("2.0", "swtpm", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
          "nofw-tpm2": ("2.0", "swtpm", NOFW + tuple(CACHE)), "nofw-no-tpm": (None, None, NOFW + tuple(CACHE)),
-         "nofw-bzimage": (None, None, NOFW + ("-kernel-entry", "bzimage"))}
+         "nofw-bzimage": (None, None, NOFW + ("-kernel-entry", "bzimage")), "nofw-elf": (None, None, NOFW)}
 # What minivmm says on stderr (-d info) about how it entered the kernel, per -bios none case.
 ENTRY = {"nofw-tpm2": "bytes) is entered through PVH at", "nofw-no-tpm": "from -kernel-cache) is entered through PVH",
-         "nofw-bzimage": "-kernel-entry bzimage: its 64-bit entry is used"}
+         "nofw-bzimage": "-kernel-entry bzimage: its 64-bit entry is used",
+         "nofw-elf": "the ELF kernel is entered through PVH at"}
+
+
+def vmlinux(bzimage, out):
+    """The ELF inside a bzImage with an xz payload (Debian's), as the kernel's own decompressor makes it."""
+    import lzma
+    with open(bzimage, "rb") as f:
+        k = f.read()
+    offset, length = struct.unpack_from("<II", k, 0x248)
+    start = ((k[0x1F1] or 4) + 1) * 512 + offset
+    with open(out, "wb") as f:
+        f.write(lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(k[start:start + length]))
+    return out
 
 
 def offline(s):
@@ -106,11 +120,16 @@ def main():
         s.check(f"the guest image {image} exists (scripts/build-guest-image; scripts/test builds it)", False)
         return s.finish()
     files = kernel_checks.BootFiles(image, s.tmp.name)
-    cmdline, boot = files.cmdline, files.args
+    cmdline = files.cmdline
     release = kernel_checks.minivmm_version(minivmm)
     cache = os.path.join(s.tmp.name, "kernel-cache")
     for name, (version, backend, extra) in CASES.items():
         extra = [x.format(cache=cache) for x in extra] + (["-d", "info"] if not version and extra else [])
+        if name == "nofw-elf":
+            boot = list(files.args)
+            boot[boot.index("-kernel") + 1] = vmlinux(files.kernel, os.path.join(s.tmp.name, "vmlinux"))
+        else:
+            boot = files.args
         directory = os.path.join(s.tmp.name, name)
         swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
         tpm = (["-tpm-sock", swtpm.sock] if swtpm else

@@ -218,3 +218,25 @@ TEST_CASE("the boot port loads once per power-on and reports the result") {
     failing.read(0, std::span(&v, 1));
     CHECK(v == LinuxBootPort::kFailed);
 }
+
+TEST_CASE("an ELF vmlinux's plan: the initrd as high as below the firmware reserve, above the kernel") {
+    const lb::Plan p = lb::plan_elf(0x4A0'0000, 0x100'0123, "console=ttyS0", kRam);
+    CHECK(p.setup.empty());
+    CHECK(p.initrd_size == 0x100'0123);
+    CHECK(p.initrd_addr % 0x1000 == 0);
+    CHECK(p.initrd_addr + p.initrd_size <= kRam - lb::kFirmwareReserve);
+    CHECK(p.initrd_addr >= 0x4A0'0000);
+    CHECK(lb::plan_elf(0x4A0'0000, 0, std::string(lb::kElfCmdlineMax, 'x'), kRam).initrd_addr == 0);
+    auto error = [](uint64_t end, uint64_t initrd, const std::string& line, uint64_t ram) {
+        try {
+            lb::plan_elf(end, initrd, line, ram);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string();
+    };
+    CHECK(error(0x4A0'0000, 0, std::string(lb::kElfCmdlineMax + 1, 'x'), kRam).find("at most 2047") != std::string::npos);
+    CHECK(error(0x4A0'0000, kRam, "", kRam).find("the initrd") == 0);
+    CHECK(error(kRam, 0, "", kRam).find("more than the guest's") != std::string::npos);
+    CHECK(error(0x4A0'0000, 0, std::string("a\0b", 3), kRam).find("NUL") != std::string::npos);
+}
