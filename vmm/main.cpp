@@ -143,7 +143,8 @@ std::optional<PvhKernel> choose_kernel_entry(const Config& config, const KernelB
     }
     std::string why = "-kernel-entry bzimage";
     if (config.kernel_entry != Config::KernelEntry::bzimage)
-        pvh = PvhKernel::from_bzimage({source.bzimage, source.name, kernel.kernel_sha256(), source.plan,
+        pvh = PvhKernel::from_bzimage({source.bzimage, source.name,
+                                       config.kernel_cache ? kernel.kernel_sha256() : std::vector<uint8_t>{}, source.plan,
                                        source.ram_below_4g, source.cache_dir}, why);
     if (pvh) {
         log::info("-bios none: the kernel's ELF ({} bytes{}) is entered through PVH at {:#x}", pvh->elf_size(),

@@ -25,7 +25,7 @@ public:
     struct Source {
         std::span<const uint8_t> bzimage;       // the -kernel file (a bzImage, or for from_elf the ELF)
         std::string name;                       // for messages: the -kernel path
-        std::vector<uint8_t> sha256;            // of the bzImage (the cache's key)
+        std::vector<uint8_t> sha256;            // of the bzImage (the cache's key; with cache_dir only)
         const linux_boot::Plan& plan;           // where the command line and the initrd go
         uint64_t ram_below_4g;
         std::optional<std::string> cache_dir;   // -kernel-cache
