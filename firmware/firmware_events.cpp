@@ -7,8 +7,9 @@ namespace minivmm {
 std::vector<FirmwareEvent> firmware_events(std::string_view version,
                                            std::span<const std::pair<std::string, std::vector<uint8_t>>> config_files) {
     std::vector<FirmwareEvent> events;
+    const std::string text = "minivmm " + std::string(version);
     std::vector<uint8_t> crtm;
-    for (char c : std::string("minivmm ").append(version)) {  // ASCII: UCS-2 little-endian is the byte and 0
+    for (char c : text) {  // ASCII: UCS-2 little-endian is the byte and 0
         crtm.push_back(static_cast<uint8_t>(c));
         crtm.push_back(0);
     }
