@@ -177,35 +177,35 @@ bool KernelBoot::boot(const GuestMemory& memory, std::optional<uint64_t> log_add
         log::error("-kernel: the kernel could not be placed in guest RAM; the boot ROM gives up");
         return false;
     }
-    if (!tpm) return true;
-    try {
-        measure(memory, log_address, log_size, *tpm);
-    } catch (const std::exception& e) {
-        log::error("-kernel: the kernel was not measured: {}", e.what());
-    }
+    if (tpm) measure_or_log(memory, log_address, log_size, *tpm);
     return true;
 }
 
 bool KernelBoot::boot_pvh(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
                           TpmWorker* tpm) const noexcept {
-    std::vector<uint8_t> cmdline(cmdline_.begin(), cmdline_.end());
-    cmdline.push_back(0);
-    if (!memory.write(linux_boot::kCmdlineAddr, cmdline) || (!initrd_.empty() && !memory.write(plan_.initrd_addr, initrd_))) {
+    const uint8_t nul[1] = {0};
+    const std::span<const uint8_t> line(reinterpret_cast<const uint8_t*>(cmdline_.data()), cmdline_.size());
+    if (!memory.write(linux_boot::kCmdlineAddr, line) || !memory.write(linux_boot::kCmdlineAddr + line.size(), nul) ||
+        (!initrd_.empty() && !memory.write(plan_.initrd_addr, initrd_))) {
         log::error("-kernel: the command line or the initrd could not be placed in guest RAM");
         return false;
     }
-    if (!tpm) return true;
-    try {
-        measure(memory, log_address, log_size, *tpm);
-    } catch (const std::exception& e) {
-        log::error("-kernel: the kernel was not measured: {}", e.what());
-    }
+    if (tpm) measure_or_log(memory, log_address, log_size, *tpm);
     return true;
 }
 
 std::vector<uint8_t> KernelBoot::kernel_sha256() const {
     const uint16_t sha256[] = {tcg_log::kAlgSha256};
     return digests(0, sha256).at(0).value;
+}
+
+void KernelBoot::measure_or_log(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+                                TpmWorker& tpm) const noexcept {
+    try {
+        measure(memory, log_address, log_size, tpm);
+    } catch (const std::exception& e) {
+        log::error("-kernel: the kernel was not measured: {}", e.what());
+    }
 }
 
 void KernelBoot::measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,

@@ -71,6 +71,9 @@ public:
 
 private:
     KernelBoot() = default;
+    // measure(), its failure a log line (boot() and boot_pvh() are noexcept).
+    void measure_or_log(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
+                        TpmWorker& tpm) const noexcept;
     void measure(const GuestMemory& memory, std::optional<uint64_t> log_address, uint64_t log_size,
                  TpmWorker& tpm) const;
 
