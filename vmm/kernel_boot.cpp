@@ -1,7 +1,7 @@
 #include "vmm/kernel_boot.hpp"
 
-
 #include <openssl/evp.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,6 +17,8 @@
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/read_file.hpp"
+#include "vmm/file_digests.hpp"
+#include "vmm/kernel_cache.hpp"
 #include "vmm/tpm/tpm_message.hpp"
 
 namespace minivmm {
@@ -25,10 +27,10 @@ namespace {
 
 // A whole input file, opened as the style asks (no symbolic links, not inherited), at most `limit`
 // bytes: checked before reading, so a huge file is refused at once.
-std::vector<uint8_t> read_input(const std::string& path, const char* option, uint64_t limit) {
+FileRead read_input(const std::string& path, const char* option, uint64_t limit) {
     FileRead f = read_whole_file(path, limit, /*follow_links=*/false);
     switch (f.status) {
-    case FileRead::Status::ok: return std::move(f.bytes);
+    case FileRead::Status::ok: return f;
     case FileRead::Status::symbolic_link:
         throw SetupError(kExitFile, fmt::format("{} {}: is a symbolic link; give the file itself (readlink -f {})", option,
                                                 path, path));
@@ -75,6 +77,7 @@ std::optional<tcg_log::Digest> tcg_digest(std::span<const uint8_t> bytes, uint16
 struct KernelBoot::DigestCache {
     std::mutex mutex;
     std::map<std::pair<size_t, uint16_t>, std::vector<uint8_t>> values;  // (measurement, algorithm) -> digest
+    std::map<size_t, size_t> recorded;  // measurement -> how many digests its -kernel-cache record held
 };
 
 std::span<const uint8_t> KernelBoot::measured_bytes(size_t index) const noexcept {
@@ -84,36 +87,35 @@ std::span<const uint8_t> KernelBoot::measured_bytes(size_t index) const noexcept
 }
 
 void KernelBoot::prepare_digests(std::span<const uint16_t> algorithms) const {
-    // One task per algorithm over every measured file, the first on this thread: SHA-384/512 of a
-    // distribution kernel and initrd take ~80 ms on one core, SHA-1 and SHA-256 with SHA-NI ~10 ms.
-    std::vector<uint16_t> missing;
+    // One task per algorithm over the measured files it lacks, the first on this thread: SHA-384/512
+    // of a distribution kernel and initrd take ~80 ms on one core, SHA-1 and SHA-256 with SHA-NI ~10 ms.
+    std::map<uint16_t, std::vector<size_t>> missing;
     {
         std::lock_guard lock(digests_->mutex);
         // Only the four minivmm computes: the SeaBIOS path's list comes from the guest's memory, and a
         // vCPU thread, where that path runs (with every digest computed at start-up), may not start
         // threads (vmm/host/README.md "Sandbox").
         for (uint16_t algorithm : algorithms)
-            for (size_t i = 0; i < measurements_.size() && std::count(std::begin(kKernelDigestAlgorithms),
-                                                                      std::end(kKernelDigestAlgorithms), algorithm); ++i)
-                if (!digests_->values.count({i, algorithm})) {
-                    missing.push_back(algorithm);
-                    break;
-                }
+            if (std::count(std::begin(kKernelDigestAlgorithms), std::end(kKernelDigestAlgorithms), algorithm))
+                for (size_t i = 0; i < measurements_.size(); ++i)
+                    if (!digests_->values.count({i, algorithm})) missing[algorithm].push_back(i);
     }
-    auto hash_all = [this](uint16_t algorithm) {
-        std::vector<std::optional<tcg_log::Digest>> out;
-        for (size_t i = 0; i < measurements_.size(); ++i) out.push_back(tcg_digest(measured_bytes(i), algorithm));
+    using Computed = std::vector<std::pair<size_t, tcg_log::Digest>>;
+    auto hash = [this](uint16_t algorithm, const std::vector<size_t>& files) {
+        Computed out;
+        for (size_t i : files)
+            if (std::optional<tcg_log::Digest> d = tcg_digest(measured_bytes(i), algorithm)) out.emplace_back(i, std::move(*d));
         return out;
     };
-    std::vector<std::future<std::vector<std::optional<tcg_log::Digest>>>> others;
-    for (size_t a = 1; a < missing.size(); ++a) others.push_back(std::async(std::launch::async, hash_all, missing[a]));
-    std::vector<std::vector<std::optional<tcg_log::Digest>>> results;
-    if (!missing.empty()) results.push_back(hash_all(missing[0]));
+    std::vector<std::future<Computed>> others;
+    for (auto it = std::next(missing.begin(), missing.empty() ? 0 : 1); it != missing.end(); ++it)
+        others.push_back(std::async(std::launch::async, hash, it->first, it->second));
+    std::vector<Computed> results;
+    if (!missing.empty()) results.push_back(hash(missing.begin()->first, missing.begin()->second));
     for (auto& f : others) results.push_back(f.get());
     std::lock_guard lock(digests_->mutex);
-    for (const auto& per_file : results)
-        for (size_t i = 0; i < per_file.size(); ++i)
-            if (per_file[i]) digests_->values.emplace(std::pair(i, per_file[i]->algorithm), per_file[i]->value);
+    for (const Computed& computed : results)
+        for (const auto& [i, d] : computed) digests_->values.emplace(std::pair(i, d.algorithm), d.value);
 }
 
 std::vector<tcg_log::Digest> KernelBoot::digests(size_t index, std::span<const uint16_t> algorithms) const {
@@ -146,11 +148,16 @@ std::vector<uint8_t> pcr_extend_command(TpmVersion version, uint32_t pcr, std::s
 KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g, bool eager) {
     KernelBoot k;
     k.digests_ = std::make_shared<DigestCache>();
-    k.kernel_ = read_input(files.kernel, "-kernel", ram_below_4g);
+    FileRead kernel = read_input(files.kernel, "-kernel", ram_below_4g);
+    k.kernel_ = std::move(kernel.bytes);
+    k.stamps_[0] = kernel.stamp;
     if (files.initrd) {
-        k.initrd_ = read_input(*files.initrd, "-initrd", ram_below_4g);
+        FileRead initrd = read_input(*files.initrd, "-initrd", ram_below_4g);
+        k.initrd_ = std::move(initrd.bytes);
+        k.stamps_[2] = initrd.stamp;
         if (k.initrd_.empty()) throw SetupError(kExitFile, fmt::format("-initrd {}: the file is empty", *files.initrd));
     }
+    if (files.cache_dir) k.cache_dir_ = kernel_cache::directory(*files.cache_dir);
     k.cmdline_ = files.cmdline;
     k.elf_ = elf_kernel::is_elf(k.kernel_);
     try {
@@ -167,6 +174,7 @@ KernelBoot KernelBoot::load(const Files& files, uint64_t ram_below_4g, bool eage
     // GRUB 2.06 grub_tpm_verify_string: the digest of the command line, the event text with a prefix.
     k.measurements_.push_back({"command line", 8, text_event("kernel_cmdline: " + k.cmdline_)});
     if (files.initrd) k.measurements_.push_back({"initrd", 9, text_event(base_name(*files.initrd))});
+    if (k.cache_dir_) k.load_digest_records();
     if (eager) k.prepare_digests(kKernelDigestAlgorithms);
     return k;
 }
@@ -192,6 +200,41 @@ bool KernelBoot::boot_pvh(const GuestMemory& memory, std::optional<uint64_t> log
     }
     if (tpm) measure_or_log(memory, log_address, log_size, *tpm);
     return true;
+}
+
+void KernelBoot::load_digest_records() {
+    for (size_t i : {size_t{0}, size_t{2}}) {
+        if (!stamps_[i]) continue;
+        const std::optional<std::string> text =
+            kernel_cache::read_small(*cache_dir_, file_digests::record_name(*stamps_[i]), kMaxDigestRecord);
+        const auto digests = text ? file_digests::parse(*text, *stamps_[i]) : std::nullopt;
+        if (!digests) continue;
+        for (const tcg_log::Digest& d : *digests) digests_->values.emplace(std::pair(i, d.algorithm), d.value);
+        digests_->recorded[i] = digests->size();
+        log::info("-kernel-cache: the {}'s {} digest(s) from {}", measurements_[i].what, digests->size(),
+                  file_digests::record_name(*stamps_[i]));
+    }
+}
+
+void KernelBoot::save_digest_records() const {
+    if (!cache_dir_) return;
+    timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    for (size_t i : {size_t{0}, size_t{2}}) {
+        if (!stamps_[i] || !file_digests::settled(*stamps_[i], now.tv_sec * 1'000'000'000ll + now.tv_nsec)) continue;
+        std::vector<tcg_log::Digest> known;
+        {
+            std::lock_guard lock(digests_->mutex);
+            for (uint16_t algorithm : kKernelDigestAlgorithms)
+                if (auto it = digests_->values.find({i, algorithm}); it != digests_->values.end())
+                    known.push_back({algorithm, it->second});
+            if (known.size() <= digests_->recorded[i]) continue;  // nothing new since the record was read
+            digests_->recorded[i] = known.size();
+        }
+        const std::string text = file_digests::format(*stamps_[i], known);
+        kernel_cache::store(*cache_dir_, file_digests::record_name(*stamps_[i]),
+                            {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, "the digests");
+    }
 }
 
 std::vector<uint8_t> KernelBoot::kernel_sha256() const {

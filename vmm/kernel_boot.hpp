@@ -21,6 +21,7 @@
 #include "firmware/linux_boot.hpp"
 #include "firmware/tcg_event_log.hpp"
 #include "vmm/base/guest_memory.hpp"
+#include "vmm/base/read_file.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
 
 namespace minivmm {
@@ -31,6 +32,7 @@ public:
         std::string kernel;
         std::optional<std::string> initrd;
         std::string cmdline;
+        std::optional<std::string> cache_dir = std::nullopt;  // -kernel-cache: the files' digests are kept there
     };
     // Reads and checks everything for a guest with `ram_below_4g` bytes of RAM below 4 GiB. Throws
     // SetupError(kExitFile) with one line: a file that cannot be opened or read (a symbolic link
@@ -68,6 +70,10 @@ public:
     bool is_elf() const noexcept { return elf_; }
     // The bzImage's SHA-256 (its measurement's digest; the -kernel-cache key).
     std::vector<uint8_t> kernel_sha256() const;
+    // With Files::cache_dir: writes the kernel's and the initrd's digest records
+    // (vmm/file_digests.hpp) when digests were computed that their records lack. A record that
+    // cannot be written is a warning. On the main thread, before the sandbox (it opens files).
+    void save_digest_records() const;
 
 private:
     KernelBoot() = default;
@@ -80,8 +86,14 @@ private:
     std::span<const uint8_t> measured_bytes(size_t index) const noexcept;
     // Every measurement's digests in `algorithms`, an algorithm per thread (std::async).
     void prepare_digests(std::span<const uint16_t> algorithms) const;
+    // The digests the -kernel-cache records hold for the files as read (a record of another
+    // version of a file is ignored).
+    void load_digest_records();
+    static constexpr size_t kMaxDigestRecord = 1024;
 
     std::vector<uint8_t> kernel_, initrd_;
+    std::optional<FileStamp> stamps_[3];  // per measurement: the kernel's and the initrd's (0 and 2)
+    std::optional<std::string> cache_dir_;
     bool elf_ = false;
     std::string cmdline_;
     linux_boot::Plan plan_;

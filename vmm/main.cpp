@@ -179,18 +179,21 @@ int run(const Config& config, int signal_fd) {
     // TPM's banks are known); every power-on loads the same bytes.
     std::optional<KernelBoot> kernel;
     if (config.kernel)
-        kernel = KernelBoot::load({*config.kernel, config.initrd, config.append},
+        kernel = KernelBoot::load({*config.kernel, config.initrd, config.append, config.kernel_cache},
                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit),
                                   /*eager=*/config.firmware && (config.tpm_socket || config.tpm_state));
+    if (kernel) log::debug("start-up: -kernel read, {:.1f} ms after start", ms_since_start());
     if (kernel && kernel->is_elf() && config.firmware)
         throw SetupError(kExitFile, fmt::format("-kernel {}: an ELF vmlinux boots only without firmware (-bios none): "
                                                 "SeaBIOS boots bzImages", *config.kernel));
     // Every argument and file is checked before anything is created or truncated, and before
     // /dev/kvm: a refused run changes nothing, and each mistake gets its own message.
     check_before_start(config);
+    log::debug("start-up: arguments and files checked, {:.1f} ms after start", ms_since_start());
     // -bios none: the kernel's ELF through PVH if its payload gives one, else its 64-bit entry.
     std::optional<PvhKernel> pvh;
     if (kernel && !config.firmware) pvh = choose_kernel_entry(config, *kernel);
+    if (pvh) log::debug("start-up: the PVH kernel is ready, {:.1f} ms after start", ms_since_start());
     Kvm kvm = Kvm::open();
     if (disk && disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
     const std::vector<FileIdentity> inputs = input_files(config);
@@ -198,6 +201,7 @@ int run(const Config& config, int signal_fd) {
     auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon", inputs) : nullptr;
     // The TPM outlives guest resets (each power-on power-cycles it) and is shut down at exit.
     std::unique_ptr<TpmBackend> tpm = open_tpm_backend(config);
+    if (tpm) log::debug("start-up: the TPM backend is open, {:.1f} ms after start", ms_since_start());
 #ifdef MINIVMM_TEST_HOOKS
     // minivmm-testhooks only: TPM2_GetRandom answered from memory (the benchmarks' floor column).
     if (const char* canned = std::getenv("MINIVMM_TEST_CANNED_GETRANDOM"); tpm && canned && std::string(canned) == "1") {
@@ -248,8 +252,11 @@ int run(const Config& config, int signal_fd) {
                            kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr};
     for (unsigned boot = 1;; ++boot) {
         tpm_slot.power_on(boot, !config.firmware);
+        log::debug("boot {}: the TPM is powered on, {:.1f} ms after start", boot, ms_since_start());
         auto machine = std::make_unique<Machine>(options);
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
+        // The digests this power-on computed, for the next run (-kernel-cache), before the sandbox.
+        if (boot == 1 && kernel) kernel->save_digest_records();
         if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io());
         // The console reader reaches this machine through `current` until it is cleared, on every
         // way out of this iteration (an exception too), before `machine` goes.

@@ -16,6 +16,7 @@
 #include "vmm/base/read_file.hpp"
 #include "vmm/base/unique_fd.hpp"
 #include "vmm/direct_boot.hpp"
+#include "vmm/kernel_cache.hpp"
 
 namespace minivmm {
 
@@ -29,51 +30,12 @@ std::string hex(std::span<const uint8_t> bytes) {
     return out;
 }
 
-// The cache directory, checked (never a symbolic link); created 0700 by store() if missing.
-std::string cache_directory(const std::string& dir) {
-    std::string path = dir;
-    while (path.size() > 1 && path.back() == '/') path.pop_back();
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) {
-        if (errno != ENOENT)
-            throw SetupError(kExitFile, fmt::format("-kernel-cache {}: {}", dir, std::strerror(errno)));
-    } else if (S_ISLNK(st.st_mode)) {
-        throw SetupError(kExitFile, fmt::format("-kernel-cache {}: is a symbolic link; give the directory itself", dir));
-    } else if (!S_ISDIR(st.st_mode)) {
-        throw SetupError(kExitFile, fmt::format("-kernel-cache {}: not a directory", dir));
-    }
-    return path;
-}
-
-// Written to a temporary file and renamed into place: a reader never sees half a kernel, and two
-// minivmm writing the same entry at once both leave a whole one.
-void store(const std::string& dir, const std::string& name, std::span<const uint8_t> elf) {
-    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        log::warn("-kernel-cache {}: cannot create: {}", dir, std::strerror(errno));
-        return;
-    }
-    const std::string temp = fmt::format("{}/.{}.{}", dir, name, ::getpid());
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    bool ok = fd.get() >= 0;
-    for (size_t done = 0; ok && done < elf.size();) {
-        const ssize_t n = ::write(fd.get(), elf.data() + done, elf.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        ok = n > 0;
-        if (ok) done += static_cast<size_t>(n);
-    }
-    ok = ok && ::fsync(fd.get()) == 0 && ::rename(temp.c_str(), (dir + "/" + name).c_str()) == 0;
-    if (!ok) {
-        log::warn("-kernel-cache {}: cannot store the decompressed kernel: {}", dir, std::strerror(errno));
-        ::unlink(temp.c_str());
-    }
-}
-
 }  // namespace
 
 std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& why) {
     PvhKernel k;
     const uint64_t ram_start = linux_boot::kKernelAddr, ram_end = s.ram_below_4g - kFirmwareArea;
-    std::optional<std::string> dir = s.cache_dir ? std::optional(cache_directory(*s.cache_dir)) : std::nullopt;
+    std::optional<std::string> dir = s.cache_dir ? std::optional(kernel_cache::directory(*s.cache_dir)) : std::nullopt;
     const std::string entry = hex(s.sha256) + ".vmlinux";
     if (dir) {
         FileRead cached = read_whole_file(*dir + "/" + entry, kMaxElf, /*follow_links=*/false);
@@ -122,7 +84,7 @@ std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& w
             }
             throw SetupError(kExitFile, fmt::format("-kernel {}: the decompressed kernel: {}", s.name, e.what()));
         }
-        if (dir) store(*dir, entry, k.elf_);
+        if (dir) kernel_cache::store(*dir, entry, k.elf_, "the decompressed kernel");
     }
     k.check_initrd(s);
     return k;

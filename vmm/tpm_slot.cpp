@@ -8,6 +8,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/platform.hpp"
+#include "vmm/host/boot_timer.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_firmware.hpp"
@@ -78,6 +79,7 @@ void TpmSlot::power_on(unsigned boot, bool as_firmware) {
     const auto request = ppi_ ? ppi_->pending() : std::nullopt;
     if (request) carry_out_ppi(boot);
     if (!as_firmware) return;
+    log::debug("boot {}: the TPM is power-cycled, {:.1f} ms after start", boot, ms_since_start());
     FirmwareTpmStart started = start_tpm_as_firmware(*backend_);
     if (!started.ok) throw SetupError(kExitTpm, fmt::format("boot {}: -bios none: {}", boot, started.error));
     banks_ = std::move(started.banks);

@@ -341,6 +341,16 @@ def tis_libtpms_seeds():
     }
 
 
+def file_digests_seeds():
+    """-kernel-cache digest records (vmm/file_digests.hpp) for the stamp the target reads them with."""
+    stamp = b"minivmm-digests 1\nstamp 2049 131077 8247232 1796604995547746658 1796604995547746659\n"
+    sha = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+    return {"all-four": stamp + b"".join(f"{n} {'ab' * size}\n".encode() for n, size in sha.items()),
+            "sha256-only": stamp + b"sha256 " + b"0f" * 32 + b"\n",
+            "empty": stamp,
+            "other-stamp": stamp.replace(b"2049", b"2050") + b"sha1 " + b"00" * 20 + b"\n"}
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -358,6 +368,7 @@ TARGETS = {
     "tcg_event_log": seeds_tcg_event_log.seeds,
     "elf_kernel": seeds_elf_kernel.seeds,
     "kernel_payload": seeds_kernel_payload.seeds,
+    "file_digests": file_digests_seeds,
 }
 
 

@@ -15,8 +15,11 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
          -kernel-cache (empty: the decompressed kernel is stored there): as tpm2, and PCR 0 holds
          minivmm's CRTM version and separator as computed here (the nightly matrix runs the other
          -bios none cells: in-process 2.0 through the 64-bit entry, 1.2, the CRB)
-  nofw-no-tpm  -bios none, no TPM, no disk, the same -kernel-cache (the kernel comes from it): /init
-         runs with the command line given and powers off
+         Once the files are 2 s old, -kernel-cache also keeps their digests (vmm/file_digests.hpp):
+         the records hold the SHA-256 computed here
+  nofw-warm  -bios none, in-process TPM 2.0, the same -kernel-cache: the kernel comes from it and the
+         kernel's and initrd's digests from their records (nothing is hashed again), and the boot is
+         measured exactly as nofw-tpm2's
   nofw-bzimage -bios none -kernel-entry bzimage (the kernel decompresses itself), no TPM, no disk: the same
   nofw-elf   -bios none with the ELF vmlinux itself (decompressed here from the bzImage) as -kernel: the same
 
@@ -26,6 +29,7 @@ a wrong digest and a missing event.
 usage: test_kernel_boot.py MINIVMM IMAGE"""
 import hashlib
 import os
+import re
 import struct
 import sys
 
@@ -39,10 +43,10 @@ TIMEOUT = 600  # two boots of Debian's kernel on the real-clock nested KVM
 NOFW = kernel_checks.NOFW
 CACHE = ["-kernel-cache", "{cache}"]
 CASES = {"tpm2": ("2.0", "swtpm", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
-         "nofw-tpm2": ("2.0", "swtpm", NOFW + tuple(CACHE)), "nofw-no-tpm": (None, None, NOFW + tuple(CACHE)),
+         "nofw-tpm2": ("2.0", "swtpm", NOFW + tuple(CACHE)), "nofw-warm": ("2.0", "in-process", NOFW + tuple(CACHE)),
          "nofw-bzimage": (None, None, NOFW + ("-kernel-entry", "bzimage")), "nofw-elf": (None, None, NOFW)}
 # What minivmm says on stderr (-d info) about how it entered the kernel, per -bios none case.
-ENTRY = {"nofw-tpm2": "bytes) is entered through PVH at", "nofw-no-tpm": "from -kernel-cache) is entered through PVH",
+ENTRY = {"nofw-tpm2": "bytes) is entered through PVH at", "nofw-warm": "from -kernel-cache) is entered through PVH",
          "nofw-bzimage": "-kernel-entry bzimage: its 64-bit entry is used",
          "nofw-elf": "the ELF kernel is entered through PVH at"}
 
@@ -146,9 +150,19 @@ def main():
         if name in ENTRY:
             s.check(f"{name}: minivmm says '...{ENTRY[name]}...'", ENTRY[name] in r.stderr, r.stderr[-2000:])
         if name == "nofw-tpm2":
-            stored = os.listdir(cache) if os.path.isdir(cache) else []
-            s.check(f"{name}: the decompressed kernel is in -kernel-cache as <SHA-256 of the bzImage>.vmlinux ({stored})",
-                    stored == [hashlib.sha256(open(files.kernel, "rb").read()).hexdigest() + ".vmlinux"])
+            stored = sorted(os.listdir(cache)) if os.path.isdir(cache) else []
+            digests = {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in (files.kernel, files.initrd)}
+            records = {path: f"{os.stat(path).st_dev}-{os.stat(path).st_ino}.digests" for path in digests}
+            s.check(f"{name}: -kernel-cache holds <SHA-256 of the bzImage>.vmlinux and the two files' digest records "
+                    f"({stored})", stored == sorted([digests[files.kernel] + ".vmlinux"] + list(records.values())))
+            for path, record in records.items():
+                text = open(os.path.join(cache, record)).read() if record in stored else ""
+                s.check(f"{name}: {record} holds the SHA-256 of {os.path.basename(path)} computed here",
+                        f"\nsha256 {digests[path]}\n" in text, text)
+        if name == "nofw-warm":
+            for what in ("kernel", "initrd"):
+                s.check(f"{name}: the {what}'s digests came from its -kernel-cache record",
+                        re.search(f"-kernel-cache: the {what}'s [1-4] digest\\(s\\) from ", r.stderr), r.stderr[-2000:])
         if not version:
             lines = checks.nightly_lines(r, 0, len(r.text))
             s.check(f"{name}: Linux ran /init ({r.describe()})", "init-start" in lines, r.text[-3000:])
@@ -168,7 +182,7 @@ def main():
                 s.check(f"{name} boot {index + 1}: {check} ({verdict.message})", verdict.status == "passed")
             v = kernel_checks.kernel_measured(r, index, version, expected)
             s.check(f"{name} boot {index + 1}: kernel measured ({v.message})", v.status == "passed")
-            if extra == NOFW:
+            if name.startswith("nofw"):
                 v = kernel_checks.firmware_measured(r, index, version, release)
                 s.check(f"{name} boot {index + 1}: firmware measured ({v.message})", v.status == "passed")
             bounds = checks.segments(r.text)

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/core.h>
+
 #include "devices/device.hpp"
 #include "firmware/tcg_event_log.hpp"
 #include "swtpm_process.hpp"
@@ -269,4 +271,49 @@ TEST_CASE("PCR extend commands: TPM2_PCR_Extend with every digest, TPM_Extend wi
     CHECK(c1.size() == 10 + 4 + 20);
     CHECK(testing::be32(c1, 6) == 0x14);
     CHECK(c1[14] == 1);
+}
+
+TEST_CASE("-kernel-cache: a file's digests come from its record only while the file is unchanged") {
+    testing::TempDir dir;
+    write_file(dir.path / "bzImage", bzimage());
+    write_file(dir.path / "initrd", std::vector<uint8_t>(5000, 7));
+    const std::string d = dir.path.string(), cache = d + "/cache";
+    const KernelBoot::Files files{d + "/bzImage", d + "/initrd", "console=ttyS0", cache};
+    const std::vector<uint8_t> real = KernelBoot::load(files, 512ull << 20, false).kernel_sha256();
+    // The files were just written: no record is kept for them yet (a change within the file
+    // system's timestamp granularity could go unseen), and the cache stays as it was.
+    KernelBoot::load(files, 512ull << 20, true).save_digest_records();
+    CHECK_FALSE(std::filesystem::exists(cache));
+
+    // A record for the kernel's exact stamp is believed (here one that says something else, to see it).
+    const std::vector<uint8_t> recorded(32, 0xAB);
+    static constexpr char kAbHex[] = "abababababababababababababababababababababababababababababababab";
+    auto record_for = [&](const std::string& path) {  // (file name, text) of a record for the file as it is now
+        struct stat st {};
+        REQUIRE(::stat(path.c_str(), &st) == 0);
+        const auto ns = [](const timespec& t) { return t.tv_sec * 1'000'000'000ll + t.tv_nsec; };
+        return std::pair(fmt::format("{}-{}.digests", st.st_dev, st.st_ino),
+                         fmt::format("minivmm-digests 1\nstamp {} {} {} {} {}\nsha256 {}\n", st.st_dev, st.st_ino, st.st_size,
+                                     ns(st.st_mtim), ns(st.st_ctim), std::string(kAbHex)));
+    };
+    std::filesystem::create_directory(cache);
+    auto [name, record] = record_for(d + "/bzImage");
+    std::ofstream(cache + "/" + name) << record;
+    CHECK(KernelBoot::load(files, 512ull << 20, false).kernel_sha256() == recorded);
+    CHECK(KernelBoot::load(files, 512ull << 20, false).digests(0, kKernelDigestAlgorithms).size() == 4);  // the rest computed
+    // The file changed (its ctime moved on, its size too): the record is ignored.
+    std::ofstream(d + "/bzImage", std::ios::app | std::ios::binary) << '\0';
+    std::vector<uint8_t> grown = bzimage();
+    grown.push_back(0);
+    CHECK(KernelBoot::load(files, 512ull << 20, false).kernel_sha256() == digest(EVP_sha256(), grown));
+    CHECK(real == digest(EVP_sha256(), bzimage()));
+    // A record that is a symbolic link is not followed, even one for the file as it is.
+    std::tie(name, record) = record_for(d + "/bzImage");
+    std::filesystem::remove(cache + "/" + name);
+    std::ofstream(d + "/elsewhere") << record;
+    std::filesystem::create_symlink(d + "/elsewhere", cache + "/" + name);
+    CHECK(KernelBoot::load(files, 512ull << 20, false).kernel_sha256() == digest(EVP_sha256(), grown));
+    std::filesystem::remove(cache + "/" + name);
+    std::ofstream(cache + "/" + name) << record;  // the same record as a file: believed
+    CHECK(KernelBoot::load(files, 512ull << 20, false).kernel_sha256() == recorded);
 }

@@ -10,6 +10,15 @@
 
 namespace minivmm {
 
+namespace {
+
+FileStamp stamp_of(const struct stat& st) noexcept {
+    return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
+            st.st_mtim.tv_sec * 1'000'000'000ll + st.st_mtim.tv_nsec, st.st_ctim.tv_sec * 1'000'000'000ll + st.st_ctim.tv_nsec};
+}
+
+}  // namespace
+
 FileRead read_whole_file(const std::string& path, uint64_t max_size, bool follow_links) {
     FileRead r;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW)));
@@ -41,6 +50,8 @@ FileRead read_whole_file(const std::string& path, uint64_t max_size, bool follow
         }
         done += static_cast<size_t>(n);
     }
+    struct stat after {};
+    if (::fstat(fd.get(), &after) == 0 && stamp_of(after) == stamp_of(st)) r.stamp = stamp_of(st);
     return r;
 }
 

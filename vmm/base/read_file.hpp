@@ -4,10 +4,19 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace minivmm {
+
+// Which file, in which version: what fstat says of it. Any write to a file changes its ctime, which
+// only the kernel sets (vmm/file_digests.hpp relies on that).
+struct FileStamp {
+    uint64_t dev = 0, ino = 0, size = 0;
+    int64_t mtime_ns = 0, ctime_ns = 0;
+    bool operator==(const FileStamp&) const = default;
+};
 
 struct FileRead {
     enum class Status { ok, cannot_open, symbolic_link, not_regular, too_large, cannot_read, shrank };
@@ -15,6 +24,8 @@ struct FileRead {
     int err = 0;        // errno for cannot_open and cannot_read
     uint64_t size = 0;  // the file's size once known (for too_large)
     std::vector<uint8_t> bytes;
+    // The file's stamp, the same before and after the read (nullopt if it changed meanwhile).
+    std::optional<FileStamp> stamp;
     bool ok() const noexcept { return status == Status::ok; }
 };
 
