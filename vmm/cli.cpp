@@ -72,8 +72,9 @@ options:
                          minivmm enters the kernel itself (its ELF through PVH, else its 64-bit
                          entry) and, with a TPM, starts it and measures as firmware would (a
                          file named none: ./none)
-  -kernel-cache DIR      with -bios none: keep the decompressed kernel in DIR (created 0700),
-                         so the next run of the same bzImage skips the decompression
+  -kernel-cache DIR      with -bios none: keep the decompressed kernel and the files' digests
+                         in DIR (created 0700), so the next run of the same files skips the
+                         decompression and the hashing
   -kernel-entry auto|pvh|bzimage
                          with -bios none: how the kernel is entered: its ELF through PVH
                          (decompressed by minivmm; no KASLR), the bzImage's 64-bit entry (it
