@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <vector>
 
 #include "tests/unit/temp_dir.hpp"
@@ -108,6 +110,7 @@ TEST_CASE("an open file's stamp: the same until the file is written, touched or 
     write(dir.sub("replaced"), 100);
     const OpenFile replaced = opened("replaced");
     write(dir.sub("new"), 200);
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));  // past a coarse timestamp tick (a jiffy)
     REQUIRE(::rename(dir.sub("new").c_str(), dir.sub("replaced").c_str()) == 0);
     std::vector<uint8_t> bytes(101);
     CHECK_FALSE(replaced.read_at(0, bytes));  // the fd still reads the 100-byte file it opened...
