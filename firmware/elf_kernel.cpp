@@ -50,46 +50,73 @@ struct Phdr {
     uint64_t offset, paddr, file_size, mem_size, align;
 };
 
-Phdr program_header(std::span<const uint8_t> file, uint64_t at) {
-    const auto h = file.subspan(static_cast<size_t>(at), phdr::kSize);
+// The file as parse() sees it: its size, and its bytes read a part at a time. A caller checks
+// that a part lies in the file before reading it, so what is allocated is bounded by the file.
+struct File {
+    uint64_t size;
+    const ReadAt& read;
+
+    std::vector<uint8_t> bytes(uint64_t offset, uint64_t n, const char* what) const {
+        std::vector<uint8_t> out(static_cast<size_t>(n));
+        if (!read(offset, out))
+            bad(fmt::format("cannot read the kernel file's {} ({} bytes at offset {:#x})", what, n, offset));
+        return out;
+    }
+};
+
+// A file in memory, read by copying. (A span fits std::function's local storage: nothing allocated.)
+ReadAt in_memory(std::span<const uint8_t> file) noexcept {
+    return [file](uint64_t offset, std::span<uint8_t> out) noexcept {
+        if (!within(offset, out.size(), file.size())) return false;
+        std::copy_n(file.begin() + static_cast<ptrdiff_t>(offset), out.size(), out.begin());
+        return true;
+    };
+}
+
+Phdr program_header(std::span<const uint8_t> table, uint64_t at) {
+    const auto h = table.subspan(static_cast<size_t>(at), phdr::kSize);
     return {static_cast<uint32_t>(field(h, phdr::kType, 4)), field(h, phdr::kOffset, 8), field(h, phdr::kPaddr, 8),
             field(h, phdr::kFilesz, 8), field(h, phdr::kMemsz, 8), field(h, phdr::kAlign, 8)};
 }
 
-std::vector<Phdr> program_headers(std::span<const uint8_t> file) {
-    if (!is_elf(file) || file.size() < ehdr::kSize) bad("the kernel is not an ELF file (no 7f 'E' 'L' 'F' header)");
-    if (file[ehdr::kClass] != kElfClass64)
-        bad(fmt::format("the kernel is not a 64-bit ELF file (EI_CLASS {}, ELFCLASS64 is 2)", file[ehdr::kClass]));
-    if (file[ehdr::kData] != kElfData2Lsb)
-        bad(fmt::format("the kernel ELF is not little-endian (EI_DATA {}, ELFDATA2LSB is 1)", file[ehdr::kData]));
-    const auto machine = field(file, ehdr::kMachine, 2);
+std::vector<Phdr> program_headers(const File& file) {
+    static constexpr char kNotElf[] = "the kernel is not an ELF file (no 7f 'E' 'L' 'F' header)";
+    if (file.size < ehdr::kSize) bad(kNotElf);
+    const std::vector<uint8_t> header = file.bytes(0, ehdr::kSize, "ELF header");
+    if (!is_elf(header)) bad(kNotElf);
+    if (header[ehdr::kClass] != kElfClass64)
+        bad(fmt::format("the kernel is not a 64-bit ELF file (EI_CLASS {}, ELFCLASS64 is 2)", header[ehdr::kClass]));
+    if (header[ehdr::kData] != kElfData2Lsb)
+        bad(fmt::format("the kernel ELF is not little-endian (EI_DATA {}, ELFDATA2LSB is 1)", header[ehdr::kData]));
+    const auto machine = field(header, ehdr::kMachine, 2);
     if (machine != kEmX86_64) bad(fmt::format("the kernel ELF is not for x86-64 (e_machine {}, EM_X86_64 is 62)", machine));
-    const auto type = field(file, ehdr::kType, 2);
+    const auto type = field(header, ehdr::kType, 2);
     if (type != kEtExec && type != kEtDyn)
         bad(fmt::format("the kernel ELF is not an executable (e_type {}: ET_EXEC 2 or ET_DYN 3 expected)", type));
 
-    const uint64_t phoff = field(file, ehdr::kPhoff, 8), entsize = field(file, ehdr::kPhentsize, 2);
-    const uint64_t count = field(file, ehdr::kPhnum, 2);
+    const uint64_t phoff = field(header, ehdr::kPhoff, 8), entsize = field(header, ehdr::kPhentsize, 2);
+    const uint64_t count = field(header, ehdr::kPhnum, 2);
     if (count == kPnXnum) bad("the kernel ELF has 65535 or more program headers (PN_XNUM)");
     if (count > 0 && entsize != phdr::kSize)
         bad(fmt::format("the kernel ELF's program headers are {} bytes each, not {} (e_phentsize)", entsize, phdr::kSize));
-    if (!within(phoff, count * phdr::kSize, file.size()))
+    if (!within(phoff, count * phdr::kSize, file.size))
         bad(fmt::format("the kernel ELF's {} program headers at {:#x} lie outside the {}-byte file", count, phoff,
-                        file.size()));
+                        file.size));
+    const std::vector<uint8_t> table = file.bytes(phoff, count * phdr::kSize, "program headers");
     std::vector<Phdr> headers;
-    for (uint64_t i = 0; i < count; ++i) headers.push_back(program_header(file, phoff + i * phdr::kSize));
+    for (uint64_t i = 0; i < count; ++i) headers.push_back(program_header(table, i * phdr::kSize));
     return headers;
 }
 
 // The PT_LOAD segments, checked against the file, the RAM and each other.
-std::vector<Segment> load_segments(std::span<const uint8_t> file, const std::vector<Phdr>& headers, uint64_t ram_start,
+std::vector<Segment> load_segments(uint64_t file_size, const std::vector<Phdr>& headers, uint64_t ram_start,
                                    uint64_t ram_end) {
     std::vector<Segment> segments;
     for (const Phdr& h : headers) {
         if (h.type != kPtLoad || h.mem_size == 0) continue;
-        if (!within(h.offset, h.file_size, file.size()))
+        if (!within(h.offset, h.file_size, file_size))
             bad(fmt::format("a PT_LOAD segment's {} file bytes at offset {:#x} lie outside the {}-byte kernel file",
-                            h.file_size, h.offset, file.size()));
+                            h.file_size, h.offset, file_size));
         if (h.file_size > h.mem_size)
             bad(fmt::format("a PT_LOAD segment at {:#x} has more file bytes ({:#x}) than memory ({:#x})", h.paddr,
                             h.file_size, h.mem_size));
@@ -113,11 +140,12 @@ std::vector<Segment> load_segments(std::span<const uint8_t> file, const std::vec
 // then the name and the desc, each padded so that what follows starts 4-aligned; 8-aligned where
 // p_align is 8, as binutils' readelf reads .note.gnu.property). Returns the PVH entry when the
 // segment holds Xen's note.
-std::optional<uint32_t> pvh_entry_in(std::span<const uint8_t> file, const Phdr& h) {
-    if (!within(h.offset, h.file_size, file.size()))
+std::optional<uint32_t> pvh_entry_in(const File& file, const Phdr& h) {
+    if (!within(h.offset, h.file_size, file.size))
         bad(fmt::format("a PT_NOTE segment's {} bytes at offset {:#x} lie outside the {}-byte kernel file", h.file_size,
-                        h.offset, file.size()));
-    const auto notes = file.subspan(static_cast<size_t>(h.offset), static_cast<size_t>(h.file_size));
+                        h.offset, file.size));
+    const std::vector<uint8_t> bytes = file.bytes(h.offset, h.file_size, "PT_NOTE segment");
+    const std::span<const uint8_t> notes = bytes;
     const uint64_t align = h.align == 8 ? 8 : 4;
     uint64_t at = 0;
     while (notes.size() - at >= 12) {
@@ -147,9 +175,14 @@ bool is_elf(std::span<const uint8_t> file) noexcept {
 }
 
 Image parse(std::span<const uint8_t> file, uint64_t ram_start, uint64_t ram_end) {
+    return parse(file.size(), in_memory(file), ram_start, ram_end);
+}
+
+Image parse(uint64_t file_size, const ReadAt& read, uint64_t ram_start, uint64_t ram_end) {
+    const File file{file_size, read};
     const std::vector<Phdr> headers = program_headers(file);
     Image image;
-    image.segments = load_segments(file, headers, ram_start, ram_end);
+    image.segments = load_segments(file_size, headers, ram_start, ram_end);
 
     std::optional<uint32_t> entry;
     for (const Phdr& h : headers)
@@ -170,13 +203,16 @@ Image parse(std::span<const uint8_t> file, uint64_t ram_start, uint64_t ram_end)
 }
 
 bool load_into(const GuestMemory& memory, const Image& image, std::span<const uint8_t> file) noexcept {
+    return load_into(memory, image, file.size(), in_memory(file));
+}
+
+bool load_into(const GuestMemory& memory, const Image& image, uint64_t file_size, const ReadAt& read) noexcept {
     for (const Segment& s : image.segments)
-        if (s.file_size > s.mem_size || !within(s.offset, s.file_size, file.size()) || !memory.span(s.paddr, s.mem_size))
+        if (s.file_size > s.mem_size || !within(s.offset, s.file_size, file_size) || !memory.span(s.paddr, s.mem_size))
             return false;
     for (const Segment& s : image.segments) {
         const std::span<uint8_t> to = *memory.span(s.paddr, s.mem_size);
-        const auto bytes = file.subspan(static_cast<size_t>(s.offset), static_cast<size_t>(s.file_size));
-        std::copy(bytes.begin(), bytes.end(), to.begin());
+        if (!read(s.offset, to.first(static_cast<size_t>(s.file_size)))) return false;
         std::fill(to.begin() + static_cast<ptrdiff_t>(s.file_size), to.end(), uint8_t{0});
     }
     return true;

@@ -98,7 +98,8 @@ std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const cha
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
 // then confine every thread (vmm/host/README.md "Sandbox").
-void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, sandbox::TpmIo tpm) {
+void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, sandbox::TpmIo tpm,
+             int kernel_cache_fd) {
     if (runas) {
         if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);
         drop_privileges(*runas);
@@ -110,6 +111,7 @@ void confine(const Config& config, const std::optional<RunAsUser>& runas, const 
     sandbox::Policy policy;
     policy.kvm_fd = kvm.fd();
     policy.tpm = tpm;
+    policy.kernel_cache_fd = kernel_cache_fd;
     sandbox::install(policy);
 }
 
@@ -257,7 +259,7 @@ int run(const Config& config, int signal_fd) {
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         // The digests this power-on computed, for the next run (-kernel-cache), before the sandbox.
         if (boot == 1 && kernel) kernel->save_digest_records();
-        if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io());
+        if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io(), pvh ? pvh->cache_fd() : -1);
         // The console reader reaches this machine through `current` until it is cleared, on every
         // way out of this iteration (an exception too), before `machine` goes.
         struct Current {

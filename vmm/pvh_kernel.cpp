@@ -13,7 +13,6 @@
 #include "firmware/kernel_payload.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/read_file.hpp"
 #include "vmm/base/unique_fd.hpp"
 #include "vmm/direct_boot.hpp"
 #include "vmm/kernel_cache.hpp"
@@ -30,6 +29,12 @@ std::string hex(std::span<const uint8_t> bytes) {
     return out;
 }
 
+// An open file as the ELF reader reads it. (A reference fits std::function's local storage:
+// nothing allocated, in load_into's noexcept path too.)
+elf_kernel::ReadAt reader(const OpenFile& file) {
+    return [&file](uint64_t offset, std::span<uint8_t> out) noexcept { return file.read_at(offset, out); };
+}
+
 }  // namespace
 
 std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& why) {
@@ -38,18 +43,19 @@ std::optional<PvhKernel> PvhKernel::from_bzimage(const Source& s, std::string& w
     std::optional<std::string> dir = s.cache_dir ? std::optional(kernel_cache::directory(*s.cache_dir)) : std::nullopt;
     const std::string entry = hex(s.sha256) + ".vmlinux";
     if (dir) {
-        FileRead cached = read_whole_file(*dir + "/" + entry, kMaxElf, /*follow_links=*/false);
-        if (cached.status == FileRead::Status::ok) {
+        // Only the headers and the notes are read now; the segments at every power-on (load_into).
+        FileOpen cached = open_input_file(*dir + "/" + entry, kMaxElf, /*follow_links=*/false);
+        if (cached.ok()) {
             try {
-                k.image_ = elf_kernel::parse(cached.bytes, ram_start, ram_end);
-                k.elf_ = std::move(cached.bytes);
-                k.from_cache_ = true;
+                k.image_ = elf_kernel::parse(cached.file.size(), reader(cached.file), ram_start, ram_end);
+                k.cached_ = std::move(cached.file);
+                k.cache_entry_ = *dir + "/" + entry;
             } catch (const std::invalid_argument& e) {
                 log::warn("-kernel-cache {}: {} is not a usable kernel ({}); decompressing again", *dir, entry, e.what());
             }
         }
     }
-    if (!k.from_cache_) {
+    if (!k.cached_) {
         std::span<const uint8_t> payload;
         try {
             payload = kernel_payload::payload(s.bzimage);
@@ -100,6 +106,19 @@ PvhKernel PvhKernel::from_elf(const Source& s) {
     k.elf_.assign(s.bzimage.begin(), s.bzimage.end());
     k.check_initrd(s);
     return k;
+}
+
+bool PvhKernel::load_into(const GuestMemory& memory) const noexcept {
+    if (!cached_) return elf_kernel::load_into(memory, image_, elf_);
+    if (cached_->stamp_now() != cached_->stamp()) {
+        log::error("-kernel-cache: {} changed while minivmm ran; not loading it", cache_entry_);
+        return false;
+    }
+    if (!elf_kernel::load_into(memory, image_, cached_->size(), reader(*cached_))) {
+        log::error("-kernel-cache: {} could not be read into guest RAM", cache_entry_);
+        return false;
+    }
+    return true;
 }
 
 void PvhKernel::check_initrd(const Source& s) const {

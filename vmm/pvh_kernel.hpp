@@ -3,7 +3,9 @@
 // payload (boot.rst "payload_offset") is decompressed here once at start-up
 // (firmware/kernel_payload.hpp) and every power-on of the run loads the same ELF
 // (firmware/elf_kernel.hpp). With -kernel-cache DIR the ELF is kept in DIR as
-// <SHA-256 of the bzImage>.vmlinux, so the next run with the same bzImage skips the decompression.
+// <SHA-256 of the bzImage>.vmlinux, so the next run with the same bzImage skips the decompression;
+// such an entry is not read into memory but kept open and read in place: its headers at start-up,
+// its segments straight into guest RAM at every power-on, once fstat shows it unchanged.
 // What is measured is still the bzImage file (PCR 9), as in every other -kernel boot: the ELF is a
 // pure function of it.
 #pragma once
@@ -17,6 +19,7 @@
 #include "firmware/elf_kernel.hpp"
 #include "firmware/linux_boot.hpp"
 #include "vmm/base/guest_memory.hpp"
+#include "vmm/base/read_file.hpp"
 
 namespace minivmm {
 
@@ -42,17 +45,22 @@ public:
     static PvhKernel from_elf(const Source& source);
 
     const elf_kernel::Image& image() const noexcept { return image_; }
-    size_t elf_size() const noexcept { return elf_.size(); }
-    bool from_cache() const noexcept { return from_cache_; }
-    // Every segment into guest RAM; false if one does not fit (it was checked at start-up).
-    bool load_into(const GuestMemory& memory) const noexcept { return elf_kernel::load_into(memory, image_, elf_); }
+    uint64_t elf_size() const noexcept { return cached_ ? cached_->size() : elf_.size(); }
+    bool from_cache() const noexcept { return cached_.has_value(); }
+    // The -kernel-cache entry's fd, read at every power-on (the sandbox allows fstat on it), or -1.
+    int cache_fd() const noexcept { return cached_ ? cached_->fd() : -1; }
+    // Every segment into guest RAM; false if one does not fit (it was checked at start-up). From
+    // -kernel-cache, also false, with one error line, when the entry changed since start-up (its
+    // FileStamp: the Image was parsed from what it was then) or cannot be read.
+    bool load_into(const GuestMemory& memory) const noexcept;
 
 private:
     PvhKernel() = default;
     void check_initrd(const Source& s) const;
-    std::vector<uint8_t> elf_;
+    std::vector<uint8_t> elf_;        // the ELF in memory: decompressed at start-up, or the -kernel file
+    std::optional<OpenFile> cached_;  // or the -kernel-cache entry, open, read in place
+    std::string cache_entry_;         // its path, for messages
     elf_kernel::Image image_;
-    bool from_cache_ = false;
 };
 
 }  // namespace minivmm

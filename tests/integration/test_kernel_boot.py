@@ -17,9 +17,9 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
          -bios none cells: in-process 2.0 through the 64-bit entry, 1.2, the CRB)
          Once the files are 2 s old, -kernel-cache also keeps their digests (vmm/file_digests.hpp):
          the records hold the SHA-256 computed here
-  nofw-warm  -bios none, in-process TPM 2.0, the same -kernel-cache: the kernel comes from it and the
-         kernel's and initrd's digests from their records (nothing is hashed again), and the boot is
-         measured exactly as nofw-tpm2's
+  nofw-warm  -bios none, in-process TPM 2.0, the same -kernel-cache: the kernel comes from it (read in
+         place; the reboot reads it again under the sandbox) and the kernel's and initrd's digests from
+         their records (nothing is hashed again), and the boot is measured exactly as nofw-tpm2's
   nofw-bzimage -bios none -kernel-entry bzimage (the kernel decompresses itself), no TPM, no disk: the same
   nofw-elf   -bios none with the ELF vmlinux itself (decompressed here from the bzImage) as -kernel: the same
 

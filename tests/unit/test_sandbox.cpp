@@ -8,6 +8,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,7 +34,7 @@ struct Child {
 };
 
 // Runs `body` in a forked child under the sandbox (the child exits 0 if `body` returns).
-Child sandboxed(sandbox::TpmIo tpm, const std::function<void(int kvm_fd)>& body) {
+Child sandboxed(sandbox::TpmIo tpm, const std::function<void(int kvm_fd)>& body, int kernel_cache_fd = -1) {
     int pipe_fds[2];
     REQUIRE(::pipe(pipe_fds) == 0);
     std::fflush(nullptr);
@@ -46,6 +48,7 @@ Child sandboxed(sandbox::TpmIo tpm, const std::function<void(int kvm_fd)>& body)
             sandbox::Policy policy;
             policy.kvm_fd = kvm_fd;
             policy.tpm = tpm;
+            policy.kernel_cache_fd = kernel_cache_fd;
             sandbox::install(policy);
         } catch (const std::exception& e) {
             ::write(STDERR_FILENO, e.what(), std::strlen(e.what()));
@@ -247,4 +250,42 @@ TEST_CASE("the disk is the I/O thread's: pread64 there, never on a vCPU; nothing
     });
     CHECK(vcpu.status == kExitSandbox);
     CHECK(vcpu.err == message("pread64", 17, "vCPU 0"));
+}
+
+TEST_CASE("-kernel-cache: fstat (the system call) and pread64 on the entry's fd only; never open, never newfstatat") {
+    // What PvhKernel::load_into does on the main thread when a guest reset rebuilds the machine.
+    const int cache_fd = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);  // any regular file
+    REQUIRE(cache_fd >= 0);
+    for (sandbox::TpmIo tpm : {sandbox::TpmIo::none, sandbox::TpmIo::swtpm, sandbox::TpmIo::libtpms}) {
+        Child ok = sandboxed(tpm, [cache_fd](int) {
+            struct stat st {};
+            char b[4];
+            if (::syscall(SYS_fstat, static_cast<long>(cache_fd), &st) != 0 || ::pread(cache_fd, b, 4, 0) != 4) ::_exit(95);
+        }, cache_fd);
+        CHECK(ok.status == 0);
+        CHECK(ok.err.empty());
+    }
+    Child other_fd = sandboxed(sandbox::TpmIo::none, [cache_fd](int kvm_fd) {
+        struct stat st {};
+        ::syscall(SYS_fstat, static_cast<long>(kvm_fd), &st);
+        (void)cache_fd;
+    }, cache_fd);
+    CHECK(other_fd.status == kExitSandbox);
+    CHECK(other_fd.err == message("fstat", 5, "the main thread"));
+    Child glibc_fstat = sandboxed(sandbox::TpmIo::none, [cache_fd](int) {
+        struct stat st {};
+        ::fstat(cache_fd, &st);  // glibc 2.33+: newfstatat(fd, "", AT_EMPTY_PATH), a path the filter cannot see
+    }, cache_fd);
+    CHECK(glibc_fstat.status == kExitSandbox);
+    CHECK(glibc_fstat.err == message("newfstatat", 262, "the main thread"));
+    Child open = sandboxed(sandbox::TpmIo::none, [](int) { ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC); }, cache_fd);
+    CHECK(open.status == kExitSandbox);
+    CHECK(open.err == message("openat", 257, "the main thread"));
+    Child no_cache = sandboxed(sandbox::TpmIo::none, [cache_fd](int) {
+        struct stat st {};
+        ::syscall(SYS_fstat, static_cast<long>(cache_fd), &st);
+    });
+    CHECK(no_cache.status == kExitSandbox);
+    CHECK(no_cache.err == message("fstat", 5, "the main thread"));
+    ::close(cache_fd);
 }

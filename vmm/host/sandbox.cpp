@@ -190,7 +190,7 @@ void build_io_filter(Filter& f) {
 }
 
 // The union over all threads: the vCPU rules plus what the main thread needs to rebuild a
-// machine and wait for it, and what the console threads, the disk's I/O thread and the TPM worker need.
+// machine (its -kernel-cache kernel too) and wait for it, and what the console threads, the disk's I/O thread and the TPM worker need.
 void build_process_filter(Filter& f, const Policy& policy) {
     build_vcpu_filter(f, policy);
     allow_disk_io(f);
@@ -200,6 +200,11 @@ void build_process_filter(Filter& f, const Policy& policy) {
         f.allow(nr);
     f.allow_ioctls(kMachineIoctls);
     f.allow_ioctls(kSystemIoctls, policy.kvm_fd);
+    // -kernel-cache: a rebuilt machine's kernel is read from the entry opened at start-up, once the
+    // fstat system call (not glibc's newfstatat, which takes a path) shows it unchanged; pread64
+    // is allowed above. On that fd only: nothing else is stat()ed, nothing opened.
+    if (policy.kernel_cache_fd >= 0)
+        f.allow(SCMP_SYS(fstat), {arg_eq(0, static_cast<uint64_t>(policy.kernel_cache_fd))});
     // Threads, never processes: glibc tries clone3 first (whose flags seccomp cannot see) and
     // falls back to clone on ENOSYS, where CLONE_THREAD and the sharing flags are checked.
     f.refuse(SCMP_SYS(clone3), ENOSYS);

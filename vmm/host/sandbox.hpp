@@ -27,6 +27,7 @@ enum class TpmIo {
 struct Policy {
     int kvm_fd = -1;  // /dev/kvm: the only fd on which the system ioctls (KVM_CREATE_VM, ...) are allowed
     TpmIo tpm = TpmIo::none;
+    int kernel_cache_fd = -1;  // the -kernel-cache entry read in place at every power-on: fstat allowed on it
 };
 
 // Installs the SIGSYS reporter and the process-wide filter on every thread of the process
