@@ -1,11 +1,5 @@
 #include "vmm/pvh_kernel.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <stdexcept>
 
 #include <fmt/core.h>
@@ -13,7 +7,6 @@
 #include "firmware/kernel_payload.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
-#include "vmm/base/unique_fd.hpp"
 #include "vmm/direct_boot.hpp"
 #include "vmm/kernel_cache.hpp"
 
