@@ -39,8 +39,18 @@ uint8_t checksum(const uint8_t* p, size_t n) {
 
 }  // namespace
 
-SmbiosBlobs build_smbios(const std::string& version) {
+SmbiosBlobs build_smbios(const std::string& version, bool bios_information) {
     std::vector<Structure> structures;
+    if (bios_information) {
+        // Type 0, BIOS Information (§7.1), SMBIOS 2.4+ layout: 24 bytes. No BIOS image in the legacy
+        // area (starting segment 0, ROM size 0), no release date; characteristics bit 3 "not
+        // supported"; extension byte 2 bit 4 "the table describes a virtual machine"; 0xFF for
+        // the release numbers nobody supports (§7.1.1, §7.1.2.2).
+        std::vector<uint8_t> bios{1, 2, 0, 0, 0, 0};  // vendor, version, segment, no date, ROM size
+        bios.insert(bios.end(), {0x08, 0, 0, 0, 0, 0, 0, 0});  // characteristics
+        bios.insert(bios.end(), {0x00, 0x10, 0xFF, 0xFF, 0xFF, 0xFF});
+        structures.push_back(make_structure(0, 0x0000, bios, {"minivmm", version}));
+    }
     // Type 1, System Information (DSP0134 §7.2), SMBIOS 2.4+ layout: 27 bytes.
     std::vector<uint8_t> system{1, 2, 3, 0};           // manufacturer, product, version, no serial
     system.insert(system.end(), 16, 0);                // UUID: not set
@@ -74,6 +84,16 @@ SmbiosBlobs build_smbios(const std::string& version) {
     ep[21] = checksum(ep.data() + 16, 15);
     ep[4] = checksum(ep.data(), 31);
     return out;
+}
+
+std::vector<uint8_t> smbios_anchor_at(std::vector<uint8_t> anchor, uint32_t tables_address) {
+    if (anchor.size() != 31) return anchor;
+    store_le({anchor.data() + 24, 4}, tables_address);
+    anchor[21] = 0;
+    anchor[21] = checksum(anchor.data() + 16, 15);
+    anchor[4] = 0;
+    anchor[4] = checksum(anchor.data(), 31);
+    return anchor;
 }
 
 }  // namespace minivmm

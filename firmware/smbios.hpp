@@ -1,7 +1,10 @@
-// SMBIOS tables handed to SeaBIOS through fw_cfg ("etc/smbios/smbios-anchor" and
-// "etc/smbios/smbios-tables", SeaBIOS src/fw/biostables.c smbios_romfile_setup), as QEMU does.
-// Giving SeaBIOS finished tables also spares it its legacy builder, which zeroes a 32 KiB
-// buffer byte by byte: measurable when firmware code is emulated (DMTF DSP0134 3.x).
+// SMBIOS tables (DMTF DSP0134 3.x). With SeaBIOS they go through fw_cfg ("etc/smbios/smbios-anchor"
+// and "etc/smbios/smbios-tables", SeaBIOS src/fw/biostables.c smbios_romfile_setup), as QEMU does;
+// giving SeaBIOS finished tables also spares it its legacy builder, which zeroes a 32 KiB buffer
+// byte by byte: measurable when firmware code is emulated. With -bios none minivmm places them
+// itself (vmm/direct_boot.cpp): the entry point in the F-segment, where an OS scans for it
+// (DSP0134 §5.2.1: 0xF0000-0xFFFFF, 16-byte aligned; Linux drivers/firmware/dmi_scan.c), the
+// structure table in the reserved firmware area.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +22,12 @@ struct SmbiosBlobs {
 };
 
 // Type 1 (System Information) naming minivmm, type 32 (System Boot Information) and the type 127
-// end marker. SeaBIOS adds its own type 0 (BIOS Information) when none is given.
-SmbiosBlobs build_smbios(const std::string& version);
+// end marker. SeaBIOS adds its own type 0 (BIOS Information) when none is given; with
+// `bios_information` the tables start with minivmm's (for -bios none, where minivmm is the firmware).
+SmbiosBlobs build_smbios(const std::string& version, bool bios_information = false);
+
+// The entry point with the structure table's 32-bit address filled in (offset 0x18) and both
+// checksums fixed, as firmware does when it places the tables.
+std::vector<uint8_t> smbios_anchor_at(std::vector<uint8_t> anchor, uint32_t tables_address);
 
 }  // namespace minivmm

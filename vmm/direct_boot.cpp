@@ -14,6 +14,7 @@
 #include "firmware/firmware_events.hpp"
 #include "firmware/linux_boot64.hpp"
 #include "firmware/pvh.hpp"
+#include "firmware/smbios.hpp"
 #include "firmware/table_loader_run.hpp"
 #include "vmm/base/error.hpp"
 #include "vmm/base/log.hpp"
@@ -28,6 +29,9 @@ constexpr uint32_t kMsrMtrrDefType = 0x2FF;       // IA32_MTRR_DEF_TYPE (Intel S
 constexpr uint64_t kMtrrEnabledWriteBack = 0x806;  // E (bit 11) set, default type 6 = write-back
 // How long the firmware's TPM commands may take in all before the boot is given up.
 constexpr std::chrono::seconds kTpmDeadline{20};
+// The SMBIOS entry point: the F-segment's first 16-byte slot (an OS scans 0xF0000-0xFFFFF for it,
+// DSP0134 §5.2.1); the table loader's F-segment zone (the RSDP) ends below it.
+constexpr uint64_t kSmbiosAnchorAddr = 0xF0000;
 
 [[noreturn]] void internal(const std::string& what) { throw SetupError(kExitInternal, "-bios none: " + what); }
 
@@ -43,7 +47,7 @@ std::vector<uint8_t> installed(const GuestMemory& memory, uint64_t gpa, size_t s
 
 // The firmware's events (PCRs 0-7) into a new log, each extended through the worker.
 void measure_firmware(const DirectBoot& b, std::span<uint8_t> area,
-                      std::span<const std::pair<std::string, std::vector<uint8_t>>> acpi_files) {
+                      std::span<const std::pair<std::string, std::vector<uint8_t>>> config_files) {
     const TpmVersion version = b.tpm->version();
     std::optional<tcg_log::Layout> layout = tcg_log::start(area, version, b.banks);
     if (!layout) throw SetupError(kExitTpm, "-bios none: the TPM's PCR banks cannot be listed in an event log");
@@ -53,7 +57,7 @@ void measure_firmware(const DirectBoot& b, std::span<uint8_t> area,
             throw SetupError(kExitTpm, fmt::format("-bios none: the TPM has an active PCR bank of algorithm {:#06x}, which "
                                                    "minivmm cannot compute (SHA-1, SHA-256, SHA-384 and SHA-512 only); "
                                                    "reconfigure its banks (swtpm_setup --pcr-banks)", bank.id));
-    for (const FirmwareEvent& e : firmware_events(MINIVMM_VERSION, acpi_files)) {
+    for (const FirmwareEvent& e : firmware_events(MINIVMM_VERSION, config_files)) {
         std::vector<tcg_log::Digest> digests;
         for (const tcg_log::Algorithm& bank : b.banks)  // the active banks only (all computable: checked above)
             if (std::optional<tcg_log::Digest> d = tcg_digest(e.measured, bank.id)) digests.push_back(std::move(*d));
@@ -146,18 +150,28 @@ void boot_without_firmware(const DirectBoot& b, Vcpu& bsp) {
     // The ACPI files, as the table loader installs them for SeaBIOS.
     std::map<std::string, std::vector<uint8_t>> files{{kAcpiTablesFile, b.acpi.tables}, {kAcpiRsdpFile, b.acpi.rsdp}};
     if (b.tpm) files.emplace(kTpmLogFile, std::vector<uint8_t>(kTpmLogSize, 0));
-    const LoaderZones zones{below - kFirmwareArea, below, kE820FsegBase, platform::kBiosShadowEnd};
+    const LoaderZones zones{below - kFirmwareArea, below, kE820FsegBase, kSmbiosAnchorAddr};
     const LoaderResult loaded = run_table_loader(b.acpi.loader, files, zones, b.memory);
     if (!loaded.ok) internal(loaded.error);
     const uint64_t rsdp = loaded.addresses.at(kAcpiRsdpFile), tables = loaded.addresses.at(kAcpiTablesFile);
 
+    // SMBIOS: the structure table after the loader's files in the firmware area, the entry point
+    // in the F-segment (both reserved in the e820 map).
+    const SmbiosBlobs smbios = build_smbios(MINIVMM_VERSION, true);
+    const uint64_t smbios_tables = (zones.high_base + loaded.high_used + 15) & ~uint64_t{15};
+    if (smbios_tables + smbios.tables.size() > zones.high_end) internal("the SMBIOS tables do not fit the firmware area");
+    write(b.memory, smbios_tables, smbios.tables, "SMBIOS table");
+    write(b.memory, kSmbiosAnchorAddr, smbios_anchor_at(smbios.anchor, static_cast<uint32_t>(smbios_tables)),
+          "SMBIOS entry point");
+
     // The firmware's measurements first (the tables as installed), then the kernel's (it loads it).
     if (b.tpm) {
         const uint64_t log_address = loaded.addresses.at(kTpmLogFile);
-        const std::pair<std::string, std::vector<uint8_t>> acpi_files[] = {
+        const std::pair<std::string, std::vector<uint8_t>> config_files[] = {
             {kAcpiRsdpFile, installed(b.memory, rsdp, b.acpi.rsdp.size())},
-            {kAcpiTablesFile, installed(b.memory, tables, b.acpi.tables.size())}};
-        measure_firmware(b, *b.memory.span(log_address, kTpmLogSize), acpi_files);
+            {kAcpiTablesFile, installed(b.memory, tables, b.acpi.tables.size())},
+            {kSmbiosTablesFile, installed(b.memory, smbios_tables, smbios.tables.size())}};
+        measure_firmware(b, *b.memory.span(log_address, kTpmLogSize), config_files);
         place_kernel(b, log_address);
         std::array<uint8_t, 32> random{};
         if (::getrandom(random.data(), random.size(), 0) != static_cast<ssize_t>(random.size()))

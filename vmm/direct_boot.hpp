@@ -3,11 +3,13 @@
 // (firmware/linux_boot64.hpp):
 //   - the ACPI tables and the TPM event log area, laid out by running the table-loader script
 //     itself (firmware/table_loader_run.hpp): the tables in the last kFirmwareArea bytes of RAM
-//     below 4 GiB, the RSDP in the F-segment, both reserved in the kernel's e820 map;
+//     below 4 GiB, the RSDP in the F-segment, both reserved in the kernel's e820 map; the SMBIOS
+//     tables (firmware/smbios.hpp) after them, their entry point at 0xF0000;
 //   - the PCI BARs assigned and decoding enabled (firmware/pci_resources.hpp);
 //   - with a TPM, started by TpmSlot::power_on (start_tpm_as_firmware): a new event log in the
 //     TPM2/TCPA table's area listing the TPM's active banks, the firmware's events
-//     (firmware/firmware_events.hpp: PCR 0 CRTM version, PCR 1 ACPI tables, separators in PCRs 0-7),
+//     (firmware/firmware_events.hpp: PCR 0 CRTM version, PCR 1 ACPI and SMBIOS tables, separators in
+//     PCRs 0-7),
 //     then the kernel, command line and initrd as with SeaBIOS (vmm/kernel_boot.hpp); every event
 //     extended in every active bank; then the platform hierarchy locked as SeaBIOS locks it.
 //     All of it has reached the TPM before any vCPU runs;

@@ -13,7 +13,8 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
   nofw-tpm2  -bios none (vmm/direct_boot.hpp: no SeaBIOS; minivmm decompresses the bzImage's payload,
          enters its ELF through PVH and is the measuring firmware), swtpm TPM 2.0, the image as the disk,
          -kernel-cache (empty: the decompressed kernel is stored there): as tpm2, and PCR 0 holds
-         minivmm's CRTM version and separator as computed here (the nightly matrix runs the other
+         minivmm's CRTM version and separator as computed here, and Linux finds minivmm's SMBIOS
+         ("DMI: minivmm minivmm, BIOS <version>", every -bios none case) (the nightly matrix runs the other
          -bios none cells: in-process 2.0 through the 64-bit entry, 1.2, the CRB)
          Once the files are 2 s old, -kernel-cache also keeps their digests (vmm/file_digests.hpp):
          the records hold the SHA-256 computed here
@@ -149,6 +150,11 @@ def main():
             f.write(r.text)
         if name in ENTRY:
             s.check(f"{name}: minivmm says '...{ENTRY[name]}...'", ENTRY[name] in r.stderr, r.stderr[-2000:])
+            # minivmm's SMBIOS (firmware/smbios.hpp), as Linux's dmi_scan.c reports it, at every boot.
+            dmi = re.findall(r"DMI: ([^\r\n]*)", r.text)
+            s.check(f"{name}: Linux found minivmm's SMBIOS at every boot ({dmi})",
+                    dmi and all(d.startswith(f"minivmm minivmm, BIOS {release}") for d in dmi) and
+                    len(dmi) == (2 if version else 1))
         if name == "nofw-tpm2":
             stored = sorted(os.listdir(cache)) if os.path.isdir(cache) else []
             digests = {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in (files.kernel, files.initrd)}

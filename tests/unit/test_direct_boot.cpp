@@ -302,10 +302,11 @@ TEST_CASE("PCI BARs get naturally aligned addresses in the windows and decoding 
     CHECK((access2.read32(1, 0x04) & 3) == 0);
 }
 
-TEST_CASE("the firmware's events: CRTM version in PCR 0, ACPI in PCR 1, separators in PCRs 0-7") {
-    const std::pair<std::string, std::vector<uint8_t>> files[] = {{"etc/acpi/rsdp", {1, 2, 3}}, {"etc/acpi/tables", {4, 5}}};
+TEST_CASE("the firmware's events: CRTM version in PCR 0, ACPI and SMBIOS in PCR 1, separators in PCRs 0-7") {
+    const std::pair<std::string, std::vector<uint8_t>> files[] = {
+        {"etc/acpi/rsdp", {1, 2, 3}}, {"etc/acpi/tables", {4, 5}}, {"etc/smbios/smbios-tables", {6}}};
     const std::vector<FirmwareEvent> events = firmware_events("1.2.3", files);
-    REQUIRE(events.size() == 1 + 2 + 8);
+    REQUIRE(events.size() == 1 + 3 + 8);
     CHECK(events[0].pcr == 0);
     CHECK(events[0].type == tcg_log::kEvSCrtmVersion);
     const std::vector<uint8_t> ucs2{'m', 0, 'i', 0, 'n', 0, 'i', 0, 'v', 0, 'm', 0, 'm', 0, ' ', 0, '1', 0, '.', 0,
@@ -316,8 +317,11 @@ TEST_CASE("the firmware's events: CRTM version in PCR 0, ACPI in PCR 1, separato
     CHECK(events[1].type == tcg_log::kEvPlatformConfigFlags);
     CHECK(std::string(reinterpret_cast<const char*>(events[1].data.data())) == "etc/acpi/rsdp");
     CHECK(events[2].measured == std::vector<uint8_t>{4, 5});
+    CHECK(events[3].pcr == 1);
+    CHECK(std::string(reinterpret_cast<const char*>(events[3].data.data())) == "etc/smbios/smbios-tables");
+    CHECK(events[3].measured == std::vector<uint8_t>{6});
     for (uint32_t pcr = 0; pcr <= 7; ++pcr) {
-        const FirmwareEvent& e = events[3 + pcr];
+        const FirmwareEvent& e = events[4 + pcr];
         CHECK(e.pcr == pcr);
         CHECK(e.type == tcg_log::kEvSeparator);
         CHECK(e.data == std::vector<uint8_t>(4, 0));

@@ -72,3 +72,31 @@ TEST_CASE("SMBIOS 2.1 entry point and structure table SeaBIOS accepts") {
     CHECK(structures.back().type == 127);
     CHECK(load_le({b.anchor.data() + 8, 2}) >= 27 + 2);
 }
+
+TEST_CASE("-bios none: a type 0 first, and the entry point placed as an OS finds it") {
+    const SmbiosBlobs b = build_smbios("9.9.9", true);
+    const auto structures = parse(b.tables);
+    REQUIRE(structures.size() == 4);
+    CHECK(structures[0].type == 0);
+    CHECK(structures[0].strings == std::vector<std::string>{"minivmm", "9.9.9"});
+    CHECK(b.tables[1] == 24);      // type 0 formatted length, SMBIOS 2.4+
+    CHECK(b.tables[4] == 1);       // vendor: string 1
+    CHECK(b.tables[5] == 2);       // version: string 2
+    CHECK(b.tables[8] == 0);       // no release date
+    CHECK(b.tables[0x13] == 0x10);  // extension byte 2: a virtual machine
+    CHECK(structures[1].type == 1);
+    CHECK(load_le({b.anchor.data() + 28, 2}) == 4);
+
+    // Placed: the table address at 0x18, both checksums right again (Linux dmi_scan.c checks both).
+    const std::vector<uint8_t> placed = smbios_anchor_at(b.anchor, 0x7FF1'2340);
+    REQUIRE(placed.size() == 31);
+    CHECK(load_le({placed.data() + 24, 4}) == 0x7FF1'2340);
+    CHECK(sum(placed.data(), 31) == 0);
+    CHECK(sum(placed.data() + 16, 15) == 0);
+    CHECK(std::memcmp(placed.data(), b.anchor.data(), 4) == 0);
+    CHECK(load_le({placed.data() + 22, 2}) == b.tables.size());
+    // Placing twice gives the same bytes (the checksums are recomputed, not adjusted).
+    CHECK(smbios_anchor_at(placed, 0x7FF1'2340) == placed);
+    // Not an entry point: returned unchanged.
+    CHECK(smbios_anchor_at({1, 2, 3}, 5) == std::vector<uint8_t>{1, 2, 3});
+}
