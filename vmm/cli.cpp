@@ -55,7 +55,7 @@ std::optional<uint64_t> parse_size(const std::string& text) {
 }
 
 std::string usage_text() {
-    return fmt::format(R"(usage: minivmm [options] DISK
+    std::string text = fmt::format(R"(usage: minivmm [options] DISK
        minivmm [options] -kernel BZIMAGE [-initrd FILE] [-append CMDLINE] [DISK]
 
 Boot the raw disk image DISK, or a Linux kernel, with SeaBIOS on KVM.
@@ -121,12 +121,14 @@ options:
   --version              print the version
 
 Press Ctrl-A x to quit when the serial console is on a terminal.
-exit status: 0 guest powered off (or reset with -no-reboot), 1 internal error,
-2 usage error, 3 file error, 4 KVM unavailable or set-up failed, 5 guest fault
-(KVM emulation failure), 6 TPM unavailable (swtpm not answering, TPM state directory
-in use, corrupt or of the other TPM version), 7 stopped by the sandbox (a forbidden
-system call), 128+N killed by signal N.
+
+exit status:
 )", platform::kDefaultBios, kMaxCpus);
+    for (const ExitStatusDoc& e : kExitStatusDocs) {
+        std::string status = e.status == kExitSignalBase ? "128+N" : std::to_string(e.status);
+        text += fmt::format("  {:<7}{}\n", status, e.meaning);
+    }
+    return text;
 }
 
 CliResult parse_cli(const std::vector<std::string>& args) {

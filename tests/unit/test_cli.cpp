@@ -221,7 +221,8 @@ TEST_CASE("hardening options: -sandbox, -runas") {
     CHECK(usage_message({"a.img", "-runas"}) == "option -runas needs a value (see minivmm --help)");
     CHECK(usage_text().find("-sandbox on|off") != std::string::npos);
     CHECK(usage_text().find("-runas USER") != std::string::npos);
-    CHECK(usage_text().find("7 stopped by the sandbox") != std::string::npos);
+    CHECK(usage_text().find("\n  7      stopped by the sandbox") != std::string::npos);
+    CHECK(usage_text().find("\n  128+N  killed by signal N\n") != std::string::npos);
 }
 
 TEST_CASE("-kernel, -initrd and -append; the disk is optional with -kernel") {

@@ -21,6 +21,25 @@ enum ExitCode : int {
     kExitSignalBase = 128, // terminated by signal N: 128 + N
 };
 
+// What each exit status means, in one place: `minivmm --help` lists these lines, and the man
+// page's EXIT STATUS section is generated from --help (scripts/make-manpage). README "Exit codes"
+// gives the details.
+struct ExitStatusDoc {
+    int status;           // kExitSignalBase stands for 128+N
+    const char* meaning;
+};
+inline constexpr ExitStatusDoc kExitStatusDocs[] = {
+    {kExitPoweredOff, "guest powered off (or reset with -no-reboot, or Ctrl-A x)"},
+    {kExitInternal, "internal error"},
+    {kExitUsage, "usage error"},
+    {kExitFile, "file error (BIOS, disk, kernel, initrd or output file)"},
+    {kExitKvm, "KVM unavailable or set-up failed"},
+    {kExitGuestFault, "guest fault (KVM emulation failure)"},
+    {kExitTpm, "TPM unavailable (swtpm not answering; -tpm-state in use, corrupt or of the other version)"},
+    {kExitSandbox, "stopped by the sandbox (a forbidden system call)"},
+    {kExitSignalBase, "killed by signal N"},
+};
+
 class SetupError : public std::runtime_error {
 public:
     SetupError(ExitCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
