@@ -96,7 +96,7 @@ public:
     std::string remove(std::string_view name) const noexcept;
     bool exists(std::string_view name) const noexcept;
     // The EK certificate CA's files (vmm/tpm/ek_ca_store.hpp), plain bytes without our header:
-    // ek-ca.key (mode 0600) and ek-ca.pem (0644, for verifiers). Read: the bytes, or a missing or
+    // ek-ca.key (mode 0600) and ek-ca.pem (0644 less the umask, for verifiers). Read: the bytes, or a missing or
     // error status (a file larger than 1 MiB is an error). Write: atomic, as write().
     ReadResult read_plain(std::string_view name) const noexcept;
     std::string write_plain(std::string_view name, std::span<const uint8_t> bytes, unsigned mode) const noexcept;
@@ -123,7 +123,8 @@ private:
     void write_marker();
     void lock();
     void remove_stale_temporaries() noexcept;
-    // Writes `bytes` to NAME.tmp (mode `mode`), fsync, renames it to NAME, fsyncs the directory.
+    // Writes `bytes` to NAME.tmp (created with `mode`, less the umask: no fchmod, which the sandbox
+    // does not allow the TPM thread that writes the state at run time), fsync, renames it to NAME, fsyncs the directory.
     std::string replace_file(std::string_view name, std::span<const uint8_t> bytes, unsigned mode) const;
     // Reads at most `limit` bytes of DIR/name into r.payload (status ok / missing / error).
     void read_file(std::string_view name, size_t limit, std::string_view what, ReadResult& r) const;

@@ -116,8 +116,6 @@ std::string TpmStateDir::replace_file(std::string_view name, std::span<const uin
     };
     UniqueFd fd(::openat(dir_fd_.get(), temp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode));
     if (!fd.valid()) return fail("create", errno);
-    // The mode is exact whatever the umask (a key must not be readable by others, a certificate may be).
-    if (::fchmod(fd.get(), mode) != 0) return fail("chmod", errno);
     if (int err = write_all(fd.get(), file); err != 0) return fail("write", err);
     // The data must be on disk before the rename makes it the state (else a crash could
     // leave a renamed but empty file on some file systems).
