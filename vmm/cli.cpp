@@ -95,6 +95,10 @@ options:
   -tpm-state DIR         give the guest a TPM backed by libtpms inside minivmm, keeping
                          its state in DIR (created if missing; one minivmm at a time)
   -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
+  -tpm-ca DIR            with -tpm-state (TPM 2.0): sign the TPM's EK certificates (NV
+                         0x01c00002 RSA, 0x01c0000a ECC) with the CA in DIR: ca.pem and its
+                         unencrypted key ca.key; default: a CA of the state directory's own
+                         (DIR/ek-ca.key); verifiers use the CA certificate in STATE/ek-ca.pem
   -tpm-interface tis|crb how the guest reaches the TPM at 0xFED40000: tis (FIFO, default;
                          Linux tpm_tis) or crb (Command Response Buffer, TPM 2.0 only;
                          Linux tpm_crb, polled, as QEMU's tpm-crb)
@@ -200,6 +204,9 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-tpm-state") {
             c.tpm_state = value();
             if (c.tpm_state->empty()) usage_error("-tpm-state: empty directory name");
+        } else if (opt == "-tpm-ca") {
+            c.tpm_ca = value();
+            if (c.tpm_ca->empty()) usage_error("-tpm-ca: empty directory name");
         } else if (opt == "-tpm-start-timeout") {
             std::string v = value();
             auto s = parse_uint<unsigned>(v);
@@ -281,6 +288,11 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         usage_error(c.tpm_socket ? "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is "
                                    "detected from swtpm)"
                                  : "-tpm-version is only valid with -tpm-state");
+    if (c.tpm_ca && !c.tpm_state)
+        usage_error("-tpm-ca is only valid with -tpm-state (the in-process TPM's EK certificates; swtpm_setup "
+                    "makes swtpm's)");
+    if (c.tpm_ca && c.tpm_version != TpmVersion::v2_0)
+        usage_error("-tpm-ca: EK certificates are made for TPM 2.0 only; drop -tpm-version 1.2 or -tpm-ca");
     if (tpm_interface_given && !c.tpm_socket && !c.tpm_state)
         usage_error("-tpm-interface needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
     if (c.tpm_interface == TpmInterface::crb && c.tpm_state && c.tpm_version == TpmVersion::v1_2)

@@ -39,6 +39,7 @@ struct Config {
     std::optional<std::string> tpm_socket;  // swtpm control socket (-tpm-sock)
     std::optional<std::string> tpm_state;   // in-process libtpms state directory (-tpm-state)
     TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state only
+    std::optional<std::string> tpm_ca;      // -tpm-ca DIR: the CA (ca.pem, ca.key) of the EK certificates
     TpmInterface tpm_interface = TpmInterface::tis;  // -tpm-interface tis|crb
     bool tpm_irq = true;  // -tpm-irq on|off: the TIS interrupt (CRB has none)
     bool tpm_ppi = true;  // -tpm-ppi on|off: the Physical Presence Interface (_DSM and its mailbox)

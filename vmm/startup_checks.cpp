@@ -11,6 +11,7 @@
 #include <fmt/core.h>
 
 #include "vmm/base/error.hpp"
+#include "vmm/tpm/ek_ca_store.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/unique_fd.hpp"
@@ -92,6 +93,11 @@ void check_before_start(const Config& config) {
         if (config.tpm_state) LibtpmsBackend::check(*config.tpm_state, config.tpm_version);
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitTpm, e.what());
+    }
+    try {
+        if (config.tpm_ca) (void)load_user_ca(*config.tpm_ca);  // all of it, before anything is created
+    } catch (const EkCertificateError& e) {
+        throw SetupError(kExitFile, e.what());
     }
 }
 

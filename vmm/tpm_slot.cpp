@@ -9,12 +9,45 @@
 #include "vmm/base/log.hpp"
 #include "vmm/base/platform.hpp"
 #include "vmm/host/boot_timer.hpp"
+#include "vmm/tpm/ek_ca_store.hpp"
+#include "vmm/tpm/ek_manufacture.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_firmware.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
 
 namespace minivmm {
+
+namespace {
+
+// -tpm-state with TPM 2.0: the EK certificates, made on the directory's first use (and on the
+// first start of a directory from a minivmm without them), before any firmware or guest runs
+// (vmm/tpm/README.md "EK certificates").
+void ensure_ek_certificates(LibtpmsBackend& tpm, const Config& config) {
+    if (tpm.version() != TpmVersion::v2_0) return;  // TPM 1.2: vmm/tpm/README.md says why not yet
+    const double start = ms_since_start();
+    std::optional<EkCa> ca;
+    try {
+        ca = config.tpm_ca ? load_user_ca(*config.tpm_ca) : state_dir_ca(tpm.state());
+        publish_ca_certificate(tpm.state(), *ca);
+    } catch (const EkCertificateError& e) {
+        throw SetupError(kExitFile, e.what());
+    }
+    EkManufactureResult made;
+    try {
+        made = manufacture_ek_certificates(tpm, *ca);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitTpm, fmt::format("TPM state directory {}: making the EK certificates: {}",
+                                               tpm.state_dir(), e.what()));
+    }
+    if (made.issued != 0)
+        log::info("TPM EK certificates: {} made (NV 0x01c00002 RSA, 0x01c0000a ECC), signed by the CA in {} "
+                  "({:.0f} ms)", made.issued, tpm.state().file_path(TpmStateDir::kCaCertName), ms_since_start() - start);
+    else
+        log::debug("TPM EK certificates: present and signed by the CA ({:.1f} ms)", ms_since_start() - start);
+}
+
+}  // namespace
 
 std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
     std::unique_ptr<TpmBackend> tpm;
@@ -33,7 +66,11 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
                                                    *config.tpm_socket));
     } else if (config.tpm_state) {
         try {
-            tpm = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
+            auto libtpms = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
+            ensure_ek_certificates(*libtpms, config);
+            tpm = std::move(libtpms);
+        } catch (const SetupError&) {
+            throw;
         } catch (const std::runtime_error& e) {
             throw SetupError(kExitTpm, e.what());
         }

@@ -12,6 +12,7 @@ import pathlib
 import struct
 import sys
 
+import seeds_ek_certificate
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
 import seeds_kernel_payload
 import seeds_pci_virtio_blk
@@ -369,6 +370,7 @@ TARGETS = {
     "elf_kernel": seeds_elf_kernel.seeds,
     "kernel_payload": seeds_kernel_payload.seeds,
     "file_digests": file_digests_seeds,
+    "ek_certificate": seeds_ek_certificate.seeds,
 }
 
 

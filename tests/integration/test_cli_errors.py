@@ -5,6 +5,7 @@ crash or a half-started VM. Needs no KVM for most cases (errors are caught befor
 usage: test_cli_errors.py MINIVMM"""
 import os
 import struct
+import subprocess
 import sys
 
 from tests.harness import suite
@@ -71,6 +72,27 @@ def main():
          "cannot connect to swtpm control socket"),
         ("-tpm-state someone's directory", ["-tpm-state", foreign, disk], 6, "is not empty and was not made by minivmm"),
         ("-tpm-state symbolic link", ["-tpm-state", os.path.join(s.tmp.name, "tpmlink"), disk], 6, "is a symbolic link"),
+    ]
+    # -tpm-ca (the EK certificates' CA): checked whole before anything is created; the state
+    # directory named with it must not appear (checked below).
+    ca_state = os.path.join(s.tmp.name, "ca-tpm-state")
+    ca_dir, other = os.path.join(s.tmp.name, "ca"), os.path.join(s.tmp.name, "other-ca")
+    for d in (ca_dir, other):
+        os.mkdir(d)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                        "-subj", "/CN=test CA", "-keyout", os.path.join(d, "ca.key"), "-out", os.path.join(d, "ca.pem"),
+                        "-days", "2"], check=True, capture_output=True)
+    os.replace(os.path.join(other, "ca.key"), os.path.join(ca_dir, "ca.key"))  # ca_dir: a key of another CA
+    cases += [
+        ("-tpm-ca without -tpm-state", ["-tpm-ca", ca_dir, disk], 2, "-tpm-ca is only valid with -tpm-state"),
+        ("-tpm-ca with TPM 1.2", ["-tpm-state", ca_state, "-tpm-version", "1.2", "-tpm-ca", ca_dir, disk], 2,
+         "EK certificates are made for TPM 2.0 only"),
+        ("-tpm-ca missing", ["-tpm-state", ca_state, "-tpm-ca", os.path.join(s.tmp.name, "no-ca"), disk], 3,
+         "-tpm-ca: cannot open directory"),
+        ("-tpm-ca without its key", ["-tpm-state", ca_state, "-tpm-ca", other, disk], 3,
+         f"-tpm-ca: cannot open {other}/ca.key: No such file or directory"),
+        ("-tpm-ca key of another CA", ["-tpm-state", ca_state, "-tpm-ca", ca_dir, disk], 3,
+         f"-tpm-ca: {ca_dir}/ca.key is not the private key of {ca_dir}/ca.pem"),
     ]
     # -kernel: the files and the boot protocol are checked before /dev/kvm too.
     bz = os.path.join(s.tmp.name, "bzImage")
@@ -163,7 +185,8 @@ def main():
     s.check("-tpm-sock too long: the path is not repeated", all("y" * 200 not in l for l in long_sock), long_sock)
     s.check("refused runs left the disk, the output file and the foreign directory alone",
             open(d2, "rb").read() == b"\x5a" * 1024 * 1024 and open(precious).read() == "precious\n" and
-            sorted(os.listdir(foreign)) == ["notes.txt"] and not os.path.exists("/nonexistent/dir"))
+            sorted(os.listdir(foreign)) == ["notes.txt"] and not os.path.exists("/nonexistent/dir") and
+            not os.path.exists(ca_state))
 
     # Without KVM the run stops at /dev/kvm (exit 4): by then nothing may have been created or
     # truncated. (Where KVM works the guest would run, and an output file is then meant to be written.)

@@ -20,7 +20,9 @@ through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has n
          the records hold the SHA-256 computed here
   nofw-warm  -bios none, in-process TPM 2.0, the same -kernel-cache: the kernel comes from it (read in
          place; the reboot reads it again under the sandbox) and the kernel's and initrd's digests from
-         their records (nothing is hashed again), and the boot is measured exactly as nofw-tpm2's
+         their records (nothing is hashed again), and the boot is measured exactly as nofw-tpm2's;
+         the TPM's EK certificates (made at its first start) are what Linux reads from NV 0x01c00002 and
+         0x01c0000a with tpm2_nvread, and `openssl verify -CAfile STATE/ek-ca.pem` accepts them
   nofw-bzimage -bios none -kernel-entry bzimage (the kernel decompresses itself), no TPM, no disk: the same
   nofw-elf   -bios none with the ELF vmlinux itself (decompressed here from the bzImage) as -kernel: the same
 
@@ -32,6 +34,7 @@ import hashlib
 import os
 import re
 import struct
+import subprocess
 import sys
 
 from tests.nightly import checks
@@ -116,6 +119,29 @@ def offline(s):
                 f"({verdicts[1].message[:50]})", all(v.status == want for v in verdicts))
 
 
+def check_ek_certificates(s, name, r, directory):
+    """The EK certificates the guest read (NIGHTLY: ekcert-rsa/-ecc HEX) verify against STATE/ek-ca.pem."""
+    s.check(f"{name}: minivmm made the TPM's 2 EK certificates at its first start",
+            "TPM EK certificates: 2 made" in r.stderr, r.stderr[-2000:])
+    bounds = checks.segments(r.text)
+    lines = checks.nightly_lines(r, *bounds[0]) if bounds else {}
+    for kind in ("rsa", "ecc"):
+        text = lines.get(f"ekcert-{kind}", ("none",))[0]
+        der = os.path.join(os.path.dirname(directory), f"{name}-guest-ek-{kind}.der")
+        ok = re.fullmatch("(?:[0-9a-f]{2})+", text) is not None
+        if ok:
+            with open(der, "wb") as f:
+                f.write(bytes.fromhex(text))
+            pem = der[:-4] + ".pem"
+            ok = subprocess.run(["openssl", "x509", "-inform", "DER", "-in", der, "-out", pem]).returncode == 0
+            verify = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(directory, "ek-ca.pem"), pem],
+                                    capture_output=True, text=True) if ok else None
+            ok = verify is not None and verify.returncode == 0
+            text = verify.stdout + verify.stderr if verify else text
+        s.check(f"{name}: the guest's tpm2_nvread of the {kind.upper()} EK certificate verifies with openssl verify "
+                f"-CAfile ek-ca.pem", ok, text[-500:])
+
+
 def main():
     minivmm, image = sys.argv[1:3]
     s = suite.Suite()
@@ -166,6 +192,7 @@ def main():
                 s.check(f"{name}: {record} holds the SHA-256 of {os.path.basename(path)} computed here",
                         f"\nsha256 {digests[path]}\n" in text, text)
         if name == "nofw-warm":
+            check_ek_certificates(s, name, r, directory)
             for what in ("kernel", "initrd"):
                 s.check(f"{name}: the {what}'s digests came from its -kernel-cache record",
                         re.search(f"-kernel-cache: the {what}'s [1-4] digest\\(s\\) from ", r.stderr), r.stderr[-2000:])

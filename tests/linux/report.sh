@@ -95,6 +95,12 @@ report_tpm() {
         -a "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign" &&
       tpm2_sign -Q -c /tmp/p.ctx -g sha256 -o /tmp/sig /tmp/msg &&
       tpm2_verifysignature -Q -c /tmp/p.ctx -g sha256 -m /tmp/msg -s /tmp/sig'
+    # The EK certificates in the TCG EK Credential Profile's NV indices (minivmm's in-process TPM makes
+    # them: vmm/tpm/README.md "EK certificates"), DER in hex for the host to verify, or "none".
+    for ek in rsa:0x01c00002 ecc:0x01c0000a; do
+      cert=$(tpm2_nvread "${ek#*:}" 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+      say "ekcert-${ek%%:*} ${cert:-none}"
+    done
   elif [ "$version" = 1 ]; then
     # TPM 1.2: the capabilities sysfs file, and the SHA-1 event log in hex for the host to replay.
     for caps in "$tpm/caps" "$tpm/device/caps"; do

@@ -72,6 +72,8 @@ public:
     void shutdown() noexcept override;
 
     const std::string& state_dir() const noexcept { return dir_.path(); }
+    // The locked state directory (for the EK certificates' CA files, vmm/tpm/ek_ca_store.hpp).
+    const TpmStateDir& state() const noexcept { return dir_; }
     bool running() const noexcept { return running_.load(std::memory_order_acquire); }
     // "tpm2-00.permall" for (2.0, "permall"); the name libtpms uses (TPM_PERMANENT_ALL_NAME,
     // TPM_SAVESTATE_NAME, TPM_VOLATILESTATE_NAME) prefixed as swtpm names its files.

@@ -20,19 +20,6 @@ namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// Writes all of `bytes` to `fd`, retrying on EINTR and short writes; returns 0 or errno.
-int write_all(int fd, std::span<const uint8_t> bytes) noexcept {
-    while (!bytes.empty()) {
-        ssize_t n = ::write(fd, bytes.data(), bytes.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        bytes = bytes.subspan(static_cast<size_t>(n));
-    }
-    return 0;
-}
-
 // The only names minivmm ever creates, reads or removes in a state directory (libtpms's
 // TPM_PERMANENT_ALL_NAME, TPM_SAVESTATE_NAME, TPM_VOLATILESTATE_NAME, prefixed as swtpm does).
 constexpr std::string_view kStatePrefixes[] = {"tpm-00.", "tpm2-00."};
@@ -54,7 +41,10 @@ std::string parent_of(const std::string& path) {
 
 constexpr std::string_view kMarkerText =
     "This directory holds the state of minivmm's in-process TPM (-tpm-state). minivmm touches only\n"
-    "its own files here: .lock, tpm-00.* and tpm2-00.* state files and their .tmp replacements.\n";
+    "its own files here: .lock, tpm-00.* and tpm2-00.* state files, the EK certificates' CA\n"
+    "(ek-ca.key, ek-ca.pem) and their .tmp replacements.\n";
+
+
 
 }  // namespace
 
@@ -67,9 +57,13 @@ bool TpmStateDir::is_state_name(std::string_view name) noexcept {
     return false;
 }
 
+bool TpmStateDir::is_ca_name(std::string_view name) noexcept { return name == kCaKeyName || name == kCaCertName; }
+
 bool TpmStateDir::is_own_name(std::string_view name) noexcept {
-    if (name == kLockName || name == kMarkerName || is_state_name(name)) return true;
-    return name.ends_with(kTempSuffix) && is_state_name(name.substr(0, name.size() - kTempSuffix.size()));
+    if (name == kLockName || name == kMarkerName || is_state_name(name) || is_ca_name(name)) return true;
+    if (!name.ends_with(kTempSuffix)) return false;
+    const std::string_view base = name.substr(0, name.size() - kTempSuffix.size());
+    return is_state_name(base) || is_ca_name(base);
 }
 
 std::vector<std::string> TpmStateDir::own_file_names() {
@@ -80,6 +74,10 @@ std::vector<std::string> TpmStateDir::own_file_names() {
             names.push_back(name + std::string(kTempSuffix));
             names.push_back(std::move(name));
         }
+    for (std::string_view name : {kCaKeyName, kCaCertName}) {
+        names.emplace_back(name);
+        names.push_back(std::string(name) + std::string(kTempSuffix));
+    }
     return names;
 }
 
@@ -166,11 +164,9 @@ bool TpmStateDir::check_ownership() const {
 void TpmStateDir::write_marker() {
     UniqueFd fd(::openat(dir_fd_.get(), std::string(kMarkerName).c_str(),
                          O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    const int err = !fd.valid() ? errno
-                                : write_all(fd.get(), std::span<const uint8_t>(
-                                                          reinterpret_cast<const uint8_t*>(kMarkerText.data()),
-                                                          kMarkerText.size()));
-    if (err != 0)
+    const ssize_t n = fd.valid() ? ::write(fd.get(), kMarkerText.data(), kMarkerText.size()) : -1;
+    const int err = n < 0 ? errno : EIO;  // a short write of a few hundred bytes to a new file: EIO
+    if (n != static_cast<ssize_t>(kMarkerText.size()))
         throw TpmStateError(fmt::format("cannot write {} in TPM state directory {}: {}", kMarkerName, path_,
                                         errno_text(err)));
 }
@@ -218,7 +214,7 @@ void TpmStateDir::remove_stale_temporaries() noexcept {
     while (dirent* e = ::readdir(dir)) {
         std::string_view name = e->d_name;
         // Only our own temporaries: anything else in the directory is not ours to delete.
-        if (name.ends_with(kTempSuffix) && is_state_name(name.substr(0, name.size() - kTempSuffix.size()))) {
+        if (name.ends_with(kTempSuffix) && name != kLockName && name != kMarkerName && is_own_name(name)) {
             if (::unlinkat(dir_fd_.get(), e->d_name, 0) == 0)
                 log::info("removed {} left behind by an interrupted write", file_path(name));
         }
@@ -244,42 +240,24 @@ TpmStateDir::ReadResult TpmStateDir::read(std::string_view name, TpmVersion vers
             r.error = fmt::format("invalid TPM state file name '{}'", name);
             return r;
         }
-        auto io_error = [&](int err) {
-            r.status = ReadResult::Status::error;
-            r.error = fmt::format("cannot read TPM state file {}: {}", file_path(name), errno_text(err));
-            return r;
-        };
-        UniqueFd fd(::openat(dir_fd_.get(), std::string(name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-        if (!fd.valid()) {
-            if (errno == ENOENT) return r;  // missing
-            return io_error(errno);
-        }
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) return io_error(errno);
-        if (!S_ISREG(st.st_mode)) return io_error(EINVAL);
-        if (static_cast<uint64_t>(st.st_size) > tpmstate::kHeaderSize + tpmstate::kMaxPayload) {
-            r.status = ReadResult::Status::error;
-            r.error = fmt::format("TPM state file {} is corrupt (too large: {} bytes); move it away to start a fresh TPM",
-                                  file_path(name), st.st_size);
+        std::vector<uint8_t>& file = r.payload;
+        read_file(name, tpmstate::kHeaderSize + tpmstate::kMaxPayload, "TPM state file", r);
+        if (r.status != ReadResult::Status::ok) {
+            if (r.status == ReadResult::Status::error && r.error.empty())
+                r.error = fmt::format("TPM state file {} is corrupt (too large: more than {} bytes); move it away to "
+                                      "start a fresh TPM", file_path(name), tpmstate::kHeaderSize + tpmstate::kMaxPayload);
             return r;
         }
-        std::vector<uint8_t> file(static_cast<size_t>(st.st_size));
-        size_t got = 0;
-        while (got < file.size()) {
-            ssize_t n = ::pread(fd.get(), file.data() + got, file.size() - got, static_cast<off_t>(got));
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0) return io_error(errno);
-            if (n == 0) break;
-            got += static_cast<size_t>(n);
-        }
-        file.resize(got);
+        r.status = ReadResult::Status::missing;
         auto d = tpmstate::decode_file(file, version);
         std::string what;
         switch (d.status) {
-        case tpmstate::DecodeStatus::ok:
+        case tpmstate::DecodeStatus::ok: {
+            std::vector<uint8_t> payload(d.payload.begin(), d.payload.end());
             r.status = ReadResult::Status::ok;
-            r.payload.assign(d.payload.begin(), d.payload.end());
+            r.payload = std::move(payload);
             return r;
+        }
         case tpmstate::DecodeStatus::wrong_version:
             r.status = ReadResult::Status::error;
             r.error = fmt::format("TPM state file {} holds TPM {} state, not TPM {}; use -tpm-version {} or another "
@@ -301,51 +279,6 @@ TpmStateDir::ReadResult TpmStateDir::read(std::string_view name, TpmVersion vers
         r.error = "out of memory reading a TPM state file";
     }
     return r;
-}
-
-std::string TpmStateDir::write(std::string_view name, TpmVersion version, std::span<const uint8_t> payload) const noexcept {
-    try {
-        if (!is_state_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
-        if (payload.size() > tpmstate::kMaxPayload)
-            return fmt::format("TPM state {} too large ({} bytes)", file_path(name), payload.size());
-        std::vector<uint8_t> file = tpmstate::encode_file(version, payload);
-        std::string final_name(name);
-        std::string temp_name = final_name + std::string(kTempSuffix);
-        auto fail = [&](std::string_view step, int err) {
-            ::unlinkat(dir_fd_.get(), temp_name.c_str(), 0);
-            return fmt::format("cannot write TPM state file {}: {}: {}", file_path(name), step, errno_text(err));
-        };
-        UniqueFd fd(::openat(dir_fd_.get(), temp_name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-        if (!fd.valid()) return fail("create", errno);
-        if (int err = write_all(fd.get(), file); err != 0) return fail("write", err);
-        // The data must be on disk before the rename makes it the state (else a crash could
-        // leave a renamed but empty file on some file systems).
-        if (::fsync(fd.get()) != 0) return fail("fsync", errno);
-        fd.reset();
-        if (::renameat(dir_fd_.get(), temp_name.c_str(), dir_fd_.get(), final_name.c_str()) != 0)
-            return fail("rename", errno);
-        // And the rename itself must be durable.
-        if (::fsync(dir_fd_.get()) != 0)
-            return fmt::format("cannot write TPM state file {}: fsync of the directory: {}", file_path(name), errno_text(errno));
-        return {};
-    } catch (...) {
-        return "out of memory writing a TPM state file";
-    }
-}
-
-std::string TpmStateDir::remove(std::string_view name) const noexcept {
-    try {
-        if (!is_state_name(name)) return fmt::format("invalid TPM state file name '{}'", name);
-        if (::unlinkat(dir_fd_.get(), std::string(name).c_str(), 0) != 0) {
-            if (errno == ENOENT) return {};
-            return fmt::format("cannot remove TPM state file {}: {}", file_path(name), errno_text(errno));
-        }
-        if (::fsync(dir_fd_.get()) != 0)
-            return fmt::format("cannot remove TPM state file {}: fsync of the directory: {}", file_path(name), errno_text(errno));
-        return {};
-    } catch (...) {
-        return "out of memory removing a TPM state file";
-    }
 }
 
 }  // namespace minivmm

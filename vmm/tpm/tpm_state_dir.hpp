@@ -95,13 +95,21 @@ public:
     // Removes DIR/name durably; a missing file is not an error. Returns "" or an error line.
     std::string remove(std::string_view name) const noexcept;
     bool exists(std::string_view name) const noexcept;
+    // The EK certificate CA's files (vmm/tpm/ek_ca_store.hpp), plain bytes without our header:
+    // ek-ca.key (mode 0600) and ek-ca.pem (0644 less the umask, for verifiers). Read: the bytes, or a missing or
+    // error status (a file larger than 1 MiB is an error). Write: atomic, as write().
+    ReadResult read_plain(std::string_view name) const noexcept;
+    std::string write_plain(std::string_view name, std::span<const uint8_t> bytes, unsigned mode) const noexcept;
 
     static constexpr std::string_view kLockName = ".lock";
     static constexpr std::string_view kMarkerName = ".minivmm-tpm-state";
     static constexpr std::string_view kTempSuffix = ".tmp";
     // tpm-00.{permall,savestate,volatilestate} and tpm2-00.*: what read/write/remove accept.
     static bool is_state_name(std::string_view name) noexcept;
-    // A state name, its temporary (NAME.tmp), the lock or the marker.
+    static constexpr std::string_view kCaKeyName = "ek-ca.key";
+    static constexpr std::string_view kCaCertName = "ek-ca.pem";
+    static bool is_ca_name(std::string_view name) noexcept;
+    // A state name, a CA file, either's temporary (NAME.tmp), the lock or the marker.
     static bool is_own_name(std::string_view name) noexcept;
     // Every name is_own_name() accepts (for -runas, which gives exactly these to the user).
     static std::vector<std::string> own_file_names();
@@ -115,6 +123,11 @@ private:
     void write_marker();
     void lock();
     void remove_stale_temporaries() noexcept;
+    // Writes `bytes` to NAME.tmp (created with `mode`, less the umask: no fchmod, which the sandbox
+    // does not allow the TPM thread that writes the state at run time), fsync, renames it to NAME, fsyncs the directory.
+    std::string replace_file(std::string_view name, std::span<const uint8_t> bytes, unsigned mode) const;
+    // Reads at most `limit` bytes of DIR/name into r.payload (status ok / missing / error).
+    void read_file(std::string_view name, size_t limit, std::string_view what, ReadResult& r) const;
 
     std::string path_;
     UniqueFd dir_fd_;
