@@ -199,7 +199,7 @@ TEST_CASE("-tpm-start-timeout: seconds from 1 to 3600, with -tpm-sock only") {
         CHECK(usage_message({"-tpm-sock", "s", "-tpm-start-timeout", bad, "a.img"}) ==
               fmt::format("-tpm-start-timeout: '{}' is not a time in seconds (1-3600) (see minivmm --help)", bad));
     CHECK(usage_message({"-tpm-state", "d", "-tpm-start-timeout", "5", "a.img"}) ==
-          "-tpm-start-timeout is only valid with -tpm-sock (it bounds the wait for swtpm) (see minivmm --help)");
+          "-tpm-start-timeout is only valid with -tpm-sock or -tpm-swtpm (it bounds the wait for swtpm) (see minivmm --help)");
     CHECK(usage_text().find("-tpm-start-timeout S") != std::string::npos);
 }
 
