@@ -17,6 +17,12 @@ import time
 from tests.harness import suite
 
 BIOS = suite.BIOS
+# A boot sector that enters 32-bit protected mode and jumps to 0xFED40000 (GNU as, .code16 at 0x7c00):
+#   cli; lgdtl %cs:0x7c30; mov %cr0,%eax; or $1,%al; mov %eax,%cr0; ljmpl $8,$0x7c18
+#   0x7c18: mov $0xfed40000,%eax; jmp *%eax
+#   0x7c20: GDT (null, flat 4 GiB code segment); 0x7c30: its descriptor (limit 15, base 0x7c20)
+CRASH = bytes.fromhex("fa2e660f0116307c0f20c00c010f22c066ea187c00000800b80000d4feffe090"
+                      "0000000000000000ffff0000009acf000f00207c0000")
 TPM_CHECKS = ("tpm-acpi", "tpm-tis-regs", "tpm-cmd", "tpm-eventlog")
 
 
@@ -172,8 +178,8 @@ def main():
     p.wait(timeout=30)
     s.check("SIGKILL: swtpm gone within 2 s", gone_within(directory, 2), swtpm_pids(directory))
 
-    # A guest crash (code fetched from unmapped memory: KVM cannot emulate it): exit 5, swtpm gone.
-    crash = boot_sector_image(os.path.join(s.tmp.name, "crash.img"), b"\xea\x00\x00\x00\xa0")  # jmp far a000:0000
+    # A guest crash: code fetched from MMIO (the TPM's registers), which KVM cannot execute: exit 5, swtpm gone.
+    crash = boot_sector_image(os.path.join(s.tmp.name, "crash.img"), CRASH)
     r = suite.run(base + [crash], 60)
     s.check("guest crash: exit 5, swtpm gone", r.returncode == 5 and gone_within(directory, 1), r)
 

@@ -1,5 +1,7 @@
 #include "vmm/tpm/managed_swtpm.hpp"
 
+#include <utility>
+
 #include <fmt/core.h>
 
 #include "vmm/base/log.hpp"
@@ -47,11 +49,16 @@ ManagedSwtpm::ManagedSwtpm(std::unique_ptr<SwtpmBackend> backend, SwtpmStateDir 
 ManagedSwtpm::~ManagedSwtpm() { ManagedSwtpm::shutdown(); }
 
 void ManagedSwtpm::shutdown() noexcept {
-    ForwardingBackend::shutdown();  // CMD_SHUTDOWN; a no-op the second time
+    if (std::exchange(stopped_, true)) return;
     ChildProcess& child = process_->process();
-    if (child.exited()) return;
+    const bool ended_before = child.exited();
+    ForwardingBackend::shutdown();  // CMD_SHUTDOWN: swtpm saves its state and exits (fails fast if it is gone)
+    if (ended_before) {
+        log::warn("the swtpm for {} had ended during the run ({})", dir_.path(), child.exit_status());
+        return;
+    }
     child.stop(kExitGrace);
-    if (!child.exit_status().empty() && child.exit_status() != "exit status 0")
+    if (child.exit_status() != "exit status 0")
         log::warn("the swtpm for {} ended with {} at exit", dir_.path(), child.exit_status());
 }
 

@@ -49,6 +49,7 @@ private:
 
     SwtpmStateDir dir_;  // locked for the run
     std::unique_ptr<SwtpmProcess> process_;
+    bool stopped_ = false;  // shutdown() ran (TpmSlot calls it, the destructor again)
 };
 
 }  // namespace minivmm

@@ -215,7 +215,7 @@ void SwtpmStateDir::give_to(uid_t uid, gid_t gid) const {
     };
     chown_at(dir_fd_.get(), "", path_);
     for_each_entry(dir_fd_.get(), path_, [&](const std::string& name) {
-        if (is_swtpm_name(name)) chown_at(dir_fd_.get(), name, fmt::format("{}/{}", path_, name));
+        if (is_swtpm_name(name) || name == kLockName) chown_at(dir_fd_.get(), name, fmt::format("{}/{}", path_, name));
     });
     struct stat st {};
     const std::string work(kWorkName);

@@ -50,7 +50,8 @@ public:
     // Moves the manufactured state into DIR (rename, then fsync of DIR) and removes the work
     // directory. Throws SwtpmStateError.
     void finish_manufacturing();
-    // -runas: DIR, the work directory and swtpm's files in them become `uid`'s (swtpm runs as it).
+    // -runas: DIR, the work directory, swtpm's files and our lock become `uid`'s (swtpm runs as it;
+    // the next run may be the user's own).
     void give_to(uid_t uid, gid_t gid) const;
 
     static constexpr std::string_view kLockName = ".minivmm-swtpm.lock";
