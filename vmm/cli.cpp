@@ -123,7 +123,8 @@ options:
   -sandbox on|off        confine every thread to the system calls it needs once set-up is
                          done (seccomp; default on); a forbidden call ends minivmm (status 7)
   -runas USER            (as root) become USER once /dev/kvm, the BIOS, the disk, output files
-                         and the TPM are open; a -tpm-state directory is given to USER
+                         and the TPM are open; a -tpm-state or -tpm-swtpm directory is given
+                         to USER, and -tpm-swtpm's swtpm runs as USER
   -h, --help             this text
   --version              print the version
 

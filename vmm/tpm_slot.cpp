@@ -1,7 +1,5 @@
 #include "vmm/tpm_slot.hpp"
 
-#include <pwd.h>
-
 #include <fmt/core.h>
 
 #include "devices/tpm_crb.hpp"
@@ -27,10 +25,7 @@ std::unique_ptr<TpmBackend> start_managed_swtpm(const Config& config, std::optio
     options.state_dir = *config.tpm_swtpm;
     options.version = config.tpm_version;
     options.limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
-    if (runas) {
-        const passwd* pw = ::getpwuid(runas->first);  // swtpm_setup's per-user configuration is under HOME
-        options.ids = ChildIds{runas->first, runas->second, pw && pw->pw_dir ? pw->pw_dir : "/"};
-    }
+    if (runas) options.ids = ChildIds{runas->first, runas->second};
     std::unique_ptr<ManagedSwtpm> swtpm;
     try {
         swtpm = ManagedSwtpm::open(options);

@@ -178,6 +178,25 @@ def main():
     p.wait(timeout=30)
     s.check("SIGKILL: swtpm gone within 2 s", gone_within(directory, 2), swtpm_pids(directory))
 
+    # -runas nobody (as root): swtpm runs as nobody, DIR and its files are nobody's.
+    if os.geteuid() == 0:
+        import pwd
+        nobody = pwd.getpwnam("nobody").pw_uid
+        dir_nobody = os.path.join(s.tmp.name, "tpm-nobody")
+        os.chmod(s.tmp.name, 0o711)  # nobody must reach DIR, as with -tpm-state
+        p, _ = start_and_wait_for_swtpm([minivmm, "-bios", BIOS, "-runas", "nobody", "-tpm-swtpm", dir_nobody, spin],
+                                        dir_nobody)
+        uids = []
+        for pid in swtpm_pids(dir_nobody):
+            with open(f"/proc/{pid}/status") as f:
+                uids += [int(l.split()[1]) for l in f if l.startswith("Uid:")]
+        owners = {os.stat(os.path.join(dir_nobody, n)).st_uid for n in os.listdir(dir_nobody) + ["."]}
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=30)
+        s.check("-runas nobody: swtpm runs as nobody, DIR and its files are nobody's, gone after SIGTERM",
+                uids == [nobody] and owners == {nobody} and p.returncode == 143 and gone_within(dir_nobody, 1),
+                f"uids {uids}, owners {owners}, exit {p.returncode}\n{err.decode()}")
+
     # A guest crash: code fetched from MMIO (the TPM's registers), which KVM cannot execute: exit 5, swtpm gone.
     crash = boot_sector_image(os.path.join(s.tmp.name, "crash.img"), CRASH)
     r = suite.run(base + [crash], 60)

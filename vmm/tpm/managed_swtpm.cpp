@@ -20,10 +20,12 @@ std::unique_ptr<ManagedSwtpm> ManagedSwtpm::open(const Options& o) {
     if (!dir.manufactured()) {
         log::info("-tpm-swtpm: manufacturing a TPM {} in {} (swtpm_setup, EK and platform certificates from swtpm's "
                   "local CA)", o.version == TpmVersion::v2_0 ? "2.0" : "1.2", o.state_dir);
+        // As minivmm's own user, root with -runas: the local CA is the system's (/var/lib/swtpm-localca,
+        // as libvirt's swtpm_user has it), which USER cannot sign with; USER then gets the result.
         const std::string work = dir.begin_manufacturing();
-        if (o.ids) dir.give_to(o.ids->uid, o.ids->gid);
-        run_swtpm_setup(tools.swtpm_setup, tools.swtpm, work, o.version, o.ids, o.limits.start);
+        run_swtpm_setup(tools.swtpm_setup, tools.swtpm, work, o.version, o.limits.start);
         dir.finish_manufacturing();
+        if (o.ids) dir.give_to(o.ids->uid, o.ids->gid);
     }
     auto process = std::make_unique<SwtpmProcess>(tools.swtpm, o.state_dir, o.version, o.ids);
     std::unique_ptr<SwtpmBackend> backend;

@@ -25,7 +25,7 @@ public:
     struct Options {
         std::string state_dir;
         TpmVersion version = TpmVersion::v2_0;
-        std::optional<ChildIds> ids;  // -runas: swtpm_setup and swtpm run as this user
+        std::optional<ChildIds> ids;  // -runas: swtpm runs as this user (swtpm_setup as minivmm's)
         SwtpmLimits limits;           // limits.start also bounds swtpm_setup
     };
     // What open() checks first, without creating anything: the programs are in PATH, the directory

@@ -85,13 +85,10 @@ ChildProcess ChildProcess::spawn(const std::vector<std::string>& args, const std
     const char* path = std::getenv("PATH");
     std::vector<std::string> env{fmt::format("PATH={}", path ? path : "/usr/bin:/bin")};
     // HOME and XDG_CONFIG_HOME choose swtpm_setup's configuration, and with it the local CA
-    // (swtpm_setup(8) --config): minivmm's own, or under the -runas user's home.
-    if (ids && !ids->home.empty()) {
-        env.push_back("HOME=" + ids->home);
-    } else {
+    // (swtpm_setup(8) --config); a child of another user (-runas) gets neither.
+    if (!ids)
         for (const char* name : {"HOME", "XDG_CONFIG_HOME"})
             if (const char* value = std::getenv(name)) env.push_back(fmt::format("{}={}", name, value));
-    }
     std::vector<char*> envp;
     for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
@@ -168,7 +165,7 @@ SwtpmProcess::SwtpmProcess(const std::string& swtpm, const std::string& state_di
       }()) {}
 
 void run_swtpm_setup(const std::string& swtpm_setup, const std::string& swtpm, const std::string& state_dir,
-                     TpmVersion version, const std::optional<ChildIds>& ids, std::chrono::milliseconds timeout) {
+                     TpmVersion version, std::chrono::milliseconds timeout) {
     // swtpm_setup splits --tpm at spaces: the executable, then its mode ("/usr/bin/swtpm" alone is
     // refused: "does not support TPM 2"). A path with a space is refused before (SwtpmStateDir).
     std::vector<std::string> argv{swtpm_setup, "--tpm", swtpm + " socket", "--tpmstate", state_dir, "--createek",
@@ -177,15 +174,15 @@ void run_swtpm_setup(const std::string& swtpm_setup, const std::string& swtpm, c
     // Not root: the local CA cannot live in /var/lib/swtpm-localca; swtpm_setup then makes the
     // user's configuration once (~/.config/swtpm_setup.conf, a CA under ~/.config/var/lib), as
     // swtpm_setup(8) --create-config-files describes. It keeps an existing one (skip-if-exist).
-    if ((ids ? ids->uid : ::geteuid()) != 0) {
-        ChildProcess config = ChildProcess::spawn({swtpm_setup, "--create-config-files", "skip-if-exist"}, ids);
+    if (::geteuid() != 0) {
+        ChildProcess config = ChildProcess::spawn({swtpm_setup, "--create-config-files", "skip-if-exist"}, std::nullopt);
         config.wait_for_exit(timeout);
     }
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0)
         throw std::runtime_error(fmt::format("cannot run swtpm_setup: pipe: {}", std::strerror(errno)));
     UniqueFd ours(fds[0]), theirs(fds[1]);
-    ChildProcess child = ChildProcess::spawn(argv, ids, -1, theirs.get());
+    ChildProcess child = ChildProcess::spawn(argv, std::nullopt, -1, theirs.get());
     theirs.reset();
     // Its output (a few hundred bytes: what it created) is kept for the error message.
     std::string output;

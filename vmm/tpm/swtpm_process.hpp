@@ -17,12 +17,11 @@
 
 namespace minivmm {
 
-// Whom the children run as: minivmm's own ids, or those of the -runas user (the children are
-// started while minivmm is still root, so they get the user's ids themselves).
+// Whom a child runs as, if not as minivmm: the -runas user (swtpm is started while minivmm is still
+// root, so it gets the user's ids itself).
 struct ChildIds {
     uid_t uid = 0;
     gid_t gid = 0;
-    std::string home;  // HOME for swtpm_setup's per-user configuration (swtpm_setup(8) --config)
 };
 
 // A child process, reaped and, if still running, killed when this goes. Holds a pidfd
@@ -81,12 +80,13 @@ private:
     ChildProcess child_;
 };
 
-// Manufactures the TPM in `state_dir` (which holds no TPM state yet) with swtpm_setup, as libvirt
+// Manufactures the TPM in `state_dir` (which holds no TPM state yet) with swtpm_setup, run as
+// minivmm's own user with its environment's HOME and XDG_CONFIG_HOME, as libvirt
 // does (src/qemu/qemu_tpm.c qemuTPMEmulatorRunSetup): EK and platform certificates signed by
 // swtpm's local CA (swtpm_localca, configured in swtpm_setup.conf), NV locked. Waits up to
 // `timeout`. Throws std::runtime_error with one line (the last line swtpm_setup printed).
 void run_swtpm_setup(const std::string& swtpm_setup, const std::string& swtpm, const std::string& state_dir,
-                     TpmVersion version, const std::optional<ChildIds>& ids, std::chrono::milliseconds timeout);
+                     TpmVersion version, std::chrono::milliseconds timeout);
 
 // The absolute path of `name` found in the directories of $PATH (executable regular file), or "".
 std::string find_in_path(const std::string& name);
