@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """-tpm-swtpm DIR on KVM with the real swtpm and swtpm_setup: the first run manufactures the TPM
-(EK certificate signed by swtpm's local CA, verified here with openssl), the second reuses it
-(no manufacturing, the same EK certificate), and swtpm is gone after minivmm exits by power-off,
-SIGTERM, SIGKILL and a guest crash. (TPM 1.2 manufacturing: tests/unit/test_managed_swtpm.cpp.) Bad input: swtpm not in PATH, a DIR of the other TPM version,
-a DIR in use: exit 6, one line, nothing left running, nothing created.
+(its EK certificate, read on the host with tpm2_getekcertificate, verifies with openssl against
+the local CA, this test's own under $XDG_CONFIG_HOME), the second reuses it (no manufacturing, the
+same EK certificate), and swtpm is gone after minivmm exits by power-off, SIGTERM, SIGKILL and a
+guest crash (exit 5); with -runas nobody swtpm runs as nobody. Bad input: swtpm not in PATH, a DIR
+of the other TPM version, a DIR in use: exit 6, one line, nothing left running, nothing created.
+(TPM 1.2 manufacturing: tests/unit/test_managed_swtpm.cpp.)
 
 usage: test_tpm_swtpm.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
 import os
@@ -15,6 +17,7 @@ import sys
 import time
 
 from tests.harness import suite
+from tests.harness import swtpm
 
 BIOS = suite.BIOS
 # A boot sector that enters 32-bit protected mode and jumps to 0xFED40000 (GNU as, .code16 at 0x7c00):
@@ -88,21 +91,21 @@ def ek_certificate(directory, s):
         return None
     sock = os.path.join(s.tmp.name, "ek.sock")
     ctrl = sock + ".ctrl"  # where tss2's swtpm TCTI looks for it
-    p = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={directory}", "--server",
-                          f"type=unixio,path={sock}", "--ctrl", f"type=unixio,path={ctrl}", "--flags",
-                          "not-need-init,startup-clear"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for path in (sock, ctrl):
+        if os.path.exists(path):
+            os.unlink(path)
+    # The sockets outside DIR: a file of ours there would make minivmm refuse the directory.
+    p = swtpm.start(directory, ctrl, True, output=subprocess.PIPE, server=sock, flags="not-need-init,startup-clear")
     try:
-        for _ in range(200):
-            if os.path.exists(sock) and os.path.exists(ctrl):
-                break
-            time.sleep(0.02)
+        if not swtpm.wait_listening(ctrl, p):
+            return f"swtpm did not start on {directory}"
         out = os.path.join(s.tmp.name, "ek.der")
         r = subprocess.run(["tpm2_getekcertificate", "-T", f"swtpm:path={sock}", "-o", out],
                            capture_output=True, timeout=30)
         return open(out, "rb").read() if r.returncode == 0 else r.stderr.decode()
     finally:
         subprocess.run(["swtpm_ioctl", "--unix", ctrl, "-s"], capture_output=True, timeout=10)
-        p.wait(timeout=10)
+        p.communicate(timeout=10)
 
 
 def main():
