@@ -186,7 +186,11 @@ def main():
         import pwd
         nobody = pwd.getpwnam("nobody").pw_uid
         dir_nobody = os.path.join(s.tmp.name, "tpm-nobody")
-        os.chmod(s.tmp.name, 0o711)  # nobody must reach DIR, as with -tpm-state
+        r = suite.run([minivmm, "-bios", BIOS, "-runas", "nobody", "-tpm-swtpm", dir_nobody, basic], 60)
+        s.check("-runas nobody, DIR under a directory nobody cannot enter: exit 6, one line naming it",
+                r.returncode == 6 and one_error_line(r) is not None and "cannot reach swtpm state directory" in r.stderr
+                and f"{s.tmp.name} (mode 0700)" in r.stderr and not swtpm_pids(dir_nobody), r)
+        os.chmod(s.tmp.name, 0o711)  # now nobody can reach DIR
         p, _ = start_and_wait_for_swtpm([minivmm, "-bios", BIOS, "-runas", "nobody", "-tpm-swtpm", dir_nobody, spin],
                                         dir_nobody)
         uids = []

@@ -16,7 +16,10 @@ void ManagedSwtpm::check(const std::string& state_dir, TpmVersion version) {
 std::unique_ptr<ManagedSwtpm> ManagedSwtpm::open(const Options& o) {
     const SwtpmTools tools = SwtpmTools::find();
     SwtpmStateDir dir(o.state_dir, o.version);
-    if (o.ids) dir.give_to(o.ids->uid, o.ids->gid);
+    if (o.ids) {
+        dir.check_reachable(o.ids->uid, o.ids->gid);
+        dir.give_to(o.ids->uid, o.ids->gid);
+    }
     if (!dir.manufactured()) {
         log::info("-tpm-swtpm: manufacturing a TPM {} in {} (swtpm_setup, EK and platform certificates from swtpm's "
                   "local CA)", o.version == TpmVersion::v2_0 ? "2.0" : "1.2", o.state_dir);

@@ -208,6 +208,25 @@ void SwtpmStateDir::finish_manufacturing() {
     remove_work_dir();
 }
 
+void SwtpmStateDir::check_reachable(uid_t uid, gid_t gid) const {
+    char* resolved = ::realpath(path_.c_str(), nullptr);
+    if (!resolved) return;  // opened above, so it exists; swtpm will say what is wrong
+    std::string dir = resolved;
+    std::free(resolved);
+    for (;;) {
+        const size_t slash = dir.rfind('/');
+        dir = slash == 0 ? "/" : dir.substr(0, slash);  // DIR itself becomes the user's (give_to)
+        struct stat st {};
+        if (::stat(dir.c_str(), &st) != 0) return;
+        const mode_t bit = st.st_uid == uid ? S_IXUSR : st.st_gid == gid ? S_IXGRP : S_IXOTH;
+        if ((st.st_mode & bit) == 0)
+            throw SwtpmStateError(fmt::format("-runas: swtpm runs as uid {} and cannot reach swtpm state directory {}: "
+                                              "{} (mode {:04o}) does not let that user through; give a directory it "
+                                              "can reach", uid, path_, dir, st.st_mode & 07777));
+        if (dir == "/") return;
+    }
+}
+
 void SwtpmStateDir::give_to(uid_t uid, gid_t gid) const {
     auto chown_at = [&](int at, const std::string& name, const std::string& shown) {
         if (::fchownat(at, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW | (name.empty() ? AT_EMPTY_PATH : 0)) != 0)

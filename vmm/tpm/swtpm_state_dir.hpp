@@ -53,6 +53,10 @@ public:
     // -runas: DIR, the work directory, swtpm's files and our lock become `uid`'s (swtpm runs as it;
     // the next run may be the user's own).
     void give_to(uid_t uid, gid_t gid) const;
+    // -runas: swtpm opens DIR by its path, as `uid`/`gid` (no supplementary groups): every directory
+    // above it must let that user through (search permission). Throws SwtpmStateError naming the
+    // first that does not, instead of swtpm's lock-file error at the first power-on.
+    void check_reachable(uid_t uid, gid_t gid) const;
 
     static constexpr std::string_view kLockName = ".minivmm-swtpm.lock";
     static constexpr std::string_view kWorkName = ".minivmm-manufacturing";
