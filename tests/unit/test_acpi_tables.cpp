@@ -201,7 +201,9 @@ TEST_CASE("dumps are the table bytes with valid checksums") {
     cfg.extra_tables.push_back(tpm2_like_table());  // duplicate signatures get a numbered name
     const AcpiBlobs blobs = build_acpi(cfg);
     size_t offset = 0;
-    for (const auto& [sig, bytes] : blobs.dumps) {
+    for (const auto& dump : blobs.dumps) {
+        const std::string& sig = dump.first;  // no structured binding: clang cannot capture one in CAPTURE
+        const auto& bytes = dump.second;
         CAPTURE(sig);
         if (sig == "RSDP") {
             CHECK(sum8(bytes.data(), 20) == 0);

@@ -314,7 +314,9 @@ TEST_CASE("cmos: a state the RTC could not have is refused and changes nothing")
     Rtc other;
     other.set(0x41, 0x11);
     const std::vector<uint8_t> before = saved_state(other.cmos);
-    for (const auto& [at, value] : bad) {
+    for (const auto& entry : bad) {
+        const size_t at = entry.first;  // not a structured binding: clang cannot capture one in CHECK_MESSAGE
+        const uint8_t value = entry.second;
         std::vector<uint8_t> blob = good;
         blob[at] = value;
         CHECK_MESSAGE(!other.cmos.load_state(blob), "byte ", at, " = ", int(value));

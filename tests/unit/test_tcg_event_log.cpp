@@ -298,7 +298,9 @@ TEST_CASE("tpm2_eventlog (tpm2-tools) reads a log made by start and append") {
     area.resize(layout->end);  // as Linux exports binary_bios_measurements: the events alone
     const std::string path = dir.sub("log.bin");
     testing::spit(path, area);
-    auto [status, out] = run_tool(tool + " " + path);
+    const auto result = run_tool(tool + " " + path);
+    const int status = result.first;  // no structured binding: clang cannot capture one in INFO
+    const std::string& out = result.second;
     INFO(out);
     CHECK(status == 0);
     CHECK(out.find("EV_S_CRTM_VERSION") != std::string::npos);

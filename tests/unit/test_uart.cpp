@@ -363,7 +363,9 @@ TEST_CASE("uart: a state this UART could not have is refused and changes nothing
     REQUIRE(good.size() == 34);
     const std::pair<size_t, uint8_t> bad[] = {{kVersion, 2}, {kHead, 16}, {kCount, 17}, {kIer, 0x10}, {kFcr, 0x02},
                                               {kMcr, 0x20}, {kLsr, 0x01}, {kMsr, 0x00}, {kThr, 2}};
-    for (const auto& [at, value] : bad) {
+    for (const auto& entry : bad) {
+        const size_t at = entry.first;  // not a structured binding: clang cannot capture one in CHECK_MESSAGE
+        const uint8_t value = entry.second;
         std::vector<uint8_t> blob = good;
         blob[at] = value;
         FakeIrq irq2;
