@@ -2,7 +2,7 @@
 """-tpm-swtpm DIR on KVM with the real swtpm and swtpm_setup: the first run manufactures the TPM
 (its EK certificate, read on the host with tpm2_getekcertificate, verifies with openssl against
 the local CA, this test's own under $XDG_CONFIG_HOME), the second reuses it (no manufacturing, the
-same EK certificate), and swtpm is gone after minivmm exits by power-off, SIGTERM, SIGKILL and a
+same EK certificate, and an NV index written on the host between the runs still there after it), and swtpm is gone after minivmm exits by power-off, SIGTERM, SIGKILL and a
 guest crash (exit 5); with -runas nobody swtpm runs as nobody. Bad input: swtpm not in PATH, a DIR
 of the other TPM version, a DIR in use: exit 6, one line, nothing left running, nothing created.
 (TPM 1.2 manufacturing: tests/unit/test_managed_swtpm.cpp.)
@@ -83,13 +83,10 @@ def start_and_wait_for_swtpm(cmd, directory):
     return p, out
 
 
-def ek_certificate(directory, s):
-    """The RSA EK certificate (NV 0x01c00002) in `directory`'s TPM, read on the host with swtpm and
-    tpm2_getekcertificate (DER); a str (its error) if it cannot be read."""
-    if not shutil.which("tpm2_getekcertificate"):
-        print("tpm2_getekcertificate missing: the EK certificate is not read on the host")
-        return None
-    sock = os.path.join(s.tmp.name, "ek.sock")
+def on_host_tpm(directory, s, commands):
+    """Runs tpm2-tools `commands` (argument lists, each given the TCTI) against `directory`'s TPM
+    through an swtpm started here, between minivmm runs; returns their results, or a str (why not)."""
+    sock = os.path.join(s.tmp.name, "host.sock")
     ctrl = sock + ".ctrl"  # where tss2's swtpm TCTI looks for it
     for path in (sock, ctrl):
         if os.path.exists(path):
@@ -99,13 +96,43 @@ def ek_certificate(directory, s):
     try:
         if not swtpm.wait_listening(ctrl, p):
             return f"swtpm did not start on {directory}"
-        out = os.path.join(s.tmp.name, "ek.der")
-        r = subprocess.run(["tpm2_getekcertificate", "-T", f"swtpm:path={sock}", "-o", out],
-                           capture_output=True, timeout=30)
-        return open(out, "rb").read() if r.returncode == 0 else r.stderr.decode()
+        return [subprocess.run(c[:1] + ["-T", f"swtpm:path={sock}"] + c[1:], capture_output=True, timeout=30)
+                for c in commands]
     finally:
         subprocess.run(["swtpm_ioctl", "--unix", ctrl, "-s"], capture_output=True, timeout=10)
         p.communicate(timeout=10)
+
+
+def ek_certificate(directory, s):
+    """The RSA EK certificate (NV 0x01c00002) in `directory`'s TPM, read on the host with swtpm and
+    tpm2_getekcertificate (DER); a str (its error) if it cannot be read."""
+    if not shutil.which("tpm2_getekcertificate"):
+        print("tpm2_getekcertificate missing: the EK certificate is not read on the host")
+        return None
+    out = os.path.join(s.tmp.name, "ek.der")
+    r = on_host_tpm(directory, s, [["tpm2_getekcertificate", "-o", out]])
+    if isinstance(r, str):
+        return r
+    return open(out, "rb").read() if r[0].returncode == 0 else r[0].stderr.decode()
+
+
+NV_INDEX = "0x01500016"
+
+
+def nv_write(directory, s, value):
+    """Defines NV_INDEX (8 bytes, owner/auth read and write) and writes `value`; "" or the error."""
+    data = os.path.join(s.tmp.name, "nv.bin")
+    with open(data, "wb") as f:
+        f.write(value)
+    r = on_host_tpm(directory, s, [["tpm2_nvdefine", NV_INDEX, "-C", "o", "-s", "8", "-a", "ownerread|ownerwrite|authread|authwrite"],
+                                   ["tpm2_nvwrite", NV_INDEX, "-C", "o", "-i", data]])
+    return r if isinstance(r, str) else "".join(x.stderr.decode() for x in r if x.returncode)
+
+
+def nv_read(directory, s):
+    """NV_INDEX's 8 bytes, or the error (str)."""
+    r = on_host_tpm(directory, s, [["tpm2_nvread", NV_INDEX, "-C", "o", "-s", "8"]])
+    return r if isinstance(r, str) else r[0].stdout if r[0].returncode == 0 else r[0].stderr.decode()
 
 
 def main():
@@ -156,12 +183,23 @@ def main():
                                 os.path.join(localca, "issuercert.pem"), pem], capture_output=True, text=True)
             s.check("the EK certificate verifies against swtpm's local CA", v.returncode == 0, v.stdout + v.stderr)
 
+    # Between the runs an NV index is written into the TPM (on the host: the small test guest has no
+    # room for NV commands), which run 2 and its power-cycles must keep.
+    nv_value = os.urandom(8)
+    nv_written = nv_write(directory, s, nv_value) if shutil.which("tpm2_nvdefine") else None
+    if nv_written is not None:
+        s.check(f"between the runs: NV index {NV_INDEX} defined and written on the host", nv_written == "", nv_written)
+
     # Run 2: the same TPM, not manufactured again.
     r = suite.run(base + ["-d", "info", basic])
     s.check(f"run 2 ({r.seconds:.1f} s): reuses the TPM (no manufacturing), checks pass",
             r.returncode == 0 and all_pass(r.stdout) and "manufacturing" not in r.stderr, r)
     if isinstance(cert1, bytes):
-        s.check("run 2: the same EK certificate", ek_certificate(directory, s) == cert1)
+        s.check("run 2: the same EK certificate (NV written in run 1's manufacture)", ek_certificate(directory, s) == cert1)
+    if nv_written == "":
+        got = nv_read(directory, s)
+        s.check(f"after run 2: NV index {NV_INDEX} still holds the 8 bytes written before it", got == nv_value,
+                f"read {got!r}, wrote {nv_value!r}")
 
     # A guest that spins: SIGTERM, a second minivmm on the DIR, SIGKILL.
     spin = boot_sector_image(os.path.join(s.tmp.name, "spin.img"), b"\xeb\xfe")  # jmp $
