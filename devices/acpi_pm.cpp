@@ -30,7 +30,43 @@ uint64_t AcpiPm::elapsed_ticks() const noexcept {
     const uint64_t now = now_ns_();
     const uint64_t ns = now > start_ns_ ? now - start_ns_ : 0;
     // Split into seconds and remainder so the multiplication cannot overflow.
-    return ns / kNsPerSecond * kTimerHz + ns % kNsPerSecond * kTimerHz / kNsPerSecond;
+    return base_ticks_ + ns / kNsPerSecond * kTimerHz + ns % kNsPerSecond * kTimerHz / kNsPerSecond;
+}
+
+void AcpiPm::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.u16(status_);
+    out.u16(enable_);
+    out.u16(control_);
+    out.u64(elapsed_ticks());
+    out.u64(next_timer_carry_);
+}
+
+bool AcpiPm::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    uint16_t status = 0, enable = 0, control = 0;
+    uint64_t ticks = 0, carry = 0;
+    in.u8(version);
+    in.u16(status);
+    in.u16(enable);
+    in.u16(control);
+    in.u64(ticks);
+    in.u64(carry);
+    // A timer below a millennium of ticks (2^55: no overflow ahead), and a next carry on a bit-23
+    // boundary no further than one period past the ticks (it may lag: it is brought up to date lazily).
+    constexpr uint64_t kMaxTicks = uint64_t{1} << 55;
+    if (!in.finished() || version != 1 || (status & ~kTmrSts) || (enable & ~kEnableMask) ||
+        (control & ~(kBmRld | kSlpTypMask)) || ticks > kMaxTicks || carry == 0 || carry % kTimerStatusPeriod != 0 ||
+        carry > (ticks / kTimerStatusPeriod + 1) * kTimerStatusPeriod)
+        return false;
+    status_ = status;
+    enable_ = enable;
+    control_ = control;
+    base_ticks_ = ticks;
+    start_ns_ = now_ns_();
+    next_timer_carry_ = carry;
+    return true;
 }
 
 // TMR_STS is set whenever bit 23 of the timer changes (§4.8.3.1.1). Evaluated lazily, when

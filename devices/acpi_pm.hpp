@@ -22,10 +22,11 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
-class AcpiPm final : public Device {
+class AcpiPm final : public Device, public SavesState {
 public:
     using Clock = std::function<uint64_t()>;  // monotonic nanoseconds; must not throw
 
@@ -57,6 +58,12 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
 
+    // Format version 1: PM1_STS, PM1_EN, PM1_CNT, the timer's ticks so far and the tick of its next
+    // bit-23 change. A loaded timer goes on counting from the saved ticks (not from 0, and not
+    // from the host clock of the saving process: another boot of the host restarts that clock).
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
+
 private:
     uint64_t elapsed_ticks() const noexcept;
     void refresh_timer_status() noexcept;
@@ -65,6 +72,7 @@ private:
     SystemControl& system_;
     Clock now_ns_;
     uint64_t start_ns_;
+    uint64_t base_ticks_ = 0;  // ticks before start_ns_ (a loaded state's)
 
     uint16_t status_ = 0;
     uint16_t enable_ = 0;

@@ -13,10 +13,11 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
-class ResetControl final : public Device {
+class ResetControl final : public Device, public SavesState {
 public:
     static constexpr uint8_t kSystemReset = 0x02;  // bit 1: hard (system) reset type
     static constexpr uint8_t kResetCpu = 0x04;     // bit 2: perform the reset
@@ -29,12 +30,16 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
 
+    // Format version 1: the stored bits (a u8).
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
+
 private:
     SystemControl& system_;
     uint8_t value_ = 0;  // only kSystemReset | kFullReset are kept
 };
 
-class A20Gate final : public Device {
+class A20Gate final : public Device, public SavesState {
 public:
     static constexpr uint8_t kFastReset = 0x01;  // bit 0: write 1 = reset
     static constexpr uint8_t kA20Enable = 0x02;  // bit 1: A20 gate
@@ -49,6 +54,10 @@ public:
     // The A20 bit as last written (reads back). It does not change address decoding: A20 is
     // always enabled in this VMM, which SeaBIOS and every OS after the 1990s expect anyway.
     bool a20_enabled() const noexcept { return (value_ & kA20Enable) != 0; }
+
+    // Format version 1: the A20 bit (a u8).
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     SystemControl& system_;

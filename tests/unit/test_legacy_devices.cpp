@@ -1,10 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "devices/acpi_pm.hpp"
 #include "devices/boot_marker.hpp"
@@ -223,4 +225,82 @@ TEST_CASE("boot marker: the first write of 123 is passed on, once; everything el
     uint8_t in[2] = {0, 0};
     marker.read(0, in);
     CHECK((in[0] == 0xFF && in[1] == 0xFF));
+}
+
+// --- saved state (devices/device_state.hpp) --------------------------------------------------
+
+TEST_CASE("reset control and A20: their bits saved and loaded; a bit they cannot hold is refused") {
+    FakeSystem sys;
+    ResetControl cf9(sys);
+    wr(cf9, 0, 1, ResetControl::kSystemReset | ResetControl::kFullReset);
+    ResetControl cf9_new(sys);
+    REQUIRE(cf9_new.load_state(saved_state(cf9)));
+    CHECK(rd(cf9_new, 0, 1) == (ResetControl::kSystemReset | ResetControl::kFullReset));
+    CHECK(sys.resets == 0);  // loading does not reset
+    CHECK_FALSE(cf9_new.load_state(std::vector<uint8_t>{1, ResetControl::kResetCpu}));
+    CHECK_FALSE(cf9_new.load_state(std::vector<uint8_t>{2, 0}));
+    CHECK_FALSE(cf9_new.load_state(std::vector<uint8_t>{1}));
+    CHECK_FALSE(cf9_new.load_state(std::vector<uint8_t>{1, 0, 0}));
+    CHECK(rd(cf9_new, 0, 1) == (ResetControl::kSystemReset | ResetControl::kFullReset));
+
+    A20Gate a20(sys);
+    wr(a20, 0, 1, 0x00);  // A20 off
+    A20Gate a20_new(sys);
+    REQUIRE(a20_new.load_state(saved_state(a20)));
+    CHECK_FALSE(a20_new.a20_enabled());
+    CHECK(rd(a20_new, 0, 1) == 0);
+    CHECK_FALSE(a20_new.load_state(std::vector<uint8_t>{1, A20Gate::kFastReset}));
+    CHECK(sys.resets == 0);
+}
+
+TEST_CASE("acpi pm: its state loaded into a new block goes on from the saved timer, whatever the new clock") {
+    PmFixture f;
+    wr(f.pm, 2, 2, 0x0121);                            // PM1_EN
+    wr(f.pm, 4, 2, 5u << AcpiPm::kSlpTypShift | 2);    // SLP_TYP 5 (not S5's enable), BM_RLD
+    f.advance_ticks((1u << 23) + 1000);                // TMR_STS due, not yet seen
+    const std::vector<uint8_t> blob = saved_state(f.pm);
+    const uint64_t timer = rd(f.pm, 8, 4);
+
+    FakeSystem sys;
+    uint64_t other_clock = 42;  // another host boot: its clock far below the saving one's
+    AcpiPm pm(sys, [&] { return other_clock; });
+    REQUIRE(pm.load_state(blob));
+    CHECK(saved_state(pm) == blob);
+    CHECK(rd(pm, 8, 4) == timer);
+    CHECK(rd(pm, 2, 2) == 0x0121);
+    CHECK(rd(pm, 4, 2) == (5u << AcpiPm::kSlpTypShift | 2 | AcpiPm::kSciEn));
+    CHECK(rd(pm, 0, 2) == AcpiPm::kTmrSts);  // the carry that happened before the save
+    other_clock += 1'000'000'000;
+    CHECK(rd(pm, 8, 4) == ((timer + AcpiPm::kTimerHz) & 0xFFFFFF));
+    CHECK(sys.poweroffs == 0);
+}
+
+TEST_CASE("acpi pm: a state it could not have is refused and changes nothing") {
+    PmFixture f;
+    const std::vector<uint8_t> good = saved_state(f.pm);
+    REQUIRE(good.size() == 23);  // version, STS, EN, CNT, ticks, carry
+    auto with = [&](size_t at, std::vector<uint8_t> bytes) {
+        std::vector<uint8_t> b = good;
+        std::copy(bytes.begin(), bytes.end(), b.begin() + static_cast<std::ptrdiff_t>(at));
+        return b;
+    };
+    PmFixture g;
+    wr(g.pm, 2, 2, 0x0001);
+    const std::vector<uint8_t> before = saved_state(g.pm);
+    const std::vector<uint8_t> bad[] = {
+        with(0, {2}),                                 // version
+        with(1, {0x00, 0x01}),                        // PWRBTN_STS: never set here
+        with(3, {0x02, 0x00}),                        // a reserved PM1_EN bit
+        with(5, {0x01, 0x00}),                        // SCI_EN is not storage
+        with(7, {0, 0, 0, 0, 0, 0, 0, 0x01}),         // 2^56 ticks
+        with(15, {0, 0, 0, 0, 0, 0, 0, 0}),           // no next carry
+        with(15, {1, 0, 0x80, 0, 0, 0, 0, 0}),        // a carry off the bit-23 boundary
+        with(15, {0, 0, 0, 0x01, 0, 0, 0, 0}),        // a carry two periods ahead of the ticks
+    };
+    for (const std::vector<uint8_t>& blob : bad) {
+        CHECK_FALSE(g.pm.load_state(blob));
+        CHECK(saved_state(g.pm) == before);
+    }
+    CHECK_FALSE(g.pm.load_state(std::span(good).first(22)));
+    CHECK(g.pm.load_state(good));
 }
