@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <fstream>
 
+#include <openssl/hmac.h>
+#include <openssl/rsa.h>
+
 #include "tests/unit/temp_dir.hpp"
 #include "tests/unit/tpm_command.hpp"
 #include "vmm/tpm/ek_ca_store.hpp"
@@ -73,7 +76,8 @@ TEST_CASE("TPM 1.2 EK certificate: made on first use for the TPM's EK, readable 
         CHECK(refused == ek12::kNoEndorsement);
         CHECK(manufacture_ek_certificate_tpm12(tpm, ca) == Ek12Result::issued);
         check_certificate(tpm, dir + "/ek-ca.pem", tmp);
-        tpm.shutdown();
+        // No shutdown(): as if minivmm was killed now. libtpms wrote the permanent state (the EK,
+        // the NV index) through the backend's NV callbacks when they changed.
     }
     {
         LibtpmsBackend tpm(dir, TpmVersion::v1_2);
@@ -134,4 +138,88 @@ TEST_CASE("TCG_PCCLIENT_STORED_CERT: only the exact header around the certificat
     }
     CHECK(ek12::unwrap_stored_cert(std::vector<uint8_t>(stored.begin(), stored.begin() + 6)).empty());
     CHECK(ek12::unwrap_stored_cert(std::vector<uint8_t>(1000, 0xFF)).empty());
+}
+
+namespace {
+
+// TPM_TakeOwnership (TPM 1.2 Part 3 §10.1) as a guest's tpm_takeownership does it, for the
+// owner's view: physical presence, TPM_PhysicalEnable, TPM_PhysicalSetDeactivated(FALSE), a
+// restart, TPM_OIAP, then the owner and SRK secrets (20 zero bytes, "well-known") encrypted to
+// the EK (RSAES-OAEP, SHA-1, label "TCPA") and the command authorized with HMAC-SHA1.
+void take_ownership(LibtpmsBackend& tpm, const EkPublic& ek) {
+    using testing::Cmd;
+    auto ok = [&](const Cmd& c) { REQUIRE(tpm_code(testing::run(tpm, c.done())) == 0); };
+    ok(Cmd(0x00C1, 0x4000000A).u16(0x0020));  // TSC_PhysicalPresence(CMD_ENABLE)
+    ok(Cmd(0x00C1, 0x4000000A).u16(0x0008));  // TSC_PhysicalPresence(PRESENT)
+    ok(Cmd(0x00C1, 0x6F));                    // TPM_PhysicalEnable
+    ok(Cmd(0x00C1, 0x72).u8(0));              // TPM_PhysicalSetDeactivated(FALSE)
+    REQUIRE(tpm.power_cycle());
+    ok(Cmd(0x00C1, 0x99).u16(1));
+    const std::vector<uint8_t> secret(20, 0);
+    PkeyPtr key = ek_public_key(ek);
+    auto encrypt = [&]() {
+        std::unique_ptr<EVP_PKEY_CTX, decltype(&EVP_PKEY_CTX_free)> ctx(EVP_PKEY_CTX_new(key.get(), nullptr),
+                                                                         &EVP_PKEY_CTX_free);
+        REQUIRE(ctx);
+        REQUIRE(EVP_PKEY_encrypt_init(ctx.get()) == 1);
+        REQUIRE(EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_OAEP_PADDING) == 1);
+        REQUIRE(EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), EVP_sha1()) == 1);
+        REQUIRE(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha1()) == 1);
+        auto* label = static_cast<unsigned char*>(OPENSSL_memdup("TCPA", 4));
+        REQUIRE(EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), label, 4) == 1);
+        std::vector<uint8_t> out(256);
+        size_t n = out.size();
+        REQUIRE(EVP_PKEY_encrypt(ctx.get(), out.data(), &n, secret.data(), secret.size()) == 1);
+        out.resize(n);
+        return out;
+    };
+    const std::vector<uint8_t> enc_owner = encrypt(), enc_srk = encrypt();
+    const auto oiap = testing::run(tpm, Cmd(0x00C1, 0x0A).done());
+    REQUIRE(tpm_code(oiap) == 0);
+    const uint32_t handle = testing::be32(oiap, 10);
+    const std::vector<uint8_t> nonce_even(oiap.begin() + 14, oiap.begin() + 34), nonce_odd(20, 0x5A);
+    // Everything the HMAC covers after the ordinal: protocolID .. srkParams (TPM_KEY of the SRK).
+    auto params = Cmd(0, 0).u16(0x0005).u32(256).bytes(enc_owner).u32(256).bytes(enc_srk);
+    params.u8(1).u8(1).u8(0).u8(0).u16(0x0011).u32(0).u8(1);  // ver, TPM_KEY_STORAGE, keyFlags, TPM_AUTH_ALWAYS
+    params.u32(1).u16(3).u16(1).u32(12).u32(2048).u32(2).u32(0).u32(0).u32(0).u32(0);  // parms, PCRInfo, pubKey, enc
+    std::vector<uint8_t> hashed = params.done();
+    hashed.erase(hashed.begin(), hashed.begin() + 10);
+    const std::vector<uint8_t> body = hashed;
+    hashed.insert(hashed.begin(), {0x00, 0x00, 0x00, 0x0D});
+    uint8_t digest[20];
+    REQUIRE(EVP_Digest(hashed.data(), hashed.size(), digest, nullptr, EVP_sha1(), nullptr) == 1);
+    std::vector<uint8_t> mac_in(digest, digest + 20);
+    mac_in.insert(mac_in.end(), nonce_even.begin(), nonce_even.end());
+    mac_in.insert(mac_in.end(), nonce_odd.begin(), nonce_odd.end());
+    mac_in.push_back(0);  // continueAuthSession
+    uint8_t mac[20];
+    unsigned mac_size = 0;
+    REQUIRE(HMAC(EVP_sha1(), secret.data(), 20, mac_in.data(), mac_in.size(), mac, &mac_size));
+    auto cmd = Cmd(0x00C2, 0x0D).bytes(body).u32(handle).bytes(nonce_odd).u8(0).bytes({mac, mac + 20});
+    REQUIRE(tpm_code(testing::run(tpm, cmd.done())) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("TPM 1.2 EK certificate: an owned TPM keeps its certificate; without one it gets none") {
+    TempDir tmp;
+    const std::string dir = tmp.sub("st");
+    LibtpmsBackend tpm(dir, TpmVersion::v1_2);
+    const EkCa ca = state_dir_ca(tpm.state());
+    publish_ca_certificate(tpm.state(), ca);
+    REQUIRE(manufacture_ek_certificate_tpm12(tpm, ca) == Ek12Result::issued);
+    uint32_t refused = 0;
+    const auto ek = ek12::read_pubek(tpm, refused);
+    REQUIRE(ek);
+    take_ownership(tpm, *ek);
+    CHECK_FALSE(ek12::read_pubek(tpm, refused));
+    CHECK(refused == ek12::kDisabledCmd);
+    // The owner's TPM: the certificate is kept and still reads without authorization (nvLocked
+    // is FALSE).
+    CHECK(manufacture_ek_certificate_tpm12(tpm, ca) == Ek12Result::kept);
+    CHECK(ca.signed_this(ek12::unwrap_stored_cert(ek12::read_nv(tpm, ek12::kCertIndex))));
+    // Another CA now: the EK is not readable without the owner, so nothing is made, nothing lost.
+    const EkCa user = EkCa::generate("user CA");
+    CHECK(manufacture_ek_certificate_tpm12(tpm, user) == Ek12Result::owned);
+    CHECK(ca.signed_this(ek12::unwrap_stored_cert(ek12::read_nv(tpm, ek12::kCertIndex))));
 }
