@@ -92,6 +92,41 @@ int64_t Cmos::guest_offset_seconds() const noexcept {
     return offset_;
 }
 
+void Cmos::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.bytes(ram_);
+    out.u8(index_);
+    out.u64(static_cast<uint64_t>(offset_));
+    out.u64(static_cast<uint64_t>(frozen_.year));
+    for (int v : {frozen_.month, frozen_.day, frozen_.hour, frozen_.minute, frozen_.second}) out.u8(static_cast<uint8_t>(v));
+}
+
+bool Cmos::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    std::array<uint8_t, cmos::kRamSize> ram{};
+    uint8_t version = 0, index = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+    uint64_t offset = 0, year = 0;
+    in.u8(version);
+    in.bytes(ram);
+    in.u8(index);
+    in.u64(offset);
+    in.u64(year);
+    for (uint8_t* v : {&month, &day, &hour, &minute, &second}) in.u8(*v);
+    if (!in.finished() || version != 1) return false;
+    // What the registers can express: years 0-9999 (century and year in BCD), so an offset of at
+    // most that many years either way; an index without the NMI bit; a valid held time.
+    constexpr int64_t kMaxOffset = 10000ll * 366 * 86400;
+    const auto signed_offset = static_cast<int64_t>(offset);
+    if (index >= cmos::kRamSize || signed_offset > kMaxOffset || signed_offset < -kMaxOffset || year > 9999 ||
+        month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59)
+        return false;
+    ram_ = ram;
+    index_ = index;
+    offset_ = signed_offset;
+    frozen_ = {static_cast<int64_t>(year), month, day, hour, minute, second};
+    return true;
+}
+
 Cmos::DateTime Cmos::guest_now() const { return from_unix(now_() + offset_); }
 
 void Cmos::read(uint64_t offset, std::span<uint8_t> data) noexcept {

@@ -18,6 +18,7 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
@@ -50,7 +51,7 @@ inline constexpr uint8_t kRegDValid = 0x80;           // valid RAM and time
 inline constexpr size_t kRamSize = 128;
 }  // namespace cmos
 
-class Cmos : public Device {
+class Cmos : public Device, public SavesState {
 public:
     // `now_unix_seconds` is the host clock (UTC seconds); empty means the host wall clock.
     // Throws std::invalid_argument when cpus is outside 1..256.
@@ -62,6 +63,12 @@ public:
 
     // The seconds the guest has moved its clock away from the host clock.
     int64_t guest_offset_seconds() const noexcept;
+
+    // The RAM, the index, the guest's offset from the host clock and the time held while SET is on
+    // (format version 1). The offset is kept, not the time: a restored guest's clock reads the
+    // host's time plus its offset, as a powered-off PC's RTC keeps running.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     struct DateTime {
@@ -87,7 +94,7 @@ private:
     std::array<uint8_t, cmos::kRamSize> ram_{};
     uint8_t index_ = 0;
     int64_t offset_ = 0;   // guest time - host time, seconds
-    DateTime frozen_{};    // time registers while register B's SET bit is on
+    DateTime frozen_{1970, 1, 1, 0, 0, 0};  // time registers while register B's SET bit is on
 };
 
 }  // namespace minivmm

@@ -275,6 +275,53 @@ uint8_t Uart16550::interrupt_id() const noexcept {
     return kIirNone;
 }
 
+void Uart16550::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.bytes(rx_fifo_);
+    out.u8(static_cast<uint8_t>(rx_head_));
+    out.u8(static_cast<uint8_t>(rx_count_));
+    for (uint8_t r : {rbr_last_, ier_, fcr_, lcr_, mcr_, lsr_errors_, msr_, scr_}) out.u8(r);
+    out.u16(divisor_);
+    out.boolean(thr_interrupt_);
+}
+
+bool Uart16550::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    Uart16550 s(irq_, out_);  // parsed here, copied only when all of it is valid
+    uint8_t version = 0, head = 0, count = 0;
+    in.u8(version);
+    in.bytes(s.rx_fifo_);
+    in.u8(head);
+    in.u8(count);
+    for (uint8_t* r : {&s.rbr_last_, &s.ier_, &s.fcr_, &s.lcr_, &s.mcr_, &s.lsr_errors_, &s.msr_, &s.scr_}) in.u8(*r);
+    in.u16(s.divisor_);
+    in.boolean(s.thr_interrupt_);
+    if (!in.finished() || version != 1) return false;
+    s.rx_head_ = head;
+    s.rx_count_ = count;
+    // Only what this UART can reach: masked registers, a FIFO within its capacity, modem lines
+    // that follow MCR (only the delta bits are history).
+    if (head >= kFifoSize || count > s.rx_capacity() || (s.ier_ & ~kIerMask) || (s.fcr_ & ~kFcrStoredMask) ||
+        (!s.fifo_enabled() && s.fcr_ != 0) || (s.mcr_ & ~kMcrMask) || (s.lsr_errors_ & ~kLsrErrorMask) ||
+        (s.msr_ & 0xF0) != s.modem_status_lines())
+        return false;
+    rx_fifo_ = s.rx_fifo_;
+    rx_head_ = s.rx_head_;
+    rx_count_ = s.rx_count_;
+    rbr_last_ = s.rbr_last_;
+    ier_ = s.ier_;
+    fcr_ = s.fcr_;
+    lcr_ = s.lcr_;
+    mcr_ = s.mcr_;
+    lsr_errors_ = s.lsr_errors_;
+    msr_ = s.msr_;
+    scr_ = s.scr_;
+    divisor_ = s.divisor_;
+    thr_interrupt_ = s.thr_interrupt_;
+    update_irq();
+    return true;
+}
+
 void Uart16550::update_irq() noexcept {
     // PC wiring: INTR reaches the ISA IRQ line through a buffer enabled by the OUT2 pin. In
     // loopback the OUT2 pin is forced inactive (§8.6 MCR bit 4), so the IRQ is gated off too.

@@ -16,10 +16,11 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
-class Uart16550 final : public Device {
+class Uart16550 final : public Device, public SavesState {
 public:
     // Register offsets from the base port (PC16550D Table II).
     static constexpr uint64_t kRbrThrDll = 0;
@@ -49,6 +50,11 @@ public:
 
     // Current level of the interrupt output (for tests and diagnostics).
     bool irq_level() const noexcept;
+
+    // Every register, the receive FIFO and the latched interrupt (format version 1, in the order
+    // of the members below); load_state then drives the IRQ line to the restored level.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     uint8_t read_register(uint64_t offset) noexcept;

@@ -89,12 +89,18 @@ options:
   -boot-menu-wait MS     show SeaBIOS's boot menu for MS milliseconds (default: no menu)
   -no-reboot             exit (status 0) when the guest resets instead of rebooting it
   -snapshot              never write to DISK: guest writes go to memory and are discarded
+  -tpm-swtpm DIR         give the guest a TPM backed by an swtpm that minivmm runs itself
+                         (as the same user), its state in DIR (created if missing; one
+                         minivmm at a time); on first use swtpm_setup manufactures the TPM
+                         with EK and platform certificates from swtpm's local CA (as root:
+                         /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem); swtpm and
+                         swtpm_setup are looked up in PATH (missing: exit status 6)
   -tpm-sock PATH         give the guest a TPM backed by the swtpm whose control socket is
                          PATH (swtpm socket --ctrl type=unixio,path=PATH [--tpm2]); the TPM
                          version (1.2 or 2.0) is detected
   -tpm-state DIR         give the guest a TPM backed by libtpms inside minivmm, keeping
                          its state in DIR (created if missing; one minivmm at a time)
-  -tpm-version 1.2|2.0   the TPM version for -tpm-state (default 2.0)
+  -tpm-version 1.2|2.0   the TPM version for -tpm-state and -tpm-swtpm (default 2.0)
   -tpm-ca DIR            with -tpm-state: sign the TPM's EK certificates (NV 0x01c00002
                          RSA, 0x01c0000a ECC; TPM 1.2: 0x1000f000) with the CA in DIR:
                          ca.pem and its unencrypted key ca.key; default: a CA of the state
@@ -111,7 +117,8 @@ options:
                          activate it as the operation says) is carried out by minivmm
                          at the next reboot, before the firmware runs; requests last as long as
                          minivmm runs (not across its exit)
-  -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm to answer at start
+  -tpm-start-timeout S   wait up to S seconds (default 120, 1-3600) for swtpm (-tpm-sock or
+                         -tpm-swtpm; there also for swtpm_setup) to answer at start
                          and at each power-on, saying every 5 s that it waits; the guest starts
                          only once the TPM is up (a TPM that never comes up: exit status 6)
   -dump-acpi DIR         write every generated ACPI table to DIR/<SIG>.dat, then boot
@@ -121,7 +128,8 @@ options:
   -sandbox on|off        confine every thread to the system calls it needs once set-up is
                          done (seccomp; default on); a forbidden call ends minivmm (status 7)
   -runas USER            (as root) become USER once /dev/kvm, the BIOS, the disk, output files
-                         and the TPM are open; a -tpm-state directory is given to USER
+                         and the TPM are open; a -tpm-state or -tpm-swtpm directory is given
+                         to USER, and -tpm-swtpm's swtpm runs as USER
   -h, --help             this text
   --version              print the version
 
@@ -202,6 +210,9 @@ CliResult parse_cli(const std::vector<std::string>& args) {
                 usage_error(fmt::format("-tpm-sock: the path is {} bytes long, a unix socket path can have at most {}; "
                                         "use a shorter one (a relative path or a link to its directory)",
                                         c.tpm_socket->size(), kMaxSocketPath));
+        } else if (opt == "-tpm-swtpm") {
+            c.tpm_swtpm = value();
+            if (c.tpm_swtpm->empty()) usage_error("-tpm-swtpm: empty directory name");
         } else if (opt == "-tpm-state") {
             c.tpm_state = value();
             if (c.tpm_state->empty()) usage_error("-tpm-state: empty directory name");
@@ -280,26 +291,28 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (c.kernel_cache && c.firmware) usage_error("-kernel-cache needs -bios none (SeaBIOS boots the bzImage as it is)");
     if (!c.firmware && !c.kernel) usage_error("-bios none needs -kernel (without firmware nothing boots a disk)");
     if (append_given && !c.kernel) usage_error("-append needs -kernel (a disk's boot loader has its own command line)");
-    if (c.tpm_socket && c.tpm_state)
-        usage_error("-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external swtpm or "
-                    "libtpms inside minivmm)");
-    if (tpm_start_timeout_given && !c.tpm_socket)
-        usage_error("-tpm-start-timeout is only valid with -tpm-sock (it bounds the wait for swtpm)");
-    if (tpm_version_given && !c.tpm_state)
+    if ((c.tpm_socket ? 1 : 0) + (c.tpm_state ? 1 : 0) + (c.tpm_swtpm ? 1 : 0) > 1)
+        usage_error(c.tpm_swtpm ? "-tpm-swtpm, -tpm-sock and -tpm-state are mutually exclusive (one TPM: an swtpm "
+                                  "minivmm runs, an external swtpm or libtpms inside minivmm)"
+                                : "-tpm-sock and -tpm-state are mutually exclusive (the TPM is either an external "
+                                  "swtpm or libtpms inside minivmm)");
+    if (tpm_start_timeout_given && !c.tpm_socket && !c.tpm_swtpm)
+        usage_error("-tpm-start-timeout is only valid with -tpm-sock or -tpm-swtpm (it bounds the wait for swtpm)");
+    if (tpm_version_given && !c.tpm_state && !c.tpm_swtpm)
         usage_error(c.tpm_socket ? "-tpm-version is only valid with -tpm-state (with -tpm-sock the version is "
                                    "detected from swtpm)"
                                  : "-tpm-version is only valid with -tpm-state");
     if (c.tpm_ca && !c.tpm_state)
         usage_error("-tpm-ca is only valid with -tpm-state (the in-process TPM's EK certificates; swtpm_setup "
                     "makes swtpm's)");
-    if (tpm_interface_given && !c.tpm_socket && !c.tpm_state)
+    if (tpm_interface_given && !c.has_tpm())
         usage_error("-tpm-interface needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
-    if (c.tpm_interface == TpmInterface::crb && c.tpm_state && c.tpm_version == TpmVersion::v1_2)
+    if (c.tpm_interface == TpmInterface::crb && (c.tpm_state || c.tpm_swtpm) && c.tpm_version == TpmVersion::v1_2)
         usage_error("-tpm-interface crb needs a TPM 2.0 (the CRB interface is TPM 2.0 only); drop -tpm-version 1.2 "
                     "or use -tpm-interface tis");
-    if (tpm_irq_given && !c.tpm_socket && !c.tpm_state)
+    if (tpm_irq_given && !c.has_tpm())
         usage_error("-tpm-irq needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
-    if (tpm_ppi_given && !c.tpm_socket && !c.tpm_state)
+    if (tpm_ppi_given && !c.has_tpm())
         usage_error("-tpm-ppi needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
     if (c.tpm_interface == TpmInterface::crb) {
         if (tpm_irq_given && c.tpm_irq)

@@ -38,12 +38,14 @@ struct Config {
     std::optional<std::string> dump_acpi_dir;
     std::optional<std::string> tpm_socket;  // swtpm control socket (-tpm-sock)
     std::optional<std::string> tpm_state;   // in-process libtpms state directory (-tpm-state)
-    TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state only
+    std::optional<std::string> tpm_swtpm;   // state directory of the swtpm minivmm runs (-tpm-swtpm)
+    TpmVersion tpm_version = TpmVersion::v2_0;  // -tpm-version, with -tpm-state or -tpm-swtpm
     std::optional<std::string> tpm_ca;      // -tpm-ca DIR: the CA (ca.pem, ca.key) of the EK certificates
+    bool has_tpm() const noexcept { return tpm_socket || tpm_state || tpm_swtpm; }
     TpmInterface tpm_interface = TpmInterface::tis;  // -tpm-interface tis|crb
     bool tpm_irq = true;  // -tpm-irq on|off: the TIS interrupt (CRB has none)
     bool tpm_ppi = true;  // -tpm-ppi on|off: the Physical Presence Interface (_DSM and its mailbox)
-    unsigned tpm_start_timeout_s = 120;  // -tpm-start-timeout: wait for swtpm at start and power-on
+    unsigned tpm_start_timeout_s = 120;  // -tpm-start-timeout: wait for swtpm (-tpm-sock, -tpm-swtpm)
     log::Level log_level = log::Level::warn;
     bool exit_stats = false;          // -exit-stats: print exit counts at the end of every boot
     bool sandbox = true;              // -sandbox on|off: the seccomp allowlists (vmm/host/README.md "Sandbox")

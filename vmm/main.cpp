@@ -98,7 +98,7 @@ std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const cha
 
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
 // then confine every thread (vmm/host/README.md "Sandbox").
-void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, sandbox::TpmIo tpm,
+void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, const TpmSlot& tpm,
              int kernel_cache_fd) {
     if (runas) {
         if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);
@@ -110,7 +110,8 @@ void confine(const Config& config, const std::optional<RunAsUser>& runas, const 
     }
     sandbox::Policy policy;
     policy.kvm_fd = kvm.fd();
-    policy.tpm = tpm;
+    policy.tpm = tpm.sandbox_io();
+    policy.swtpm_pidfd = tpm.swtpm_pidfd();
     policy.kernel_cache_fd = kernel_cache_fd;
     sandbox::install(policy);
 }
@@ -183,7 +184,7 @@ int run(const Config& config, int signal_fd) {
     if (config.kernel)
         kernel = KernelBoot::load({*config.kernel, config.initrd, config.append, config.kernel_cache},
                                   std::min<uint64_t>(config.ram_bytes, platform::kLowMemoryLimit),
-                                  /*eager=*/config.firmware && (config.tpm_socket || config.tpm_state));
+                                  /*eager=*/config.firmware && config.has_tpm());
     if (kernel) log::debug("start-up: -kernel read, {:.1f} ms after start", ms_since_start());
     if (kernel && kernel->is_elf() && config.firmware)
         throw SetupError(kExitFile, fmt::format("-kernel {}: an ELF vmlinux boots only without firmware (-bios none): "
@@ -202,7 +203,10 @@ int run(const Config& config, int signal_fd) {
     auto serial_out = open_char_target(config.serial, "-serial", inputs);
     auto debug_out = config.debugcon ? open_char_target(*config.debugcon, "-debugcon", inputs) : nullptr;
     // The TPM outlives guest resets (each power-on power-cycles it) and is shut down at exit.
-    std::unique_ptr<TpmBackend> tpm = open_tpm_backend(config);
+    // -tpm-swtpm: swtpm is started here, before the sandbox, as the -runas user if any.
+    int swtpm_pidfd = -1;
+    std::unique_ptr<TpmBackend> tpm =
+        open_tpm_backend(config, runas ? std::optional(std::pair(runas->uid, runas->gid)) : std::nullopt, swtpm_pidfd);
     if (tpm) log::debug("start-up: the TPM backend is open, {:.1f} ms after start", ms_since_start());
 #ifdef MINIVMM_TEST_HOOKS
     // minivmm-testhooks only: TPM2_GetRandom answered from memory (the benchmarks' floor column).
@@ -218,9 +222,11 @@ int run(const Config& config, int signal_fd) {
         tpm = std::make_unique<DelayedBackend>(std::move(tpm), std::chrono::milliseconds(ms));
     }
 #endif
-    TpmSlot tpm_slot(std::move(tpm), config.tpm_socket  ? sandbox::TpmIo::swtpm
-                                     : config.tpm_state ? sandbox::TpmIo::libtpms
-                                                        : sandbox::TpmIo::none);
+    TpmSlot tpm_slot(std::move(tpm),
+                     config.tpm_socket || config.tpm_swtpm ? sandbox::TpmIo::swtpm
+                     : config.tpm_state                    ? sandbox::TpmIo::libtpms
+                                                           : sandbox::TpmIo::none,
+                     swtpm_pidfd);
     // The machine, as data: every power-on builds exactly this (vmm/machine_spec.hpp).
     const MachineSpec spec = machine_spec(config, tpm_slot.version());
     tpm_slot.configure(spec);
@@ -259,7 +265,7 @@ int run(const Config& config, int signal_fd) {
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         // The digests this power-on computed, for the next run (-kernel-cache), before the sandbox.
         if (boot == 1 && kernel) kernel->save_digest_records();
-        if (boot == 1) confine(config, runas, kvm, tpm_slot.sandbox_io(), pvh ? pvh->cache_fd() : -1);
+        if (boot == 1) confine(config, runas, kvm, tpm_slot, pvh ? pvh->cache_fd() : -1);
         // The console reader reaches this machine through `current` until it is cleared, on every
         // way out of this iteration (an exception too), before `machine` goes.
         struct Current {

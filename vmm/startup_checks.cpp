@@ -13,6 +13,7 @@
 #include "vmm/base/error.hpp"
 #include "vmm/tpm/ek_ca_store.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/managed_swtpm.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/base/unique_fd.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
@@ -91,6 +92,7 @@ void check_before_start(const Config& config) {
     try {
         if (config.tpm_socket) SwtpmBackend::check_socket(*config.tpm_socket);
         if (config.tpm_state) LibtpmsBackend::check(*config.tpm_state, config.tpm_version);
+        if (config.tpm_swtpm) ManagedSwtpm::check(*config.tpm_swtpm, config.tpm_version);
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitTpm, e.what());
     }

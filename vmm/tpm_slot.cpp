@@ -13,6 +13,7 @@
 #include "vmm/tpm/ek_manufacture.hpp"
 #include "vmm/tpm/ek_manufacture12.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
+#include "vmm/tpm/managed_swtpm.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/tpm_firmware.hpp"
 #include "vmm/tpm/tpm_ppi_actions.hpp"
@@ -61,11 +62,34 @@ void ensure_ek_certificates(LibtpmsBackend& tpm, const Config& config) {
         log::debug("TPM EK certificates: present and signed by the CA ({:.1f} ms)", ms_since_start() - start);
 }
 
+std::unique_ptr<TpmBackend> start_managed_swtpm(const Config& config, std::optional<std::pair<uid_t, gid_t>> runas,
+                                                int& swtpm_pidfd) {
+    ManagedSwtpm::Options options;
+    options.state_dir = *config.tpm_swtpm;
+    options.version = config.tpm_version;
+    options.limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
+    if (runas) options.ids = ChildIds{runas->first, runas->second};
+    std::unique_ptr<ManagedSwtpm> swtpm;
+    try {
+        swtpm = ManagedSwtpm::open(options);
+    } catch (const std::runtime_error& e) {
+        throw SetupError(kExitTpm, e.what());
+    }
+    log::info("TPM {} via the swtpm minivmm runs (pid {}), state in {}",
+              config.tpm_version == TpmVersion::v2_0 ? "2.0" : "1.2", swtpm->pid(), *config.tpm_swtpm);
+    swtpm_pidfd = swtpm->pidfd();
+    return swtpm;
+}
+
 }  // namespace
 
-std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
+std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config, std::optional<std::pair<uid_t, gid_t>> runas,
+                                             int& swtpm_pidfd) {
     std::unique_ptr<TpmBackend> tpm;
-    if (config.tpm_socket) {
+    swtpm_pidfd = -1;
+    if (config.tpm_swtpm) {
+        tpm = start_managed_swtpm(config, runas, swtpm_pidfd);
+    } else if (config.tpm_socket) {
         try {
             SwtpmBackend::Limits limits;
             limits.start = std::chrono::seconds(config.tpm_start_timeout_s);
@@ -94,8 +118,8 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config) {
     return tpm;
 }
 
-TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io) noexcept
-    : backend_(std::move(backend)), io_(backend_ ? io : sandbox::TpmIo::none) {}
+TpmSlot::TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io, int swtpm_pidfd) noexcept
+    : backend_(std::move(backend)), io_(backend_ ? io : sandbox::TpmIo::none), swtpm_pidfd_(backend_ ? swtpm_pidfd : -1) {}
 
 void TpmSlot::configure(const MachineSpec& spec) {
     if (!backend_) return;

@@ -7,12 +7,15 @@
 // accesses (ExitWaits). A guest reset destroys the attachment with its machine; the slot stays.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "devices/bus.hpp"
@@ -31,16 +34,21 @@
 
 namespace minivmm {
 
-// The backend -tpm-sock or -tpm-state asks for, connected or opened and checked against
-// -tpm-interface; nullptr without a TPM. Throws SetupError (kExitTpm) with the reason.
-std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config);
+// The backend -tpm-swtpm, -tpm-sock or -tpm-state asks for, started, connected or opened and
+// checked against -tpm-interface; nullptr without a TPM. -tpm-swtpm runs swtpm as `runas` if
+// given (minivmm is root until confine()), else as minivmm's user; `swtpm_pidfd` is set to its
+// pidfd. Throws SetupError (kExitTpm) with the reason.
+std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config, std::optional<std::pair<uid_t, gid_t>> runas,
+                                             int& swtpm_pidfd);
 
 class TpmSlot {
 public:
     // `backend` nullptr: no TPM (every call below is then a no-op); `io` is what its threads do on
     // the host (swtpm's sockets or libtpms's state files). From here on the backend is shut down
     // at exit whatever happens.
-    TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io) noexcept;
+    // `swtpm_pidfd`: the pidfd of the swtpm minivmm runs (-tpm-swtpm), valid while the backend
+    // lives, or -1; the sandbox lets the main thread wait for and signal only that process.
+    TpmSlot(std::unique_ptr<TpmBackend> backend, sandbox::TpmIo io, int swtpm_pidfd = -1) noexcept;
     ~TpmSlot();  // shuts the backend down
     // How the machine presents the TPM (spec.tpm): with the CRB the backend learns the buffer's
     // 8 KiB limit here; with the PPI the mailbox is made. Before the first power_on().
@@ -56,6 +64,7 @@ public:
     }
     // What the sandbox must let the TPM's threads do (vmm/host/README.md "Sandbox").
     sandbox::TpmIo sandbox_io() const noexcept { return io_; }
+    int swtpm_pidfd() const noexcept { return swtpm_pidfd_; }
 
     // Before machine `boot` is built: power-cycle the TPM (SeaBIOS fails if TPM2_Startup finds it
     // started; QEMU: tpm_tis_reset), then carry out the guest's PPI request, if any. A TPM that
@@ -90,6 +99,7 @@ private:
 
     std::unique_ptr<TpmBackend> backend_;
     sandbox::TpmIo io_;
+    int swtpm_pidfd_;
     std::vector<tcg_log::Algorithm> banks_;  // -bios none: the TPM's active PCR banks
     std::unique_ptr<TpmPpi> ppi_;  // outlives guest resets: a request made before a reboot runs at the next boot
 };

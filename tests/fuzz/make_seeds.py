@@ -352,11 +352,21 @@ def file_digests_seeds():
             "other-stamp": stamp.replace(b"2049", b"2050") + b"sha1 " + b"00" * 20 + b"\n"}
 
 
+def device_state_seeds():
+    """Device state blobs as the devices save them (devices/device_state.hpp): the first byte picks
+    the device (0 UART, 1 CMOS)."""
+    uart = u8(1) + u32(16) + bytes(range(16)) + u8(3, 5, 0x41, 0x07, 0xC1, 0x03, 0x0B, 0x02, 0xB0, 0x5A) + u16(1) + u8(1)
+    cmos = u8(1) + u32(128) + bytes(0x10 + i % 7 for i in range(128)) + u8(0x0B) + u64(-3600) + u64(2030) + u8(7, 15, 10, 20, 30)
+    return {"uart-fifo-full": u8(0) + uart, "uart-fresh": u8(0, 1) + u32(16) + bytes(16) + u8(0, 0, 0, 0, 0, 0, 0, 0, 0xB0, 0)
+            + u16(0x0C) + u8(0), "cmos-offset-set": u8(1) + cmos}
+
+
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
     "cmos": cmos_seeds,
     "uart": uart_seeds,
+    "device_state": device_state_seeds,
     "pci_virtio_blk": seeds_pci_virtio_blk.seeds,
     "swtpm_protocol": swtpm_seeds,
     "tpm_tis": tpm_tis_seeds,

@@ -72,6 +72,15 @@ def main():
          "cannot connect to swtpm control socket"),
         ("-tpm-state someone's directory", ["-tpm-state", foreign, disk], 6, "is not empty and was not made by minivmm"),
         ("-tpm-state symbolic link", ["-tpm-state", os.path.join(s.tmp.name, "tpmlink"), disk], 6, "is a symbolic link"),
+        ("-tpm-swtpm with -tpm-sock", ["-tpm-swtpm", os.path.join(s.tmp.name, "sw"), "-tpm-sock", "/x", disk], 2,
+         "-tpm-swtpm, -tpm-sock and -tpm-state are mutually exclusive"),
+        ("-tpm-swtpm with -tpm-state", ["-tpm-swtpm", os.path.join(s.tmp.name, "sw"), "-tpm-state", "d", disk], 2,
+         "-tpm-swtpm, -tpm-sock and -tpm-state are mutually exclusive"),
+        ("-tpm-swtpm empty", ["-tpm-swtpm", "", disk], 2, "-tpm-swtpm: empty directory name"),
+        ("-tpm-swtpm 1.2 with crb", ["-tpm-swtpm", os.path.join(s.tmp.name, "sw"), "-tpm-version", "1.2",
+                                     "-tpm-interface", "crb", disk], 2, "-tpm-interface crb needs a TPM 2.0"),
+        ("-tpm-swtpm someone's directory", ["-tpm-swtpm", foreign, disk], 6, "which is not swtpm's"),
+        ("-tpm-swtpm symbolic link", ["-tpm-swtpm", os.path.join(s.tmp.name, "tpmlink"), disk], 6, "is a symbolic link"),
     ]
     # -tpm-ca (the EK certificates' CA): checked whole before anything is created; the state
     # directory named with it must not appear (checked below).

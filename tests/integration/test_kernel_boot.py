@@ -3,11 +3,14 @@
 nightly initramfs, taken out of the nightly guest image (no image is built for this test), booted
 through SeaBIOS by minivmm's boot ROM on a real KVM (nested where the host has none):
 
-  tpm2   swtpm TPM 2.0, the nightly image as the disk (-snapshot; /init keeps its boot flag there, so it
+  tpm2   TPM 2.0 from the swtpm minivmm runs itself (-tpm-swtpm: manufactured by swtpm_setup with this
+         test's own local CA), the nightly image as the disk (-snapshot; /init keeps its boot flag there, so it
          reboots once): both boots pass the nightly `linux` and TPM 2.0 checks (tpm2-tools, the event
          log replaying to PCRs 0-9), and the log's events on PCRs 8 and 9 are the kernel, the command
          line and the initrd with the digests computed here from the same files, PCR 8 and 9 equal the
-         values computed here, in both boots (each power-on measures again)
+         values computed here, in both boots (each power-on measures again); the EK certificate
+         tpm2_getekcertificate reads in the guest verifies against the CA (openssl verify), and no
+         swtpm is left after minivmm exits
   tpm12  in-process TPM 1.2: the same with SHA-1 (the TCPA log's events, sysfs PCRs 8 and 9)
   no-tpm no TPM and no disk: Linux reaches /init with the command line given, /init powers off
   nofw-tpm2  -bios none (vmm/direct_boot.hpp: no SeaBIOS; minivmm decompresses the bzImage's payload,
@@ -46,7 +49,7 @@ from tests.harness import vmm
 TIMEOUT = 600  # two boots of Debian's kernel on the real-clock nested KVM
 NOFW = kernel_checks.NOFW
 CACHE = ["-kernel-cache", "{cache}"]
-CASES = {"tpm2": ("2.0", "swtpm", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
+CASES = {"tpm2": ("2.0", "managed", ()), "tpm12": ("1.2", "in-process", ()), "no-tpm": (None, None, ()),
          "nofw-tpm2": ("2.0", "swtpm", NOFW + tuple(CACHE)), "nofw-warm": ("2.0", "in-process", NOFW + tuple(CACHE)),
          "nofw-bzimage": (None, None, NOFW + ("-kernel-entry", "bzimage")), "nofw-elf": (None, None, NOFW)}
 # What minivmm says on stderr (-d info) about how it entered the kernel, per -bios none case.
@@ -142,6 +145,46 @@ def check_ek_certificates(s, name, r, directory):
                 f"-CAfile ek-ca.pem", ok, text[-500:])
 
 
+def use_own_local_ca(tmp):
+    """swtpm_setup's configuration and local CA under $XDG_CONFIG_HOME (swtpm_setup(8)), writable here
+    (the nested VM sees the host's /var/lib read-only); returns the CA's directory."""
+    os.environ["XDG_CONFIG_HOME"] = os.path.join(tmp, "xdg")
+    os.makedirs(os.environ["XDG_CONFIG_HOME"], exist_ok=True)
+    subprocess.run(["swtpm_setup", "--create-config-files", "root,skip-if-exist"], check=True, capture_output=True)
+    return os.path.join(os.environ["XDG_CONFIG_HOME"], "var/lib/swtpm-localca")
+
+
+def ek_certificate_checks(s, r, directory):
+    """-tpm-swtpm: the EK certificate the guest read (NIGHTLY: ek-cert HEX) verifies against the
+    local CA (root and issuer certificates), and minivmm left no swtpm running."""
+    ca = os.path.join(os.environ["XDG_CONFIG_HOME"], "var/lib/swtpm-localca")
+    bounds = checks.segments(r.text)
+    lines = checks.nightly_lines(r, *bounds[0]) if bounds else {}
+    hexcert = lines.get("ek-cert", ("none",))[0]
+    der = os.path.join(os.path.dirname(directory), "ek.der")
+    ok = re.fullmatch(r"(?:[0-9a-f]{2})+", hexcert) is not None
+    if ok:
+        with open(der, "wb") as f:
+            f.write(bytes.fromhex(hexcert))
+    v = subprocess.run(["openssl", "verify", "-CAfile", os.path.join(ca, "swtpm-localca-rootca-cert.pem"),
+                        "-untrusted", os.path.join(ca, "issuercert.pem"), der], capture_output=True, text=True) \
+        if ok else None
+    s.check("tpm2 (-tpm-swtpm): tpm2_getekcertificate in the guest returned a certificate that openssl verifies "
+            "against swtpm's local CA", v is not None and v.returncode == 0,
+            f"ek-cert {hexcert[:80]}...; {v.stdout + v.stderr if v else ''}")
+    leftover = [p for p in os.listdir("/proc") if p.isdigit() and directory.encode() in
+                _cmdline(p) and os.path.basename(_cmdline(p).split(b"\0")[0]) == b"swtpm"]
+    s.check("tpm2 (-tpm-swtpm): no swtpm left after minivmm exited", not leftover, leftover)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
 def main():
     minivmm, image = sys.argv[1:3]
     s = suite.Suite()
@@ -154,6 +197,7 @@ def main():
     cmdline = files.cmdline
     release = kernel_checks.minivmm_version(minivmm)
     cache = os.path.join(s.tmp.name, "kernel-cache")
+    use_own_local_ca(s.tmp.name)
     for name, (version, backend, extra) in CASES.items():
         extra = [x.format(cache=cache) for x in extra] + (["-d", "info"] if not version and extra else [])
         if name == "nofw-elf":
@@ -163,7 +207,7 @@ def main():
             boot = files.args
         directory = os.path.join(s.tmp.name, name)
         swtpm = vm.swtpm(directory, version) if backend == "swtpm" else None
-        tpm = (["-tpm-sock", swtpm.sock] if swtpm else
+        tpm = (["-tpm-sock", swtpm.sock] if swtpm else ["-tpm-swtpm", directory] if backend == "managed" else
                ["-tpm-state", directory, "-tpm-version", version] if version else [])
         cmd = vm.minivmm_cmd(minivmm, image, tpm + boot + ["-d", "info"] + list(extra)) if version else \
             [minivmm, "-bios", vm.BIOS] + boot + list(extra)
@@ -174,6 +218,8 @@ def main():
                 swtpm.stop()
         with open(os.path.join(s.tmp.name, f"{name}.com1"), "w", encoding="latin-1") as f:
             f.write(r.text)
+        if backend == "managed":
+            ek_certificate_checks(s, r, directory)
         if name in ENTRY:
             s.check(f"{name}: minivmm says '...{ENTRY[name]}...'", ENTRY[name] in r.stderr, r.stderr[-2000:])
             # minivmm's SMBIOS (firmware/smbios.hpp), as Linux's dmi_scan.c reports it, at every boot.

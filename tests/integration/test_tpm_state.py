@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The in-process TPM's state directory (-tpm-state) at process level, on KVM: the directory is
-created 0700 with 0600 files in the documented format, a second minivmm on the same directory is
+created 0700 with 0600 files in the documented format (TPM 2.0: and the EK CA's PEM files), a second
+minivmm on the same directory is
 refused while the first runs, minivmm SIGKILLed at random moments never leaves a torn or
 unloadable state, and a corrupt, truncated or other-version state is refused with exit 6 and one
 line naming the file. Without -tpm-sock/-tpm-state the guest sees no TPM and no TPM ACPI table.
@@ -52,7 +53,23 @@ def check_state_file(path, version):
 
 
 def state_files(directory):
-    return sorted(n for n in os.listdir(directory) if not n.startswith("."))
+    """The TPM's state files (the EK CA's ek-ca.* beside them are PEM: check_ca_file)."""
+    return sorted(n for n in os.listdir(directory) if not n.startswith(".") and not n.startswith("ek-ca."))
+
+
+CA_FILES = {"ek-ca.key": (0o600, "PRIVATE KEY"), "ek-ca.pem": (0o600, "CERTIFICATE")}
+
+
+def check_ca_file(path):
+    """A whole PEM block of the kind and mode vmm/tpm/README.md "EK certificates" gives (0600 both:
+    minivmm's umask is 077 whatever the caller's); returns None or what is wrong."""
+    mode, kind = CA_FILES[os.path.basename(path)]
+    text = open(path, encoding="ascii", errors="replace").read()
+    if stat.S_IMODE(os.stat(path).st_mode) != mode:
+        return f"{path}: mode {oct(stat.S_IMODE(os.stat(path).st_mode))}, want {oct(mode)}"
+    if not re.fullmatch(f"-----BEGIN {kind}-----\n[A-Za-z0-9+/=\n]+-----END {kind}-----\n", text):
+        return f"{path}: not one whole PEM {kind} ({len(text)} bytes)"
+    return None
 
 
 def one_error_line(r):
@@ -108,6 +125,12 @@ def main():
             s.check(f"TPM {version}: {name} is 0600 with a valid header and checksum",
                     stat.S_IMODE(os.stat(path).st_mode) == 0o600 and check_state_file(path, version) is None,
                     check_state_file(path, version))
+        # TPM 2.0: the EK certificates' CA beside the state (made at the first start).
+        ca = sorted(n for n in os.listdir(directory) if n.startswith("ek-ca."))
+        s.check(f"TPM {version}: the EK CA's files: {ca}", ca == (sorted(CA_FILES) if version == "2.0" else []), ca)
+        for name in ca:
+            problem = check_ca_file(os.path.join(directory, name))
+            s.check(f"TPM {version}: {name} is one whole PEM block, mode {oct(CA_FILES[name][0])}", problem is None, problem)
 
         # A second minivmm on the same directory while the first runs.
         p = subprocess.Popen(base + [img], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -138,10 +161,11 @@ def main():
             _, err = p.communicate()
             if err.strip():
                 torn.append(f"kill {i}: the run complained: {err.decode()}")
-            for name in state_files(directory):
-                if name.endswith(".tmp"):
-                    continue  # an interrupted write; removed by the next open
-                problem = check_state_file(os.path.join(directory, name), version)
+            for name in os.listdir(directory):
+                if name.endswith(".tmp") or name.startswith("."):
+                    continue  # an interrupted write (removed by the next open), the lock file
+                path = os.path.join(directory, name)
+                problem = check_ca_file(path) if name in CA_FILES else check_state_file(path, version)
                 if problem:
                     torn.append(f"kill {i}: {problem}")
         s.check(f"TPM {version}: 8 SIGKILLs left only complete state files", not torn, "\n".join(torn))

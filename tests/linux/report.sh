@@ -72,6 +72,14 @@ report_tpm() {
     # repeated it takes libtpms 2-2.5 s in a loaded nested L1, past the 2 s Linux gives the command.
     check selftest tpm2_selftest
     say "getrandom $(tpm2_getrandom --hex 16 2>&1 | tr -d '\n') $(tpm2_getrandom --hex 16 2>&1 | tr -d '\n')"
+    # The RSA EK certificate (TCG EK Credential Profile 2.0 §2.2.1.4: NV index 0x01c00002), as
+    # tpm2_getekcertificate reads it, in hex, or "none": swtpm_setup --create-ek-cert writes it
+    # (minivmm -tpm-swtpm); the host verifies it against swtpm's local CA.
+    if tpm2_getekcertificate -o /tmp/ek.der >/dev/null 2>&1 && [ -s /tmp/ek.der ]; then
+      say "ek-cert $(od -An -v -tx1 /tmp/ek.der | tr -d ' \n')"
+    else
+      say "ek-cert none"
+    fi
     tpm2_pcrread sha256:0,1,2,3,4,5,6,7,8,9 2>&1 | sha256_pcrs | while read -r n hex; do say "pcrread $n $hex"; done
     tpm2_eventlog "$log" 2>/dev/null | sed -n '/^pcrs:/,$p' | sha256_pcrs | while read -r n hex; do
       [ "$n" -le 9 ] && say "replay $n $hex"

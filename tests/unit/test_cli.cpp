@@ -191,6 +191,24 @@ TEST_CASE("TPM options: -tpm-sock, -tpm-state, -tpm-version") {
     CHECK(usage_text().find("-tpm-version 1.2|2.0") != std::string::npos);
 }
 
+TEST_CASE("-tpm-swtpm DIR: the swtpm minivmm runs; -tpm-version and -tpm-start-timeout go with it") {
+    Config c = parse({"-tpm-swtpm", "vm1-tpm", "a.img"});
+    CHECK(*c.tpm_swtpm == "vm1-tpm");
+    CHECK(c.has_tpm());
+    CHECK(c.tpm_version == TpmVersion::v2_0);
+    c = parse({"-tpm-swtpm", "d", "-tpm-version", "1.2", "-tpm-start-timeout", "30", "-tpm-interface", "tis", "a.img"});
+    CHECK(c.tpm_version == TpmVersion::v1_2);
+    CHECK(c.tpm_start_timeout_s == 30);
+    const std::string exclusive = "-tpm-swtpm, -tpm-sock and -tpm-state are mutually exclusive (one TPM: an swtpm "
+                                  "minivmm runs, an external swtpm or libtpms inside minivmm) (see minivmm --help)";
+    CHECK(usage_message({"-tpm-swtpm", "d", "-tpm-sock", "s", "a.img"}) == exclusive);
+    CHECK(usage_message({"-tpm-state", "e", "-tpm-swtpm", "d", "a.img"}) == exclusive);
+    CHECK(usage_message({"-tpm-swtpm", "", "a.img"}) == "-tpm-swtpm: empty directory name (see minivmm --help)");
+    CHECK(usage_message({"-tpm-swtpm", "d", "-tpm-version", "1.2", "-tpm-interface", "crb", "a.img"}).find(
+              "-tpm-interface crb needs a TPM 2.0") == 0);
+    CHECK(usage_text().find("-tpm-swtpm DIR") != std::string::npos);
+}
+
 TEST_CASE("-tpm-start-timeout: seconds from 1 to 3600, with -tpm-sock only") {
     CHECK(parse({"-tpm-sock", "s", "a.img"}).tpm_start_timeout_s == 120);
     CHECK(parse({"-tpm-sock", "s", "-tpm-start-timeout", "15", "a.img"}).tpm_start_timeout_s == 15);
@@ -199,7 +217,7 @@ TEST_CASE("-tpm-start-timeout: seconds from 1 to 3600, with -tpm-sock only") {
         CHECK(usage_message({"-tpm-sock", "s", "-tpm-start-timeout", bad, "a.img"}) ==
               fmt::format("-tpm-start-timeout: '{}' is not a time in seconds (1-3600) (see minivmm --help)", bad));
     CHECK(usage_message({"-tpm-state", "d", "-tpm-start-timeout", "5", "a.img"}) ==
-          "-tpm-start-timeout is only valid with -tpm-sock (it bounds the wait for swtpm) (see minivmm --help)");
+          "-tpm-start-timeout is only valid with -tpm-sock or -tpm-swtpm (it bounds the wait for swtpm) (see minivmm --help)");
     CHECK(usage_text().find("-tpm-start-timeout S") != std::string::npos);
 }
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "devices/cmos.hpp"
 
@@ -264,4 +265,65 @@ TEST_CASE("cmos: construction") {
     host_clock.write(0, std::span(&i, 1));
     host_clock.read(1, std::span(&v, 1));
     CHECK(v == 255);
+}
+
+namespace {
+std::vector<uint8_t> all_registers(Rtc& rtc) {
+    std::vector<uint8_t> seen;
+    for (uint8_t i = 0; i < cmos::kRamSize; ++i) seen.push_back(rtc.get(i));
+    return seen;
+}
+}  // namespace
+
+TEST_CASE("cmos: its state saved and loaded into a new RTC reads back the same, the guest's offset kept") {
+    Rtc rtc;
+    rtc.set(0x40, 0xA5);               // a byte of CMOS RAM
+    rtc.set(cmos::kYear, 0x30);        // the guest moves its clock to 2030
+    rtc.set(cmos::kStatusB, 0x82);     // SET: the time held
+    rtc.set(cmos::kMinutes, 0x45);
+    uint8_t index = 0x40;
+    rtc.cmos.write(0, std::span(&index, 1));
+    const std::vector<uint8_t> blob = saved_state(rtc.cmos);
+
+    Rtc restored;
+    REQUIRE(restored.cmos.load_state(blob));
+    CHECK(saved_state(restored.cmos) == blob);
+    uint8_t v = 0;
+    restored.cmos.read(1, std::span(&v, 1));  // the selected index survived
+    CHECK(v == 0xA5);
+    CHECK(all_registers(restored) == all_registers(rtc));
+    CHECK(restored.get(cmos::kMinutes) == 0x45);
+    // SET off: time runs from the host clock plus the saved offset, in both.
+    rtc.set(cmos::kStatusB, 0x02);
+    restored.set(cmos::kStatusB, 0x02);
+    *rtc.now += 3600;
+    *restored.now += 3600;
+    CHECK(restored.cmos.guest_offset_seconds() == rtc.cmos.guest_offset_seconds());
+    CHECK(all_registers(restored) == all_registers(rtc));
+    CHECK(restored.get(cmos::kYear) == 0x30);
+}
+
+TEST_CASE("cmos: a state the RTC could not have is refused and changes nothing") {
+    Rtc rtc;
+    const std::vector<uint8_t> good = saved_state(rtc.cmos);
+    // Layout: version, u32 128 + RAM, index, u64 offset, u64 year, month, day, hour, minute, second.
+    constexpr size_t kIndex = 133, kOffset = 134, kYear = 142, kMonth = 150, kDay = 151, kHour = 152, kSecond = 154;
+    REQUIRE(good.size() == 155);
+    const std::pair<size_t, uint8_t> bad[] = {{0, 0}, {kIndex, 0x80}, {kOffset + 7, 0x10}, {kYear + 1, 0x30},
+                                              {kMonth, 13}, {kMonth, 0}, {kDay, 32}, {kHour, 24}, {kSecond, 60}};
+    Rtc other;
+    other.set(0x41, 0x11);
+    const std::vector<uint8_t> before = saved_state(other.cmos);
+    for (const auto& [at, value] : bad) {
+        std::vector<uint8_t> blob = good;
+        blob[at] = value;
+        CHECK_MESSAGE(!other.cmos.load_state(blob), "byte ", at, " = ", int(value));
+        CHECK(saved_state(other.cmos) == before);
+    }
+    CHECK_FALSE(other.cmos.load_state(std::span(good).first(good.size() - 1)));
+    // A negative offset within range is fine (a guest that set its clock back).
+    std::vector<uint8_t> back = good;
+    for (size_t i = 0; i < 8; ++i) back[kOffset + i] = 0xFF;  // -1 s
+    CHECK(other.cmos.load_state(back));
+    CHECK(other.cmos.guest_offset_seconds() == -1);
 }

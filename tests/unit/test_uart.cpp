@@ -305,3 +305,85 @@ TEST_CASE("uart: wider accesses are split into byte accesses") {
     CHECK(all[0] == 0x0B);
     CHECK(all[3] == 0x00);
 }
+
+namespace {
+// Reads that change the UART (IIR clears THRE, LSR clears errors, RBR pops, MSR clears deltas),
+// in an order that shows every part of its state.
+std::vector<uint8_t> observe(Uart16550& u) {
+    std::vector<uint8_t> seen;
+    for (uint64_t off : {IER, LCR, MCR, SCR, MSR, MSR, IIR, IIR, LSR, LSR}) seen.push_back(rd(u, off));
+    for (int i = 0; i < 17; ++i) {
+        seen.push_back(rd(u, LSR));
+        seen.push_back(rd(u, RBR));
+    }
+    wr(u, LCR, static_cast<uint8_t>(rd(u, LCR) | 0x80));
+    seen.push_back(rd(u, DLL));
+    seen.push_back(rd(u, DLM));
+    seen.push_back(u.irq_level());
+    return seen;
+}
+}  // namespace
+
+TEST_CASE("uart: its state saved and loaded into a new UART reads back the same, IRQ line included") {
+    FakeIrq irq1;
+    Recorder out;
+    Uart16550 u(irq1, &out);
+    wr(u, LCR, 0x80);
+    wr(u, DLL, 0x01);  // 115200 baud
+    wr(u, LCR, 0x03);
+    wr(u, FCR, 0xC7);  // FIFO on, trigger 14
+    wr(u, MCR, 0x0B);  // DTR, RTS, OUT2
+    wr(u, SCR, 0x5A);
+    wr(u, IER, 0x07);
+    CHECK(feed(u, "0123456789abcdefXYZ") == 16);  // a full FIFO
+    rd(u, RBR);
+    rd(u, RBR);  // the FIFO's head moved
+    CHECK(feed(u, "!") == 1);
+    wr(u, THR, 'x');  // THRE interrupt latched
+    const std::vector<uint8_t> blob = saved_state(u);
+
+    FakeIrq irq2;
+    Uart16550 restored(irq2, &out);
+    REQUIRE(restored.load_state(blob));
+    CHECK(saved_state(restored) == blob);
+    CHECK(irq2.edges == std::vector<bool>{true});  // the line driven to the saved level
+    CHECK(observe(restored) == observe(u));
+}
+
+TEST_CASE("uart: a state this UART could not have is refused and changes nothing") {
+    FakeIrq irq;
+    Recorder out;
+    Uart16550 u(irq, &out);
+    wr(u, FCR, 0x01);
+    feed(u, "ab");
+    const std::vector<uint8_t> good = saved_state(u);
+    // Layout: version, u32 16 + FIFO, head, count, rbr, ier, fcr, lcr, mcr, lsr, msr, scr, u16 dl, thr.
+    constexpr size_t kVersion = 0, kHead = 21, kCount = 22, kIer = 24, kFcr = 25, kMcr = 27, kLsr = 28, kMsr = 29,
+                     kThr = 33;
+    REQUIRE(good.size() == 34);
+    const std::pair<size_t, uint8_t> bad[] = {{kVersion, 2}, {kHead, 16}, {kCount, 17}, {kIer, 0x10}, {kFcr, 0x02},
+                                              {kMcr, 0x20}, {kLsr, 0x01}, {kMsr, 0x00}, {kThr, 2}};
+    for (const auto& [at, value] : bad) {
+        std::vector<uint8_t> blob = good;
+        blob[at] = value;
+        FakeIrq irq2;
+        Uart16550 other(irq2, &out);
+        wr(other, SCR, 0x77);
+        const std::vector<uint8_t> before = saved_state(other);
+        CHECK_MESSAGE(!other.load_state(blob), "byte ", at, " = ", int(value));
+        CHECK(saved_state(other) == before);
+        CHECK(irq2.edges.empty());
+    }
+    // FIFO off: at most one byte held.
+    std::vector<uint8_t> blob = good;
+    blob[kFcr] = 0;
+    CHECK_FALSE(u.load_state(blob));
+    blob[kCount] = 1;
+    CHECK(u.load_state(blob));
+    // Cut short or with a byte more.
+    CHECK_FALSE(u.load_state(std::span(good).first(good.size() - 1)));
+    std::vector<uint8_t> longer = good;
+    longer.push_back(0);
+    CHECK_FALSE(u.load_state(longer));
+    CHECK(u.load_state(good));
+}

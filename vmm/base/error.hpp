@@ -35,7 +35,8 @@ inline constexpr ExitStatusDoc kExitStatusDocs[] = {
     {kExitFile, "file error (BIOS, disk, kernel, initrd or output file)"},
     {kExitKvm, "KVM unavailable or set-up failed"},
     {kExitGuestFault, "guest fault (KVM emulation failure)"},
-    {kExitTpm, "TPM unavailable (swtpm not answering; -tpm-state in use, corrupt or of the other version)"},
+    {kExitTpm, "TPM unavailable (swtpm not answering or not installed; TPM state directory in use, corrupt or "
+                         "of the other version)"},
     {kExitSandbox, "stopped by the sandbox (a forbidden system call)"},
     {kExitSignalBase, "killed by signal N"},
 };

@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -205,6 +206,13 @@ void build_process_filter(Filter& f, const Policy& policy) {
     // is allowed above. On that fd only: nothing else is stat()ed, nothing opened.
     if (policy.kernel_cache_fd >= 0)
         f.allow(SCMP_SYS(fstat), {arg_eq(0, static_cast<uint64_t>(policy.kernel_cache_fd))});
+    // -tpm-swtpm: reaping and, if it lingers, stopping exactly the swtpm minivmm started (its pidfd;
+    // vmm/tpm/swtpm_process.hpp ChildProcess::stop). No kill(): a pid could be reused.
+    if (policy.swtpm_pidfd >= 0) {
+        const auto pidfd = static_cast<uint64_t>(policy.swtpm_pidfd);
+        f.allow(SCMP_SYS(waitid), {arg_eq(0, P_PIDFD), arg_eq(1, pidfd)});
+        f.allow(SCMP_SYS(pidfd_send_signal), {arg_eq(0, pidfd)});
+    }
     // Threads, never processes: glibc tries clone3 first (whose flags seccomp cannot see) and
     // falls back to clone on ENOSYS, where CLONE_THREAD and the sharing flags are checked.
     f.refuse(SCMP_SYS(clone3), ENOSYS);

@@ -20,7 +20,7 @@ namespace minivmm::sandbox {
 // The run-time I/O of the TPM backend, which the filters must allow.
 enum class TpmIo {
     none,     // no TPM
-    swtpm,    // -tpm-sock: sendmsg/recv/poll on the connected control and data sockets
+    swtpm,    // -tpm-sock, -tpm-swtpm: sendmsg/recv/poll on the connected control and data sockets
     libtpms,  // -tpm-state: openat/write/fsync/renameat/unlinkat in the state directory
 };
 
@@ -28,6 +28,9 @@ struct Policy {
     int kvm_fd = -1;  // /dev/kvm: the only fd on which the system ioctls (KVM_CREATE_VM, ...) are allowed
     TpmIo tpm = TpmIo::none;
     int kernel_cache_fd = -1;  // the -kernel-cache entry read in place at every power-on: fstat allowed on it
+    // -tpm-swtpm: the pidfd of the swtpm minivmm runs; at exit the main thread waits for it
+    // (waitid P_PIDFD) and, if it lingers, signals it (pidfd_send_signal): on this fd only.
+    int swtpm_pidfd = -1;
 };
 
 // Installs the SIGSYS reporter and the process-wide filter on every thread of the process

@@ -92,7 +92,7 @@ EkCa state_dir_ca(const TpmStateDir& state) {
     if (!have_key) {
         EkCa ca = EkCa::generate(new_ca_name());
         write_text(state, TpmStateDir::kCaKeyName, ca.key_pem(), 0600);
-        write_text(state, TpmStateDir::kCaCertName, ca.certificate_pem(), 0644);
+        write_text(state, TpmStateDir::kCaCertName, ca.certificate_pem(), 0600);
         return ca;
     }
     if (have_cert) {
@@ -103,7 +103,7 @@ EkCa state_dir_ca(const TpmStateDir& state) {
         }
     }
     EkCa ca = EkCa::from_key(EkCa::key_from_pem(key, key_path), new_ca_name());
-    write_text(state, TpmStateDir::kCaCertName, ca.certificate_pem(), 0644);
+    write_text(state, TpmStateDir::kCaCertName, ca.certificate_pem(), 0600);
     return ca;
 }
 
@@ -111,7 +111,7 @@ void publish_ca_certificate(const TpmStateDir& state, const EkCa& ca) {
     bool present = false;
     const std::string pem = ca.certificate_pem();
     if (plain_text(state, TpmStateDir::kCaCertName, present) != pem || !present)
-        write_text(state, TpmStateDir::kCaCertName, pem, 0644);
+        write_text(state, TpmStateDir::kCaCertName, pem, 0600);
 }
 
 }  // namespace minivmm

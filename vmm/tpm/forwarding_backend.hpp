@@ -1,6 +1,6 @@
-// minivmm-testhooks only: a TpmBackend that hands every call to the real TPM behind it, for the
-// test hooks that change one thing about a TPM (canned_random_backend.hpp, delayed_backend.hpp)
-// and override only that.
+// A TpmBackend that hands every call to the real TPM behind it and overrides only what it changes:
+// the test hooks' (minivmm-testhooks: canned_random_backend.hpp, delayed_backend.hpp) and the swtpm
+// minivmm runs itself, which adds the process around the client (managed_swtpm.hpp).
 #pragma once
 
 #include <memory>

@@ -70,7 +70,15 @@ std::unique_ptr<SwtpmBackend> SwtpmBackend::connect(const std::string& ctrl_sock
     return backend;
 }
 
+std::unique_ptr<SwtpmBackend> SwtpmBackend::adopt(UniqueFd ctrl, const std::string& state_dir, Limits limits) {
+    std::unique_ptr<SwtpmBackend> backend(new SwtpmBackend(state_dir, std::move(ctrl), limits));
+    backend->managed_ = true;
+    backend->handshake();
+    return backend;
+}
+
 void SwtpmBackend::fail_setup(const std::string& reason) const {
+    if (managed_) throw std::runtime_error(fmt::format("the swtpm minivmm started for {} failed: {}", path_, reason));
     throw std::runtime_error(fmt::format("cannot use swtpm control socket {}: {}; {}", path_, reason, start_hint(path_)));
 }
 

@@ -58,6 +58,10 @@ public:
         return connect(ctrl_socket_path, Limits{timeout, timeout, timeout});
     }
 
+    // The same handshake on a control channel that is already connected: the swtpm minivmm
+    // started itself (-tpm-swtpm, swtpm_process.hpp); messages name it by its state directory.
+    static std::unique_ptr<SwtpmBackend> adopt(UniqueFd ctrl, const std::string& state_dir, Limits limits);
+
     ~SwtpmBackend() override = default;
     SwtpmBackend(const SwtpmBackend&) = delete;
     SwtpmBackend& operator=(const SwtpmBackend&) = delete;
@@ -113,6 +117,7 @@ private:
 
     const std::string path_;
     const Limits limits_;
+    bool managed_ = false;  // adopt(): no socket path, and no "start it with" hint in messages
     TpmVersion version_ = TpmVersion::v2_0;
     size_t buffer_size_ = kMaxBufferSize;
     uint32_t caps_ = 0;

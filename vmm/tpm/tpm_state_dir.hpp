@@ -96,8 +96,9 @@ public:
     std::string remove(std::string_view name) const noexcept;
     bool exists(std::string_view name) const noexcept;
     // The EK certificate CA's files (vmm/tpm/ek_ca_store.hpp), plain bytes without our header:
-    // ek-ca.key (mode 0600) and ek-ca.pem (0644 less the umask, for verifiers). Read: the bytes, or a missing or
-    // error status (a file larger than 1 MiB is an error). Write: atomic, as write().
+    // ek-ca.key and ek-ca.pem, both 0600 (minivmm creates nothing others can read, vmm/host/README.md;
+    // verifiers copy the certificate out). Read: the bytes, or a missing or error status (a file
+    // larger than 1 MiB is an error). Write: atomic, as write().
     ReadResult read_plain(std::string_view name) const noexcept;
     std::string write_plain(std::string_view name, std::span<const uint8_t> bytes, unsigned mode) const noexcept;
 
