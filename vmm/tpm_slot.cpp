@@ -48,6 +48,10 @@ void ensure_ek_certificates(LibtpmsBackend& tpm, const Config& config) {
                 log::warn("TPM 1.2 EK certificate: NV 0x1000f000 holds none signed by the CA in {}, and the TPM has an "
                           "owner, so its EK is not readable (TPM_ReadPubek is disabled): none made", ca_file);
                 return;
+            case Ek12Result::nv_writes_exhausted:
+                log::warn("TPM 1.2 EK certificate: NV 0x1000f000 holds none signed by the CA in {}, and the TPM, which "
+                          "has no owner, refuses more NV writes (TPM_MAXNVWRITES, 64 in its life): none made", ca_file);
+                return;
             }
         }
     } catch (const std::runtime_error& e) {

@@ -223,3 +223,22 @@ TEST_CASE("TPM 1.2 EK certificate: an owned TPM keeps its certificate; without o
     CHECK(manufacture_ek_certificate_tpm12(tpm, user) == Ek12Result::owned);
     CHECK(ca.signed_this(ek12::unwrap_stored_cert(ek12::read_nv(tpm, ek12::kCertIndex))));
 }
+
+TEST_CASE("TPM 1.2 EK certificate: an unowned TPM out of NV writes gets none, and still starts") {
+    TempDir tmp;
+    LibtpmsBackend tpm(tmp.sub("st"), TpmVersion::v1_2);
+    const EkCa first = EkCa::generate("first"), second = EkCa::generate("second");
+    // Each certificate made costs up to three of the 64 unauthorized NV writes (delete, define,
+    // write): alternating CAs uses them up after about 21.
+    Ek12Result result = Ek12Result::issued;
+    int made = 0;
+    for (; made < 40 && result == Ek12Result::issued; ++made)
+        result = manufacture_ek_certificate_tpm12(tpm, made % 2 == 0 ? first : second);
+    CHECK(result == Ek12Result::nv_writes_exhausted);
+    CHECK(made > 15);
+    // What is left is not a certificate, and the TPM answers commands.
+    const EkCa& last = (made - 1) % 2 == 0 ? first : second;
+    CHECK_FALSE(last.signed_this(ek12::unwrap_stored_cert(ek12::read_nv(tpm, ek12::kCertIndex))));
+    uint32_t refused = 0;
+    CHECK(ek12::read_pubek(tpm, refused));
+}

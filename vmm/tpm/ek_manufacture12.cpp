@@ -26,6 +26,7 @@ constexpr uint32_t kOrdNvDefineSpace = 0xCC, kOrdNvWriteValue = 0xCD, kOrdNvRead
 constexpr uint16_t kStClear = 0x0001;
 constexpr uint32_t kInvalidPostInit = 0x26;  // TPM_INVALID_POSTINIT: already started
 constexpr uint32_t kBadIndex = 0x02;         // TPM_BADINDEX: no such NV index
+constexpr uint32_t kMaxNvWrites = 0x48;      // TPM_MAXNVWRITES
 constexpr uint32_t kAlgRsa = 0x00000001;
 constexpr uint16_t kEsRsaOaepSha1Mgf1 = 0x0003, kSsNone = 0x0001;
 constexpr uint32_t kCapProperty = 0x05, kCapNvIndex = 0x11, kCapVersionVal = 0x1A, kCapPropManufacturer = 0x103;
@@ -86,13 +87,23 @@ void skip_pcr_info_short(TpmResponseReader& in) {
     in.skip(1 + 20);    // localityAtRelease, digestAtRelease
 }
 
+// A command that writes NV without authorization, on an unowned TPM: TPM_MAXNVWRITES is NvWritesExhausted.
+void send_nv_write(TpmBackend& tpm, const TpmCommand& cmd, const char* what) {
+    uint32_t refused = 0;
+    send(tpm, cmd, what, &refused);
+    if (refused == kMaxNvWrites)
+        throw NvWritesExhausted(fmt::format("{}: the TPM has no owner and used up its NV writes without one "
+                                            "(TPM_MAXNVWRITES)", what));
+    if (refused != 0) throw std::runtime_error(fmt::format("{} failed: TPM_RESULT {:#x}", what, refused));
+}
+
 void define_space(TpmBackend& tpm, uint32_t index, uint32_t size) {
     auto cmd = TpmCommand(kRquCommand, kOrdNvDefineSpace).u16(kTagNvDataPublic).u32(index);
     pcr_info_short(cmd);
     pcr_info_short(cmd);
     cmd.u16(kTagNvAttributes).u32(size == 0 ? 0 : kCertPermission).u8(0).u8(0).u8(0).u32(size);
     cmd.bytes(std::vector<uint8_t>(20, 0));  // encAuth: not used by these permissions
-    send(tpm, cmd, size == 0 ? "TPM_NV_DefineSpace (delete)" : "TPM_NV_DefineSpace");
+    send_nv_write(tpm, cmd, size == 0 ? "TPM_NV_DefineSpace (delete)" : "TPM_NV_DefineSpace");
 }
 
 }  // namespace
@@ -196,7 +207,7 @@ void store_nv(TpmBackend& tpm, uint32_t index, std::span<const uint8_t> data) {
     if (refused == 0) define_space(tpm, index, 0);
     define_space(tpm, index, static_cast<uint32_t>(data.size()));
     auto write = TpmCommand(kRquCommand, kOrdNvWriteValue).u32(index).u32(0).u32(static_cast<uint32_t>(data.size()));
-    send(tpm, write.bytes(std::vector<uint8_t>(data.begin(), data.end())), "TPM_NV_WriteValue");
+    send_nv_write(tpm, write.bytes(std::vector<uint8_t>(data.begin(), data.end())), "TPM_NV_WriteValue");
 }
 
 TpmIdentity identity(TpmBackend& tpm) {
@@ -222,7 +233,11 @@ Ek12Result manufacture_ek_certificate_tpm12(TpmBackend& tpm, const EkCa& ca) {
     if (!ek && refused == ek12::kDisabledCmd) return Ek12Result::owned;
     if (!ek) ek = ek12::create_ek(tpm);
     const std::vector<uint8_t> der = ca.issue_tpm12(*ek, ek12::identity(tpm));
-    ek12::store_nv(tpm, ek12::kCertIndex, ek12::wrap_stored_cert(der));
+    try {
+        ek12::store_nv(tpm, ek12::kCertIndex, ek12::wrap_stored_cert(der));
+    } catch (const ek12::NvWritesExhausted&) {
+        return Ek12Result::nv_writes_exhausted;
+    }
     return Ek12Result::issued;
 }
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <vector>
 
 #include "vmm/tpm/ek_certificate.hpp"
@@ -51,9 +52,15 @@ EkPublic create_ek(TpmBackend& tpm);
 // The whole contents of NV index `index` (TPM_GetCapability(TPM_CAP_NV_INDEX) for its size, then
 // TPM_NV_ReadValue without authorization), or nothing when it is not defined.
 std::vector<uint8_t> read_nv(TpmBackend& tpm, uint32_t index);
+// An unowned TPM counts each of these commands (the delete, the define, the write) and refuses
+// more than TPM_MAX_NV_WRITE_NOOWNER (64) over its life (Part 3 §20.1, §20.2): TPM_MAXNVWRITES.
+class NvWritesExhausted : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 // Deletes `index` if it exists (TPM_NV_DefineSpace with size 0), defines it for `data` with
-// kCertPermission and writes it with one TPM_NV_WriteValue (an unowned TPM counts these writes:
-// TPM_MAX_NV_WRITE_NOOWNER). Throws std::runtime_error.
+// kCertPermission and writes it with one TPM_NV_WriteValue. Throws NvWritesExhausted or
+// std::runtime_error.
 void store_nv(TpmBackend& tpm, uint32_t index, std::span<const uint8_t> data);
 // TPM_CAP_PROP_MANUFACTURER and TPM_CAP_VERSION_VAL as the certificate's TPM attributes.
 TpmIdentity identity(TpmBackend& tpm);
@@ -64,6 +71,7 @@ enum class Ek12Result {
     kept,       // a certificate signed by the CA is there
     issued,     // made now
     owned,      // none or a bad one, and the TPM has an owner: TPM_ReadPubek is refused, nothing made
+    nv_writes_exhausted,  // none or a bad one, and the unowned TPM refuses more NV writes (TPM_MAXNVWRITES)
 };
 
 // Starts the TPM (TPM_Startup(ST_CLEAR); the caller power-cycles it before the guest runs) and
