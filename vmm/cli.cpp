@@ -101,10 +101,11 @@ options:
   -tpm-state DIR         give the guest a TPM backed by libtpms inside minivmm, keeping
                          its state in DIR (created if missing; one minivmm at a time)
   -tpm-version 1.2|2.0   the TPM version for -tpm-state and -tpm-swtpm (default 2.0)
-  -tpm-ca DIR            with -tpm-state (TPM 2.0): sign the TPM's EK certificates (NV
-                         0x01c00002 RSA, 0x01c0000a ECC) with the CA in DIR: ca.pem and its
-                         unencrypted key ca.key; default: a CA of the state directory's own
-                         (DIR/ek-ca.key); verifiers use the CA certificate in STATE/ek-ca.pem
+  -tpm-ca DIR            with -tpm-state: sign the TPM's EK certificates (NV 0x01c00002
+                         RSA, 0x01c0000a ECC; TPM 1.2: 0x1000f000) with the CA in DIR:
+                         ca.pem and its unencrypted key ca.key; default: a CA of the state
+                         directory's own (DIR/ek-ca.key); verifiers use the CA certificate
+                         in STATE/ek-ca.pem
   -tpm-interface tis|crb how the guest reaches the TPM at 0xFED40000: tis (FIFO, default;
                          Linux tpm_tis) or crb (Command Response Buffer, TPM 2.0 only;
                          Linux tpm_crb, polled, as QEMU's tpm-crb)
@@ -304,8 +305,6 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (c.tpm_ca && !c.tpm_state)
         usage_error("-tpm-ca is only valid with -tpm-state (the in-process TPM's EK certificates; swtpm_setup "
                     "makes swtpm's)");
-    if (c.tpm_ca && c.tpm_version != TpmVersion::v2_0)
-        usage_error("-tpm-ca: EK certificates are made for TPM 2.0 only; drop -tpm-version 1.2 or -tpm-ca");
     if (tpm_interface_given && !c.has_tpm())
         usage_error("-tpm-interface needs a TPM: add -tpm-sock PATH or -tpm-state DIR");
     if (c.tpm_interface == TpmInterface::crb && (c.tpm_state || c.tpm_swtpm) && c.tpm_version == TpmVersion::v1_2)

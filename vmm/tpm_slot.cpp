@@ -11,6 +11,7 @@
 #include "vmm/host/boot_timer.hpp"
 #include "vmm/tpm/ek_ca_store.hpp"
 #include "vmm/tpm/ek_manufacture.hpp"
+#include "vmm/tpm/ek_manufacture12.hpp"
 #include "vmm/tpm/libtpms_backend.hpp"
 #include "vmm/tpm/managed_swtpm.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
@@ -21,11 +22,10 @@ namespace minivmm {
 
 namespace {
 
-// -tpm-state with TPM 2.0: the EK certificates, made on the directory's first use (and on the
-// first start of a directory from a minivmm without them), before any firmware or guest runs
-// (vmm/tpm/README.md "EK certificates").
+// -tpm-state: the EK certificates, made on the directory's first use (and on the first start of a
+// directory from a minivmm without them), before any firmware or guest runs (vmm/tpm/README.md
+// "EK certificates").
 void ensure_ek_certificates(LibtpmsBackend& tpm, const Config& config) {
-    if (tpm.version() != TpmVersion::v2_0) return;  // TPM 1.2: vmm/tpm/README.md says why not yet
     const double start = ms_since_start();
     std::optional<EkCa> ca;
     try {
@@ -34,16 +34,34 @@ void ensure_ek_certificates(LibtpmsBackend& tpm, const Config& config) {
     } catch (const EkCertificateError& e) {
         throw SetupError(kExitFile, e.what());
     }
+    const std::string ca_file = tpm.state().file_path(TpmStateDir::kCaCertName);
+    const bool tpm12 = tpm.version() == TpmVersion::v1_2;
     EkManufactureResult made;
     try {
-        made = manufacture_ek_certificates(tpm, *ca);
+        if (!tpm12) {
+            made = manufacture_ek_certificates(tpm, *ca);
+        } else {
+            switch (manufacture_ek_certificate_tpm12(tpm, *ca)) {
+            case Ek12Result::kept: made.kept = 1; break;
+            case Ek12Result::issued: made.issued = 1; break;
+            case Ek12Result::owned:
+                log::warn("TPM 1.2 EK certificate: NV 0x1000f000 holds none signed by the CA in {}, and the TPM has an "
+                          "owner, so its EK is not readable (TPM_ReadPubek is disabled): none made", ca_file);
+                return;
+            case Ek12Result::nv_writes_exhausted:
+                log::warn("TPM 1.2 EK certificate: NV 0x1000f000 holds none signed by the CA in {}, and the TPM, which "
+                          "has no owner, refuses more NV writes (TPM_MAXNVWRITES, 64 in its life): none made", ca_file);
+                return;
+            }
+        }
     } catch (const std::runtime_error& e) {
-        throw SetupError(kExitTpm, fmt::format("TPM state directory {}: making the EK certificates: {}",
-                                               tpm.state_dir(), e.what()));
+        throw SetupError(kExitTpm, fmt::format("TPM state directory {}: making the EK certificate{}: {}",
+                                               tpm.state_dir(), tpm12 ? "" : "s", e.what()));
     }
+    const char* where = tpm12 ? "NV 0x1000f000" : "NV 0x01c00002 RSA, 0x01c0000a ECC";
     if (made.issued != 0)
-        log::info("TPM EK certificates: {} made (NV 0x01c00002 RSA, 0x01c0000a ECC), signed by the CA in {} "
-                  "({:.0f} ms)", made.issued, tpm.state().file_path(TpmStateDir::kCaCertName), ms_since_start() - start);
+        log::info("TPM EK certificates: {} made ({}), signed by the CA in {} ({:.0f} ms)", made.issued, where, ca_file,
+                  ms_since_start() - start);
     else
         log::debug("TPM EK certificates: present and signed by the CA ({:.1f} ms)", ms_since_start() - start);
 }

@@ -1,11 +1,14 @@
 // libFuzzer target for what the EK certificates code reads (vmm/tpm/ek_manufacture.hpp,
-// ek_certificate.hpp): TPM2_CreatePrimary's response (from libtpms, but parsed as if hostile),
+// ek_manufacture12.hpp, ek_certificate.hpp): TPM2_CreatePrimary's response and the TPM 1.2's
+// TPM_ReadPubek / TPM_CreateEndorsementKeyPair response (from libtpms, but parsed as if hostile),
+// the TPM 1.2 index's TCG_PCCLIENT_STORED_CERT header,
 // the certificate bytes read back from an NV index (the guest may not write the index, but a
 // state directory's NV is a file), and the -tpm-ca files a user hands minivmm (OpenSSL parses the
 // PEM: PEM_read_bio_X509, PEM_read_bio_PrivateKey; minivmm only checks the result).
 // Input: a selector byte, then the bytes. Checks: no crash or overread (ASan), only
 // std::runtime_error / EkCertificateError thrown, a parsed EK has the sizes the template asks for,
 // and a certificate counts as one only when it is exactly one DER certificate.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -16,6 +19,7 @@
 #include "tests/fuzz/fuzz_support.hpp"
 #include "vmm/tpm/ek_certificate.hpp"
 #include "vmm/tpm/ek_manufacture.hpp"
+#include "vmm/tpm/ek_manufacture12.hpp"
 
 using namespace minivmm;
 
@@ -30,7 +34,7 @@ const EkCa& test_ca() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
-    const uint8_t mode = data[0] % 4;
+    const uint8_t mode = data[0] % 6;
     const std::vector<uint8_t> rest(data + 1, data + size);
     switch (mode) {
     case 0:
@@ -66,6 +70,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                  "ca.key");
         } catch (const EkCertificateError&) {
         }
+        break;
+    }
+    case 4: {
+        // TPM 1.2 pubek response; the antiReplay nonce is the input's first 20 bytes (zeros if short).
+        uint8_t anti[20] = {};
+        std::copy_n(rest.begin(), std::min<size_t>(20, rest.size()), anti);
+        const std::vector<uint8_t> response(rest.begin() + static_cast<ptrdiff_t>(std::min<size_t>(20, rest.size())),
+                                            rest.end());
+        try {
+            EkPublic ek = ek12::parse_pubek(response, std::span<const uint8_t, 20>(anti), "fuzz");
+            if (ek.type != EkPublic::Type::rsa2048) std::abort();
+            try {
+                (void)ek_public_key(ek);
+                if (ek.rsa_modulus.size() != 256) std::abort();
+            } catch (const EkCertificateError&) {
+            }
+        } catch (const std::runtime_error&) {
+        }
+        break;
+    }
+    case 5: {
+        // The TPM 1.2 EK certificate index: the header, then the certificate as in mode 2.
+        const std::vector<uint8_t> der = ek12::unwrap_stored_cert(rest);
+        if (!der.empty() && (der.size() + 7 != rest.size() || ek12::wrap_stored_cert(der) != rest)) std::abort();
+        if (test_ca().signed_this(der)) std::abort();
         break;
     }
     }

@@ -94,8 +94,9 @@ def main():
     os.replace(os.path.join(other, "ca.key"), os.path.join(ca_dir, "ca.key"))  # ca_dir: a key of another CA
     cases += [
         ("-tpm-ca without -tpm-state", ["-tpm-ca", ca_dir, disk], 2, "-tpm-ca is only valid with -tpm-state"),
-        ("-tpm-ca with TPM 1.2", ["-tpm-state", ca_state, "-tpm-version", "1.2", "-tpm-ca", ca_dir, disk], 2,
-         "EK certificates are made for TPM 2.0 only"),
+        ("-tpm-ca with TPM 1.2: checked as with 2.0", ["-tpm-state", ca_state, "-tpm-version", "1.2", "-tpm-ca", ca_dir,
+                                                       disk], 3,
+         f"-tpm-ca: {ca_dir}/ca.key is not the private key of {ca_dir}/ca.pem"),
         ("-tpm-ca missing", ["-tpm-state", ca_state, "-tpm-ca", os.path.join(s.tmp.name, "no-ca"), disk], 3,
          "-tpm-ca: cannot open directory"),
         ("-tpm-ca without its key", ["-tpm-state", ca_state, "-tpm-ca", other, disk], 3,

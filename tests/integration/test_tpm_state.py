@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The in-process TPM's state directory (-tpm-state) at process level, on KVM: the directory is
-created 0700 with 0600 files in the documented format (TPM 2.0: and the EK CA's PEM files), a second
+created 0700 with 0600 files in the documented format (and the EK CA's PEM files), a second
 minivmm on the same directory is
 refused while the first runs, minivmm SIGKILLed at random moments never leaves a torn or
 unloadable state, and a corrupt, truncated or other-version state is refused with exit 6 and one
@@ -125,9 +125,9 @@ def main():
             s.check(f"TPM {version}: {name} is 0600 with a valid header and checksum",
                     stat.S_IMODE(os.stat(path).st_mode) == 0o600 and check_state_file(path, version) is None,
                     check_state_file(path, version))
-        # TPM 2.0: the EK certificates' CA beside the state (made at the first start).
+        # The EK certificates' CA beside the state (made at the first start; TPM 1.2 too).
         ca = sorted(n for n in os.listdir(directory) if n.startswith("ek-ca."))
-        s.check(f"TPM {version}: the EK CA's files: {ca}", ca == (sorted(CA_FILES) if version == "2.0" else []), ca)
+        s.check(f"TPM {version}: the EK CA's files: {ca}", ca == sorted(CA_FILES), ca)
         for name in ca:
             problem = check_ca_file(os.path.join(directory, name))
             s.check(f"TPM {version}: {name} is one whole PEM block, mode {oct(CA_FILES[name][0])}", problem is None, problem)

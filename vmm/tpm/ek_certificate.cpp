@@ -24,7 +24,8 @@ struct Freer {
     void operator()(X509_EXTENSION* e) const noexcept { X509_EXTENSION_free(e); }
     void operator()(GENERAL_NAMES* g) const noexcept { GENERAL_NAMES_free(g); }
     void operator()(ASN1_OBJECT* o) const noexcept { ASN1_OBJECT_free(o); }
-    void operator()(ASN1_INTEGER* i) const noexcept { ASN1_INTEGER_free(i); }
+    // ASN1_INTEGER and ASN1_OCTET_STRING are both ASN1_STRING.
+    void operator()(ASN1_STRING* s) const noexcept { ASN1_STRING_free(s); }
 };
 template <typename T> using Owned = std::unique_ptr<T, Freer>;
 
@@ -106,6 +107,20 @@ void add_tpm_alt_name(X509* x, const TpmIdentity& tpm) {
         set = -1;
     }
     need(X509_add1_ext_i2d(x, NID_subject_alt_name, names.get(), 1, X509V3_ADD_DEFAULT) == 1, "subjectAltName");
+}
+
+// subjectDirectoryAttributes with the TPMSpecification attribute (TCG Credential Profiles for TPM
+// 1.2 §3.5.12, OID tcg-at-tpmSpecification 2.23.133.2.16): SEQUENCE { SEQUENCE { OID, SET {
+// SEQUENCE { family UTF8String "1.2", level INTEGER 2, revision INTEGER 116 } } } }, the
+// specification libtpms's TPM 1.2 implements; not critical (as swtpm_cert's).
+void add_tpm12_specification(X509* x) {
+    static const unsigned char der[] = {0x30, 0x18, 0x30, 0x16, 0x06, 0x05, 0x67, 0x81, 0x05, 0x02, 0x10,
+                                        0x31, 0x0d, 0x30, 0x0b, 0x0c, 0x03, '1',  '.',  '2',  0x02, 0x01,
+                                        0x02, 0x02, 0x01, 0x74};
+    Owned<ASN1_OCTET_STRING> value(ASN1_OCTET_STRING_new());
+    need(value && ASN1_OCTET_STRING_set(value.get(), der, sizeof der) == 1, "subjectDirectoryAttributes");
+    Owned<X509_EXTENSION> ext(X509_EXTENSION_create_by_NID(nullptr, NID_subject_directory_attributes, 0, value.get()));
+    need(ext && X509_add_ext(x, ext.get(), -1) == 1, "subjectDirectoryAttributes");
 }
 
 X509Ptr self_signed(EVP_PKEY* key, const std::string& common_name) {
@@ -210,7 +225,14 @@ std::string EkCa::key_pem() const {
     return bio_text(bio.get());
 }
 
-std::vector<uint8_t> EkCa::issue(const EkPublic& ek, const TpmIdentity& tpm) const {
+std::vector<uint8_t> EkCa::issue(const EkPublic& ek, const TpmIdentity& tpm) const { return issue_profile(ek, tpm, false); }
+
+std::vector<uint8_t> EkCa::issue_tpm12(const EkPublic& ek, const TpmIdentity& tpm) const {
+    if (ek.type != EkPublic::Type::rsa2048) throw EkCertificateError("a TPM 1.2 EK is an RSA key");
+    return issue_profile(ek, tpm, true);
+}
+
+std::vector<uint8_t> EkCa::issue_profile(const EkPublic& ek, const TpmIdentity& tpm, bool tpm12) const {
     PkeyPtr ek_key = ek_public_key(ek);
     X509Ptr x = new_certificate(ek_key.get());
     need(X509_set_issuer_name(x.get(), X509_get_subject_name(cert_.get())) == 1, "issuer name");
@@ -220,6 +242,7 @@ std::vector<uint8_t> EkCa::issue(const EkPublic& ek, const TpmIdentity& tpm) con
     add_extension(x.get(), cert_.get(), NID_ext_key_usage, "2.23.133.8.1");  // tcg-kp-EKCertificate
     add_extension(x.get(), cert_.get(), NID_authority_key_identifier, "keyid:always");
     add_tpm_alt_name(x.get(), tpm);
+    if (tpm12) add_tpm12_specification(x.get());
     need(X509_sign(x.get(), key_.get(), digest_for(key_.get())) > 0, "signing the EK certificate");
     const int n = i2d_X509(x.get(), nullptr);
     need(n > 0, "encoding the EK certificate");

@@ -79,10 +79,18 @@ public:
 
     // The EK certificate for `ek`, DER-encoded, signed with SHA-256.
     std::vector<uint8_t> issue(const EkPublic& ek, const TpmIdentity& tpm) const;
+    // The EK certificate of a TPM 1.2 (an RSA 2048 EK), as the TCG Credential Profiles for TPM 1.2
+    // and swtpm_cert for a TPM 1.2 make it: the same as issue()'s plus subjectDirectoryAttributes
+    // with tcg-at-tpmSpecification {"1.2", level 2, revision 116}. The key is in
+    // subjectPublicKeyInfo as rsaEncryption (RFC 3279), as swtpm_cert does, not as the profile's
+    // id-RSAES-OAEP with the TCPA OAEP parameters: `openssl verify`, the Linux kernel's X.509
+    // parser and most other verifiers do not accept an id-RSAES-OAEP key.
+    std::vector<uint8_t> issue_tpm12(const EkPublic& ek, const TpmIdentity& tpm) const;
     // Whether `der` is exactly one DER certificate (no trailing bytes) signed by this CA.
     bool signed_this(const std::vector<uint8_t>& der) const noexcept;
 
 private:
+    std::vector<uint8_t> issue_profile(const EkPublic& ek, const TpmIdentity& tpm, bool tpm12) const;
     EkCa(X509Ptr cert, PkeyPtr key) : cert_(std::move(cert)), key_(std::move(key)) {}
     X509Ptr cert_;
     PkeyPtr key_;

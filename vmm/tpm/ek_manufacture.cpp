@@ -8,6 +8,7 @@
 
 #include "vmm/base/bytes.hpp"
 #include "vmm/tpm/tpm_message.hpp"
+#include "vmm/tpm/tpm_response_reader.hpp"
 
 namespace minivmm {
 
@@ -30,26 +31,7 @@ constexpr uint16_t kAlgNull = 0x0010, kEccNistP256 = 0x0003;
 constexpr uint32_t kEkObjectAttributes = 0x000300B2;
 constexpr uint32_t kNvWritten = 1u << 29;
 
-// A bounds-checked big-endian reader over a response.
-class Reader {
-public:
-    Reader(std::span<const uint8_t> bytes, const char* what) : b_(bytes), what_(what) {}
-    uint16_t u16() { return static_cast<uint16_t>(load_be(take(2))); }
-    uint32_t u32() { return static_cast<uint32_t>(load_be(take(4))); }
-    std::span<const uint8_t> sized() { return take(u16()); }  // a TPM2B
-    std::span<const uint8_t> take(size_t n) {
-        if (b_.size() - at_ < n) throw std::runtime_error(fmt::format("{}: malformed TPM response", what_));
-        auto s = b_.subspan(at_, n);
-        at_ += n;
-        return s;
-    }
-    void skip(size_t n) { take(n); }
-
-private:
-    std::span<const uint8_t> b_;
-    size_t at_ = 0;
-    const char* what_;
-};
+using Reader = TpmResponseReader;
 
 TpmCommand sessions_command(uint32_t code) { return TpmCommand(kTagSessions, code); }
 
