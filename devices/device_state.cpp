@@ -25,27 +25,17 @@ bool StateReader::take(size_t n, uint64_t& v) noexcept {
     return true;
 }
 
-bool StateReader::u8(uint8_t& v) noexcept {
+template <typename T>
+bool StateReader::integer(T& v) noexcept {
     uint64_t x = 0;
-    if (!take(1, x)) return false;
-    v = static_cast<uint8_t>(x);
+    if (!take(sizeof(T), x)) return false;
+    v = static_cast<T>(x);
     return true;
 }
 
-bool StateReader::u16(uint16_t& v) noexcept {
-    uint64_t x = 0;
-    if (!take(2, x)) return false;
-    v = static_cast<uint16_t>(x);
-    return true;
-}
-
-bool StateReader::u32(uint32_t& v) noexcept {
-    uint64_t x = 0;
-    if (!take(4, x)) return false;
-    v = static_cast<uint32_t>(x);
-    return true;
-}
-
+bool StateReader::u8(uint8_t& v) noexcept { return integer(v); }
+bool StateReader::u16(uint16_t& v) noexcept { return integer(v); }
+bool StateReader::u32(uint32_t& v) noexcept { return integer(v); }
 bool StateReader::u64(uint64_t& v) noexcept { return take(8, v); }
 
 bool StateReader::boolean(bool& v) noexcept {

@@ -57,6 +57,8 @@ public:
 
 private:
     bool take(size_t n, uint64_t& v) noexcept;
+    template <typename T>
+    bool integer(T& v) noexcept;
     std::span<const uint8_t> data_;
     size_t at_ = 0;
     bool ok_ = true;
