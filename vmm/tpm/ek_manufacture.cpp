@@ -8,7 +8,7 @@
 
 #include "vmm/base/bytes.hpp"
 #include "vmm/tpm/tpm_message.hpp"
-#include "vmm/tpm/tpm_response_reader.hpp"
+#include "vmm/tpm/tpm_response_fields.hpp"
 
 namespace minivmm {
 
@@ -31,7 +31,7 @@ constexpr uint16_t kAlgNull = 0x0010, kEccNistP256 = 0x0003;
 constexpr uint32_t kEkObjectAttributes = 0x000300B2;
 constexpr uint32_t kNvWritten = 1u << 29;
 
-using Reader = TpmResponseReader;
+using Reader = TpmResponseFields;
 
 TpmCommand sessions_command(uint32_t code) { return TpmCommand(kTagSessions, code); }
 

@@ -11,7 +11,7 @@
 
 #include "vmm/base/bytes.hpp"
 #include "vmm/tpm/tpm_message.hpp"
-#include "vmm/tpm/tpm_response_reader.hpp"
+#include "vmm/tpm/tpm_response_fields.hpp"
 
 namespace minivmm {
 
@@ -67,7 +67,7 @@ std::vector<uint8_t> capability(TpmBackend& tpm, uint32_t area, std::span<const 
     cmd.bytes(std::vector<uint8_t>(sub.begin(), sub.end()));
     const auto r = send(tpm, cmd, what, refused);
     if (r.empty()) return {};
-    TpmResponseReader in(r, what);
+    TpmResponseFields in(r, what);
     in.skip(kTpmHeaderSize);
     const auto resp = in.take(in.u32());
     return {resp.begin(), resp.end()};
@@ -82,7 +82,7 @@ std::array<uint8_t, 4> be32_bytes(uint32_t v) {
 // TPM_PCR_INFO_SHORT selecting no PCR, any locality (as swtpm_setup's).
 void pcr_info_short(TpmCommand& c) { c.u16(3).u8(0).u8(0).u8(0).u8(kLocAll).bytes(std::vector<uint8_t>(20, 0)); }
 
-void skip_pcr_info_short(TpmResponseReader& in) {
+void skip_pcr_info_short(TpmResponseFields& in) {
     in.skip(in.u16());  // pcrSelect
     in.skip(1 + 20);    // localityAtRelease, digestAtRelease
 }
@@ -125,12 +125,12 @@ std::vector<uint8_t> unwrap_stored_cert(std::span<const uint8_t> stored) {
 }
 
 EkPublic parse_pubek(std::span<const uint8_t> response, std::span<const uint8_t, 20> anti, const char* what) {
-    TpmResponseReader in(response, what);
+    TpmResponseFields in(response, what);
     in.skip(kTpmHeaderSize);
     const size_t start = in.offset();
     if (in.u32() != kAlgRsa) throw std::runtime_error(fmt::format("{}: the EK is not an RSA key", what));
     in.skip(2 + 2);  // encScheme, sigScheme
-    TpmResponseReader parms(in.take(in.u32()), what);  // TPM_RSA_KEY_PARMS
+    TpmResponseFields parms(in.take(in.u32()), what);  // TPM_RSA_KEY_PARMS
     if (parms.u32() != 2048) throw std::runtime_error(fmt::format("{}: the EK is not 2048 bits", what));
     parms.skip(4);  // numPrimes
     const auto exponent = parms.take(parms.u32());
@@ -176,7 +176,7 @@ std::vector<uint8_t> read_nv(TpmBackend& tpm, uint32_t index) {
     if (refused == kBadIndex) return {};
     if (refused != 0)
         throw std::runtime_error(fmt::format("TPM_GetCapability(TPM_CAP_NV_INDEX) failed: TPM_RESULT {:#x}", refused));
-    TpmResponseReader in(pub, "TPM_GetCapability(TPM_CAP_NV_INDEX)");
+    TpmResponseFields in(pub, "TPM_GetCapability(TPM_CAP_NV_INDEX)");
     if (in.u16() != kTagNvDataPublic || in.u32() != index)
         throw std::runtime_error("TPM_GetCapability(TPM_CAP_NV_INDEX): the TPM answered for another index");
     skip_pcr_info_short(in);
@@ -189,7 +189,7 @@ std::vector<uint8_t> read_nv(TpmBackend& tpm, uint32_t index) {
         const auto n = static_cast<uint32_t>(std::min<size_t>(chunk, size - data.size()));
         const auto r = send(tpm, TpmCommand(kRquCommand, kOrdNvReadValue).u32(index).u32(static_cast<uint32_t>(data.size())).u32(n),
                             "TPM_NV_ReadValue");
-        TpmResponseReader value(r, "TPM_NV_ReadValue");
+        TpmResponseFields value(r, "TPM_NV_ReadValue");
         value.skip(kTpmHeaderSize);
         const auto got = value.take(value.u32());
         if (got.size() != n) throw std::runtime_error("TPM_NV_ReadValue: the TPM returned another size than asked for");
@@ -214,8 +214,8 @@ TpmIdentity identity(TpmBackend& tpm) {
     const auto manufacturer = capability(tpm, kCapProperty, be32_bytes(kCapPropManufacturer),
                                          "TPM_GetCapability(TPM_CAP_PROP_MANUFACTURER)");
     const auto version = capability(tpm, kCapVersionVal, {}, "TPM_GetCapability(TPM_CAP_VERSION_VAL)");
-    TpmResponseReader m(manufacturer, "TPM_GetCapability(TPM_CAP_PROP_MANUFACTURER)");
-    TpmResponseReader v(version, "TPM_GetCapability(TPM_CAP_VERSION_VAL)");
+    TpmResponseFields m(manufacturer, "TPM_GetCapability(TPM_CAP_PROP_MANUFACTURER)");
+    TpmResponseFields v(version, "TPM_GetCapability(TPM_CAP_VERSION_VAL)");
     v.skip(2);  // tag; then TPM_VERSION major, minor, revMajor, revMinor
     return {fmt::format("id:{:08X}", m.u32()), "libtpms", fmt::format("id:{:08X}", v.u32())};
 }

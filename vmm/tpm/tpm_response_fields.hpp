@@ -1,6 +1,7 @@
-// A bounds-checked big-endian reader over a TPM response (TPM 2.0 Part 1 §18, TPM 1.2 Part 2:
-// all fields big-endian), for the EK code that reads what the TPM answers (vmm/tpm/ek_manufacture*.cpp):
-// a field past the end throws std::runtime_error "<what>: malformed TPM response".
+// TpmResponseFields: a bounds-checked reader of the fields of one whole TPM response, all
+// big-endian (TPM 2.0 Part 1 §18, TPM 1.2 Part 2), for the EK code (vmm/tpm/ek_manufacture*.cpp).
+// Not swtpm::TpmResponseReader, which assembles a response from a socket stream. A field past the
+// end throws std::runtime_error "<what>: malformed TPM response".
 #pragma once
 
 #include <cstddef>
@@ -14,9 +15,9 @@
 
 namespace minivmm {
 
-class TpmResponseReader {
+class TpmResponseFields {
 public:
-    TpmResponseReader(std::span<const uint8_t> bytes, const char* what) : b_(bytes), what_(what) {}
+    TpmResponseFields(std::span<const uint8_t> bytes, const char* what) : b_(bytes), what_(what) {}
     uint8_t u8() { return take(1)[0]; }
     uint16_t u16() { return static_cast<uint16_t>(load_be(take(2))); }
     uint32_t u32() { return static_cast<uint32_t>(load_be(take(4))); }
