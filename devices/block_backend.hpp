@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <span>
 
+#include "devices/device_state.hpp"
+
 namespace minivmm {
 
 struct BlockBackend {
@@ -16,6 +18,10 @@ struct BlockBackend {
     virtual bool read(uint64_t offset, std::span<uint8_t> data) noexcept = 0;
     virtual bool write(uint64_t offset, std::span<const uint8_t> data) noexcept = 0;
     virtual bool flush() noexcept = 0;
+    // Snapshots: what the backend holds beyond the image itself (DiskImage: the -snapshot overlay,
+    // the guest's writes that never reach the file). load_state: all or nothing.
+    virtual void save_state(StateWriter&) const {}
+    virtual bool load_state(StateReader&) noexcept { return true; }
 };
 
 }  // namespace minivmm

@@ -54,6 +54,8 @@ public:
     bool ok() const noexcept { return ok_; }
     // Everything read and nothing left over: a blob longer than the device's format is refused.
     bool finished() const noexcept { return ok_ && at_ == data_.size(); }
+    // How many bytes were read so far.
+    size_t position() const noexcept { return at_; }
 
 private:
     bool take(size_t n, uint64_t& v) noexcept;

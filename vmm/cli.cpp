@@ -130,6 +130,14 @@ options:
   -runas USER            (as root) become USER once /dev/kvm, the BIOS, the disk, output files
                          and the TPM are open; a -tpm-state or -tpm-swtpm directory is given
                          to USER, and -tpm-swtpm's swtpm runs as USER
+  -control PATH          a control socket at PATH (a new Unix socket, 0600): one JSON request
+                         per line, one answer per line: pause, resume, save (a snapshot), status,
+                         quit (README "Snapshots")
+  -restore FILE          start the machine saved in the snapshot FILE where it was, instead of
+                         booting; its options (-m, -smp, -bios, -kernel, ...) come from FILE, the
+                         TPM backend, the disk and the consoles are given again and must match
+  -restore-clone         allow FILE to be restored more than once (every restore gives the TPM
+                         fresh entropy; the guest's own random state repeats)
   -h, --help             this text
   --version              print the version
 
@@ -275,11 +283,34 @@ CliResult parse_cli(const std::vector<std::string>& args) {
         } else if (opt == "-runas") {
             c.runas = value();
             if (c.runas->empty()) usage_error("-runas: empty user name");
+        } else if (opt == "-control") {
+            c.control = value();
+            if (c.control->empty()) usage_error("-control: empty path");
+            if (c.control->size() > kMaxSocketPath)
+                usage_error(fmt::format("-control: the path is {} bytes long, a unix socket path can have at most {}",
+                                        c.control->size(), kMaxSocketPath));
+        } else if (opt == "-restore") {
+            c.restore = value();
+            if (c.restore->empty()) usage_error("-restore: empty file name");
+        } else if (opt == "-restore-clone") {
+            c.restore_clone = true;
         } else if (opt.size() > 1 && opt[0] == '-') {
             usage_error(fmt::format("unknown option {}", args[i]));
         } else {
             positional.push_back(args[i]);
         }
+    }
+    if (c.restore_clone && !c.restore) usage_error("-restore-clone needs -restore FILE");
+    if (c.restore) {
+        // The machine's own options come from the snapshot; main parses them with these (restore_arguments).
+        for (const std::string& a : args)
+            for (const char* m : kMachineOptions)
+                if (a == m || (a.size() > 2 && a[0] == '-' && a[1] == '-' && a.substr(1) == m))
+                    usage_error(fmt::format("{}: with -restore the machine's options come from the snapshot", m));
+        if (c.dump_acpi_dir) usage_error("-dump-acpi: not with -restore (the tables are the snapshot's machine's)");
+        c.disk = positional.empty() ? "" : positional[0];
+        if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
+        return result;
     }
     if (positional.empty() && !c.kernel) usage_error("no disk image given (and no -kernel)");
     if (positional.size() > 1) usage_error(fmt::format("more than one disk image given ('{}' and '{}')", positional[0], positional[1]));
@@ -322,6 +353,32 @@ CliResult parse_cli(const std::vector<std::string>& args) {
     if (c.serial.kind == CharTarget::Kind::stdio && c.debugcon && c.debugcon->kind == CharTarget::Kind::stdio)
         log::debug("serial and debugcon both write to stdout");
     return result;
+}
+
+std::vector<std::string> machine_arguments(const Config& c) {
+    std::vector<std::string> a{"-m", fmt::format("{}M", c.ram_bytes >> 20), "-smp", std::to_string(c.cpus),
+                               "-bios", c.firmware ? c.bios : "none"};
+    auto add = [&](const char* option, const std::string& value) {
+        a.emplace_back(option);
+        a.push_back(value);
+    };
+    if (c.kernel) add("-kernel", *c.kernel);
+    if (c.initrd) add("-initrd", *c.initrd);
+    if (c.kernel) add("-append", c.append);
+    if (c.kernel_cache) add("-kernel-cache", *c.kernel_cache);
+    if (!c.firmware)
+        add("-kernel-entry", c.kernel_entry == Config::KernelEntry::pvh       ? "pvh"
+                             : c.kernel_entry == Config::KernelEntry::bzimage ? "bzimage"
+                                                                              : "auto");
+    if (c.boot_menu_wait_ms) add("-boot-menu-wait", std::to_string(*c.boot_menu_wait_ms));
+    if (c.no_reboot) a.emplace_back("-no-reboot");
+    if (c.snapshot) a.emplace_back("-snapshot");
+    if (c.has_tpm()) {
+        add("-tpm-interface", c.tpm_interface == TpmInterface::crb ? "crb" : "tis");
+        if (c.tpm_interface != TpmInterface::crb) add("-tpm-irq", c.tpm_irq ? "on" : "off");
+        add("-tpm-ppi", c.tpm_ppi ? "on" : "off");
+    }
+    return a;
 }
 
 }  // namespace minivmm

@@ -50,7 +50,19 @@ struct Config {
     bool exit_stats = false;          // -exit-stats: print exit counts at the end of every boot
     bool sandbox = true;              // -sandbox on|off: the seccomp allowlists (vmm/host/README.md "Sandbox")
     std::optional<std::string> runas;  // -runas USER: become USER once set-up is done
+    std::optional<std::string> control;  // -control PATH: the control socket (README "Snapshots")
+    std::optional<std::string> restore;  // -restore FILE: start from this snapshot instead of booting
+    bool restore_clone = false;          // -restore-clone: the snapshot may have been restored before
 };
+
+// The options that shape the machine itself: a snapshot records them (machine_arguments) and a
+// -restore takes them from it, so they are refused beside -restore.
+inline constexpr const char* kMachineOptions[] = {"-bios", "-kernel", "-initrd", "-append", "-kernel-cache",
+                                                  "-kernel-entry", "-m", "-smp", "-boot-menu-wait", "-no-reboot",
+                                                  "-snapshot", "-tpm-interface", "-tpm-irq", "-tpm-ppi"};
+// Config's machine options as a command line, which parse_cli gives back (with the TPM backend,
+// disk and consoles of the restoring command line).
+std::vector<std::string> machine_arguments(const Config& config);
 
 struct CliResult {
     enum class Action { run, help, version } action = Action::run;

@@ -18,6 +18,8 @@ enum ExitCode : int {
     kExitTpm = 6,          // the TPM backend is unusable at start-up: swtpm absent/not answering, or the
                            // -tpm-state directory locked, corrupt or of the other TPM version
     kExitSandbox = 7,      // the seccomp sandbox stopped a forbidden system call (vmm/host/README.md "Sandbox")
+    kExitSnapshot = 8,     // -restore refused: the snapshot is malformed, of another minivmm or machine, its
+                           // files changed since the save, or it was restored before (without -restore-clone)
     kExitSignalBase = 128, // terminated by signal N: 128 + N
 };
 
@@ -38,6 +40,8 @@ inline constexpr ExitStatusDoc kExitStatusDocs[] = {
     {kExitTpm, "TPM unavailable (swtpm not answering or not installed; TPM state directory in use, corrupt or "
                          "of the other version)"},
     {kExitSandbox, "stopped by the sandbox (a forbidden system call)"},
+    {kExitSnapshot, "snapshot refused (-restore: malformed, another minivmm or machine, its files changed, or "
+                    "restored before without -restore-clone)"},
     {kExitSignalBase, "killed by signal N"},
 };
 

@@ -24,6 +24,12 @@ Mapping Mapping::of_fd(int fd, size_t size) {
     return Mapping(p, size);
 }
 
+Mapping Mapping::private_file(int fd, size_t size, uint64_t offset) {
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, static_cast<off_t>(offset));
+    if (p == MAP_FAILED) throw std::runtime_error(std::string("mmap of the snapshot's RAM failed: ") + std::strerror(errno));
+    return Mapping(p, size);
+}
+
 Mapping& Mapping::operator=(Mapping&& o) noexcept {
     if (this != &o) {
         release();

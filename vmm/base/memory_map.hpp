@@ -17,6 +17,9 @@ public:
     static Mapping anonymous(size_t size);
     // A shared mapping of a file descriptor (the vCPU's kvm_run area).
     static Mapping of_fd(int fd, size_t size);
+    // A private, writable mapping of [offset, offset + size) of a file (guest RAM restored from a
+    // snapshot): pages are read on first touch, writes stay in this process, never reach the file.
+    static Mapping private_file(int fd, size_t size, uint64_t offset);
 
     Mapping(Mapping&& o) noexcept
         : addr_(std::exchange(o.addr_, nullptr)), size_(std::exchange(o.size_, 0)) {}

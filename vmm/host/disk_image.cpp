@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -149,6 +150,61 @@ bool DiskImage::overlay_write(uint64_t offset, std::span<const uint8_t> data) no
         std::memcpy(it->second.get() + in_block, data.data() + done, n);
         return true;
     });
+}
+
+bool DiskImage::identity(uint64_t& file_size, int64_t& mtime_ns) const noexcept {
+    struct stat st {};
+    // The fstat system call itself: glibc's fstat() is newfstatat, which takes a path (sandbox).
+    if (::syscall(SYS_fstat, static_cast<long>(fd_.get()), &st) != 0) return false;
+    file_size = static_cast<uint64_t>(st.st_size);
+    mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    return true;
+}
+
+void DiskImage::save_state(StateWriter& out) const {
+    out.u8(1);  // format
+    out.boolean(snapshot_);
+    out.u64(size_);
+    // In block order, so the same overlay always gives the same bytes.
+    std::vector<uint64_t> blocks;
+    blocks.reserve(overlay_.size());
+    for (const auto& [block, data] : overlay_) blocks.push_back(block);
+    std::sort(blocks.begin(), blocks.end());
+    out.u64(blocks.size());
+    for (uint64_t block : blocks) {
+        out.u64(block);
+        out.bytes({overlay_.at(block).get(), kOverlayBlock});
+    }
+}
+
+bool DiskImage::load_state(StateReader& in) noexcept {
+    uint8_t format = 0;
+    bool snapshot = false;
+    uint64_t size = 0, count = 0;
+    in.u8(format);
+    in.boolean(snapshot);
+    in.u64(size);
+    in.u64(count);
+    const uint64_t blocks = (size_ + kOverlayBlock - 1) / kOverlayBlock;
+    if (!in.ok() || format != 1 || snapshot != snapshot_ || size != size_ || count > blocks || (count && !snapshot_))
+        return false;
+    try {
+        std::unordered_map<uint64_t, std::unique_ptr<uint8_t[]>> overlay;
+        uint64_t previous = 0;
+        for (uint64_t i = 0; i < count; ++i) {
+            uint64_t block = 0;
+            auto data = std::make_unique<uint8_t[]>(kOverlayBlock);
+            if (!in.u64(block) || block >= blocks || (i > 0 && block <= previous) ||
+                !in.bytes(std::span<uint8_t>(data.get(), kOverlayBlock)))
+                return false;
+            previous = block;
+            overlay.emplace(block, std::move(data));
+        }
+        overlay_ = std::move(overlay);
+        return true;
+    } catch (const std::bad_alloc&) {
+        return false;
+    }
 }
 
 }  // namespace minivmm

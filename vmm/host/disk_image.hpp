@@ -31,6 +31,15 @@ public:
     bool write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
     bool flush() noexcept override;
 
+    // The -snapshot overlay, block by block (nothing else: the file is the file).
+    void save_state(StateWriter& out) const override;
+    bool load_state(StateReader& in) noexcept override;
+
+    // The image file's length and modification time now (fstat, allowed on this fd under the
+    // sandbox): a snapshot records them, a restore needs the same. False if fstat fails.
+    bool identity(uint64_t& file_size, int64_t& mtime_ns) const noexcept;
+    int fd() const noexcept { return fd_.get(); }
+
     bool snapshot() const noexcept { return snapshot_; }
     const std::string& path() const noexcept { return path_; }
 

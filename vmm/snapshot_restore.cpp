@@ -1,0 +1,100 @@
+#include "vmm/snapshot_restore.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/core.h>
+
+#include "vmm/base/error.hpp"
+
+namespace minivmm {
+
+SnapshotFile open_restore(CliResult& cli, const std::vector<std::string>& given_args) {
+    std::optional<SnapshotFile> opened;
+    try {
+        opened = SnapshotFile::open(*cli.config.restore);
+    } catch (const SnapshotError& e) {
+        throw SetupError(kExitSnapshot, e.what());
+    }
+    SnapshotFile& snapshot = *opened;
+    if (snapshot.header().vmm_version != MINIVMM_VERSION)
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: saved by minivmm {}, this is minivmm {}",
+                                                    *cli.config.restore, snapshot.header().vmm_version, MINIVMM_VERSION));
+    StateReader reader(snapshot.state());
+    std::vector<std::string> args;
+    try {
+        args = parse_snapshot_preamble(reader).machine_args;
+    } catch (const SnapshotError& e) {
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", *cli.config.restore, e.what()));
+    }
+    for (size_t i = 0; i < given_args.size(); ++i) {
+        const std::string& a = given_args[i];
+        if (a == "-restore" || a == "--restore") ++i;
+        else if (a != "-restore-clone" && a != "--restore-clone") args.push_back(a);
+    }
+    Config given = cli.config;
+    try {
+        cli = parse_cli(args);
+    } catch (const SetupError& e) {
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: the saved machine's options with this command "
+                                                    "line: {}", *given.restore, e.what()));
+    }
+    cli.config.restore = given.restore;
+    cli.config.restore_clone = given.restore_clone;
+    return std::move(snapshot);
+}
+
+SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, std::optional<TpmVersion> tpm,
+                                 const DiskImage* disk) {
+    SnapshotPreamble p;
+    p.machine_args = machine_arguments(config);
+    if (bios) p.bios_sha256 = sha256_of(bios->bytes());
+    try {
+        if (config.kernel) p.kernel = file_stamp(*config.kernel);
+        if (config.initrd) p.initrd = file_stamp(*config.initrd);
+    } catch (const SnapshotError& e) {
+        throw SetupError(kExitFile, e.what());
+    }
+    p.tpm = tpm;
+    if (disk) {
+        FileStamp stamp;
+        if (!disk->identity(stamp.size, stamp.mtime_ns))
+            throw SetupError(kExitFile, fmt::format("{}: cannot stat it", disk->path()));
+        p.disk = stamp;
+    }
+    p.disk_overlay = config.snapshot;
+    return p;
+}
+
+void record_restore(const Config& config) {
+    const std::string marker = *config.restore + ".restored";
+    const int flags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (config.restore_clone ? 0 : O_EXCL);
+    UniqueFd fd(::open(marker.c_str(), flags, 0600));
+    if (!fd.valid() && errno == EEXIST)
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: it was restored before ({} exists): a second restore "
+                                                    "repeats the guest's random state; give -restore-clone to allow it",
+                                                    *config.restore, marker));
+    if (!fd.valid()) throw SetupError(kExitSnapshot, fmt::format("{}: {}", marker, std::strerror(errno)));
+    const std::string line = fmt::format("restored by minivmm pid {}\n", ::getpid());
+    if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        throw SetupError(kExitSnapshot, fmt::format("{}: {}", marker, std::strerror(errno)));
+}
+
+
+std::span<const uint8_t> check_restore(const SnapshotFile& snapshot, const SnapshotPreamble& inputs) {
+    StateReader reader(snapshot.state());
+    SnapshotPreamble saved;
+    try {
+        saved = parse_snapshot_preamble(reader);
+    } catch (const SnapshotError& e) {
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", snapshot.path(), e.what()));
+    }
+    if (std::string differs = compare_snapshot_inputs(saved, inputs); !differs.empty())
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", snapshot.path(), differs));
+    return std::span(snapshot.state()).subspan(reader.position());
+}
+
+}  // namespace minivmm

@@ -1,0 +1,35 @@
+// -restore at start-up (README "Snapshots"): the snapshot opened and its machine options merged
+// with the command line, its files checked against the ones given again, the restore recorded.
+// Every refusal is one line and exit status kExitSnapshot (SetupError).
+#pragma once
+
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "firmware/bios_image.hpp"
+#include "vmm/cli.hpp"
+#include "vmm/host/disk_image.hpp"
+#include "vmm/snapshot_file.hpp"
+#include "vmm/snapshot_preamble.hpp"
+
+namespace minivmm {
+
+// Opens cli.config.restore and replaces `cli` with the saved machine's options parsed together
+// with `args` (the command line; its -restore and -restore-clone are kept in the result).
+SnapshotFile open_restore(CliResult& cli, const std::vector<std::string>& args);
+
+// What this run's files are, as a snapshot records them (the disk's stamp now).
+SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, std::optional<TpmVersion> tpm,
+                                 const DiskImage* disk);
+
+// The saved files against `inputs`; returns the machine's part of the state (after the preamble).
+std::span<const uint8_t> check_restore(const SnapshotFile& snapshot, const SnapshotPreamble& inputs);
+
+// A second restore of one snapshot repeats the guest's random state (its kernel's CRNG, the keys
+// it made), so it is refused unless -restore-clone; FILE.restored records each restore beside the
+// snapshot. Call once every check has passed, before the first vCPU runs.
+void record_restore(const Config& config);
+
+}  // namespace minivmm
