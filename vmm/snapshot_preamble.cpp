@@ -16,7 +16,7 @@ constexpr uint8_t kFormat = 1;
 constexpr uint32_t kMaxArgs = 64;
 constexpr size_t kMaxArg = 64 * 1024;  // -append can be long
 
-void write_stamp(StateWriter& out, const std::optional<FileStamp>& stamp) {
+void write_stamp(StateWriter& out, const std::optional<InputStamp>& stamp) {
     out.boolean(stamp.has_value());
     if (stamp) {
         out.u64(stamp->size);
@@ -24,11 +24,11 @@ void write_stamp(StateWriter& out, const std::optional<FileStamp>& stamp) {
     }
 }
 
-std::optional<FileStamp> read_stamp(StateReader& in) {
+std::optional<InputStamp> read_stamp(StateReader& in) {
     bool present = false;
     in.boolean(present);
     if (!present) return std::nullopt;
-    FileStamp s;
+    InputStamp s;
     uint64_t mtime = 0;
     in.u64(s.size);
     in.u64(mtime);
@@ -36,7 +36,7 @@ std::optional<FileStamp> read_stamp(StateReader& in) {
     return s;
 }
 
-std::string describe(const char* what, const std::optional<FileStamp>& saved, const std::optional<FileStamp>& now) {
+std::string describe(const char* what, const std::optional<InputStamp>& saved, const std::optional<InputStamp>& now) {
     if (saved.has_value() != now.has_value())
         return fmt::format("the snapshot's machine {} a {}; this command line {}", saved ? "had" : "had no", what,
                            now ? "gives one" : "gives none");
@@ -96,7 +96,7 @@ SnapshotPreamble parse_snapshot_preamble(StateReader& in) {
     return p;
 }
 
-FileStamp file_stamp(const std::string& path) {
+InputStamp input_stamp(const std::string& path) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) throw SnapshotError(fmt::format("{}: {}", path, std::strerror(errno)));
     return {static_cast<uint64_t>(st.st_size), static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};

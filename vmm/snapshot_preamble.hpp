@@ -21,18 +21,18 @@
 
 namespace minivmm {
 
-struct FileStamp {
+struct InputStamp {
     uint64_t size = 0;
     int64_t mtime_ns = 0;
-    bool operator==(const FileStamp&) const = default;
+    bool operator==(const InputStamp&) const = default;
 };
 
 struct SnapshotPreamble {
     std::vector<std::string> machine_args;
     std::optional<std::array<uint8_t, 32>> bios_sha256;  // nullopt: -bios none
-    std::optional<FileStamp> kernel, initrd;
+    std::optional<InputStamp> kernel, initrd;
     std::optional<TpmVersion> tpm;
-    std::optional<FileStamp> disk;  // nullopt: no disk
+    std::optional<InputStamp> disk;  // nullopt: no disk
     bool disk_overlay = false;      // -snapshot: the guest's disk writes are in the snapshot
 };
 
@@ -40,7 +40,7 @@ void write_snapshot_preamble(StateWriter& out, const SnapshotPreamble& preamble)
 SnapshotPreamble parse_snapshot_preamble(StateReader& in);
 
 // stat() of a file given on the command line (before the sandbox); throws SnapshotError.
-FileStamp file_stamp(const std::string& path);
+InputStamp input_stamp(const std::string& path);
 std::array<uint8_t, 32> sha256_of(const std::vector<uint8_t>& bytes);
 
 // The restoring run's files against the saved ones: "" or the one line that says what differs.

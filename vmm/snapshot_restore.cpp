@@ -53,14 +53,14 @@ SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, st
     p.machine_args = machine_arguments(config);
     if (bios) p.bios_sha256 = sha256_of(bios->bytes());
     try {
-        if (config.kernel) p.kernel = file_stamp(*config.kernel);
-        if (config.initrd) p.initrd = file_stamp(*config.initrd);
+        if (config.kernel) p.kernel = input_stamp(*config.kernel);
+        if (config.initrd) p.initrd = input_stamp(*config.initrd);
     } catch (const SnapshotError& e) {
         throw SetupError(kExitFile, e.what());
     }
     p.tpm = tpm;
     if (disk) {
-        FileStamp stamp;
+        InputStamp stamp;
         if (!disk->identity(stamp.size, stamp.mtime_ns))
             throw SetupError(kExitFile, fmt::format("{}: cannot stat it", disk->path()));
         p.disk = stamp;

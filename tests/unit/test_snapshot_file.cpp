@@ -148,9 +148,9 @@ TEST_CASE("snapshot preamble: round trip and comparison") {
     SnapshotPreamble p;
     p.machine_args = {"-m", "512M", "-append", "console=ttyS0 quiet"};
     p.bios_sha256 = std::array<uint8_t, 32>{1, 2, 3};
-    p.kernel = FileStamp{100, 5};
+    p.kernel = InputStamp{100, 5};
     p.tpm = TpmVersion::v1_2;
-    p.disk = FileStamp{1 << 20, 77};
+    p.disk = InputStamp{1 << 20, 77};
     p.disk_overlay = true;
     StateWriter w;
     write_snapshot_preamble(w, p);
