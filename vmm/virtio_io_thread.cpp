@@ -63,7 +63,10 @@ VirtioIoThread::~VirtioIoThread() {
 }
 
 void VirtioIoThread::start() {
-    if (thread_.joinable() || stopping_.load()) return;
+    if (thread_.joinable()) return;
+    // Again after stop() (the machine was paused: vmm/machine_snapshot.cpp): stop's wake-up is
+    // consumed; notifications it left unserved are still in their eventfds.
+    if (stopping_.exchange(false)) drain_eventfd(wake_.get());
     try {
         thread_ = std::thread([this] { run(); });
     } catch (const std::exception& e) {

@@ -49,11 +49,11 @@ public:
     VirtioIoThread(const VirtioIoThread&) = delete;
     VirtioIoThread& operator=(const VirtioIoThread&) = delete;
 
-    // Starts the thread, once (after the sandbox is installed: it loads its filter first). Throws
-    // SetupError(kExitInternal) when no thread can be made.
+    // Starts the thread (after the sandbox is installed: it loads its filter first), again after
+    // stop() too (a paused machine resumes). Throws SetupError(kExitInternal) when no thread can be made.
     void start();
     // Serves the request in hand to its end, then joins the thread; notifications not yet served
-    // are left (the machine is being torn down). Idempotent.
+    // are left in their eventfds (the machine is torn down, or paused: start() serves them). Idempotent.
     void stop() noexcept;
 
     // QueueNotifier, under the device lock on a vCPU.
