@@ -23,4 +23,20 @@ void BootMarker::write(uint64_t, std::span<const uint8_t> data) noexcept {
     sink_.guest_marked();
 }
 
+void BootMarker::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.boolean(marked_);
+}
+
+bool BootMarker::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    bool marked = false;
+    in.u8(version);
+    in.boolean(marked);
+    if (!in.finished() || version != 1) return false;
+    marked_ = marked;
+    return true;
+}
+
 }  // namespace minivmm

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
@@ -21,7 +22,7 @@ public:
     virtual void guest_marked() noexcept = 0;
 };
 
-class BootMarker final : public Device {
+class BootMarker final : public Device, public SavesState {
 public:
     static constexpr uint64_t kSize = 1;
     static constexpr uint8_t kValue = 123;
@@ -32,6 +33,11 @@ public:
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
     bool marked() const noexcept { return marked_; }
+
+    // Snapshot (format version 1): u8 marked (0/1), so a restored machine does not report the
+    // boot again in the same power-on. load_state tells the sink nothing.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     BootMarkSink& sink_;

@@ -7,6 +7,7 @@
 
 namespace minivmm {
 
+// No snapshot state: a pure address decoder (PciHost and ResetControl save their own).
 class Cf9Decoder final : public Device {
 public:
     Cf9Decoder(Device& pci_config, Device& reset_control) : pci_(pci_config), reset_(reset_control) {}

@@ -12,6 +12,7 @@
 
 namespace minivmm {
 
+// No snapshot state: it holds no register (reads are constant, writes go straight to the sink).
 class DebugPort final : public Device {
 public:
     static constexpr uint8_t kReadbackValue = 0xE9;

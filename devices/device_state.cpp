@@ -64,6 +64,15 @@ bool StateReader::bytes(std::vector<uint8_t>& out, size_t max) {
     return true;
 }
 
+bool StateReader::bytes_view(std::span<const uint8_t>& out) noexcept {
+    uint32_t n = 0;
+    if (!u32(n)) return false;
+    if (data_.size() - at_ < n) return ok_ = false;
+    out = data_.subspan(at_, n);
+    at_ += n;
+    return true;
+}
+
 std::vector<uint8_t> saved_state(const SavesState& device) {
     StateWriter out;
     device.save_state(out);

@@ -51,6 +51,8 @@ public:
     bool bytes(std::span<uint8_t> out) noexcept;
     // Any length up to `max`.
     bool bytes(std::vector<uint8_t>& out, size_t max);
+    // Any length, as a view into the blob (valid as long as it): another device's nested blob.
+    bool bytes_view(std::span<const uint8_t>& out) noexcept;
     bool ok() const noexcept { return ok_; }
     // Everything read and nothing left over: a blob longer than the device's format is refused.
     bool finished() const noexcept { return ok_ && at_ == data_.size(); }

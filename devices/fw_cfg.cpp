@@ -141,6 +141,7 @@ void FwCfg::rebuild_directory() {
 
 void FwCfg::select(uint16_t key) noexcept {
     key &= static_cast<uint16_t>(~fw_cfg::kWriteChannel);
+    selected_ = key;
     offset_ = 0;
     auto it = items_.find(key);
     current_ = it == items_.end() ? nullptr : &it->second;
@@ -256,6 +257,52 @@ uint32_t FwCfg::dma_data(uint32_t control, uint32_t length, uint64_t address) no
     }
     offset_ += from_item;
     return 0;
+}
+
+void FwCfg::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.u16(selected_);
+    out.u64(offset_);
+    out.u64(dma_address_);
+    out.u16(static_cast<uint16_t>(writable_.size()));
+    for (const uint16_t key : writable_) {
+        out.u16(key);
+        out.bytes(items_.at(key));
+    }
+}
+
+bool FwCfg::load_state(std::span<const uint8_t> blob) noexcept {
+    try {
+        StateReader in(blob);
+        uint8_t version = 0;
+        uint16_t selected = 0, count = 0;
+        uint64_t offset = 0, dma_address = 0;
+        in.u8(version);
+        in.u16(selected);
+        in.u64(offset);
+        in.u64(dma_address);
+        in.u16(count);
+        if (!in.ok() || version != 1 || count != writable_.size()) return false;
+        std::vector<std::vector<uint8_t>> files;
+        for (const uint16_t key : writable_) {
+            uint16_t saved_key = 0;
+            files.emplace_back(items_.at(key).size());
+            if (!in.u16(saved_key) || saved_key != key || !in.bytes(files.back())) return false;
+        }
+        const auto it = items_.find(selected);
+        const uint64_t selected_size = it == items_.end() ? 0 : it->second.size();
+        // select() strips kWriteChannel; a DMA address keeps only a latched high half.
+        if (!in.finished() || (selected & fw_cfg::kWriteChannel) || offset > selected_size ||
+            (dma_address & 0xffffffff) != 0)
+            return false;
+        for (size_t i = 0; i < writable_.size(); ++i) items_.at(writable_[i]) = std::move(files[i]);
+        select(selected);
+        offset_ = offset;
+        dma_address_ = dma_address;
+        return true;
+    } catch (...) {  // std::bad_alloc: the device is unchanged (files are moved in last)
+        return false;
+    }
 }
 
 }  // namespace minivmm

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 #include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
@@ -68,7 +69,7 @@ inline constexpr uint64_t kDmaOffset = 4;
 inline constexpr uint64_t kDmaLowOffset = 8;
 }  // namespace fw_cfg
 
-class FwCfg : public Device {
+class FwCfg : public Device, public SavesState {
 public:
     // `memory` is where DMA descriptors and buffers live; it must outlive the device.
     explicit FwCfg(const GuestMemory& memory);
@@ -93,6 +94,14 @@ public:
     // and write() (the -kernel boot port calls it on a vCPU); empty if absent.
     std::vector<uint8_t> contents(uint16_t key) const noexcept;
 
+    // Snapshot (format version 1): u16 selected key, u64 data offset, u64 latched DMA address
+    // (high half), then u16 count and, per writable file in key order, u16 key + its contents.
+    // Read-only items are not saved: the same machine rebuilds them identically. load_state
+    // refuses a blob whose writable files are not exactly this device's (keys and sizes), an
+    // offset past the selected item's end, or a DMA address with a low half.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
+
     // Inspection for tests and diagnostics (set-up time only).
     const std::vector<uint8_t>* item(uint16_t key) const noexcept;
     std::optional<uint16_t> file_key(std::string_view name) const noexcept;
@@ -116,6 +125,7 @@ private:
     std::vector<uint16_t> writable_;  // keys of add_writable_file
 
     // Guest-side state.
+    uint16_t selected_ = fw_cfg::kSignature;   // selected key (without kWriteChannel)
     std::vector<uint8_t>* current_ = nullptr;  // selected item, or null (reads as zeros)
     bool current_writable_ = false;
     uint64_t offset_ = 0;                            // data offset into *current_

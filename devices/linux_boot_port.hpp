@@ -9,10 +9,11 @@
 #include <functional>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
-class LinuxBootPort final : public Device {
+class LinuxBootPort final : public Device, public SavesState {
 public:
     static constexpr uint8_t kRequest = 0x01;
     // Read values.
@@ -29,6 +30,11 @@ public:
     std::string_view name() const noexcept override { return "linux-boot"; }
     void read(uint64_t offset, std::span<uint8_t> data) noexcept override;
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
+
+    // Snapshot (format version 1): u8 requested (0/1), u8 status. A restored port refuses a second
+    // request of the power-on as the saved one would (the kernel is in the saved RAM already).
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     std::function<bool()> load_;

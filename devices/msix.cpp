@@ -77,4 +77,38 @@ void MsixTable::deliver_pending() noexcept {
     }
 }
 
+void MsixTable::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.bytes(table_);
+    out.u64(pending_);
+    out.boolean(enabled_);
+    out.boolean(function_masked_);
+}
+
+bool MsixTable::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    std::span<const uint8_t> table;
+    uint64_t pending = 0;
+    bool enabled = false, function_masked = false;
+    in.u8(version);
+    in.bytes_view(table);
+    in.u64(pending);
+    in.boolean(enabled);
+    in.boolean(function_masked);
+    if (!in.finished() || version != 1 || table.size() != table_.size()) return false;
+    if (vectors_ < 64 && (pending >> vectors_) != 0) return false;
+    for (uint16_t v = 0; v < vectors_; ++v) {
+        const auto control = table.subspan(v * kEntrySize + 12, 4);
+        if ((control[0] & ~kVectorMasked) || control[1] || control[2] || control[3]) return false;  // write_table keeps bit 0 only
+        const bool masked = function_masked || (control[0] & kVectorMasked);
+        if (((pending >> v) & 1) && enabled && !masked) return false;  // deliver_pending would have sent it
+    }
+    std::copy(table.begin(), table.end(), table_.begin());
+    pending_ = pending;
+    enabled_ = enabled;
+    function_masked_ = function_masked;
+    return true;
+}
+
 }  // namespace minivmm

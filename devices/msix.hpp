@@ -10,10 +10,11 @@
 #include <vector>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
-class MsixTable {
+class MsixTable final : public SavesState {
 public:
     static constexpr uint16_t kMaxVectors = 64;
     static constexpr uint64_t kEntrySize = 16;
@@ -39,6 +40,13 @@ public:
     // Sends (or marks pending) vector `vector`. Ignored when MSI-X is disabled or out of range.
     void notify(uint16_t vector) noexcept;
     bool pending(uint16_t vector) const noexcept { return vector < vectors_ && (pending_ >> vector) & 1; }
+
+    // Snapshot (format version 1): the table bytes, u64 pending bits, u8 enabled, u8 function
+    // masked (the owner's Message Control, which it checks against its config space). Refused:
+    // another table size, reserved vector-control bits, pending bits past the table, or a pending
+    // vector that is deliverable (the table would already have sent it). Loading sends nothing.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     uint32_t entry_word(uint16_t vector, unsigned word) const noexcept;

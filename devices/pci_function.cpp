@@ -154,6 +154,34 @@ void PciFunction::config_write(uint16_t offset, std::span<const uint8_t> data) n
     config_written(offset, data.size());
 }
 
+void PciFunction::save_config(StateWriter& out) const { out.bytes(config_); }
+
+bool PciFunction::parse_config(StateReader& in, Config& out) const noexcept {
+    if (!in.bytes(out)) return false;
+    for (size_t i = 0; i < kConfigSize; ++i) {
+        uint8_t fixed = static_cast<uint8_t>(~wmask_[i]);
+        if (i == pci::kStatus) fixed &= static_cast<uint8_t>(~pci::kStatusInterrupt);
+        if ((out[i] ^ config_[i]) & fixed) return false;
+    }
+    return true;
+}
+
+void PciFunction::save_state(StateWriter& out) const {
+    out.u8(1);
+    save_config(out);
+}
+
+bool PciFunction::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    Config config{};
+    in.u8(version);
+    if (!parse_config(in, config) || !in.finished() || version != 1) return false;
+    if (interrupt_status(config) != interrupt_status(config_)) return false;  // only a derived function sets it
+    set_config(config);
+    return true;
+}
+
 std::optional<PciFunction::BarWindow> PciFunction::bar_window(int index) const noexcept {
     if (index < 0 || index >= kNumBars) return std::nullopt;
     const Bar& bar = bars_[index];

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
@@ -59,7 +60,7 @@ inline constexpr uint8_t kCapVendor = 0x09;
 inline constexpr uint8_t kCapMsix = 0x11;
 }  // namespace pci
 
-class PciFunction {
+class PciFunction : public SavesState {
 public:
     static constexpr size_t kConfigSize = 256;
     static constexpr int kNumBars = 6;
@@ -89,6 +90,13 @@ public:
 
     uint16_t command() const noexcept { return read16(pci::kCommand); }
 
+    // Snapshot (format version 1): the 256 config bytes. Refused when a bit the guest cannot write
+    // differs from this function's (another device, or a register the device owns). Loading maps
+    // nothing: the PciHost's load_state maps every function's BARs as their restored config says.
+    // Derived functions with more state override both and use save_config/parse_config.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
+
     // The host bridge tells where memory BAR `index` is now decoded on the bus (nullopt: nowhere,
     // e.g. decode off or a conflicting address), after every change. Nothing to do by default.
     virtual void bar_moved(int /*index*/, std::optional<uint64_t> /*base*/) noexcept {}
@@ -104,6 +112,16 @@ protected:
     void init16(uint16_t offset, uint16_t value);
     void init32(uint16_t offset, uint32_t value);
     void set_writable(uint16_t offset, uint16_t length, uint8_t mask = 0xff);
+
+    // --- snapshots ---------------------------------------------------------------------------
+    using Config = std::array<uint8_t, kConfigSize>;
+    void save_config(StateWriter& out) const;
+    // Reads a config image saved by save_config and checks every read-only bit equals this
+    // function's, except STATUS.INTERRUPT (kStatus bit 3) which the caller checks (interrupt_status).
+    bool parse_config(StateReader& in, Config& out) const noexcept;
+    static bool interrupt_status(const Config& config) noexcept { return config[pci::kStatus] & pci::kStatusInterrupt; }
+    // Installs a parsed image as is (no config_written hook runs).
+    void set_config(const Config& config) noexcept { config_ = config; }
 
     // --- run time --------------------------------------------------------------------------
     uint8_t read8(uint16_t offset) const noexcept { return offset < kConfigSize ? config_[offset] : 0xff; }

@@ -72,6 +72,27 @@ void PciHost::write(uint64_t offset, std::span<const uint8_t> data) noexcept {
     }
 }
 
+void PciHost::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.u32(address_);
+    out.bytes(saved_state(bridge_));
+}
+
+bool PciHost::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    uint32_t address = 0;
+    std::span<const uint8_t> bridge;
+    in.u8(version);
+    in.u32(address);
+    in.bytes_view(bridge);
+    if (!in.finished() || version != 1 || (address & ~kAddressMask) != 0 || !bridge_.load_state(bridge)) return false;
+    address_ = address;
+    for (Slot& s : slots_)
+        if (s.function != nullptr) sync_bars(s);
+    return true;
+}
+
 void PciHost::unmap(Mapping& m) noexcept {
     if (m.mapped) (m.io ? pio_ : mmio_).remove(m.base, *m.device);
     m.mapped = false;

@@ -26,7 +26,7 @@
 
 namespace minivmm {
 
-class PciHost final : public Device {
+class PciHost final : public Device, public SavesState {
 public:
     static constexpr uint16_t kPortBase = platform::kPciConfigAddress;  // map at 0xCF8 ...
     static constexpr uint16_t kPortSize = 8;                            // ... through 0xCFF
@@ -49,6 +49,12 @@ public:
     void write(uint64_t offset, std::span<const uint8_t> data) noexcept override;
 
     uint32_t config_address() const noexcept { return address_; }
+
+    // Snapshot (format version 1): u32 CONFIG_ADDRESS, then the host bridge function's own blob.
+    // load_state then maps every function's BARs as its config says: load the functions added
+    // with add() FIRST, then the host.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     struct Mapping {

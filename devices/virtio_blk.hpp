@@ -33,6 +33,8 @@ inline constexpr char kSerial[] = "minivmm";
 inline constexpr uint32_t kConfigSize = 36;
 }  // namespace virtio_blk
 
+// No snapshot state of its own: its config space is read-only (no VIRTIO_BLK_F_CONFIG_WCE) and
+// requests are served whole within handle_chain; VirtioBlk's state is VirtioPci's.
 class VirtioBlkModel final : public VirtioDeviceModel {
 public:
     // The backend must outlive the device; its size must be a multiple of 512 (DiskImage checks).

@@ -124,6 +124,25 @@ public:
     // (and the driver did not suppress it).
     void interrupt_if_used(uint16_t queue) noexcept;
     bool reset_waiting() const noexcept { return reset_waiting_; }
+    // No request taken and not finished, no reset waiting for one, no completion waiting for its
+    // interrupt_if_used(): what a snapshot needs. True whenever the serving thread is stopped
+    // (VirtioIoThread::stop) and in the notify-write mode between two device accesses.
+    bool idle() const noexcept;
+
+    // --- snapshots (devices/device_state.hpp) ------------------------------------------------
+    // Format version 1: the PCI config image (PciFunction::save_config), the MSI-X table's blob,
+    // the common configuration (feature selects, driver features, msix_config, status, config
+    // generation, queue_select), the ISR, idle(), then per queue its Virtqueue blob and MSI-X vector.
+    // Save only when idle(): a blob saved while busy records it and every load_state refuses it.
+    // load_state drives INTA# to the restored level (ISR non-zero, MSI-X off, INTx not disabled);
+    // it sends no MSI. BAR mappings come from PciHost::load_state (load this function first).
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
+    // After a restore: notifies every enabled queue as a driver's notify write would, so requests
+    // the driver posted and notified before the save but which were not served yet (the I/O thread
+    // stops with notifications pending) are served. Call under the device lock after load_state and
+    // after set_queue_notifier; harmless when the rings are empty.
+    void resume_queues() noexcept;
 
     // Introspection for tests and debugging.
     uint8_t device_status() const noexcept { return status_; }

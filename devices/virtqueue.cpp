@@ -49,6 +49,50 @@ bool Virtqueue::set_size(uint16_t size) noexcept {
     return true;
 }
 
+void Virtqueue::save_state(StateWriter& out) const {
+    out.u8(1);
+    out.u16(size_);
+    out.u64(desc_);
+    out.u64(avail_);
+    out.u64(used_);
+    out.boolean(enabled_);
+    out.boolean(indirect_allowed_);
+    out.boolean(broken_);
+    out.u16(last_avail_);
+    out.u16(next_used_);
+}
+
+bool Virtqueue::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t version = 0;
+    uint16_t size = 0, last_avail = 0, next_used = 0;
+    uint64_t desc = 0, avail = 0, used = 0;
+    bool enabled = false, indirect = false, broken = false;
+    in.u8(version);
+    in.u16(size);
+    in.u64(desc);
+    in.u64(avail);
+    in.u64(used);
+    in.boolean(enabled);
+    in.boolean(indirect);
+    in.boolean(broken);
+    in.u16(last_avail);
+    in.u16(next_used);
+    if (!in.finished() || version != 1 || size == 0 || size > max_size_ || !std::has_single_bit(size)) return false;
+    if (!enabled && (broken || last_avail != 0 || next_used != 0)) return false;
+    reset();
+    size_ = size;
+    desc_ = desc;
+    avail_ = avail;
+    used_ = used;
+    if (enabled) enable();  // rechecks the rings (rings_ok_)
+    indirect_allowed_ = indirect;
+    broken_ = broken;
+    last_avail_ = last_avail;
+    next_used_ = next_used;
+    return true;
+}
+
 void Virtqueue::enable() noexcept {
     // Ring sizes from virtio 1.0 §2.4: descriptor table 16·N, avail 6 + 2·N, used 6 + 8·N bytes.
     // Each ring lies within one RAM region: pop() and push() read and write ring fields with

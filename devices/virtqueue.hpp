@@ -17,11 +17,12 @@
 #include <span>
 #include <vector>
 
+#include "devices/device_state.hpp"
 #include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
 
-class Virtqueue {
+class Virtqueue final : public SavesState {
 public:
     static constexpr uint16_t kMaxSize = 256;
 
@@ -85,6 +86,16 @@ public:
     bool broken() const noexcept { return broken_ || (enabled_ && !rings_ok_); }
     // The used->idx this queue last published (0 after reset); for tests and fuzzers.
     uint16_t used_idx() const noexcept { return next_used_; }
+    // The avail ring slot the next pop() reads: used_idx() plus the chains popped and not pushed.
+    uint16_t last_avail_idx() const noexcept { return last_avail_; }
+
+    // Snapshot (format version 1): u16 size, u64 desc/avail/used, u8 enabled, u8 indirect allowed,
+    // u8 broken, u16 last avail idx, u16 next used idx. Refused: a size that is not a power of two
+    // in [1, max_size()], or a disabled queue with indices or broken set (reset() clears them and
+    // only an enabled queue moves them). An enabled queue's rings are checked against
+    // guest RAM again, as enable() does. Ring contents live in guest RAM, saved with it.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     struct Desc {  // virtio 1.0 §2.4.5

@@ -83,3 +83,26 @@ TEST_CASE("device state: a short blob, a bad boolean, a wrong or too long length
     CHECK(left.ok());
     CHECK_FALSE(left.finished());
 }
+
+TEST_CASE("device state: a nested blob is read as a view of its bytes, and a length past the end fails") {
+    StateWriter inner;
+    inner.u8(1);
+    inner.u16(0xBEEF);
+    StateWriter outer;
+    outer.bytes(inner.data());
+    outer.u8(9);
+    StateReader r(outer.data());
+    std::span<const uint8_t> view;
+    CHECK(r.bytes_view(view));
+    CHECK(std::vector<uint8_t>(view.begin(), view.end()) == inner.data());
+    CHECK(view.data() == outer.data().data() + 4);  // not a copy
+    uint8_t b = 0;
+    CHECK(r.u8(b));
+    CHECK((r.finished() && b == 9));
+
+    std::vector<uint8_t> lying = outer.data();
+    lying[0] = 5;  // 5 bytes claimed, 4 there
+    StateReader past_end(lying);
+    CHECK_FALSE(past_end.bytes_view(view));
+    CHECK_FALSE(past_end.ok());
+}

@@ -253,6 +253,31 @@ TEST_CASE("reset control and A20: their bits saved and loaded; a bit they cannot
     CHECK(sys.resets == 0);
 }
 
+TEST_CASE("boot marker: a restored mark is not reported again; a blob it cannot have is refused") {
+    struct Sink final : BootMarkSink {
+        int marks = 0;
+        void guest_marked() noexcept override { ++marks; }
+    } sink;
+    BootMarker marker(sink);
+    wr(marker, 0, 1, BootMarker::kValue);
+    BootMarker restored(sink);
+    const std::vector<uint8_t> blob = saved_state(marker);
+    CHECK(blob == std::vector<uint8_t>{1, 1});
+    REQUIRE(restored.load_state(blob));
+    CHECK(restored.marked());
+    CHECK(sink.marks == 1);  // loading tells the sink nothing
+    wr(restored, 0, 1, BootMarker::kValue);
+    CHECK(sink.marks == 1);  // the same power-on: not reported again
+    BootMarker fresh(sink);
+    for (const auto& bad : {std::vector<uint8_t>{1}, std::vector<uint8_t>{2, 1}, std::vector<uint8_t>{1, 2},
+                            std::vector<uint8_t>{1, 1, 0}}) {
+        CHECK_FALSE(fresh.load_state(bad));
+        CHECK_FALSE(fresh.marked());
+    }
+    wr(fresh, 0, 1, BootMarker::kValue);
+    CHECK(sink.marks == 2);
+}
+
 TEST_CASE("acpi pm: its state loaded into a new block goes on from the saved timer, whatever the new clock") {
     PmFixture f;
     wr(f.pm, 2, 2, 0x0121);                            // PM1_EN

@@ -219,6 +219,35 @@ TEST_CASE("the boot port loads once per power-on and reports the result") {
     CHECK(v == LinuxBootPort::kFailed);
 }
 
+TEST_CASE("the boot port's state: a restored port reports the result and refuses a second load") {
+    int loads = 0;
+    LinuxBootPort port([&] { return ++loads > 0; });
+    const uint8_t request = LinuxBootPort::kRequest;
+    port.write(0, std::span(&request, 1));
+    LinuxBootPort restored([&] { return ++loads > 0; });
+    REQUIRE(restored.load_state(saved_state(port)));
+    uint8_t v = 0;
+    restored.read(0, std::span(&v, 1));
+    CHECK(v == LinuxBootPort::kLoaded);
+    restored.write(0, std::span(&request, 1));
+    restored.read(0, std::span(&v, 1));
+    CHECK(v == LinuxBootPort::kRefused);
+    CHECK(loads == 1);
+
+    // Idle with a request, a result without one, bad version, short, trailing: refused, unchanged.
+    LinuxBootPort fresh([&] { return ++loads > 0; });
+    for (const auto& bad : {std::vector<uint8_t>{1, 1, LinuxBootPort::kIdle}, std::vector<uint8_t>{1, 0, LinuxBootPort::kLoaded},
+                            std::vector<uint8_t>{1, 1, 0x03}, std::vector<uint8_t>{2, 1, 0}, std::vector<uint8_t>{1, 1},
+                            std::vector<uint8_t>{1, 0, LinuxBootPort::kIdle, 0}, std::vector<uint8_t>{1, 2, 0}}) {
+        CHECK_FALSE(fresh.load_state(bad));
+        CHECK(saved_state(fresh) == std::vector<uint8_t>{1, 0, LinuxBootPort::kIdle});
+    }
+    CHECK(fresh.load_state(std::vector<uint8_t>{1, 1, LinuxBootPort::kFailed}));
+    fresh.read(0, std::span(&v, 1));
+    CHECK(v == LinuxBootPort::kFailed);
+    CHECK(loads == 1);
+}
+
 TEST_CASE("an ELF vmlinux's plan: the initrd as high as below the firmware reserve, above the kernel") {
     const lb::Plan p = lb::plan_elf(0x4A0'0000, 0x100'0123, "console=ttyS0", kRam);
     CHECK(p.setup.empty());

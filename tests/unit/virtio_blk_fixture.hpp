@@ -92,10 +92,12 @@ struct Machine {
     uint16_t avail_idx = 0;
     uint16_t qsize = 16;
 
-    explicit Machine(size_t disk_size = 128 * 512, bool ro = false) : disk(disk_size) {
+    // program = false: the BARs are left as firmware finds them (a machine about to be restored).
+    explicit Machine(size_t disk_size = 128 * 512, bool ro = false, bool program = true) : disk(disk_size) {
         disk.ro = ro;
         pio.insert(PciHost::kPortBase, PciHost::kPortSize, host);
         host.add(kSlot, pci);
+        if (!program) return;
         cfg_write(0x10, 4, kBar0);
         cfg_write(0x14, 4, kBar1);
         cfg_write(0x04, 2, pci::kCommandMemory | pci::kCommandMaster);
