@@ -12,6 +12,7 @@ import pathlib
 import struct
 import sys
 
+import seeds_control_request
 import seeds_device_state
 import seeds_ek_certificate
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
@@ -353,18 +354,6 @@ def file_digests_seeds():
             "other-stamp": stamp.replace(b"2049", b"2050") + b"sha1 " + b"00" * 20 + b"\n"}
 
 
-def control_request_seeds():
-    """Control socket request lines (vmm/host/control_protocol.hpp): every request, and refusals."""
-    return {"pause": b'{"cmd":"pause"}', "resume": b'{"cmd":"resume"}', "status": b'{"cmd":"status"}',
-            "quit": b'{"cmd":"quit"}', "save": b'{"cmd":"save","path":"/var/lib/vm/snap"}',
-            "save-resume": b' {"path":"s\\u00e9\\/x", "resume":true,\t"cmd":"save"}\r',
-            "duplicate-key": b'{"cmd":"save","path":"a","path":"b"}',
-            "unknown-key": b'{"cmd":"status","verbose":[1,{"a":null}]}',
-            "wrong-type": b'{"cmd":"save","path":"a","resume":1e308}',
-            "nul-path": b'{"cmd":"save","path":"a\\u0000b"}',
-            "not-object": b'["cmd","status"]', "bad-utf8": b'{"cmd":"\xc3"}', "empty": b""}
-
-
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -385,7 +374,7 @@ TARGETS = {
     "kernel_payload": seeds_kernel_payload.seeds,
     "file_digests": file_digests_seeds,
     "ek_certificate": seeds_ek_certificate.seeds,
-    "control_request": control_request_seeds,
+    "control_request": seeds_control_request.seeds,
 }
 
 
