@@ -12,6 +12,7 @@ import pathlib
 import struct
 import sys
 
+import seeds_control_request
 import seeds_device_state
 import seeds_ek_certificate
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
@@ -375,6 +376,7 @@ TARGETS = {
     "file_digests": file_digests_seeds,
     "ek_certificate": seeds_ek_certificate.seeds,
     "snapshot": seeds_snapshot.seeds,
+    "control_request": seeds_control_request.seeds,
 }
 
 

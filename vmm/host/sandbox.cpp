@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -213,6 +214,12 @@ void build_process_filter(Filter& f, const Policy& policy) {
         f.allow(SCMP_SYS(waitid), {arg_eq(0, P_PIDFD), arg_eq(1, pidfd)});
         f.allow(SCMP_SYS(pidfd_send_signal), {arg_eq(0, pidfd)});
     }
+    // The control socket: clients accepted as ControlSocket does, its file removed at exit.
+    if (policy.control_listen_fd >= 0)
+        f.allow(SCMP_SYS(accept4), {arg_eq(0, static_cast<uint64_t>(policy.control_listen_fd)),
+                                    arg_eq(3, SOCK_CLOEXEC | SOCK_NONBLOCK)});
+    if (policy.control_dir_fd >= 0)
+        f.allow(SCMP_SYS(unlinkat), {arg_eq(0, static_cast<uint64_t>(policy.control_dir_fd)), arg_eq(2, 0)});
     // Threads, never processes: glibc tries clone3 first (whose flags seccomp cannot see) and
     // falls back to clone on ENOSYS, where CLONE_THREAD and the sharing flags are checked.
     f.refuse(SCMP_SYS(clone3), ENOSYS);

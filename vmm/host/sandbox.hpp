@@ -31,6 +31,12 @@ struct Policy {
     // -tpm-swtpm: the pidfd of the swtpm minivmm runs; at exit the main thread waits for it
     // (waitid P_PIDFD) and, if it lingers, signals it (pidfd_send_signal): on this fd only.
     int swtpm_pidfd = -1;
+    // The control socket (vmm/host/control_socket.hpp): the main thread accepts clients on its
+    // listening fd (accept4 with SOCK_CLOEXEC | SOCK_NONBLOCK, on that fd only; read, write, poll
+    // and close are allowed anyway) and at exit removes the socket file relative to the O_PATH fd
+    // of its directory (unlinkat with no flags, on that fd only).
+    int control_listen_fd = -1;
+    int control_dir_fd = -1;
 };
 
 // Installs the SIGSYS reporter and the process-wide filter on every thread of the process
