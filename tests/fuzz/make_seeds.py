@@ -16,6 +16,7 @@ import seeds_device_state
 import seeds_ek_certificate
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
 import seeds_kernel_payload
+import seeds_kvm_state
 import seeds_pci_virtio_blk
 import seeds_tcg_event_log
 from seed_bytes import u8, u16, u32, u64
@@ -373,6 +374,7 @@ TARGETS = {
     "kernel_payload": seeds_kernel_payload.seeds,
     "file_digests": file_digests_seeds,
     "ek_certificate": seeds_ek_certificate.seeds,
+    "kvm_state": seeds_kvm_state.seeds,
 }
 
 
