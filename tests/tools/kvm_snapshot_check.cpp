@@ -272,6 +272,32 @@ Outcome snapshot_run(const Kvm& kvm, const KvmStateSupport& support, StopAt at, 
     return outcome(second, ports);
 }
 
+// A snapshot from a host whose TSC runs 10% faster: KVM_SET_TSC_KHZ where KVM can scale the TSC
+// (KVM_CAP_TSC_CONTROL), else restore_vcpu_state() refuses with SetupError.
+void check_tsc_rate(const Kvm& kvm, const KvmStateSupport& support) {
+    Guest first(kvm);
+    first.start();
+    VcpuState state;
+    const std::string err = capture_vcpu_state(*first.vcpu, support, state);
+    if (!err.empty() || state.tsc_khz == 0) {
+        fmt::print("     no TSC frequency to check ({})\n", err.empty() ? "KVM_GET_TSC_KHZ missing" : err);
+        return;
+    }
+    state.tsc_khz += state.tsc_khz / 10;
+    Guest second(kvm);
+    std::string refusal;
+    try {
+        restore_vcpu_state(*second.vcpu, support, state);
+    } catch (const SetupError& e) {
+        refusal = e.what();
+    }
+    if (support.set_tsc_khz)
+        check(refusal.empty() && ::ioctl(second.vcpu->fd(), KVM_GET_TSC_KHZ, 0) == int(state.tsc_khz),
+              "a snapshot's other TSC rate is set with KVM_SET_TSC_KHZ " + refusal);
+    else
+        check(refusal.find("cannot scale") != std::string::npos, "a snapshot's other TSC rate is refused: " + refusal);
+}
+
 void report_support(const Kvm& kvm, const Vm& vm, const KvmStateSupport& s) {
     fmt::print("KVM: SREGS2 {}, XSAVE {} bytes{}, XCRS {}, GET_TSC_KHZ {}, TSC_CONTROL {}, ADJUST_CLOCK {:#x}, "
                "VCPU_EVENTS {}, DEBUGREGS {}, {} MSRs listed\n",
@@ -321,6 +347,7 @@ int main(int argc, char** argv) {
                 check(!same(control, golden), fmt::format("control: saved at the {} exit without completing it, "
                                                           "the restored VM goes wrong (the check sees it)", name));
         }
+        check_tsc_rate(kvm, support);
     } catch (const std::exception& e) {
         fmt::print("FAIL {}\n", e.what());
         return 1;
