@@ -210,8 +210,8 @@ void restore_vcpu_state(const Vcpu& vcpu, const KvmStateSupport& support, const 
 
     // 1. The TSC rate before MSR_IA32_TSC is written (cloud-hypervisor set_state does the same).
     restore_tsc_khz(vcpu, support, state.tsc_khz);
-    // 2. Registers. KVM_SET_REGS drops a pending exception (api.rst KVM_SET_VCPU_EVENTS; Firecracker
-    //    restore_state), so the events come back last, at 8.
+    // 2. Registers. KVM_SET_REGS drops a pending exception (arch/x86/kvm/x86.c __set_regs; Firecracker
+    //    restore_state says the same), so the events come back last, at 8.
     set(fd, KVM_SET_REGS, state.regs, "KVM_SET_REGS", i);
     // 3. Special registers: CR0/CR4/EFER, which MSRs and the XSAVE checks depend on, and the APIC
     //    base (xAPIC or x2APIC mode), which decides how KVM_SET_LAPIC reads the APIC ID (4).
