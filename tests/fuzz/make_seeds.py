@@ -17,6 +17,7 @@ import seeds_device_state
 import seeds_ek_certificate
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
 import seeds_kernel_payload
+import seeds_kvm_state
 import seeds_pci_virtio_blk
 import seeds_snapshot
 import seeds_tcg_event_log
@@ -377,6 +378,7 @@ TARGETS = {
     "ek_certificate": seeds_ek_certificate.seeds,
     "snapshot": seeds_snapshot.seeds,
     "control_request": seeds_control_request.seeds,
+    "kvm_state": seeds_kvm_state.seeds,
 }
 
 

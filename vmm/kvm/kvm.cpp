@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,6 +30,7 @@ constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, uint64_t);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, uint64_t);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, uint64_t);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, uint64_t);  // struct kvm_msrs: 8 bytes and entries[]
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, uint32_t);  // struct kvm_msr_list: u32 nmsrs, indices[]
 
 template <typename Entry>
 std::vector<uint8_t> flex_buffer(uint32_t count, const Entry* entries) {
@@ -93,11 +95,24 @@ std::vector<kvm_cpuid_entry2> Kvm::supported_cpuid() const {
     fail("KVM_GET_SUPPORTED_CPUID (too many entries)");
 }
 
+std::vector<uint32_t> Kvm::msr_index_list() const {
+    // Asked with room for none, KVM answers E2BIG and the count it needs.
+    uint32_t count = 0;
+    if (::ioctl(fd_.get(), kGetMsrIndexList, &count) == 0) return {};
+    if (errno != E2BIG || count > 65536) fail("KVM_GET_MSR_INDEX_LIST");
+    std::vector<uint32_t> buf(size_t{count} + 1);
+    buf[0] = count;
+    if (::ioctl(fd_.get(), kGetMsrIndexList, buf.data()) != 0) fail("KVM_GET_MSR_INDEX_LIST");
+    return {buf.begin() + 1, buf.begin() + 1 + std::min(buf[0], count)};
+}
+
 Vm::Vm(const Kvm& kvm) {
     int fd = xioctl(kvm.fd(), KVM_CREATE_VM, 0);
     if (fd < 0) fail("KVM_CREATE_VM");
     fd_.reset(fd);
 }
+
+int Vm::check_extension(long cap) const noexcept { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap); }
 
 int Vm::register_coalesced_mmio(uint64_t gpa, uint32_t size) noexcept {
     kvm_coalesced_mmio_zone zone{};

@@ -27,6 +27,8 @@ public:
     size_t vcpu_mmap_size() const;
     // KVM_GET_SUPPORTED_CPUID: every leaf the host can give a guest, KVM's 0x4000000x leaves included.
     std::vector<kvm_cpuid_entry2> supported_cpuid() const;
+    // KVM_GET_MSR_INDEX_LIST: the MSRs a VMM saves and restores for a vCPU, in KVM's order.
+    std::vector<uint32_t> msr_index_list() const;
 
 private:
     explicit Kvm(UniqueFd fd) : fd_(std::move(fd)) {}
@@ -37,6 +39,8 @@ class Vm {
 public:
     explicit Vm(const Kvm& kvm);
     int fd() const noexcept { return fd_.get(); }
+    // KVM_CHECK_EXTENSION on the VM: some answers are per VM (KVM_CAP_XSAVE2's buffer size).
+    int check_extension(long cap) const noexcept;
 
     void set_tss_addr(uint64_t addr);
     void set_identity_map_addr(uint64_t addr);

@@ -1,0 +1,57 @@
+#include "vmm/kvm/vm_state.hpp"
+
+#include <span>
+#include <type_traits>
+
+namespace minivmm {
+
+namespace {
+
+constexpr uint8_t kVersion = 1;
+
+template <typename T>
+void put(StateWriter& out, const T& s) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    out.bytes(std::span(reinterpret_cast<const uint8_t*>(&s), sizeof s));
+}
+
+template <typename T>
+bool get(StateReader& in, T& s) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return in.bytes(std::span(reinterpret_cast<uint8_t*>(&s), sizeof s));
+}
+
+}  // namespace
+
+void VmState::save(StateWriter& out) const {
+    out.u8(kVersion);
+    put(out, pic_master);
+    put(out, pic_slave);
+    put(out, ioapic);
+    put(out, pit);
+    out.u64(clock_ns);
+    out.u32(clock_flags);
+}
+
+bool VmState::load(StateReader& in) {
+    VmState s;
+    uint8_t version = 0;
+    if (!in.u8(version) || version != kVersion) return false;
+    get(in, s.pic_master);
+    get(in, s.pic_slave);
+    get(in, s.ioapic);
+    get(in, s.pit);
+    in.u64(s.clock_ns);
+    in.u32(s.clock_flags);
+    if (!in.ok()) return false;
+    if (s.pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER || s.pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||
+        s.ioapic.chip_id != KVM_IRQCHIP_IOAPIC)
+        return false;
+    // The flags KVM_GET_PIT2 reports (Documentation/virt/kvm/api.rst KVM_GET_PIT2).
+    if (s.pit.flags & ~uint32_t{KVM_PIT_FLAGS_HPET_LEGACY | KVM_PIT_FLAGS_SPEAKER_DATA_ON}) return false;
+    if (s.clock_flags & ~uint32_t{KVM_CLOCK_TSC_STABLE | KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC}) return false;
+    *this = s;
+    return true;
+}
+
+}  // namespace minivmm
