@@ -54,16 +54,16 @@ inline std::vector<uint8_t> tpm2_hmac(TpmBackend& tpm, uint32_t handle) {
     return std::vector<uint8_t>(r.begin() + 14, r.end());  // after parameterSize
 }
 
-// The TPM must be running (started).
-inline VolatileMarks make_volatile_state(TpmBackend& tpm) {
+// The TPM must be running (started). `fill`: the bytes of the digest PCR 16 is extended with.
+inline VolatileMarks make_volatile_state(TpmBackend& tpm, uint8_t fill = 0x5A) {
     VolatileMarks m;
     if (tpm.version() == TpmVersion::v1_2) {
-        run_ok(tpm, Cmd(0x00C1, 0x14).u32(16).bytes(std::vector<uint8_t>(20, 0x5A)).done());  // TPM_Extend
+        run_ok(tpm, Cmd(0x00C1, 0x14).u32(16).bytes(std::vector<uint8_t>(20, fill)).done());  // TPM_Extend
         auto oiap = run_ok(tpm, Cmd(0x00C1, 0x0A).done());                                    // TPM_OIAP
         m.handle = be32(oiap, 10);
     } else {
         run_ok(tpm, Cmd(0x8002, 0x182).u32(16).password_session().u32(1).u16(0x000B)
-                        .bytes(std::vector<uint8_t>(32, 0x5A)).done());  // TPM2_PCR_Extend
+                        .bytes(std::vector<uint8_t>(32, fill)).done());  // TPM2_PCR_Extend
         // TPM2_CreatePrimary in the owner hierarchy: an HMAC key (KEYEDHASH, SHA-256; fixedTPM,
         // fixedParent, sensitiveDataOrigin, userWithAuth, noDA (else its first use answers TPM_RC_RETRY:
         // the DA-used marker), sign), transient: volatile state only.
@@ -85,7 +85,12 @@ inline VolatileMarks make_volatile_state(TpmBackend& tpm) {
 inline void check_volatile_state(TpmBackend& tpm, const VolatileMarks& m) {
     CHECK(read_pcr16(tpm) == m.pcr16);
     if (tpm.version() == TpmVersion::v1_2) {
-        run_ok(tpm, Cmd(0x00C1, 0x96).u32(m.handle).done());  // TPM_Terminate_Handle: the session exists
+        // TPM_GetCapability(TPM_CAP_HANDLE, TPM_RT_AUTH): the session is still loaded.
+        auto r = run_ok(tpm, Cmd(0x00C1, 0x65).u32(0x14).u32(4).u32(0x02).done());
+        REQUIRE(r.size() >= 16);
+        bool found = false;
+        for (size_t i = 0, n = be16(r, 14); i < n; ++i) found = found || be32(r, 16 + 4 * i) == m.handle;
+        CHECK(found);
     } else {
         CHECK(tpm2_hmac(tpm, m.handle) == m.hmac);
     }
