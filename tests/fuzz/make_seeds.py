@@ -171,6 +171,10 @@ def swtpm_seeds():
         + reader(0x08, [bytes([0, 0xC4, 0, 0, 0, 5, 0, 0, 0, 9])], extra=u16(64)),
         "headers": u8(3, 10) + bytes([0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 1]) + u16(0x8001) + u32(0x101) + u32(0x2407)
         + u32(0x11) + u8(3),
+        # A 10-byte state blob in three CMD_GET_STATEBLOB replies, then a TPM state blob ("MVTS").
+        "state-blobs": u8(4) + u32(0) + u32(10) + u32(4) + b"abcd" + u32(0) + u32(6) + u32(4) + b"efgh"
+        + u32(0) + u32(2) + u32(2) + b"ij" + u16(33) + b"MVTS" + u8(1, 2) + u32(0) + u32(3) + b"abc"
+        + u32(2) + u32(0) + u32(0) + u32(0),
     }
 
 

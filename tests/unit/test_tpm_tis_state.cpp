@@ -134,9 +134,10 @@ TEST_CASE("tis state: refused blobs leave the device unchanged") {
     std::vector<uint8_t> no_ints = blob;
     for (size_t i = 0; i < 4; ++i) no_ints = patched(no_ints, kLocAt + 10 + i, 0);
     bad.push_back({"line high with nothing latched", no_ints});
-    for (const auto& [what, b] : bad) {
+    for (const auto& entry : bad) {
+        const char* what = entry.first;
         CAPTURE(what);
-        CHECK_FALSE(dst.load_state(b));
+        CHECK_FALSE(dst.load_state(entry.second));
         CHECK(saved_state(dst) == before);
     }
     CHECK(irq2.levels.empty());
