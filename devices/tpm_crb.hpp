@@ -32,13 +32,14 @@
 #include <span>
 #include <string_view>
 
+#include "devices/device_state.hpp"
 #include "devices/tpm_crb_regs.hpp"
 #include "devices/tpm_port.hpp"
 #include "vmm/base/guest_memory.hpp"
 
 namespace minivmm {
 
-class TpmCrb final : public TpmFrontend {
+class TpmCrb final : public TpmFrontend, public SavesState {
 public:
     // `memory` holds the buffer, [buffer_gpa, buffer_gpa + capacity) (capacity at most
     // crb::kMaxBufferSize); it must outlive the device. The buffer's size, as CMD_SIZE/RSP_SIZE
@@ -53,6 +54,12 @@ public:
     // buffer's size, and at most its header's paramSize) is written into the guest's buffer and
     // the rest of the buffer to 0. A response shorter than a header sets CTRL_STS.tpmSts.
     void command_completed(std::span<const uint8_t> response) noexcept override;
+
+    // Snapshots of the registers (tpm_crb_state.cpp has the format; the buffer is guest RAM).
+    // Precondition of save_state(): no command outstanding; load_state() refuses a blob with
+    // CTRL_START set, or for another buffer size or address.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
     // Diagnostics and tests.
     bool command_outstanding() const noexcept { return start_; }

@@ -91,6 +91,34 @@ std::optional<TpmPpi::Request> TpmPpi::pending() const noexcept {
     return request_;
 }
 
+void TpmPpi::save_state(StateWriter& out) const {
+    out.u8(1);
+    for (uint32_t v : {func_, rev_, op_, param_, ret_[0], ret_[1], ret_[2], request_.operation, request_.parameter,
+                       last_op_, response_})
+        out.u32(v);
+}
+
+bool TpmPpi::load_state(std::span<const uint8_t> blob) noexcept {
+    StateReader in(blob);
+    uint8_t format = 0;
+    uint32_t v[11] = {};
+    in.u8(format);
+    for (uint32_t& x : v) in.u32(x);
+    const Request request{v[7], v[8]};
+    if (!in.finished() || format != 1 || !supported(request.operation) ||
+        (request.operation == ppi::kOpNone && request.parameter != 0) || !supported(v[9]))
+        return false;
+    func_ = v[0];
+    rev_ = v[1];
+    op_ = v[2];
+    param_ = v[3];
+    for (int i = 0; i < 3; ++i) ret_[i] = v[4 + i];
+    request_ = request;
+    last_op_ = v[9];
+    response_ = v[10];
+    return true;
+}
+
 void TpmPpi::complete(uint32_t response) noexcept {
     last_op_ = request_.operation;
     response_ = response;

@@ -26,6 +26,7 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 
 namespace minivmm {
 
@@ -54,7 +55,7 @@ inline constexpr uint32_t kOpNone = 0, kOpClear = 5, kOpEnableClear = 14;
 inline constexpr uint32_t kOpEnableActivateClear = 21, kOpEnableActivateClearEnableActivate = 22;
 }  // namespace ppi
 
-class TpmPpi : public Device {
+class TpmPpi : public Device, public SavesState {
 public:
     // `operations`: the operation values this platform carries out (0, "no operation", is
     // always accepted; it cancels a pending request).
@@ -73,6 +74,13 @@ public:
     // Records the result of the pending request (`response` as function 5 reports it) and
     // clears it.
     void complete(uint32_t response) noexcept;
+
+    // Snapshots, format version 1: u8 1, u32 FUNC, REV, OP, PARAM, RET0..2, the pending
+    // request's operation and parameter, the last operation carried out and its response.
+    // load_state() refuses an operation this platform does not carry out (pending or last) and
+    // a parameter without an operation.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
 private:
     void run(uint32_t function) noexcept;

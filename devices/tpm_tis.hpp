@@ -30,12 +30,13 @@
 #include <string_view>
 
 #include "devices/device.hpp"
+#include "devices/device_state.hpp"
 #include "devices/tpm_port.hpp"
 #include "devices/tpm_tis_regs.hpp"
 
 namespace minivmm {
 
-class TpmTis final : public TpmFrontend {
+class TpmTis final : public TpmFrontend, public SavesState {
 public:
     // `irq` may be nullptr: the device is then polled (as with QEMU's DSDT, which advertises no
     // IRQ). `irq_vector` is what TPM_INT_VECTOR reads (QEMU: ISA IRQ 5). The power-on state
@@ -50,6 +51,13 @@ public:
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
     void command_completed(std::span<const uint8_t> response) noexcept override;
+
+    // Snapshots (tpm_tis_state.cpp has the format). Precondition of save_state(): no command
+    // outstanding (command_outstanding() false); load_state() refuses a blob with a locality in
+    // the Execution state, or for another TPM version or buffer size, and drives the IRQ line
+    // to the restored level.
+    void save_state(StateWriter& out) const override;
+    bool load_state(std::span<const uint8_t> blob) noexcept override;
 
     // Diagnostics and tests.
     bool command_outstanding() const noexcept { return outstanding_; }

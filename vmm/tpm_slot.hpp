@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "devices/bus.hpp"
+#include "devices/device_state.hpp"
 #include "devices/register_mirror.hpp"
 #include "devices/tpm_port.hpp"
 #include "devices/tpm_ppi.hpp"
@@ -80,6 +81,21 @@ public:
     // need not include any extend.
     static void check_boot(unsigned boot, const TpmWorker::Stats& stats, bool firmware_less = false);
 
+    // Snapshots (tpm_slot_state.cpp has the format): the TPM's own state (TpmBackend::save_state)
+    // and the PPI mailbox, which outlive guest resets like the slot; the interface's registers
+    // belong to the machine's Attachment (below), which a reset rebuilds.
+    // save_state() precondition: no TPM command in flight: the vCPUs are paused and
+    // Attachment::quiesce() returned true (or no machine is attached). Without a TPM it writes a
+    // blob that says so. False (logged) if the backend cannot save; `out` may then hold a part.
+    bool save_state(StateWriter& out) noexcept;
+    // In place of power_on() for the machine being resumed, before attach(): the backend takes
+    // the saved TPM (running, no TPM_Startup), the PPI mailbox its registers; then, with `stir`,
+    // TPM_StirRandom with host entropy (vmm/tpm/tpm_stir_random.hpp), so machines resumed from
+    // one snapshot do not draw the same random numbers (a failed stir is logged, not fatal).
+    // False (logged) for a blob this slot could not have written (no TPM / another version / a
+    // PPI mismatch) or that the backend refuses; the TPM and the mailbox are then unchanged.
+    bool restore_state(std::span<const uint8_t> blob, bool stir = true) noexcept;
+
     class Attachment;
     struct Wiring {
         const MachineSpec& spec;  // where the TPM and its PPI mailbox are (devices())
@@ -134,6 +150,19 @@ public:
         uint32_t size;
     };
     std::vector<MmioZone> coalescible_zones() const;
+
+    // Snapshots. quiesce(): waits up to `limit` (without the device lock: the completion takes it)
+    // for the command in flight to finish and reach the device; true when none is with the TPM.
+    // The vCPUs must be paused first, or the guest may start another.
+    bool quiesce(std::chrono::milliseconds limit) noexcept;
+    // The interface's registers, format: u8 1, u8 interface (0 TIS, 1 CRB), the device's blob
+    // (TpmTis / TpmCrb::save_state; the CRB's buffer is guest RAM). Under the device lock, after
+    // quiesce(); false if a command is outstanding (nothing written).
+    bool save_state(StateWriter& out) const;
+    // Under the device lock, on the attachment of the machine being resumed (after
+    // TpmSlot::restore_state): all or nothing; the TIS drives its IRQ line to the restored level,
+    // the CRB's register page served from memory is re-rendered.
+    bool load_state(std::span<const uint8_t> blob) noexcept;
 
     TpmWorker& worker() noexcept { return *worker_; }
     TpmWorker::Stats stats() const noexcept { return worker_->stats(); }

@@ -2,7 +2,8 @@
 // payload decoders) and TPM response framing (TpmResponseReader) fed with arbitrary bytes in
 // arbitrary chunks, through both feed() and next_space()/received(), with output buffers and size
 // limits of any size (each buffer an exactly-sized heap block); plus the header accessors, the
-// version probe check and the text helpers on arbitrary values.
+// version probe check and the text helpers on arbitrary values; the CMD_GET_STATEBLOB blob
+// assembly and the TPM state blob parser (snapshots).
 // Checks: a reader never takes more than it asked for, never writes past its buffer, keeps the
 // bytes in stream order, completes exactly at the declared size and rejects sizes below 10 or
 // above the limit; a control reply is complete after 4 bytes on error and after the command's
@@ -15,6 +16,8 @@
 
 #include "tests/fuzz/fuzz_support.hpp"
 #include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/swtpm_stateblob.hpp"
+#include "vmm/tpm/tpm_state_blob.hpp"
 #include "vmm/base/bytes.hpp"
 
 using namespace minivmm;
@@ -48,7 +51,9 @@ void fuzz_ctrl_reply(Input& in) {
     if (!reply.complete()) return;
     check(stream.size() >= 4);
     check(reply.result() == load_be32(stream));
-    check(stream.size() == (reply.result() == kPtmSuccess ? full : 4));
+    // CMD_GET_STATEBLOB's header also follows a non-fatal result (TPM_RETRY: no such blob).
+    const bool header = reply.result() == kPtmSuccess || (cmd == CtrlCmd::get_stateblob && (reply.result() & kPtmNonFatal));
+    check(stream.size() == (header ? full : 4));
     const auto payload = reply.payload();
     check(payload.size() == stream.size() - 4);
     check(payload.empty() || std::memcmp(payload.data(), stream.data() + 4, payload.size()) == 0);
@@ -142,14 +147,42 @@ void fuzz_headers(Input& in) {
     check(encode_ctrl_locality(CtrlCmd::set_locality, in.u8()).view().size() == 8);
 }
 
+// A state blob from CMD_GET_STATEBLOB replies with arbitrary headers: the assembler never takes
+// more than the first reply's total, always progresses or refuses, and hands out exactly what
+// was written into its bodies. Then the minivmm TPM state blob parser on the rest of the input:
+// what it accepts encodes back to the same bytes.
+void fuzz_state_blobs(Input& in) {
+    StateBlobAssembler a;
+    std::vector<uint8_t> expected;
+    std::string why;
+    for (unsigned replies = 0; !a.complete() && replies < 16 && !in.empty(); ++replies) {
+        StateBlobHeader h{in.u32(), in.u32() % (kMaxStateBlob + 16), in.u32() % 4096};
+        const uint32_t before = a.offset();
+        if (!a.accept(h, why)) {
+            check(!why.empty() && a.offset() == before);
+            break;
+        }
+        check(a.body().size() == h.length && a.offset() == before + h.length);
+        for (uint8_t& b : a.body()) {
+            b = in.u8();
+            expected.push_back(b);
+        }
+    }
+    if (a.complete()) check(a.take() == expected);
+    const std::vector<uint8_t> rest = in.bytes(in.u16());
+    TpmStateBlob blob;
+    if (parse_tpm_state_blob(rest, blob)) check(encode_tpm_state_blob(blob) == rest);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Input in(data, size);
     for (unsigned ops = 0; !in.empty() && ops < 64; ++ops) {
-        switch (in.u8() % 4) {
+        switch (in.u8() % 5) {
         case 0: fuzz_ctrl_reply(in); break;
         case 1: case 2: fuzz_response_reader(in); break;
+        case 4: fuzz_state_blobs(in); break;
         default: fuzz_headers(in); break;
         }
     }

@@ -15,12 +15,14 @@ import sys
 import seeds_control_request
 import seeds_device_state
 import seeds_ek_certificate
+import seeds_file_digests
 import seeds_elf_kernel  # the seed modules beside it (the script's folder is on sys.path)
 import seeds_kernel_payload
 import seeds_kvm_state
 import seeds_pci_virtio_blk
 import seeds_snapshot
 import seeds_tcg_event_log
+import seeds_tpm_device_state
 from seed_bytes import u8, u16, u32, u64
 
 
@@ -174,6 +176,10 @@ def swtpm_seeds():
         + reader(0x08, [bytes([0, 0xC4, 0, 0, 0, 5, 0, 0, 0, 9])], extra=u16(64)),
         "headers": u8(3, 10) + bytes([0x80, 0x01, 0, 0, 0, 10, 0, 0, 1, 1]) + u16(0x8001) + u32(0x101) + u32(0x2407)
         + u32(0x11) + u8(3),
+        # A 10-byte state blob in three CMD_GET_STATEBLOB replies, then a TPM state blob ("MVTS").
+        "state-blobs": u8(4) + u32(0) + u32(10) + u32(4) + b"abcd" + u32(0) + u32(6) + u32(4) + b"efgh"
+        + u32(0) + u32(2) + u32(2) + b"ij" + u16(33) + b"MVTS" + u8(1, 2) + u32(0) + u32(3) + b"abc"
+        + u32(2) + u32(0) + u32(0) + u32(0),
     }
 
 
@@ -346,16 +352,6 @@ def tis_libtpms_seeds():
     }
 
 
-def file_digests_seeds():
-    """-kernel-cache digest records (vmm/file_digests.hpp) for the stamp the target reads them with."""
-    stamp = b"minivmm-digests 1\nstamp 2049 131077 8247232 1796604995547746658 1796604995547746659\n"
-    sha = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
-    return {"all-four": stamp + b"".join(f"{n} {'ab' * size}\n".encode() for n, size in sha.items()),
-            "sha256-only": stamp + b"sha256 " + b"0f" * 32 + b"\n",
-            "empty": stamp,
-            "other-stamp": stamp.replace(b"2049", b"2050") + b"sha1 " + b"00" * 20 + b"\n"}
-
-
 TARGETS = {
     "exit_handler": exit_handler_seeds,
     "fw_cfg": fw_cfg_seeds,
@@ -374,11 +370,12 @@ TARGETS = {
     "tcg_event_log": seeds_tcg_event_log.seeds,
     "elf_kernel": seeds_elf_kernel.seeds,
     "kernel_payload": seeds_kernel_payload.seeds,
-    "file_digests": file_digests_seeds,
+    "file_digests": seeds_file_digests.seeds,
     "ek_certificate": seeds_ek_certificate.seeds,
     "snapshot": seeds_snapshot.seeds,
     "control_request": seeds_control_request.seeds,
     "kvm_state": seeds_kvm_state.seeds,
+    "tpm_device_state": seeds_tpm_device_state.seeds,
 }
 
 

@@ -58,6 +58,8 @@ public:
     std::atomic<int> locality_sets{0};
     std::atomic<int> data_commands{0};
     int init_delay_ms = 0;  // CMD_INIT answers this late (a loaded host, a large state)
+    // The whole reply to CMD_GET_STATEBLOB(type, offset); unset: an empty blob.
+    std::function<std::vector<uint8_t>(uint32_t, uint32_t)> stateblob_reply;
 
     FakeSwtpm() {
         char tmpl[] = "/tmp/minivmm-fakeswtpm-XXXXXX";
@@ -115,6 +117,8 @@ private:
         uint32_t cmd = (uint32_t{word[0]} << 24) | (uint32_t{word[1]} << 16) | (uint32_t{word[2]} << 8) | word[3];
         uint8_t arg[4] = {};
         if (cmd == 0x02 || cmd == 0x05 || cmd == 0x0b || cmd == 0x11) REQUIRE(read_exact(ctrl_fd_, arg, 4));
+        uint8_t getstate[12] = {};
+        if (cmd == 0x0c) REQUIRE(read_exact(ctrl_fd_, getstate, 12));
         if (cmsghdr* c = CMSG_FIRSTHDR(&msg); c && c->cmsg_type == SCM_RIGHTS) {
             int fd;
             std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
@@ -136,6 +140,13 @@ private:
             break;
         case 0x05: ++locality_sets; put32(r, 0); break;
         case 0x0b: established = false; put32(r, 0); break;
+        case 0x0c:
+            if (stateblob_reply) {
+                r = stateblob_reply(load_be32(std::span<const uint8_t>(getstate), 4), load_be32(std::span<const uint8_t>(getstate), 8));
+            } else {
+                for (int i = 0; i < 4; ++i) put32(r, 0);
+            }
+            break;
         case 0x11:
             put32(r, 0);
             put32(r, 4096);

@@ -13,6 +13,7 @@
 #include "tests/unit/fake_swtpm_server.hpp"
 #include "vmm/tpm/swtpm_backend.hpp"
 #include "vmm/tpm/swtpm_protocol.hpp"
+#include "vmm/tpm/tpm_state_blob.hpp"
 
 using namespace minivmm;
 using namespace std::chrono_literals;
@@ -233,4 +234,64 @@ TEST_CASE("a slow TPM command is waited for; an abandoned one fails without kill
     CHECK_FALSE(tpm->failed());
     REQUIRE(tpm->power_cycle());  // the next power-on starts clean
     CHECK(run(*tpm, 0) != kFailure);
+}
+
+// CMD_GET_STATEBLOB replies (vmm/tpm/swtpm_stateblob.hpp): several parts, TPM_RETRY for a blob
+// that does not exist, and malformed ones: each save fails with one log line and never hangs.
+namespace {
+std::vector<uint8_t> getstate_reply(uint32_t res, uint32_t total, uint32_t length, uint8_t first = 0) {
+    std::vector<uint8_t> r;
+    put32(r, res);
+    if (res != 0 && !(res & 0x800)) return r;  // an error: ptm_res only
+    put32(r, 0);
+    put32(r, total);
+    put32(r, length);
+    for (uint32_t i = 0; i < length; ++i) r.push_back(static_cast<uint8_t>(first + i));
+    return r;
+}
+}  // namespace
+
+TEST_CASE("state blobs: a blob in several replies, TPM_RETRY for none; malformed replies fail the save") {
+    FakeSwtpm fake;
+    fake.stateblob_reply = [](uint32_t type, uint32_t offset) {
+        if (type != 1) return getstate_reply(0x800, 0, 0);  // no volatile or savestate blob
+        const uint32_t len = std::min<uint32_t>(4, 10 - offset);  // 4 + 4 + 2 bytes, CUSE style
+        return getstate_reply(0, 10, len, static_cast<uint8_t>(offset));
+    };
+    fake.start();
+    auto tpm = SwtpmBackend::connect(fake.path, 2000ms);
+    std::vector<uint8_t> blob;
+    REQUIRE(tpm->save_state(blob));
+    TpmStateBlob parts;
+    REQUIRE(parse_tpm_state_blob(blob, parts));
+    CHECK(parts.permanent.data == std::vector<uint8_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    CHECK(parts.volatile_state.data.empty());
+
+    // An error result: the save fails, the backend stays usable.
+    fake.stateblob_reply = [](uint32_t, uint32_t) { return getstate_reply(0x09, 0, 0); };
+    CHECK_FALSE(tpm->save_state(blob));
+    CHECK_FALSE(tpm->failed());
+    CHECK(run(*tpm, 0) == kGood);
+    // A reply longer than the blob it announces: the stream cannot be trusted any more.
+    fake.stateblob_reply = [](uint32_t, uint32_t) { return getstate_reply(0, 4, 8); };
+    CHECK_FALSE(tpm->save_state(blob));
+    CHECK(tpm->failed());
+}
+
+TEST_CASE("state blobs: a blob over the limit, a continuation that stops, missing capabilities") {
+    for (int variant = 0; variant < 3; ++variant) {
+        CAPTURE(variant);
+        FakeSwtpm fake;
+        if (variant == 2) fake.caps = 0xffff & ~(1u << 8);  // no GET_STATEBLOB
+        fake.stateblob_reply = [variant](uint32_t, uint32_t offset) {
+            if (variant == 0) return getstate_reply(0, 1u << 30, 0);
+            return offset == 0 ? getstate_reply(0, 10, 4) : getstate_reply(0, 6, 0);  // no progress
+        };
+        fake.start();
+        auto tpm = SwtpmBackend::connect(fake.path, 2000ms);
+        std::vector<uint8_t> blob;
+        CHECK_FALSE(tpm->save_state(blob));
+        CHECK_FALSE(tpm->restore_state(blob));
+        CHECK(tpm->failed() == (variant != 2));
+    }
 }

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "vmm/tpm/tpm_backend.hpp"
 
@@ -26,6 +27,8 @@ public:
     void reset_established(uint8_t locality) noexcept override { real_->reset_established(locality); }
     void abandon() noexcept override { real_->abandon(); }
     void shutdown() noexcept override { real_->shutdown(); }
+    bool save_state(std::vector<uint8_t>& out) noexcept override { return real_->save_state(out); }
+    bool restore_state(std::span<const uint8_t> blob) noexcept override { return real_->restore_state(blob); }
 
 private:
     std::unique_ptr<TpmBackend> real_;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_state_blob.hpp"
 #include "vmm/tpm/tpm_state_dir.hpp"
 
 namespace minivmm {
@@ -70,6 +71,16 @@ public:
     void reset_established(uint8_t locality) noexcept override;
     // Writes the volatile state, stops libtpms. Afterwards commands fail fast, silently.
     void shutdown() noexcept override;
+    // TPMLIB_GetState of the running TPM: permanent, volatile and (TPM 1.2 after TPM_SaveState)
+    // save state (libtpms_backend_state.cpp).
+    bool save_state(std::vector<uint8_t>& out) noexcept override;
+    // TPMLIB_Terminate, TPMLIB_SetState of the three parts, TPMLIB_MainInit: the TPM runs on from
+    // the restored volatile state. Then the state directory gets the restored permanent state
+    // (and save state; the volatile file is removed), as libtpms's NV writes would have left it.
+    // A blob libtpms refuses, or a directory that cannot be written, puts the previous running
+    // state back (TPMLIB_GetState before the change) and returns false. A swtpm blob restores
+    // here unless swtpm kept it encrypted.
+    bool restore_state(std::span<const uint8_t> blob) noexcept override;
 
     const std::string& state_dir() const noexcept { return dir_.path(); }
     // The locked state directory (for the EK certificates' CA files, vmm/tpm/ek_ca_store.hpp).
@@ -94,6 +105,7 @@ private:
     uint32_t start_locked() noexcept;
     void stop_locked() noexcept;
     void refresh_established_locked() noexcept;
+    bool persist_restored_locked(const TpmStateBlob& state);
 
     // libtpms callbacks (static: libtpms passes no context); they act on the claimed backend.
     static uint32_t cb_nvram_init() noexcept;

@@ -14,6 +14,7 @@
 #include <fmt/core.h>
 
 #include "vmm/base/log.hpp"
+#include "vmm/tpm/swtpm_stateblob.hpp"
 
 namespace minivmm {
 
@@ -207,38 +208,45 @@ void SwtpmBackend::mark_dead(const std::string& reason) noexcept {
 bool SwtpmBackend::power_cycle() noexcept {
     std::lock_guard lock(ctrl_mutex_);
     if (failed()) return false;
+    return start_locked(nullptr);
+}
+
+// CMD_STOP, CMD_SET_BUFFERSIZE, [CMD_SET_STATEBLOB per part of `state`], CMD_INIT (QEMU
+// tpm_emulator_startup_tpm; with a state: tpm_emulator_post_load, INIT with DELETE_VOLATILE so
+// the volatile state is used once and its file does not outlive it).
+bool SwtpmBackend::start_locked(const TpmStateBlob* state) noexcept {
     established_cache_.store(kEstablishedUnknown, std::memory_order_release);
     cur_locality_.store(kNoLocality, std::memory_order_release);
-    struct Step {
-        CtrlCmd cmd;
-        CtrlRequest request;
-    };
-    const Step steps[] = {
-        {CtrlCmd::stop, swtpm::encode_ctrl(CtrlCmd::stop)},
-        {CtrlCmd::set_buffersize, swtpm::encode_ctrl_u32(CtrlCmd::set_buffersize, static_cast<uint32_t>(buffer_size_))},
-        {CtrlCmd::init, swtpm::encode_ctrl_u32(CtrlCmd::init, 0)},
-    };
-    for (const Step& step : steps) {
-        CtrlReply reply(step.cmd);
-        if (!run_ctrl_locked(step.cmd, step.request, reply, true)) return false;
-        if (reply.result() != swtpm::kPtmSuccess) {
-            log::error("swtpm at {}: {} failed with {} while starting the TPM{}", path_, swtpm::ctrl_cmd_name(step.cmd),
-                       swtpm::ptm_result_text(reply.result()),
-                       step.cmd == CtrlCmd::init ? " (is its --tpmstate directory intact?)" : "");
-            return false;
-        }
-        swtpm::BufferSizes sizes;
-        if (step.cmd == CtrlCmd::set_buffersize &&
-            (!swtpm::parse_buffer_sizes(reply.payload(), sizes) || sizes.current != buffer_size_)) {
-            log::error("swtpm at {}: CMD_SET_BUFFERSIZE set {} instead of {}", path_, sizes.current, buffer_size_);
-            return false;
-        }
-    }
+    const uint32_t init_flags = state ? swtpm::kInitFlagDeleteVolatile : 0;
+    if (!ctrl_step_locked(CtrlCmd::stop, swtpm::encode_ctrl(CtrlCmd::stop)) ||
+        !ctrl_step_locked(CtrlCmd::set_buffersize,
+                          swtpm::encode_ctrl_u32(CtrlCmd::set_buffersize, static_cast<uint32_t>(buffer_size_))) ||
+        (state && !set_state_blobs_locked(*state)) ||
+        !ctrl_step_locked(CtrlCmd::init, swtpm::encode_ctrl_u32(CtrlCmd::init, init_flags)))
+        return false;
     // A command abandoned before this power cycle (machine reset) has answered by now: swtpm
     // finishes a TPM command before it serves the control channel. Its bytes are not a reply.
     if (size_t stale = swtpm::drain_pending(data_.get()); stale != 0)
         log::debug("swtpm: discarded {} bytes of an abandoned command's response", stale);
     abandon_.store(false, std::memory_order_release);
+    return true;
+}
+
+bool SwtpmBackend::ctrl_step_locked(CtrlCmd cmd, const CtrlRequest& request) noexcept {
+    CtrlReply reply(cmd);
+    if (!run_ctrl_locked(cmd, request, reply, true)) return false;
+    if (reply.result() != swtpm::kPtmSuccess) {
+        log::error("swtpm at {}: {} failed with {} while starting the TPM{}", path_, swtpm::ctrl_cmd_name(cmd),
+                   swtpm::ptm_result_text(reply.result()),
+                   cmd == CtrlCmd::init ? " (is its --tpmstate directory intact?)" : "");
+        return false;
+    }
+    swtpm::BufferSizes sizes;
+    if (cmd == CtrlCmd::set_buffersize &&
+        (!swtpm::parse_buffer_sizes(reply.payload(), sizes) || sizes.current != buffer_size_)) {
+        log::error("swtpm at {}: CMD_SET_BUFFERSIZE set {} instead of {}", path_, sizes.current, buffer_size_);
+        return false;
+    }
     return true;
 }
 

@@ -19,6 +19,7 @@
 
 #include "vmm/tpm/swtpm_channel.hpp"
 #include "vmm/tpm/tpm_backend.hpp"
+#include "vmm/tpm/tpm_state_blob.hpp"
 
 namespace minivmm {
 
@@ -82,6 +83,17 @@ public:
     // Stops waiting for the command in flight (execute() returns a failure response within
     // 100 ms); its late response is discarded by the next power_cycle().
     void abandon() noexcept override { abandon_.store(true, std::memory_order_release); }
+    // CMD_GET_STATEBLOB for the permanent, volatile and savestate blobs (QEMU
+    // tpm_emulator_get_state_blobs; needs PTM_CAP_GET_STATEBLOB). swtpm 0.8+ releases its
+    // state-directory lock after the savestate blob (for migration); it is taken back with
+    // CMD_LOCK_STORAGE when swtpm has it, as QEMU does when the VM goes on running.
+    bool save_state(std::vector<uint8_t>& out) noexcept override;
+    // The current state is fetched first (the TPM is started if it is not running yet), then
+    // CMD_STOP, CMD_SET_BUFFERSIZE, CMD_SET_STATEBLOB for each non-empty part (as QEMU), CMD_INIT
+    // with PTM_INIT_FLAG_DELETE_VOLATILE. If swtpm refuses the blob or the TPM does not start
+    // from it, the fetched state is put back the same way and false returned. Needs
+    // PTM_CAP_GET_STATEBLOB, _SET_STATEBLOB, _STOP.
+    bool restore_state(std::span<const uint8_t> blob) noexcept override;
 
     const std::string& socket_path() const noexcept { return path_; }
     uint32_t capabilities() const noexcept { return caps_; }
@@ -109,6 +121,16 @@ private:
     bool run_ctrl(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply) noexcept;
     bool run_ctrl_locked(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request, swtpm::CtrlReply& reply,
                          bool patient = false) noexcept;
+    // Starting the TPM (power_cycle, restore_state); ctrl_mutex_ held. Each failure logs one line.
+    bool start_locked(const TpmStateBlob* state) noexcept;
+    bool ctrl_step_locked(swtpm::CtrlCmd cmd, const swtpm::CtrlRequest& request) noexcept;
+    // swtpm_backend_state.cpp; ctrl_mutex_ held. get_state_locked() reports a TPM that is not
+    // running as `not_running` without logging.
+    bool get_state_locked(TpmStateBlob& out, bool& not_running);
+    bool get_part_locked(uint32_t type, TpmStatePart& out, bool& not_running);
+    bool set_state_blobs_locked(const TpmStateBlob& state) noexcept;
+    bool has_caps(uint32_t caps, std::string_view what) const noexcept;
+
     // Logs "swtpm at PATH stopped responding: REASON; ..." the first time only.
     void mark_dead(const std::string& reason) noexcept;
 

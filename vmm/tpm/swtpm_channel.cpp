@@ -153,6 +153,20 @@ IoResult recv_ctrl_reply(int fd, CtrlReply& reply, Clock::time_point deadline) n
     return {};
 }
 
+IoResult recv_exact(int fd, std::span<uint8_t> into, Clock::time_point deadline) noexcept {
+    size_t have = 0;
+    while (have < into.size()) {
+        size_t got = 0;
+        IoResult r = recv_some(fd, into.subspan(have), got, deadline, nullptr);
+        if (!r.ok()) {
+            if (r.status == IoStatus::error && r.err == ECONNRESET) return {IoStatus::closed};
+            return r;
+        }
+        have += got;
+    }
+    return {};
+}
+
 IoResult recv_tpm_response(int fd, TpmResponseReader& reader, Clock::time_point deadline,
                            const std::atomic<bool>* abort) noexcept {
     while (reader.state() == TpmResponseReader::State::need_more) {

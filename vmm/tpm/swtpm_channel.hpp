@@ -45,6 +45,9 @@ IoResult send_all(int fd, std::span<const uint8_t> bytes, Clock::time_point dead
 // Reads one control reply into `reply` (4-byte ptm_res, then the rest only on success).
 IoResult recv_ctrl_reply(int fd, CtrlReply& reply, Clock::time_point deadline) noexcept;
 
+// Reads exactly `into.size()` bytes (a state blob after its CMD_GET_STATEBLOB header).
+IoResult recv_exact(int fd, std::span<uint8_t> into, Clock::time_point deadline) noexcept;
+
 // Reads one TPM response into `reader` until it is complete or malformed. `abort`, if given, is
 // checked every 100 ms: when it becomes true the read stops with IoStatus::aborted.
 IoResult recv_tpm_response(int fd, TpmResponseReader& reader, Clock::time_point deadline,

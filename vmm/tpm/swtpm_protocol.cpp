@@ -28,9 +28,12 @@ std::string cap_names(uint32_t missing) {
         {kCapSetLocality, "SET_LOCALITY"},
         {kCapCancelTpmCmd, "CANCEL_TPM_CMD"},
         {kCapResetTpmEstablished, "RESET_TPMESTABLISHED"},
+        {kCapGetStateBlob, "GET_STATEBLOB"},
+        {kCapSetStateBlob, "SET_STATEBLOB"},
         {kCapStop, "STOP"},
         {kCapSetDataFd, "SET_DATAFD"},
         {kCapSetBufferSize, "SET_BUFFERSIZE"},
+        {kCapLockStorage, "LOCK_STORAGE"},
     };
     std::string out;
     for (auto [bit, name] : kNames) {
@@ -52,6 +55,9 @@ std::string_view ctrl_cmd_name(CtrlCmd cmd) noexcept {
     case CtrlCmd::set_locality: return "CMD_SET_LOCALITY";
     case CtrlCmd::cancel_tpm_cmd: return "CMD_CANCEL_TPM_CMD";
     case CtrlCmd::reset_tpm_established: return "CMD_RESET_TPMESTABLISHED";
+    case CtrlCmd::get_stateblob: return "CMD_GET_STATEBLOB";
+    case CtrlCmd::set_stateblob: return "CMD_SET_STATEBLOB";
+    case CtrlCmd::lock_storage: return "CMD_LOCK_STORAGE";
     case CtrlCmd::stop: return "CMD_STOP";
     case CtrlCmd::set_datafd: return "CMD_SET_DATAFD";
     case CtrlCmd::set_buffersize: return "CMD_SET_BUFFERSIZE";
@@ -96,9 +102,12 @@ CtrlRequest encode_ctrl_locality(CtrlCmd cmd, uint8_t locality) noexcept {
 }
 
 // Success reply layouts (tpm_ioctl.h): ptm_cap (res + u32 caps), ptm_est (res + u8 bit + 3 pad),
-// ptm_setbuffersize (res + buffersize + minsize + maxsize); all others are ptm_res only.
+// ptm_setbuffersize (res + buffersize + minsize + maxsize), ptm_getstate's header (res +
+// state_flags + totlength + length; the blob bytes follow, read separately); all others are
+// ptm_res only.
 size_t ctrl_success_reply_size(CtrlCmd cmd) noexcept {
     switch (cmd) {
+    case CtrlCmd::get_stateblob: return 16;
     case CtrlCmd::get_capability: return 8;
     case CtrlCmd::get_tpm_established: return 8;
     case CtrlCmd::set_buffersize: return 16;
@@ -106,11 +115,12 @@ size_t ctrl_success_reply_size(CtrlCmd cmd) noexcept {
     }
 }
 
-CtrlReply::CtrlReply(CtrlCmd cmd) noexcept : success_size_(ctrl_success_reply_size(cmd)) {}
+CtrlReply::CtrlReply(CtrlCmd cmd) noexcept
+    : success_size_(ctrl_success_reply_size(cmd)), header_on_retry_(cmd == CtrlCmd::get_stateblob) {}
 
 size_t CtrlReply::wanted() const noexcept {
     if (have_ < 4) return 4 - have_;
-    if (result() != kPtmSuccess) return 0;  // errors carry only ptm_res
+    if (result() != kPtmSuccess && !(header_on_retry_ && (result() & kPtmNonFatal))) return 0;  // errors: ptm_res only
     return success_size_ - have_;
 }
 

@@ -25,9 +25,12 @@ enum class CtrlCmd : uint32_t {
     set_locality = 0x05,
     cancel_tpm_cmd = 0x09,
     reset_tpm_established = 0x0b,
+    get_stateblob = 0x0c,
+    set_stateblob = 0x0d,
     stop = 0x0e,
     set_datafd = 0x10,
     set_buffersize = 0x11,
+    lock_storage = 0x13,
 };
 
 // PTM_CAP_* bits returned by CMD_GET_CAPABILITY.
@@ -37,9 +40,12 @@ inline constexpr uint32_t kCapGetTpmEstablished = 1u << 2;
 inline constexpr uint32_t kCapSetLocality = 1u << 3;
 inline constexpr uint32_t kCapCancelTpmCmd = 1u << 5;
 inline constexpr uint32_t kCapResetTpmEstablished = 1u << 7;
+inline constexpr uint32_t kCapGetStateBlob = 1u << 8;
+inline constexpr uint32_t kCapSetStateBlob = 1u << 9;
 inline constexpr uint32_t kCapStop = 1u << 10;
 inline constexpr uint32_t kCapSetDataFd = 1u << 12;
 inline constexpr uint32_t kCapSetBufferSize = 1u << 13;
+inline constexpr uint32_t kCapLockStorage = 1u << 16;  // swtpm 0.8+
 
 // What we need, as QEMU's tpm_emulator_check_caps: TPM 1.2 = 0x340f, TPM 2.0 also
 // RESET_TPMESTABLISHED (0x348f). CANCEL_TPM_CMD is optional (cancel() is a no-op without it).
@@ -47,22 +53,24 @@ uint32_t required_caps(TpmVersion version) noexcept;
 // Comma-separated names of the bits in `missing`, e.g. "SET_DATAFD, STOP".
 std::string cap_names(uint32_t missing);
 
-// ptm_res values seen on the control channel (libtpms tpm_error.h).
+// ptm_res values seen on the control channel (libtpms tpm_error.h). Bit 0x800 marks a non-fatal
+// result (TPM_NON_FATAL: TPM_RETRY = 0x800 is "no such state blob" for CMD_GET_STATEBLOB).
 inline constexpr uint32_t kPtmSuccess = 0;
 inline constexpr uint32_t kPtmBadParameter = 0x03;
 inline constexpr uint32_t kPtmFail = 0x09;
 inline constexpr uint32_t kPtmBadOrdinal = 0x0a;
 inline constexpr uint32_t kPtmIoError = 0x1f;
 inline constexpr uint32_t kPtmBadLocality = 0x3d;
+inline constexpr uint32_t kPtmNonFatal = 0x800;
 
 std::string_view ctrl_cmd_name(CtrlCmd cmd) noexcept;
 // "TPM_BAD_ORDINAL (0xa)" or "0x1234" for unknown values.
 std::string ptm_result_text(uint32_t result);
 
 // One control request: the command word and its payload, to be sent in ONE write (swtpm parses
-// what the first recvmsg returns for most commands). At most 8 bytes.
+// what the first recvmsg returns for most commands). At most 16 bytes (CMD_GET_STATEBLOB).
 struct CtrlRequest {
-    std::array<uint8_t, 8> bytes{};
+    std::array<uint8_t, 16> bytes{};
     size_t size = 0;
     std::span<const uint8_t> view() const noexcept { return {bytes.data(), size}; }
 };
@@ -76,7 +84,8 @@ CtrlRequest encode_ctrl_locality(CtrlCmd cmd, uint8_t locality) noexcept;
 size_t ctrl_success_reply_size(CtrlCmd cmd) noexcept;
 
 // Assembles one control reply from however many reads it arrives in. swtpm sends only the
-// 4-byte ptm_res on any error, so the reader asks for 4 bytes first and for the rest of the
+// 4-byte ptm_res on any error (except CMD_GET_STATEBLOB, whose 16-byte header follows a non-fatal
+// result, ctrlchannel_return_state: TPM_RETRY when the blob does not exist), so the reader asks for 4 bytes first and for the rest of the
 // success reply only when ptm_res is 0. Read exactly wanted() bytes each time: nothing beyond
 // the reply is ever consumed.
 class CtrlReply {
@@ -95,6 +104,7 @@ private:
     std::array<uint8_t, 16> buf_{};
     size_t have_ = 0;
     size_t success_size_;
+    bool header_on_retry_;  // CMD_GET_STATEBLOB: a non-fatal result still carries the header
 };
 
 struct BufferSizes {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "devices/tpm_types.hpp"
 
@@ -36,6 +37,24 @@ public:
     virtual void abandon() noexcept {}
     // Orderly shutdown at VMM exit (swtpm: CMD_SHUTDOWN).
     virtual void shutdown() noexcept = 0;
+
+    // Snapshots (vmm/tpm/tpm_state_blob.hpp has the format). Precondition for both: no execute()
+    // runs or will start meanwhile (the machine's TpmWorker is idle and the vCPUs are paused).
+    // save_state(): the running TPM's whole state (permanent, volatile, save state) as one
+    // versioned blob in `out`; the TPM keeps running unchanged. restore_state(): replaces the
+    // TPM's state with a blob save_state() made (this backend kind or another with the same
+    // TPM version); afterwards the TPM runs as the saved one did: no power_cycle() and no
+    // TPM_Startup. Both return false with one log line on any failure; a refused blob leaves
+    // the TPM usable (the backends keep or restore the previous state, see each backend).
+    // The defaults refuse: a backend that cannot do it says so.
+    virtual bool save_state(std::vector<uint8_t>& out) noexcept {
+        (void)out;
+        return false;
+    }
+    virtual bool restore_state(std::span<const uint8_t> blob) noexcept {
+        (void)blob;
+        return false;
+    }
 };
 
 }  // namespace minivmm
