@@ -38,13 +38,19 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     vm_.create_irqchip();
     vm_.set_pc_gsi_routing(platform::kIoApicPins);
     vm_.create_pit();
+    if (options_.restore) map_restored_memory();
     map_memory();
     map_tpm_crb_buffer();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.spec, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
         options_.debug_out, options_.tpm, options_.kernel, tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
-    if (!options_.spec.firmware) enter_without_firmware();
+    if (options_.restore) {
+        StateReader state(options_.restore_state);
+        restore_state(state);
+    } else if (!options_.spec.firmware) {
+        enter_without_firmware();
+    }
     coalesce_tpm_fifo();
     if (options_.spec.exit_stats) exit_stats_.resize(vcpus_.size());
 }
@@ -56,9 +62,10 @@ Machine::~Machine() {
 void Machine::map_memory() {
     ram_below_4g_ = options_.spec.ram_below_4g();
     ram_above_4g_ = options_.spec.ram_above_4g();
+    const bool restored = low_ram_.size() != 0;  // map_restored_memory() mapped the snapshot's RAM
     try {
-        low_ram_ = Mapping::anonymous(ram_below_4g_);
-        if (ram_above_4g_) high_ram_ = Mapping::anonymous(ram_above_4g_);
+        if (!restored) low_ram_ = Mapping::anonymous(ram_below_4g_);
+        if (ram_above_4g_ && !restored) high_ram_ = Mapping::anonymous(ram_above_4g_);
         if (options_.bios) flash_ = Mapping::anonymous(options_.bios->size());
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitKvm, e.what());
@@ -69,7 +76,7 @@ void Machine::map_memory() {
         // flash copy is pristine) and its last 256 KiB in RAM below 1 MiB (firmware/bios_image.hpp).
         const BiosImage& bios = *options_.bios;
         std::memcpy(flash_.data(), bios.bytes().data(), bios.size());
-        std::memcpy(low_ram_.data() + bios.shadow_base(), bios.shadow_bytes(), bios.shadow_size());
+        if (!restored) std::memcpy(low_ram_.data() + bios.shadow_base(), bios.shadow_bytes(), bios.shadow_size());
         bool readonly = options_.kvm.check_extension(KVM_CAP_READONLY_MEM) > 0;
         if (!readonly) log::info("KVM has no read-only memory slots; the BIOS flash alias is writable");
         vm_.set_memory(kSlotFlash, bios.flash_base(), bios.size(), flash_.data(), readonly);
@@ -82,6 +89,35 @@ void Machine::map_memory() {
     memory_ = GuestMemory(std::move(regions));
 }
 
+// -restore: guest RAM (and the CRB's buffer) mapped MAP_PRIVATE from the snapshot's regions, which
+// must be exactly this machine's (vmm/snapshot_file.hpp); map_memory() then registers them.
+void Machine::map_restored_memory() {
+    std::vector<std::pair<uint64_t, uint64_t>> expected{{0, options_.spec.ram_below_4g()}};
+    if (options_.spec.ram_above_4g()) expected.emplace_back(platform::kHighMemoryBase, options_.spec.ram_above_4g());
+    if (options_.spec.tpm_crb()) {
+        const MachineSpec::Placement buffer = options_.spec.place(MachineSpec::Device::tpm_crb_buffer);
+        expected.emplace_back(buffer.base, buffer.size);
+    }
+    const std::vector<SnapshotRamRegion>& regions = options_.restore->header().ram;
+    if (regions.size() != expected.size())
+        throw SnapshotError(fmt::format("the snapshot has {} RAM regions, this machine {}", regions.size(), expected.size()));
+    std::vector<Mapping> maps;
+    for (size_t i = 0; i < regions.size(); ++i) {
+        if (regions[i].gpa != expected[i].first || regions[i].size != expected[i].second)
+            throw SnapshotError(fmt::format("the snapshot's RAM region {} ({:#x}, {} bytes) is not this machine's", i,
+                                            regions[i].gpa, regions[i].size));
+        try {
+            maps.push_back(Mapping::private_file(options_.restore->fd(), regions[i].size, regions[i].file_offset));
+        } catch (const std::runtime_error& e) {
+            throw SetupError(kExitKvm, e.what());
+        }
+    }
+    low_ram_ = std::move(maps[0]);
+    size_t next = 1;
+    if (options_.spec.ram_above_4g()) high_ram_ = std::move(maps[next++]);
+    if (options_.spec.tpm_crb()) tpm_crb_buffer_ = std::move(maps[next]);
+}
+
 // -tpm-interface crb: the command/response buffer is RAM of its own slot (devices/tpm_crb.hpp), so
 // the guest fills and reads it without exits; it is not part of memory_ (no DMA of other devices
 // reaches it), only the TPM device sees it, through tpm_crb_memory_.
@@ -91,7 +127,7 @@ void Machine::map_tpm_crb_buffer() {
     const MachineSpec::Placement buffer = options_.spec.place(MachineSpec::Device::tpm_crb_buffer);
     const MachineSpec::Placement registers = options_.spec.place(MachineSpec::Device::tpm);
     try {
-        tpm_crb_buffer_ = Mapping::anonymous(buffer.size);
+        if (tpm_crb_buffer_.size() != buffer.size) tpm_crb_buffer_ = Mapping::anonymous(buffer.size);  // else restored
     } catch (const std::runtime_error& e) {
         throw SetupError(kExitKvm, e.what());
     }
@@ -164,7 +200,7 @@ void Machine::coalesce_tpm_fifo() {
     }
 }
 
-Machine::Result Machine::run(int signal_fd) {
+void Machine::start_vcpus() {
     devices_->start_io();  // before the vCPUs: their notifications wake it
     // Every AP must be inside KVM_RUN so that SeaBIOS's INIT-SIPI-SIPI finds it (§1.7 smp_scan).
     for (auto& vcpu : vcpus_) {
@@ -186,10 +222,16 @@ Machine::Result Machine::run(int signal_fd) {
             run_vcpu(ctx);
         });
     }
+}
+
+Machine::Result Machine::run(int signal_fd, RunControl* control) {
+    start_vcpus();
     Result result;
-    pollfd fds[2] = {{events_.fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}};
+    std::vector<pollfd> fds;
     while (true) {
-        int n = ::poll(fds, signal_fd >= 0 ? 2 : 1, -1);
+        fds.assign({{events_.fd(), POLLIN, 0}, {signal_fd, POLLIN, 0}});
+        if (control) control->add_poll_fds(fds);
+        int n = ::poll(fds.data(), fds.size(), -1);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             result = {MachineEvents::Kind::fatal, fmt::format("poll failed: {}", std::strerror(errno)), 0};
@@ -206,6 +248,10 @@ Machine::Result Machine::run(int signal_fd) {
                           static_cast<int>(info.ssi_signo)};
                 break;
             }
+        }
+        if (control && control->serve(std::span(fds).subspan(2), *this)) {
+            result = {MachineEvents::Kind::quit, "quit from the control socket", 0};
+            break;
         }
     }
     stop_vcpus();

@@ -4,6 +4,8 @@
 // power cycle (the disk, the host console) is passed in from outside.
 #pragma once
 
+#include <poll.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -21,11 +23,13 @@
 #include "vmm/kernel_boot.hpp"
 #include "vmm/pvh_kernel.hpp"
 #include "vmm/kvm/kvm.hpp"
+#include "vmm/kvm/vcpu_snapshot.hpp"
 #include "vmm/kvm/machine_events.hpp"
 #include "vmm/base/memory_map.hpp"
 #include "vmm/kvm/coalesced_mmio.hpp"
 #include "vmm/kvm/exit_stats.hpp"
 #include "vmm/tpm/tpm_worker.hpp"
+#include "vmm/snapshot_file.hpp"
 #include "vmm/tpm_slot.hpp"
 
 namespace minivmm {
@@ -40,6 +44,27 @@ struct MachineOptions {
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
     const KernelBoot* kernel = nullptr;  // -kernel; nullptr: boot from the disk
     const PvhKernel* pvh = nullptr;      // -bios none: the kernel's ELF, entered through PVH; nullptr: not that way
+    // -restore: the snapshot (its RAM regions are mapped, not copied) and the machine's part of its
+    // state (vmm/machine_snapshot.cpp); the first machine only. nullptr: a power-on.
+    const SnapshotFile* restore = nullptr;
+    std::span<const uint8_t> restore_state;
+    // What this KVM offers for saving and restoring vCPU state, probed once before the sandbox (it
+    // asks /dev/kvm); nullptr: no snapshots (no -control, no -restore).
+    const KvmStateSupport* kvm_state = nullptr;
+};
+
+class Machine;
+
+// What Machine::run polls besides the machine's events and the signals: the control socket
+// (vmm/machine_control.hpp), which main owns across guest resets.
+class RunControl {
+public:
+    virtual ~RunControl() = default;
+    // Appends the descriptors to poll (POLLIN).
+    virtual void add_poll_fds(std::vector<pollfd>& fds) = 0;
+    // After poll: `fds` are the ones add_poll_fds appended, with their revents. Serves what is
+    // ready; may pause, resume or save `machine`. true: the client asked to quit.
+    virtual bool serve(std::span<const pollfd> fds, Machine& machine) noexcept = 0;
 };
 
 class MachineDevices;  // machine_devices.hpp
@@ -56,8 +81,19 @@ public:
         std::string message;
         int signal = 0;  // set when a signal on signal_fd ended the run
     };
-    // Runs every vCPU until the machine posts an event or a signal arrives on signal_fd.
-    Result run(int signal_fd);
+    // Runs every vCPU until the machine posts an event, a signal arrives on signal_fd or `control`
+    // (optional) is asked to quit.
+    Result run(int signal_fd, RunControl* control = nullptr);
+
+    // The control socket's commands (vmm/machine_snapshot.cpp), from the thread that called run().
+    // pause: every vCPU out of KVM_RUN with its I/O completed, the disk's I/O thread stopped, the
+    // TPM's command in flight finished. resume: the vCPUs run again.
+    void pause() noexcept;
+    void resume();
+    bool paused() const noexcept { return paused_; }
+    // Paused only: writes the snapshot (state = `preamble`, then the machine's state) into `fd`.
+    // Returns "" or one line saying what failed.
+    std::string save(int fd, std::span<const uint8_t> preamble) noexcept;
 
     // Host console input for COM1; takes the device lock; returns how many bytes the UART accepted.
     size_t serial_input(std::span<const uint8_t> bytes) noexcept;
@@ -77,6 +113,11 @@ private:
     void enter_without_firmware();
     void coalesce_tpm_fifo();
     void stop_vcpus() noexcept;
+    void start_vcpus();
+    void map_restored_memory();
+    void restore_state(StateReader& state);  // throws SnapshotError
+    std::vector<uint8_t> machine_state() const;
+    void serve_exit(Vcpu& vcpu) noexcept;  // an exit met while completing a paused vCPU's I/O
 
     const MachineOptions& options_;
     Vm vm_;
@@ -87,7 +128,7 @@ private:
     Mapping tpm_crb_registers_;   // the same, where KVM has read-only slots: the register page
     GuestMemory tpm_crb_memory_;  // that buffer alone, for the CRB device
     MachineEvents events_;
-    std::mutex device_lock_;
+    mutable std::mutex device_lock_;
     Bus pio_{"port I/O"};
     Bus mmio_{"MMIO"};
     std::unique_ptr<MachineDevices> devices_;
@@ -96,6 +137,9 @@ private:
     std::vector<ExitStats> exit_stats_;           // one per vCPU with -exit-stats, else empty
     std::vector<std::thread> threads_;
     std::atomic<bool> stop_{false};
+    bool paused_ = false;
+    bool tpm_quiet_ = true;    // the last pause found no TPM command in flight
+    bool io_complete_ = true;  // the last pause completed every vCPU's port and MMIO access
 };
 
 }  // namespace minivmm

@@ -78,7 +78,14 @@ public:
     const AcpiBlobs& acpi() const noexcept { return acpi_; }
     std::string assign_pci_resources(const PciWindows& windows);  // empty, or one line
 
+    // Snapshots (vmm/machine_devices_state.cpp): every device's state, with the device lock held
+    // and nothing running. load_state: "" or one line naming the device whose state is refused.
+    // save_state: false if the TPM has a command outstanding (the machine pauses and quiesces first).
+    bool save_state(StateWriter& out);
+    std::string load_state(StateReader& in);
+
 private:
+    std::vector<std::pair<const char*, SavesState*>> saved_devices();
     void attach_kernel_boot(const Wiring& w, FwCfgSetup& setup);
 
     AcpiBlobs acpi_;

@@ -31,6 +31,8 @@
 #include "vmm/kvm/kvm.hpp"
 #include "vmm/base/log.hpp"
 #include "vmm/machine.hpp"
+#include "vmm/machine_control.hpp"
+#include "vmm/snapshot_restore.hpp"
 #include "vmm/host/output_queue.hpp"
 #include "vmm/base/platform.hpp"
 #include "vmm/host/privileges.hpp"
@@ -99,7 +101,7 @@ std::unique_ptr<QueuedSink> open_char_target(const CharTarget& target, const cha
 // The end of set-up: everything is open and the first machine is built. Become the -runas user,
 // then confine every thread (vmm/host/README.md "Sandbox").
 void confine(const Config& config, const std::optional<RunAsUser>& runas, const Kvm& kvm, const TpmSlot& tpm,
-             int kernel_cache_fd) {
+             int kernel_cache_fd, const MachineControl* control, const DiskImage* disk) {
     if (runas) {
         if (config.tpm_state) give_state_dir_to(*runas, *config.tpm_state);
         drop_privileges(*runas);
@@ -113,6 +115,12 @@ void confine(const Config& config, const std::optional<RunAsUser>& runas, const 
     policy.tpm = tpm.sandbox_io();
     policy.swtpm_pidfd = tpm.swtpm_pidfd();
     policy.kernel_cache_fd = kernel_cache_fd;
+    if (control) {
+        policy.control_listen_fd = control->listen_fd();
+        policy.control_dir_fd = control->dir_fd();
+        policy.snapshot_saves = true;
+        policy.disk_fd = disk ? disk->fd() : -1;
+    }
     sandbox::install(policy);
 }
 
@@ -165,7 +173,7 @@ std::optional<PvhKernel> choose_kernel_entry(const Config& config, const KernelB
     return std::nullopt;
 }
 
-int run(const Config& config, int signal_fd) {
+int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
     std::optional<RunAsUser> runas;
     if (config.runas) runas = resolve_runas(*config.runas);
     std::optional<BiosImage> bios;
@@ -230,6 +238,11 @@ int run(const Config& config, int signal_fd) {
     // The machine, as data: every power-on builds exactly this (vmm/machine_spec.hpp).
     const MachineSpec spec = machine_spec(config, tpm_slot.version());
     tpm_slot.configure(spec);
+    const SnapshotPreamble files = describe_inputs(config, bios ? &*bios : nullptr, tpm_slot.version(), disk.get());
+    const std::span<const uint8_t> restore_state = snapshot ? check_restore(*snapshot, files) : std::span<const uint8_t>{};
+    std::unique_ptr<MachineControl> control;
+    if (config.control)
+        control = std::make_unique<MachineControl>(ControlSocket::listen(*config.control), files, disk.get(), tpm_slot);
 
     // COM1 input: the reader thread outlives every machine; it delivers to the current one.
     std::mutex machine_mutex;
@@ -256,16 +269,42 @@ int run(const Config& config, int signal_fd) {
         const TpmSlot& tpm;
         ~PpiLeftOver() { tpm.warn_ppi_left_over(); }
     } ppi_left_over{tpm_slot};
+    // Snapshots: what this KVM can save and restore, asked of a throw-away VM before the sandbox.
+    std::optional<KvmStateSupport> kvm_state;
+    if (config.control || snapshot) kvm_state = KvmStateSupport::probe(kvm, Vm(kvm));
     MachineOptions options{spec, kvm, bios ? &*bios : nullptr, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
-                           kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr};
+                           kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr, nullptr, {},
+                           kvm_state ? &*kvm_state : nullptr};
     for (unsigned boot = 1;; ++boot) {
-        tpm_slot.power_on(boot, !config.firmware);
-        log::debug("boot {}: the TPM is powered on, {:.1f} ms after start", boot, ms_since_start());
-        auto machine = std::make_unique<Machine>(options);
+        const bool restoring = boot == 1 && snapshot;
+        std::unique_ptr<Machine> machine;
+        if (restoring) {
+            // The TPM is not powered on: it takes its saved state, then fresh entropy (clones).
+            StateReader reader(restore_state);
+            std::span<const uint8_t> tpm_state;
+            if (!reader.bytes_view(tpm_state) || !tpm_slot.restore_state(tpm_state))
+                throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
+                                                            snapshot->path()));
+            options.restore = snapshot;
+            options.restore_state = restore_state.subspan(reader.position());
+            try {
+                machine = std::make_unique<Machine>(options);
+            } catch (const SnapshotError& e) {
+                throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", snapshot->path(), e.what()));
+            }
+            options.restore = nullptr;
+            options.restore_state = {};
+            record_restore(config);
+            log::info("restored {}, {:.1f} ms after start", snapshot->path(), ms_since_start());
+        } else {
+            tpm_slot.power_on(boot, !config.firmware);
+            log::debug("boot {}: the TPM is powered on, {:.1f} ms after start", boot, ms_since_start());
+            machine = std::make_unique<Machine>(options);
+        }
         if (boot == 1 && config.dump_acpi_dir) write_acpi_dump(*config.dump_acpi_dir, machine->acpi_dumps());
         // The digests this power-on computed, for the next run (-kernel-cache), before the sandbox.
         if (boot == 1 && kernel) kernel->save_digest_records();
-        if (boot == 1) confine(config, runas, kvm, tpm_slot, pvh ? pvh->cache_fd() : -1);
+        if (boot == 1) confine(config, runas, kvm, tpm_slot, pvh ? pvh->cache_fd() : -1, control.get(), disk.get());
         // The console reader reaches this machine through `current` until it is cleared, on every
         // way out of this iteration (an exception too), before `machine` goes.
         struct Current {
@@ -284,12 +323,13 @@ int run(const Config& config, int signal_fd) {
         log::info("boot {}: {} vCPU(s), {} MiB RAM, {}{}; {:.1f} ms after start", boot, config.cpus, config.ram_bytes >> 20,
                   config.disk.empty() ? "no disk" : "disk " + config.disk, config.kernel ? ", kernel " + *config.kernel : "",
                   ms_since_start());
-        Machine::Result result = machine->run(signal_fd);
+        Machine::Result result = machine->run(signal_fd, control.get());
         {
             std::lock_guard lock(machine_mutex);
             current = nullptr;
         }
-        if (auto stats = machine->tpm_stats()) TpmSlot::check_boot(boot, *stats, !config.firmware);
+        // A restored machine's firmware ran in the process that saved it: nothing to check.
+        if (auto stats = machine->tpm_stats(); stats && !restoring) TpmSlot::check_boot(boot, *stats, !config.firmware);
         for (const std::string& line : machine->exit_stats_lines(boot)) fmt::print(stderr, "{}\n", line);
         machine.reset();
         switch (result.kind) {
@@ -344,7 +384,10 @@ int main(int argc, char** argv) {
 #ifdef MINIVMM_TEST_HOOKS
         install_test_hooks();
 #endif
-        return run(cli.config, signal_fd.get());
+        // -restore: the machine's options are the snapshot's (vmm/snapshot_restore.hpp).
+        std::optional<SnapshotFile> snapshot;
+        if (cli.config.restore) snapshot = open_restore(cli, std::vector<std::string>(argv + 1, argv + argc));
+        return run(cli.config, signal_fd.get(), snapshot ? &*snapshot : nullptr);
     } catch (const SetupError& e) {
         TerminalRawMode::restore();
         log::error("{}", e.what());

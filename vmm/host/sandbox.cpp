@@ -65,6 +65,16 @@ constexpr unsigned long kMachineIoctls[] = {KVM_SET_TSS_ADDR,      KVM_SET_IDENT
                                             // -bios none: the boot vCPU's start state (vmm/direct_boot.hpp)
                                             KVM_GET_SREGS, KVM_SET_SREGS, KVM_SET_REGS, kSetMsrs, KVM_GET_LAPIC,
                                             KVM_SET_LAPIC};
+// A snapshot's capture (the control socket's save; vmm/kvm/vcpu_snapshot.hpp, vm_snapshot.hpp), on the
+// main thread with every vCPU stopped: reads only, and the KVM_RUN that completes a pending exit
+// (allowed above). kGetMsrs and the XSAVE numbers as vmm/kvm/vcpu_snapshot.cpp builds them.
+struct XsaveRegion {
+    uint32_t region[1024];
+};
+constexpr unsigned long kSnapshotIoctls[] = {
+    KVM_GET_MP_STATE, KVM_GET_SREGS2, KVM_GET_FPU, KVM_GET_XCRS, KVM_GET_DEBUGREGS, KVM_GET_TSC_KHZ, KVM_GET_VCPU_EVENTS,
+    _IOWR(KVMIO, 0x88, uint64_t) /* KVM_GET_MSRS */, _IOR(KVMIO, 0xa4, XsaveRegion) /* KVM_GET_XSAVE */,
+    _IOR(KVMIO, 0xcf, XsaveRegion) /* KVM_GET_XSAVE2 */, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK};
 // System ioctls, allowed on the /dev/kvm fd only.
 constexpr unsigned long kSystemIoctls[] = {KVM_GET_API_VERSION, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE,
                                            kGetSupportedCpuid, KVM_CREATE_VM};
@@ -220,6 +230,14 @@ void build_process_filter(Filter& f, const Policy& policy) {
                                     arg_eq(3, SOCK_CLOEXEC | SOCK_NONBLOCK)});
     if (policy.control_dir_fd >= 0)
         f.allow(SCMP_SYS(unlinkat), {arg_eq(0, static_cast<uint64_t>(policy.control_dir_fd)), arg_eq(2, 0)});
+    if (policy.snapshot_saves) {
+        f.allow_ioctls(kSnapshotIoctls);
+        f.allow(SCMP_SYS(access));
+        f.allow(SCMP_SYS(openat), {arg_masked(2, O_TMPFILE | O_ACCMODE, O_TMPFILE | O_WRONLY)});
+        f.allow(SCMP_SYS(ftruncate));
+        f.allow(SCMP_SYS(linkat), {arg_eq(4, AT_SYMLINK_FOLLOW)});
+        if (policy.disk_fd >= 0) f.allow(SCMP_SYS(fstat), {arg_eq(0, static_cast<uint64_t>(policy.disk_fd))});
+    }
     // Threads, never processes: glibc tries clone3 first (whose flags seccomp cannot see) and
     // falls back to clone on ENOSYS, where CLONE_THREAD and the sharing flags are checked.
     f.refuse(SCMP_SYS(clone3), ENOSYS);

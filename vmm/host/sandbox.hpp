@@ -37,6 +37,14 @@ struct Policy {
     // of its directory (unlinkat with no flags, on that fd only).
     int control_listen_fd = -1;
     int control_dir_fd = -1;
+    // The control socket's "save" (vmm/machine_control.hpp): the main thread checks that the target
+    // does not exist (access), makes an unnamed file in its directory (openat with O_TMPFILE: no
+    // existing file can be opened that way), writes it (pwrite64, ftruncate, fdatasync) and names it
+    // (linkat from /proc/self/fd with AT_SYMLINK_FOLLOW, which never replaces a file), and stats
+    // the disk image for its stamp (fstat on `disk_fd` only); it reads the VM's and vCPUs' KVM
+    // state (the KVM_GET_* ioctls of vmm/kvm/vcpu_snapshot.hpp and vm_snapshot.hpp).
+    bool snapshot_saves = false;
+    int disk_fd = -1;
 };
 
 // Installs the SIGSYS reporter and the process-wide filter on every thread of the process
