@@ -18,6 +18,7 @@
 #include "vmm/machine_devices.hpp"
 #include "vmm/base/platform.hpp"
 #include "devices/tpm_crb_regs.hpp"
+#include "vmm/host/boot_timer.hpp"
 #include "vmm/host/sandbox.hpp"
 #include "vmm/kvm/vcpu.hpp"
 
@@ -46,6 +47,7 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
         options_.debug_out, options_.tpm, options_.kernel, tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
     if (options_.restore) {
+        log::debug("restore: the machine is built, {:.1f} ms after start", ms_since_start());
         StateReader state(options_.restore_state);
         restore_state(state);
     } else if (!options_.spec.firmware) {

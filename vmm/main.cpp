@@ -285,6 +285,7 @@ int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
             if (!reader.bytes_view(tpm_state) || !tpm_slot.restore_state(tpm_state))
                 throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
                                                             snapshot->path()));
+            log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());
             options.restore = snapshot;
             options.restore_state = restore_state.subspan(reader.position());
             try {
