@@ -280,14 +280,8 @@ int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
         std::unique_ptr<Machine> machine;
         if (restoring) {
             // The TPM is not powered on: it takes its saved state, then fresh entropy (clones).
-            StateReader reader(restore_state);
-            std::span<const uint8_t> tpm_state;
-            if (!reader.bytes_view(tpm_state) || !tpm_slot.restore_state(tpm_state))
-                throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
-                                                            snapshot->path()));
-            log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());
             options.restore = snapshot;
-            options.restore_state = restore_state.subspan(reader.position());
+            options.restore_state = restore_tpm(*snapshot, restore_state, tpm_slot);
             try {
                 machine = std::make_unique<Machine>(options);
             } catch (const SnapshotError& e) {

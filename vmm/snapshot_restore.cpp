@@ -9,6 +9,8 @@
 #include <fmt/core.h>
 
 #include "vmm/base/error.hpp"
+#include "vmm/base/log.hpp"
+#include "vmm/host/boot_timer.hpp"
 
 namespace minivmm {
 
@@ -67,6 +69,16 @@ SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, st
     }
     p.disk_overlay = config.snapshot;
     return p;
+}
+
+std::span<const uint8_t> restore_tpm(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm) {
+    StateReader reader(state);
+    std::span<const uint8_t> tpm_state;
+    if (!reader.bytes_view(tpm_state) || !tpm.restore_state(tpm_state))
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
+                                                    snapshot.path()));
+    log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());
+    return state.subspan(reader.position());
 }
 
 void record_restore(const Config& config) {

@@ -13,6 +13,7 @@
 #include "vmm/host/disk_image.hpp"
 #include "vmm/snapshot_file.hpp"
 #include "vmm/snapshot_preamble.hpp"
+#include "vmm/tpm_slot.hpp"
 
 namespace minivmm {
 
@@ -26,6 +27,10 @@ SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, st
 
 // The saved files against `inputs`; returns the machine's part of the state (after the preamble).
 std::span<const uint8_t> check_restore(const SnapshotFile& snapshot, const SnapshotPreamble& inputs);
+
+// In place of the first power-on: the TPM takes its saved state (the first part of `state`), then
+// fresh entropy (TpmSlot::restore_state); returns the rest, the machine's part.
+std::span<const uint8_t> restore_tpm(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm);
 
 // A second restore of one snapshot repeats the guest's random state (its kernel's CRNG, the keys
 // it made), so it is refused unless -restore-clone; FILE.restored records each restore beside the
