@@ -1,5 +1,5 @@
 // The sandbox's control socket rules (vmm/host/sandbox.hpp Policy::control_listen_fd,
-// control_dir_fd), as tests/unit/test_sandbox.cpp does it: each case forks a child that sets up
+// control_dir_fd; snapshot_saves: the save's unnamed file and its link), as tests/unit/test_sandbox.cpp does it: each case forks a child that sets up
 // as minivmm does (the socket made and a client connected before the filters), installs the real
 // filters, serves the client and removes the socket file, then does one thing it must not.
 #include <doctest/doctest.h>
@@ -170,4 +170,44 @@ TEST_CASE("control socket: unlinkat relative to its directory's fd, without flag
     CHECK(socket.err == message("socket", 41, "the main thread"));
     CHECK(slurp(victim) == std::vector<uint8_t>{'v'});
     CHECK(std::filesystem::is_directory(dir.sub("sub")));
+}
+
+TEST_CASE("snapshot saves: an unnamed file written and linked, nothing else opened or replaced") {
+    TempDir dir;
+    const std::string victim = dir.sub("victim"), target = dir.sub("saved.snap");
+    spit(victim, {'v'});
+    auto saves = [&] {
+        sandbox::Policy policy;
+        policy.snapshot_saves = true;
+        return policy;
+    };
+    // What MachineControl::save does (vmm/machine_control.cpp).
+    Child save = sandboxed(saves, [&] {
+        if (::access(target.c_str(), F_OK) == 0 || errno != ENOENT) ::_exit(70);
+        const int fd = ::open(dir.path.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd < 0) ::_exit(71);
+        if (::pwrite(fd, "snap", 4, 8192) != 4 || ::ftruncate(fd, 16384) != 0 || ::fdatasync(fd) != 0) ::_exit(72);
+        const std::string link = "/proc/self/fd/" + std::to_string(fd);
+        if (::linkat(AT_FDCWD, link.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) != 0) ::_exit(73);
+        // linkat never replaces: an existing name is EEXIST, the file unchanged.
+        if (::linkat(AT_FDCWD, link.c_str(), AT_FDCWD, victim.c_str(), AT_SYMLINK_FOLLOW) == 0 || errno != EEXIST)
+            ::_exit(74);
+    });
+    CHECK(save.status == 0);
+    CHECK(save.err.empty());
+    CHECK(std::filesystem::file_size(target) == 16384);
+    CHECK(slurp(victim) == std::vector<uint8_t>{'v'});
+    for (int flags : {O_WRONLY | O_CLOEXEC, O_RDONLY | O_CLOEXEC, O_RDWR | O_TMPFILE | O_CLOEXEC}) {
+        Child open = sandboxed(saves, [&] { ::open(victim.c_str(), flags); });  // an existing file: never
+        CAPTURE(flags);
+        CHECK(open.status == kExitSandbox);
+        CHECK(open.err == message("openat", 257, "the main thread"));
+    }
+    Child hard = sandboxed(saves, [&] { ::linkat(AT_FDCWD, victim.c_str(), AT_FDCWD, dir.sub("x").c_str(), 0); });
+    CHECK(hard.status == kExitSandbox);
+    CHECK(hard.err == message("linkat", 265, "the main thread"));
+    Child without = sandboxed([] { return sandbox::Policy{}; }, [&] { ::access(target.c_str(), F_OK); });
+    CHECK(without.status == kExitSandbox);
+    CHECK(without.err == message("access", 21, "the main thread"));
+    CHECK(slurp(victim) == std::vector<uint8_t>{'v'});
 }
