@@ -111,11 +111,17 @@ def run_case(minivmm, image, files, directory, name, version, backend, restores=
         for word, extra in ((words[i % len(words)], ["-restore-clone"] if i else []) for i in range(restores)):
             start = time.monotonic()
             # minivmm's lines (stderr) with the guest's: the word goes in once minivmm says it restored.
+            if swtpm:  # minivmm's exit (CMD_SHUTDOWN) ended it, as it ends QEMU's: one swtpm per run
+                swtpm.stop()
+                swtpm = vm.swtpm(os.path.join(tmp, "swtpm"), version)
             p, out = run_until([minivmm, "-restore", snap, "-d", "info"] + extra + tpm + [image],
                                rb"minivmm: (restored|error)", RESTORE_TIMEOUT, stdin=subprocess.PIPE, merge=True)
             time.sleep(0.5)
-            p.stdin.write(word.encode() + b"\n")
-            p.stdin.flush()
+            try:
+                p.stdin.write(word.encode() + b"\n")
+                p.stdin.flush()
+            except BrokenPipeError:
+                pass  # it exited: finish() collects why
             status, text, err = finish(p, out, RESTORE_TIMEOUT)
             restored_ms = re.search(r"restored .*?, ([\d.]+) ms after start", text)
             log(f"{name} restore {word}: exit {status} after {time.monotonic() - start:.1f} s; "
