@@ -115,12 +115,10 @@ void confine(const Config& config, const std::optional<RunAsUser>& runas, const 
     policy.tpm = tpm.sandbox_io();
     policy.swtpm_pidfd = tpm.swtpm_pidfd();
     policy.kernel_cache_fd = kernel_cache_fd;
-    if (control) {
-        policy.control_listen_fd = control->listen_fd();
-        policy.control_dir_fd = control->dir_fd();
-        policy.snapshot_saves = true;
-        policy.disk_fd = disk ? disk->fd() : -1;
-    }
+    policy.control_listen_fd = control ? control->listen_fd() : -1;
+    policy.control_dir_fd = control ? control->dir_fd() : -1;
+    policy.snapshot_saves = control != nullptr;
+    policy.disk_fd = control && disk ? disk->fd() : -1;
     sandbox::install(policy);
 }
 
@@ -202,8 +200,10 @@ int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
     check_before_start(config);
     log::debug("start-up: arguments and files checked, {:.1f} ms after start", ms_since_start());
     // -bios none: the kernel's ELF through PVH if its payload gives one, else its 64-bit entry.
+    // Restored, it is needed at the next reboot: decompressed then (not with -kernel-cache: it writes).
     std::optional<PvhKernel> pvh;
-    if (kernel && !config.firmware) pvh = choose_kernel_entry(config, *kernel);
+    bool pvh_later = kernel && !config.firmware && config.restore && !config.kernel_cache;
+    if (kernel && !config.firmware && !pvh_later) pvh = choose_kernel_entry(config, *kernel);
     if (pvh) log::debug("start-up: the PVH kernel is ready, {:.1f} ms after start", ms_since_start());
     Kvm kvm = Kvm::open();
     if (disk && disk->read_only()) log::warn("disk image {} is not writable: the guest sees a read-only disk", config.disk);
@@ -337,6 +337,10 @@ int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
                 return kExitPoweredOff;
             }
             log::info("{}: rebooting", result.message);
+            if (std::exchange(pvh_later, false)) {
+                pvh = choose_kernel_entry(config, *kernel);
+                options.pvh = pvh ? &*pvh : nullptr;
+            }
             continue;
         case MachineEvents::Kind::quit:
             if (result.signal) {
