@@ -91,6 +91,9 @@ public:
     void pause() noexcept;
     void resume();
     bool paused() const noexcept { return paused_; }
+    // "" when save() can write a snapshot now (paused, the TPM and every vCPU's access finished, no
+    // reset or power-off pending), else why not.
+    std::string ready_to_save() const noexcept;
     // Paused only: writes the snapshot (state = `preamble`, then the machine's state) into `fd`.
     // Returns "" or one line saying what failed.
     std::string save(int fd, std::span<const uint8_t> preamble) noexcept;

@@ -77,8 +77,8 @@ std::string MachineControl::answer(const std::string& line, Machine& machine) {
 }
 
 std::string MachineControl::save(const std::string& path, bool resume_after, Machine& machine) {
-    if (::access(path.c_str(), F_OK) == 0 || errno != ENOENT)
-        return format_control_error(fmt::format("{}: {}", path, errno == 0 || errno == EEXIST ? "exists (a snapshot never overwrites a file)" : std::strerror(errno)));
+    if (::access(path.c_str(), F_OK) == 0) return format_control_error(fmt::format("{}: exists (a snapshot never overwrites a file)", path));
+    if (errno != ENOENT) return format_control_error(fmt::format("{}: {}", path, std::strerror(errno)));
     const auto start = std::chrono::steady_clock::now();
     // The unnamed file first: a directory that is missing or not writable costs no pause.
     UniqueFd fd(::open(directory_of(path).c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600));
@@ -88,17 +88,16 @@ std::string MachineControl::save(const std::string& path, bool resume_after, Mac
                                                 errno == EOPNOTSUPP ? " (its file system has no O_TMPFILE)" : ""));
     machine.pause();
     SnapshotPreamble preamble = preamble_;
-    if (disk_) {
-        InputStamp stamp;
-        if (!disk_->identity(stamp.size, stamp.mtime_ns)) return format_control_error("cannot stat the disk image (paused)");
-        preamble.disk = stamp;
-    }
+    std::string error = machine.ready_to_save();  // before the TPM: a stalled command would block here
+    InputStamp stamp;
+    if (error.empty() && disk_ && !disk_->identity(stamp.size, stamp.mtime_ns))
+        error = fmt::format("cannot stat the disk image {}: {}", disk_->path(), std::strerror(errno));
+    if (disk_) preamble.disk = stamp;
     StateWriter head;
     write_snapshot_preamble(head, preamble);
     // The TPM's own state (it outlives the machine, as its slot does), then the machine's.
     StateWriter tpm;
-    std::string error;
-    if (!tpm_.save_state(tpm)) error = "the TPM's state could not be read";
+    if (error.empty() && !tpm_.save_state(tpm)) error = "the TPM's state could not be read";
     head.bytes(tpm.data());
     if (error.empty()) error = machine.save(fd.get(), head.data());
     if (error.empty()) {

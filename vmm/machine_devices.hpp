@@ -83,6 +83,8 @@ public:
     // save_state: false if the TPM has a command outstanding (the machine pauses and quiesces first).
     bool save_state(StateWriter& out);
     std::string load_state(StateReader& in);
+    // After a pause: requests the guest queued while the disk's I/O thread was stopped are served.
+    void resume_io_queues() noexcept;
 
 private:
     std::vector<std::pair<const char*, SavesState*>> saved_devices();

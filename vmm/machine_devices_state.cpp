@@ -60,4 +60,8 @@ std::string MachineDevices::load_state(StateReader& in) {
     return {};
 }
 
+void MachineDevices::resume_io_queues() noexcept {
+    if (virtio_blk_) virtio_blk_->resume_queues();
+}
+
 }  // namespace minivmm

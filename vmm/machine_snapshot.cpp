@@ -30,7 +30,7 @@ constexpr std::chrono::milliseconds kTpmQuiesceLimit{30000};
 
 void Machine::pause() noexcept {
     if (paused_) return;
-    stop_vcpus();  // joins them; the disk's I/O thread stopped after its queue is served
+    stop_vcpus();  // joins them; the disk's I/O thread stopped after the request in hand
     paused_ = true;
     // A vCPU that exited for port I/O or MMIO finishes it when it next enters KVM_RUN: do that now,
     // with immediate_exit, so the registers KVM gives are the ones after the instruction (api.rst,
@@ -61,15 +61,38 @@ void Machine::serve_exit(Vcpu& vcpu) noexcept {
     std::lock_guard lock(device_lock_);
     if (coalesced_) coalesced_->drain(mmio_);
     const ExitOutcome outcome = handle_exit(vcpu.run(), vcpu.run_size(), pio_, mmio_);
-    if (outcome.action != ExitAction::resume)
-        log::warn("vCPU {}: {} while its access was completed for a save: not acted on", vcpu.index(), outcome.reason);
+    // What the exit asked for is posted as the vCPU loop would (a save then refuses: ready_to_save).
+    if (outcome.action == ExitAction::reset)
+        events_.post(MachineEvents::Kind::reset, fmt::format("{} on vCPU {}", outcome.reason, vcpu.index()));
+    else if (outcome.action == ExitAction::poweroff)
+        events_.post(MachineEvents::Kind::poweroff, outcome.reason);
+    else if (outcome.action == ExitAction::fatal)
+        events_.post(MachineEvents::Kind::fatal, fmt::format("vCPU {}: {}", vcpu.index(), outcome.reason));
+}
+
+std::string Machine::ready_to_save() const noexcept {
+    if (!paused_) return "the machine is running (pause it first)";
+    if (!options_.kvm_state) return "snapshots need -control";
+    if (events_.pending()) return "the guest is resetting, powering off or stopped";
+    if (!tpm_quiet_) return "the TPM did not finish its command in flight";
+    if (!io_complete_) return "a vCPU's port or MMIO access could not be completed";
+    return {};
 }
 
 void Machine::resume() {
     if (!paused_) return;
-    paused_ = false;
     stop_.store(false, std::memory_order_release);
-    start_vcpus();
+    try {
+        start_vcpus();
+    } catch (...) {
+        stop_vcpus();  // none half-running while status says paused
+        throw;
+    }
+    paused_ = false;
+    // The disk's I/O thread stopped between two requests of a queue whose notification it had
+    // taken: what the guest queued meanwhile is served now, not at its next notify.
+    std::lock_guard lock(device_lock_);
+    devices_->resume_io_queues();
 }
 
 std::vector<uint8_t> Machine::machine_state() const {
@@ -106,10 +129,7 @@ std::vector<uint8_t> Machine::machine_state() const {
 }
 
 std::string Machine::save(int fd, std::span<const uint8_t> preamble) noexcept {
-    if (!paused_) return "the machine is running (pause it first)";
-    if (!options_.kvm_state) return "snapshots need -control";
-    if (!tpm_quiet_) return "the TPM did not finish its command in flight";
-    if (!io_complete_) return "a vCPU's port or MMIO access could not be completed";
+    if (std::string why = ready_to_save(); !why.empty()) return why;
     try {
         std::vector<uint8_t> state(preamble.begin(), preamble.end());
         const std::vector<uint8_t> machine = machine_state();

@@ -158,7 +158,7 @@ void write_snapshot(int fd, std::span<const SnapshotRamSource> ram, std::span<co
 SnapshotFile SnapshotFile::open(const std::string& path) {
     SnapshotFile f;
     f.path_ = path;
-    f.fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    f.fd_ = UniqueFd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK));  // a FIFO: no wait
     if (!f.fd_.valid()) throw SnapshotError(fmt::format("-restore {}: {}", path, std::strerror(errno)));
     struct stat st {};
     if (::fstat(f.fd_.get(), &st) != 0 || !S_ISREG(st.st_mode))

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -13,6 +14,23 @@
 #include "vmm/host/boot_timer.hpp"
 
 namespace minivmm {
+
+namespace {
+
+// The saved options are untrusted (a digest proves the file whole, not harmless): only machine
+// options (vmm/cli.hpp kMachineOptions), each with its value, never -sandbox, -serial, a path to
+// write or a disk.
+void check_machine_arguments(const std::vector<std::string>& args) {
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const bool known = std::find(std::begin(kMachineOptions), std::end(kMachineOptions), a) != std::end(kMachineOptions);
+        if (!known) throw SnapshotError(fmt::format("the snapshot's machine options hold '{}', which is not one", a));
+        if (a != "-no-reboot" && a != "-snapshot" && ++i == args.size())
+            throw SnapshotError(fmt::format("the snapshot's machine option {} has no value", a));
+    }
+}
+
+}  // namespace
 
 SnapshotFile open_restore(CliResult& cli, const std::vector<std::string>& given_args) {
     std::optional<SnapshotFile> opened;
@@ -25,10 +43,16 @@ SnapshotFile open_restore(CliResult& cli, const std::vector<std::string>& given_
     if (snapshot.header().vmm_version != MINIVMM_VERSION)
         throw SetupError(kExitSnapshot, fmt::format("-restore {}: saved by minivmm {}, this is minivmm {}",
                                                     *cli.config.restore, snapshot.header().vmm_version, MINIVMM_VERSION));
+    // A second restore is refused before anything is touched (the TPM's state directory included).
+    if (!cli.config.restore_clone && ::access((*cli.config.restore + ".restored").c_str(), F_OK) == 0)
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: it was restored before ({}.restored exists): a second "
+                                                    "restore repeats the guest's random state; give -restore-clone to "
+                                                    "allow it", *cli.config.restore, *cli.config.restore));
     StateReader reader(snapshot.state());
     std::vector<std::string> args;
     try {
         args = parse_snapshot_preamble(reader).machine_args;
+        check_machine_arguments(args);
     } catch (const SnapshotError& e) {
         throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", *cli.config.restore, e.what()));
     }
@@ -85,6 +109,10 @@ void record_restore(const Config& config) {
     const std::string marker = *config.restore + ".restored";
     const int flags = O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | (config.restore_clone ? 0 : O_EXCL);
     UniqueFd fd(::open(marker.c_str(), flags, 0600));
+    if (!fd.valid() && config.restore_clone) {  // a snapshot on read-only media: clones need no record
+        log::warn("-restore {}: cannot record the restore in {}: {}", *config.restore, marker, std::strerror(errno));
+        return;
+    }
     if (!fd.valid() && errno == EEXIST)
         throw SetupError(kExitSnapshot, fmt::format("-restore {}: it was restored before ({} exists): a second restore "
                                                     "repeats the guest's random state; give -restore-clone to allow it",

@@ -21,6 +21,7 @@ byte in its state, of another disk (the image touched since) or without its TPM 
 one line, nothing changed); machine options beside -restore are refused (exit 2).
 
 usage: test_snapshot.py MINIVMM TEST_GUEST_BIN MKIMAGE_PY"""
+import hashlib
 import json
 import os
 import re
@@ -294,6 +295,37 @@ def rules(s, minivmm, mkimage, program):
         refused(f"a snapshot {name}", ["-restore", bad, "-restore-clone", *tpm, disk])
         os.unlink(bad)
     refused("a missing snapshot", ["-restore", os.path.join(tmp, "missing.snap"), *tpm, disk])
+    # Whole and digested, but its options are not only machine options: refused, nothing written.
+    crafted = os.path.join(tmp, "crafted.snap")
+    with open(crafted, "wb") as f:
+        f.write(with_extra_arguments(blob, ["-serial", "file:" + os.path.join(tmp, "victim")]))
+    r = refused("a snapshot whose options hold -serial file:", ["-restore", crafted, "-restore-clone", *tpm, disk])
+    s.check("... says which option, and wrote no file", "'-serial'" in r.stderr and
+            not os.path.exists(os.path.join(tmp, "victim")), r.stderr)
+
+
+def with_extra_arguments(blob, extra):
+    """`blob` (a snapshot) with `extra` appended to its machine options, the digests made anew
+    (vmm/snapshot_file.cpp's header, vmm/snapshot_preamble.cpp's encoding)."""
+    (length,) = struct.unpack_from("<I", blob, 20)
+    at = 24 + length
+    offset, size = struct.unpack_from("<QQ", blob, at)
+    (count,) = struct.unpack_from("<I", blob, at + 16 + 4 + 32)
+    fields_end = at + 16 + 4 + 32 + 4 + 24 * count
+    state = blob[offset:offset + size]
+    (nargs,) = struct.unpack_from("<I", state, 1)
+    pos = 5
+    for _ in range(nargs):
+        (n,) = struct.unpack_from("<I", state, pos)
+        pos += 4 + n
+    added = b"".join(struct.pack("<I", len(a)) + a.encode() for a in extra)
+    state = state[:1] + struct.pack("<I", nargs + len(extra)) + state[5:pos] + added + state[pos:]
+    header = bytearray(blob[:fields_end])
+    struct.pack_into("<Q", header, at + 8, len(state))
+    header[at + 20:at + 52] = hashlib.sha256(state).digest()
+    header += hashlib.sha256(bytes(header)).digest()
+    header += bytes(4096 - len(header))
+    return bytes(header) + blob[4096:offset] + state
 
 
 if __name__ == "__main__":
