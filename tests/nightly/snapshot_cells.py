@@ -65,6 +65,15 @@ def continue_until(p, out, pattern, timeout):
     return p, out
 
 
+def kill(p):
+    """SIGKILL to the process group (minivmm and anything it started), if it is still there."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
 def finish(p, out, timeout):
     deadline = time.monotonic() + timeout
     while p.poll() is None and time.monotonic() < deadline:
@@ -73,8 +82,7 @@ def finish(p, out, timeout):
         except BlockingIOError:
             time.sleep(0.05)
     if p.poll() is None:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
+        kill(p)
     try:
         out += os.read(p.stdout.fileno(), 1 << 20)
     except (BlockingIOError, OSError):
@@ -109,8 +117,7 @@ def run_case(minivmm, image, files, directory, name, version, backend, restores=
             c.sendall(b'{"cmd":"save","path":"%s"}\n' % snap.encode())
             answer = json.loads(c.makefile().readline())
             c.close()
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
+        kill(p)
         if not check(f"{name}: Linux booted to /init's snapshot-ready and was saved ({answer})",
                        answer.get("ok") and os.path.isfile(snap), ready[-3000:] + p.stderr.read().decode()[-2000:]):
             return results
