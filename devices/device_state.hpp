@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 namespace minivmm {
@@ -75,6 +76,19 @@ public:
     // All or nothing: false (the device unchanged) for a blob this device could not have written.
     virtual bool load_state(std::span<const uint8_t> blob) noexcept = 0;
 };
+
+// A trivially copyable structure (a kernel ABI struct such as kvm_regs) as bytes() of its exact
+// size; get() refuses any other length.
+template <typename T>
+void put(StateWriter& out, const T& s) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    out.bytes(std::span(reinterpret_cast<const uint8_t*>(&s), sizeof s));
+}
+template <typename T>
+bool get(StateReader& in, T& s) {
+    static_assert(std::is_trivially_copyable_v<T>);
+    return in.bytes(std::span(reinterpret_cast<uint8_t*>(&s), sizeof s));
+}
 
 // save_state() into a new buffer.
 std::vector<uint8_t> saved_state(const SavesState& device);

@@ -1,3 +1,4 @@
+#include "vmm/kvm/ioctl_retry.hpp"
 #include "vmm/kvm/kvm.hpp"
 
 #include <fcntl.h>
@@ -38,15 +39,6 @@ std::vector<uint8_t> flex_buffer(uint32_t count, const Entry* entries) {
     std::memcpy(buf.data(), &count, sizeof count);
     if (entries) std::memcpy(buf.data() + kFlexHeader, entries, size_t{count} * sizeof(Entry));
     return buf;
-}
-
-template <typename... A>
-int xioctl(int fd, unsigned long request, A... arg) noexcept {
-    int r;
-    do {
-        r = ::ioctl(fd, request, arg...);
-    } while (r < 0 && errno == EINTR);
-    return r;
 }
 
 }  // namespace

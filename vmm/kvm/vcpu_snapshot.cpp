@@ -1,3 +1,4 @@
+#include "vmm/kvm/ioctl_retry.hpp"
 #include "vmm/kvm/vcpu_snapshot.hpp"
 
 #include <sys/ioctl.h>
@@ -35,15 +36,6 @@ constexpr uint32_t kMsrTscDeadline = 0x6E0;
 // The TSC frequency a restore accepts as unchanged: 250 ppm, QEMU's and Firecracker's tolerance
 // (host calibrations of one CPU model differ by that much).
 constexpr int64_t kTscTolerancePpm = 250;
-
-template <typename... A>
-int xioctl(int fd, unsigned long request, A... arg) noexcept {
-    int r;
-    do {
-        r = ::ioctl(fd, request, arg...);
-    } while (r < 0 && errno == EINTR);
-    return r;
-}
 
 // KVM_GET_MSRS or KVM_SET_MSRS on up to kMsrChunk entries: how many KVM processed (it stops at
 // the first it refuses), or -1 with errno.

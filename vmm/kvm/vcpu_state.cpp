@@ -10,18 +10,6 @@ namespace {
 constexpr uint8_t kVersion = 1;
 constexpr uint8_t kFlagSregs2 = 1, kFlagXsave = 2, kFlagXcrs = 4;
 
-template <typename T>
-void put(StateWriter& out, const T& s) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    out.bytes(std::span(reinterpret_cast<const uint8_t*>(&s), sizeof s));
-}
-
-template <typename T>
-bool get(StateReader& in, T& s) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    return in.bytes(std::span(reinterpret_cast<uint8_t*>(&s), sizeof s));
-}
-
 // The run states x86 KVM has (Documentation/virt/kvm/api.rst, KVM_GET_MP_STATE).
 bool known_mp_state(uint32_t s) {
     return s == KVM_MP_STATE_RUNNABLE || s == KVM_MP_STATE_UNINITIALIZED || s == KVM_MP_STATE_INIT_RECEIVED ||

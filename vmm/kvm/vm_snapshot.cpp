@@ -1,3 +1,4 @@
+#include "vmm/kvm/ioctl_retry.hpp"
 #include "vmm/kvm/vm_snapshot.hpp"
 
 #include <sys/ioctl.h>
@@ -12,15 +13,6 @@
 namespace minivmm {
 
 namespace {
-
-template <typename... A>
-int xioctl(int fd, unsigned long request, A... arg) noexcept {
-    int r;
-    do {
-        r = ::ioctl(fd, request, arg...);
-    } while (r < 0 && errno == EINTR);
-    return r;
-}
 
 bool get_chip(int fd, uint32_t id, kvm_irqchip& chip) noexcept {
     chip = kvm_irqchip{};

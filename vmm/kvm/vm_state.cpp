@@ -9,18 +9,6 @@ namespace {
 
 constexpr uint8_t kVersion = 1;
 
-template <typename T>
-void put(StateWriter& out, const T& s) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    out.bytes(std::span(reinterpret_cast<const uint8_t*>(&s), sizeof s));
-}
-
-template <typename T>
-bool get(StateReader& in, T& s) {
-    static_assert(std::is_trivially_copyable_v<T>);
-    return in.bytes(std::span(reinterpret_cast<uint8_t*>(&s), sizeof s));
-}
-
 }  // namespace
 
 void VmState::save(StateWriter& out) const {
