@@ -35,6 +35,10 @@ public:
 class TpmFrontend : public Device {
 public:
     virtual void command_completed(std::span<const uint8_t> response) noexcept = 0;
+    // True while the command executing is the guest's first chance to see the TPM's interrupt
+    // since it enabled it: the driver's test of the interrupt (Linux tpm_tis_core.c
+    // tpm_tis_send). An interface without an interrupt: false.
+    virtual bool interrupt_on_trial() const noexcept { return false; }
 };
 
 }  // namespace minivmm

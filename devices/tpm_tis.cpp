@@ -161,7 +161,9 @@ void TpmTis::write_interrupt_regs(uint8_t locty, uint32_t word, uint32_t val, ui
     if (locty != active_) return;
     Locality& l = loc_[locty];
     if (word == kRegIntEnable) {
+        const bool was_on = l.inte & kIntGlobalEnable;
         l.inte = (l.inte & keep) | (val & kIntEnableWritable);
+        if (!was_on && (l.inte & kIntGlobalEnable)) irq_latched_since_enable_ = false;
         return;
     }
     // INT_STATUS: write 1 to clear (PTP TPM_INT_STATUS_x); the shared line drops once nothing is pending.
@@ -282,6 +284,12 @@ void TpmTis::command_completed(std::span<const uint8_t> response) noexcept {
     rw_offset_ = 0;
     if (valid(next_)) abort();  // an abort or locality change waited for this command
     raise_irq(locty, kIntDataAvailable | kIntStsValid);
+}
+
+bool TpmTis::interrupt_on_trial() const noexcept {
+    if (irq_ == nullptr || !outstanding_ || irq_latched_since_enable_ || !valid(command_locality_)) return false;
+    const uint32_t on = kIntGlobalEnable | kIntDataAvailable;
+    return (loc_[command_locality_].inte & on) == on;
 }
 
 uint32_t TpmTis::read_fifo(uint8_t locty, unsigned size) noexcept {

@@ -51,6 +51,10 @@ public:
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
     void command_completed(std::span<const uint8_t> response) noexcept override;
+    // A command executes in a locality whose interrupt on completion (global enable and
+    // dataAvail) is on, and no interrupt event has been latched since the guest turned the global
+    // enable on.
+    bool interrupt_on_trial() const noexcept override;
 
     // Snapshots (tpm_tis_state.cpp has the format). Precondition of save_state(): no command
     // outstanding (command_outstanding() false); load_state() refuses a blob with a locality in
@@ -121,6 +125,7 @@ private:
     uint8_t command_locality_ = 0;  // locality of the outstanding command
     bool selftest_command_ = false; // outstanding command is TPM 1.2 ContinueSelfTest
     bool irq_level_ = false;
+    bool irq_latched_since_enable_ = false;  // see interrupt_on_trial()
 };
 
 }  // namespace minivmm

@@ -130,6 +130,7 @@ void TpmTis::raise_irq(uint8_t locty, uint32_t mask) noexcept {
     Locality& l = loc_[locty];
     if (!(l.inte & kIntGlobalEnable) || !(l.inte & mask)) return;
     l.ints |= mask;
+    irq_latched_since_enable_ = true;
     if (!irq_level_) {
         irq_level_ = true;
         if (irq_ != nullptr) irq_->set(true);

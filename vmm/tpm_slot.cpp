@@ -195,7 +195,7 @@ std::unique_ptr<TpmSlot::Attachment> TpmSlot::attach(const Wiring& wiring) {
 }
 
 TpmSlot::Attachment::Attachment(TpmBackend& backend, TpmPpi* ppi, const Wiring& w)
-    : crb_(w.spec.tpm_crb()), base_(w.spec.place(MachineSpec::Device::tpm).base),
+    : crb_(w.spec.tpm_crb()), device_lock_(w.device_lock), base_(w.spec.place(MachineSpec::Device::tpm).base),
       size_(w.spec.place(MachineSpec::Device::tpm).size), irq_line_(w.vm, platform::kTpmTisIrq) {
     std::mutex& lock = w.device_lock;
     worker_ = std::make_unique<TpmWorker>(backend, [this, &lock](std::span<const uint8_t> response) {
@@ -237,7 +237,13 @@ void TpmSlot::Attachment::before_dispatch(const kvm_run& run) noexcept {
 }
 
 void TpmSlot::Attachment::after_dispatch(const kvm_run& run) noexcept {
-    if (in_tpm(run) && run.mmio.is_write) worker_->wait_idle(kStartStall);
+    if (!in_tpm(run) || !run.mmio.is_write) return;
+    bool trial = false;
+    {
+        std::lock_guard guard(device_lock_);
+        trial = device_->interrupt_on_trial();
+    }
+    worker_->wait_idle(trial ? kTrialStall : kStartStall);
 }
 
 std::vector<TpmSlot::Attachment::MmioZone> TpmSlot::Attachment::coalescible_zones() const {

@@ -139,8 +139,12 @@ public:
     // it gives up on the interrupt and polls for good (drivers/char/tpm/tpm_tis_core.c
     // tpm_tis_send); swtpm's round trip on a loaded host, or one scheduler time slice, is longer.
     // The guest loses nothing: it waits for that command anyway, and a slow one (key generation)
-    // costs the vCPU this bound once.
+    // costs the vCPU this bound once. The command that tests the interrupt (the first since the
+    // guest enabled it, TpmFrontend::interrupt_on_trial) is waited for up to kTrialStall: a TPM
+    // that misses that 1 ms loses its interrupt until the next boot, and a loaded host's swtpm
+    // missed 10 ms (CI, tis-irq-linux, Linux 6.12 under nested TCG).
     static constexpr std::chrono::microseconds kStartStall{10000};
+    static constexpr std::chrono::microseconds kTrialStall{1000000};
     void after_dispatch(const kvm_run& run) noexcept override;
 
     // Guest-physical ranges where the TPM device takes only writes that may wait in KVM's
@@ -173,6 +177,7 @@ private:
     }
 
     bool crb_;
+    std::mutex& device_lock_;
     uint64_t base_, size_;  // the TIS's 5 localities or the CRB's register page
     KvmIrqLine irq_line_;  // ISA IRQ 13; raised only by a TIS with -tpm-irq on
     // The worker runs backend commands off the vCPU threads and completes them into the device

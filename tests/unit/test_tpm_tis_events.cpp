@@ -68,6 +68,64 @@ TEST_CASE("tis: interrupts are latched in INT_STATUS and drive the IrqLine when 
     CHECK(readb(tis, reg(1, kIntVector)) == 5);
 }
 
+TEST_CASE("tis: the first command after the guest enables the interrupt puts it on trial, once") {
+    FakeTpmBackend be;
+    RecordingIrq irq;
+    TpmTis tis(be, &irq);
+    // As Linux: commandReady after each response (tpm_tis_ready), so the next command starts in
+    // Ready and only its completion can raise an interrupt; any latched event proves it.
+    auto send = [&](uint8_t locty) {
+        for (uint8_t b : kStartup) writeb(tis, reg(locty, kFifo), b);
+        writeb(tis, reg(locty, kSts), 0x20);
+    };
+    auto finish = [&](uint8_t locty) {
+        tis.command_completed(kOkResponse);
+        read_response(tis, locty, 10);
+        writeb(tis, reg(locty, kSts), 0x40);
+        writel(tis, reg(locty, kIntStatus), 0xFFFFFFFF);
+    };
+    writeb(tis, reg(0, kAccess), 0x02);
+    writeb(tis, reg(0, kSts), 0x40);
+    send(0);  // polled, as firmware and Linux's first commands: no trial
+    CHECK_FALSE(tis.interrupt_on_trial());
+    finish(0);
+    // Linux's probe (tpm_tis_probe_irq_single): global enable with dataAvail among its events.
+    writel(tis, reg(0, kIntEnable), 0x80000004);  // localityChange only: completion raises nothing
+    send(0);
+    CHECK_FALSE(tis.interrupt_on_trial());
+    finish(0);
+    writel(tis, reg(0, kIntEnable), 0x00000000);
+    writel(tis, reg(0, kIntEnable), 0x80000087);
+    CHECK_FALSE(tis.interrupt_on_trial());  // no command executing
+    send(0);
+    CHECK(tis.interrupt_on_trial());
+    tis.command_completed(kOkResponse);  // raises dataAvail: the interrupt has shown itself
+    CHECK_FALSE(tis.interrupt_on_trial());
+    read_response(tis, 0, 10);
+    writel(tis, reg(0, kIntStatus), 0xFFFFFFFF);
+    send(0);
+    CHECK_FALSE(tis.interrupt_on_trial());  // proven until the guest turns the interrupt on again
+    finish(0);
+    writel(tis, reg(0, kIntEnable), 0x80000087);  // already on: still proven
+    send(0);
+    CHECK_FALSE(tis.interrupt_on_trial());
+    finish(0);
+    writel(tis, reg(0, kIntEnable), 0x00000087);
+    writel(tis, reg(0, kIntEnable), 0x80000087);  // off and on again (a resume): a new trial
+    send(0);
+    CHECK(tis.interrupt_on_trial());
+    finish(0);
+
+    FakeTpmBackend be2;
+    TpmTis polled(be2, nullptr);  // no interrupt line: never on trial
+    writeb(polled, reg(0, kAccess), 0x02);
+    writel(polled, reg(0, kIntEnable), 0x80000087);
+    writeb(polled, reg(0, kSts), 0x40);
+    for (uint8_t b : kStartup) writeb(polled, reg(0, kFifo), b);
+    writeb(polled, reg(0, kSts), 0x20);
+    CHECK_FALSE(polled.interrupt_on_trial());
+}
+
 TEST_CASE("tis: interrupts without an IrqLine (polled) are latched only") {
     FakeTpmBackend be;
     TpmTis tis(be, nullptr);

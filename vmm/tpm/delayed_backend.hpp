@@ -3,7 +3,7 @@
 // the real TPM behind it executes it, as a slow TPM chip or an swtpm on a loaded host does. Linux
 // 6.4+ gives the TIS interrupt one command to show itself and sleeps only 1 ms after tpmGo
 // (drivers/char/tpm/tpm_tis_core.c tpm_tis_send); tests/integration/test_tis_irq_linux.py boots
-// it with MINIVMM_TEST_TPM_DELAY_MS=3 to check that the interrupt is still used.
+// it with MINIVMM_TEST_TPM_DELAY_MS=30 to check that the interrupt is still used.
 #pragma once
 
 #include <chrono>
