@@ -36,23 +36,21 @@ Machine::Machine(const MachineOptions& options) : options_(options), vm_(options
     // TSS and identity map for Intel's real-mode support: fixed addresses reserved in e820.
     vm_.set_identity_map_addr(platform::kKvmIdentityMapAddr);
     vm_.set_tss_addr(platform::kKvmTssAddr);
-    vm_.create_irqchip();
-    vm_.set_pc_gsi_routing(platform::kIoApicPins);
-    vm_.create_pit();
+    // Every memory slot before the in-kernel irqchip (Firecracker's order too): on a paravirtual
+    // KVM (kvm_pvm) the first slot change after KVM_CREATE_IRQCHIP takes ~7.5 ms, before it 0.3 ms
+    // (a VM with 512 MiB, two slots, the irqchip and PIT, measured in both orders).
     if (options_.restore) map_restored_memory();
     map_memory();
     map_tpm_crb_buffer();
+    vm_.create_irqchip();
+    vm_.set_pc_gsi_routing(platform::kIoApicPins);
+    vm_.create_pit();
     devices_ = std::make_unique<MachineDevices>(MachineDevices::Wiring{
         options_.spec, vm_, memory_, events_, pio_, mmio_, device_lock_, options_.disk, options_.serial_out,
         options_.debug_out, options_.tpm, options_.kernel, tpm_crb_memory_, std::span<uint8_t>(tpm_crb_registers_.data(), tpm_crb_registers_.size())});
     create_vcpus();
-    if (options_.restore) {
-        log::debug("restore: the machine is built, {:.1f} ms after start", ms_since_start());
-        StateReader state(options_.restore_state);
-        restore_state(state);
-    } else if (!options_.spec.firmware) {
-        enter_without_firmware();
-    }
+    if (options_.restore) log::debug("restore: the machine is built, {:.1f} ms after start", ms_since_start());
+    else if (!options_.spec.firmware) enter_without_firmware();
     coalesce_tpm_fifo();
     if (options_.spec.exit_stats) exit_stats_.resize(vcpus_.size());
 }

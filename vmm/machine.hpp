@@ -44,10 +44,10 @@ struct MachineOptions {
     ByteSink* debug_out = nullptr;   // nullptr: no debug console (port 0x402 unmapped)
     const KernelBoot* kernel = nullptr;  // -kernel; nullptr: boot from the disk
     const PvhKernel* pvh = nullptr;      // -bios none: the kernel's ELF, entered through PVH; nullptr: not that way
-    // -restore: the snapshot (its RAM regions are mapped, not copied) and the machine's part of its
-    // state (vmm/machine_snapshot.cpp); the first machine only. nullptr: a power-on.
+    // -restore: the snapshot, whose RAM regions are mapped (not copied); the machine is built
+    // without entering firmware or kernel and takes its state with Machine::restore(); the first
+    // machine only. nullptr: a power-on.
     const SnapshotFile* restore = nullptr;
-    std::span<const uint8_t> restore_state;
     // What this KVM offers for saving and restoring vCPU state, probed once before the sandbox (it
     // asks /dev/kvm); nullptr: no snapshots (no -control, no -restore).
     const KvmStateSupport* kvm_state = nullptr;
@@ -73,6 +73,9 @@ class Machine {
 public:
     explicit Machine(const MachineOptions& options);  // throws SetupError
     ~Machine();
+    // -restore (built with options.restore), before run(): the machine's part of the snapshot's
+    // state (vmm/machine_snapshot.cpp). Throws SnapshotError.
+    void restore(std::span<const uint8_t> state);
     Machine(const Machine&) = delete;
     Machine& operator=(const Machine&) = delete;
 

@@ -148,6 +148,12 @@ std::string Machine::save(int fd, std::span<const uint8_t> preamble) noexcept {
 
 // In the constructor, -restore: the RAM is already the snapshot's (map_memory); the devices exist
 // as at power-on. Every part is checked before the next is loaded; SnapshotError names the part.
+void Machine::restore(std::span<const uint8_t> state) {
+    if (TpmSlot::Attachment* tpm = devices_->tpm()) tpm->worker().refresh_established();
+    StateReader r(state);
+    restore_state(r);
+}
+
 void Machine::restore_state(StateReader& r) {
     uint8_t format = 0;
     r.u8(format);

@@ -273,22 +273,14 @@ int run(const Config& config, int signal_fd, const SnapshotFile* snapshot) {
     std::optional<KvmStateSupport> kvm_state;
     if (config.control || snapshot) kvm_state = KvmStateSupport::probe(kvm, Vm(kvm));
     MachineOptions options{spec, kvm, bios ? &*bios : nullptr, tpm_slot, disk.get(), serial_out.get(), debug_out.get(),
-                           kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr, nullptr, {},
+                           kernel ? &*kernel : nullptr, pvh ? &*pvh : nullptr, nullptr,
                            kvm_state ? &*kvm_state : nullptr};
     for (unsigned boot = 1;; ++boot) {
         const bool restoring = boot == 1 && snapshot;
         std::unique_ptr<Machine> machine;
         if (restoring) {
             // The TPM is not powered on: it takes its saved state, then fresh entropy (clones).
-            options.restore = snapshot;
-            options.restore_state = restore_tpm(*snapshot, restore_state, tpm_slot);
-            try {
-                machine = std::make_unique<Machine>(options);
-            } catch (const SnapshotError& e) {
-                throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", snapshot->path(), e.what()));
-            }
-            options.restore = nullptr;
-            options.restore_state = {};
+            machine = restore_machine(*snapshot, restore_state, tpm_slot, options);
             record_restore(config);
             log::info("restored {}, {:.1f} ms after start", snapshot->path(), ms_since_start());
         } else {

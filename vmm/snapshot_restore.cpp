@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 
 #include <fmt/core.h>
 
@@ -95,14 +96,35 @@ SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, st
     return p;
 }
 
-std::span<const uint8_t> restore_tpm(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm) {
+std::unique_ptr<Machine> restore_machine(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm,
+                                         MachineOptions& options) {
     StateReader reader(state);
     std::span<const uint8_t> tpm_state;
-    if (!reader.bytes_view(tpm_state) || !tpm.restore_state(tpm_state))
-        throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
-                                                    snapshot.path()));
-    log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());
-    return state.subspan(reader.position());
+    if (!reader.bytes_view(tpm_state))
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is cut short", snapshot.path()));
+    // The two share nothing while they run: building the machine reads only the TPM backend's
+    // version and buffer size (fixed when it was opened) and attaches the PPI mailbox by reference;
+    // no TPM command is sent before the vCPUs start.
+    std::future<bool> tpm_restored = std::async(std::launch::async, [&tpm, tpm_state] {
+        const bool ok = tpm.restore_state(tpm_state);
+        if (ok) log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());
+        return ok;
+    });
+    struct Clear {  // the options outlive this restore; the future's destructor waits for the TPM
+        MachineOptions& options;
+        ~Clear() { options.restore = nullptr; }
+    } clear{options};
+    options.restore = &snapshot;
+    try {
+        std::unique_ptr<Machine> machine = std::make_unique<Machine>(options);
+        if (!tpm_restored.get())
+            throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is refused (see above)",
+                                                        snapshot.path()));
+        machine->restore(state.subspan(reader.position()));
+        return machine;
+    } catch (const SnapshotError& e) {
+        throw SetupError(kExitSnapshot, fmt::format("-restore {}: {}", snapshot.path(), e.what()));
+    }
 }
 
 void record_restore(const Config& config) {

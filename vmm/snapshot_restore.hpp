@@ -3,6 +3,7 @@
 // Every refusal is one line and exit status kExitSnapshot (SetupError).
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "firmware/bios_image.hpp"
 #include "vmm/cli.hpp"
+#include "vmm/machine.hpp"
 #include "vmm/host/disk_image.hpp"
 #include "vmm/snapshot_file.hpp"
 #include "vmm/snapshot_preamble.hpp"
@@ -29,8 +31,12 @@ SnapshotPreamble describe_inputs(const Config& config, const BiosImage* bios, st
 std::span<const uint8_t> check_restore(const SnapshotFile& snapshot, const SnapshotPreamble& inputs);
 
 // In place of the first power-on: the TPM takes its saved state (the first part of `state`), then
-// fresh entropy (TpmSlot::restore_state); returns the rest, the machine's part.
-std::span<const uint8_t> restore_tpm(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm);
+// fresh entropy (TpmSlot::restore_state), on a second thread while KVM builds the machine from
+// `options` with options.restore = &snapshot (its RAM slot alone takes 5-11 ms on a paravirtual
+// KVM); then the machine takes the rest of `state` (Machine::restore). options.restore is cleared
+// again before this returns or throws.
+std::unique_ptr<Machine> restore_machine(const SnapshotFile& snapshot, std::span<const uint8_t> state, TpmSlot& tpm,
+                                         MachineOptions& options);
 
 // A second restore of one snapshot repeats the guest's random state (its kernel's CRNG, the keys
 // it made), so it is refused unless -restore-clone; FILE.restored records each restore beside the

@@ -46,6 +46,9 @@ public:
     // thread that builds it) and again by the worker thread after each job, so a vCPU reading
     // LOC_STATE or ACCESS never waits for a socket round trip to swtpm.
     bool established() const noexcept override { return established_.load(std::memory_order_acquire); }
+    // -restore: the backend took the snapshot's state while this worker was built (Machine::restore);
+    // reads the flag again, on the calling thread, before any job.
+    void refresh_established() noexcept { established_.store(backend_.established(), std::memory_order_release); }
     // Queued for the worker thread, after the commands before it, never waited for: the vCPU
     // that asks must not write the TPM's state files (libtpms TPM 1.2 writes its NV here; the
     // vCPU's sandbox filter has no file system calls). established() reads the old flag until
