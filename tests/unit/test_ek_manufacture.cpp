@@ -109,6 +109,43 @@ TEST_CASE("EK certificates: a manufacture cut short, or another CA's certificate
     for (auto [type, index] : kIndices) check_certificate(tpm, type, index, dir + "/ek-ca.pem", tmp);
 }
 
+TEST_CASE("EK certificates: a TPM resumed from a clean exit, platform auth set by firmware, gets another CA's") {
+    // A directory that ran a guest and exited cleanly (its volatile state written), then met a
+    // new CA: -tpm-ca, or a -restore of another directory's TPM (its certificates another CA's).
+    TempDir tmp;
+    const std::string dir = tmp.sub("st");
+    {
+        LibtpmsBackend tpm(dir, TpmVersion::v2_0);
+        const EkCa ca = state_dir_ca(tpm.state());
+        REQUIRE(manufacture_ek_certificates(tpm, ca).issued == 2);
+        // The firmware's start (SeaBIOS tpm20_startup): power-on, TPM2_Startup(CLEAR), then
+        // TPM2_HierarchyChangeAuth(TPM_RH_PLATFORM) to an authorization only it knows.
+        REQUIRE(tpm.power_cycle());
+        REQUIRE(tpm_code(testing::run(tpm, testing::Cmd(kTpm2TagNoSessions, 0x144).u16(0).done())) == 0);
+        REQUIRE(tpm_code(testing::run(tpm, testing::Cmd(0x8002, 0x129).u32(0x4000000C).password_session()
+                                               .u16(4).u32(0x5eab105a).done())) == 0);
+        tpm.shutdown();  // a clean exit
+    }
+    REQUIRE(std::filesystem::exists(dir + "/tpm2-00.volatilestate"));
+    const EkCa user = EkCa::generate("user CA");
+    {
+        LibtpmsBackend tpm(dir, TpmVersion::v2_0);
+        publish_ca_certificate(tpm.state(), user);
+        const EkManufactureResult made = manufacture_ek_certificates(tpm, user);
+        CHECK(made.issued == 2);
+        for (auto [type, index] : kIndices) check_certificate(tpm, type, index, dir + "/ek-ca.pem", tmp);
+        CHECK_FALSE(std::filesystem::exists(dir + "/tpm2-00.volatilestate"));
+        tpm.shutdown();
+    }
+    REQUIRE(std::filesystem::exists(dir + "/tpm2-00.volatilestate"));
+    // Certificates already the CA's: kept, without a power-on (the resumed state stays until the
+    // machine's own power-on).
+    LibtpmsBackend again(dir, TpmVersion::v2_0);
+    const EkManufactureResult kept = manufacture_ek_certificates(again, user);
+    CHECK(kept.kept == 2);
+    CHECK(std::filesystem::exists(dir + "/tpm2-00.volatilestate"));
+}
+
 TEST_CASE("EK CA of a state directory: a key whose certificate a kill prevented gets one") {
     TempDir tmp;
     const std::string dir = tmp.sub("st");

@@ -6,6 +6,8 @@
 // CA is made again.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+
 #include <cstdlib>
 #include <fstream>
 
@@ -88,6 +90,29 @@ TEST_CASE("TPM 1.2 EK certificate: made on first use for the TPM's EK, readable 
         REQUIRE(tpm_code(testing::run(tpm, testing::Cmd(0x00C1, 0x99).u16(1).done())) == 0);
         check_certificate(tpm, dir + "/ek-ca.pem", tmp);
     }
+}
+
+TEST_CASE("TPM 1.2 EK certificate: a TPM resumed from a clean exit, presence locked by firmware, gets another CA's") {
+    TempDir tmp;
+    const std::string dir = tmp.sub("st");
+    {
+        LibtpmsBackend tpm(dir, TpmVersion::v1_2);
+        const EkCa ca = state_dir_ca(tpm.state());
+        REQUIRE(manufacture_ek_certificate_tpm12(tpm, ca) == Ek12Result::issued);
+        // The firmware's start (SeaBIOS tpm12_startup and its end of boot): TPM_Startup(ST_CLEAR),
+        // TSC_PhysicalPresence CMD_ENABLE, PRESENT, then NOTPRESENT|LOCK.
+        REQUIRE(tpm.power_cycle());
+        REQUIRE(tpm_code(testing::run(tpm, testing::Cmd(0x00C1, 0x99).u16(1).done())) == 0);
+        for (uint16_t pp : {0x0020, 0x0008, 0x0014})
+            REQUIRE(tpm_code(testing::run(tpm, testing::Cmd(0x00C1, 0x4000000A).u16(pp).done())) == 0);
+        tpm.shutdown();  // a clean exit: the volatile state is written
+    }
+    REQUIRE(std::filesystem::exists(dir + "/tpm-00.volatilestate"));
+    LibtpmsBackend tpm(dir, TpmVersion::v1_2);
+    const EkCa user = EkCa::generate("user CA");
+    publish_ca_certificate(tpm.state(), user);
+    CHECK(manufacture_ek_certificate_tpm12(tpm, user) == Ek12Result::issued);
+    check_certificate(tpm, dir + "/ek-ca.pem", tmp);
 }
 
 TEST_CASE("TPM 1.2 EK certificate: cut short, never written or another CA's is made again") {

@@ -179,11 +179,23 @@ TpmIdentity identity(TpmBackend& tpm) {
 
 }  // namespace ek
 
-EkManufactureResult manufacture_ek_certificates(TpmBackend& tpm, const EkCa& ca) {
+namespace {
+
+// TPM2_Startup(CLEAR); true if the TPM was started already: it resumed the volatile state of a
+// clean exit (vmm/tpm/README.md, the state directory), with the platform authorization the
+// firmware set (SeaBIOS tpm20_startup: TPM2_HierarchyChangeAuth(TPM_RH_PLATFORM), random).
+bool start_up(TpmBackend& tpm) {
     std::vector<uint8_t> r(tpm.buffer_size());
     r.resize(tpm.execute(0, TpmCommand(kTpm2TagNoSessions, ek::kCcStartup).u16(0).done(), r));
     if (r.size() < kTpmHeaderSize || (tpm_code(r) != 0 && tpm_code(r) != ek::kRcInitialize))
         throw std::runtime_error(fmt::format("TPM2_Startup(CLEAR) failed: TPM_RC {:#x}", tpm_code(r)));
+    return tpm_code(r) == ek::kRcInitialize;
+}
+
+}  // namespace
+
+EkManufactureResult manufacture_ek_certificates(TpmBackend& tpm, const EkCa& ca) {
+    bool resumed = start_up(tpm);
     EkManufactureResult result;
     std::optional<TpmIdentity> tpm_identity;
     for (auto [type, index] : {std::pair{EkPublic::Type::rsa2048, ek::kRsaCertIndex},
@@ -191,6 +203,14 @@ EkManufactureResult manufacture_ek_certificates(TpmBackend& tpm, const EkCa& ca)
         if (ca.signed_this(ek::read_nv(tpm, index))) {
             ++result.kept;
             continue;
+        }
+        // The NV writes take the empty platform authorization of a TPM2_Startup(CLEAR) after a
+        // power-on (TPM 2.0 Part 1 §13.3.2), not what a resumed TPM has: a power-on first, which
+        // drops the volatile state as every power-on of the machine does.
+        if (resumed) {
+            if (!tpm.power_cycle()) throw std::runtime_error("the TPM could not be powered on again");
+            if (start_up(tpm)) throw std::runtime_error("TPM2_Startup(CLEAR) after a power-on found the TPM started");
+            resumed = false;
         }
         if (!tpm_identity) tpm_identity = ek::identity(tpm);
         const std::vector<uint8_t> cert = ca.issue(ek::create_ek(tpm, type), *tpm_identity);
