@@ -6,9 +6,8 @@
 // CA is made again.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <openssl/hmac.h>
