@@ -109,7 +109,9 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config, std::optional
     } else if (config.tpm_state) {
         try {
             auto libtpms = std::make_unique<LibtpmsBackend>(*config.tpm_state, config.tpm_version);
-            ensure_ek_certificates(*libtpms, config);
+            // -restore: the TPM takes the snapshot's state, its EK certificates with it; the
+            // directory's own are seen to at its next start that powers the TPM on.
+            if (!config.restore) ensure_ek_certificates(*libtpms, config);
             tpm = std::move(libtpms);
         } catch (const SetupError&) {
             throw;

@@ -259,10 +259,10 @@ def rules(s, minivmm, mkimage, program):
 
     tpm = ["-tpm-state", state]
 
-    def restored_runs(name, args):
+    def restored_runs(name, args, start=("-restore", snap)):
         # The guest's bench runs for minutes: running is checked through the control socket, then quit.
         ctl2 = os.path.join(tmp, "restored.ctl")
-        r = Vmm([minivmm, "-restore", snap, "-control", ctl2, *args])
+        r = Vmm([minivmm, *start, "-control", ctl2, *args])
         try:
             c2 = Control(ctl2)
             state_ok = c2(cmd="status").get("state") == "running" and c2(cmd="quit").get("ok")
@@ -272,11 +272,22 @@ def rules(s, minivmm, mkimage, program):
             print(f"{name}: {e}")
         status, _, err = r.finish()
         s.check(f"{name}: runs (status: running), quit: exit 0", state_ok and status == 0, err)
+        return err
 
     restored_runs("restore 1 of a -snapshot machine", [*tpm, disk])
     s.check("restore recorded beside the snapshot", os.path.exists(snap + ".restored"))
     refused("restore 2 without -restore-clone", ["-restore", snap, *tpm, disk])
     restored_runs("restore 2 with -restore-clone", ["-restore-clone", *tpm, disk])
+    # A clone into a -tpm-state directory of its own takes the snapshot's TPM (EK certificates by
+    # the saving directory's CA); its clean exit leaves the TPM's volatile state (the firmware's
+    # platform authorization in it); that directory's next plain start gives it its own certificates.
+    clone = os.path.join(tmp, "state-clone")
+    restored_runs("restore 3 with -restore-clone into a new -tpm-state directory", ["-restore-clone", "-tpm-state", clone, disk])
+    s.check("... the restore made no CA there", not os.path.exists(os.path.join(clone, "ek-ca.pem")), os.listdir(clone))
+    err = restored_runs("... then a plain start of that directory", ["-d", "info", "-tpm-state", clone, "-snapshot", disk],
+                        start=("-bios", BIOS))
+    s.check("... which made its EK certificates with its own CA", "TPM EK certificates: 2 made" in err and
+            os.path.exists(os.path.join(clone, "ek-ca.pem")), err)
     refused("-m beside -restore", ["-restore", snap, "-m", "1G", *tpm, disk], status=2)
     refused("restore without the TPM", ["-restore", snap, "-restore-clone", disk])
     os.utime(disk)
