@@ -288,8 +288,8 @@ void TpmTis::command_completed(std::span<const uint8_t> response) noexcept {
 
 bool TpmTis::interrupt_on_trial() const noexcept {
     if (irq_ == nullptr || !outstanding_ || irq_latched_since_enable_ || !valid(command_locality_)) return false;
-    const uint32_t on = kIntGlobalEnable | kIntDataAvailable;
-    return (loc_[command_locality_].inte & on) == on;
+    const uint32_t inte = loc_[command_locality_].inte;
+    return (inte & kIntGlobalEnable) && (inte & (kIntDataAvailable | kIntStsValid));  // what completion raises
 }
 
 uint32_t TpmTis::read_fifo(uint8_t locty, unsigned size) noexcept {

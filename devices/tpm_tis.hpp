@@ -51,9 +51,9 @@ public:
     // `response` are kept; the guest reads min(response.size(), header paramSize) bytes. A call
     // with no command outstanding is ignored.
     void command_completed(std::span<const uint8_t> response) noexcept override;
-    // A command executes in a locality whose interrupt on completion (global enable and
-    // dataAvail) is on, and no interrupt event has been latched since the guest turned the global
-    // enable on.
+    // A command executes in a locality whose interrupt on completion (global enable, and dataAvail
+    // or stsValid) is on, and no interrupt event has been latched since the guest turned the global
+    // enable on (a restored device: its guest's driver tested it before the save).
     bool interrupt_on_trial() const noexcept override;
 
     // Snapshots (tpm_tis_state.cpp has the format). Precondition of save_state(): no command

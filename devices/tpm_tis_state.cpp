@@ -104,6 +104,7 @@ bool TpmTis::load_state(std::span<const uint8_t> blob) noexcept {
     command_locality_ = 0;
     selftest_command_ = false;
     irq_level_ = level;
+    irq_latched_since_enable_ = true;  // not saved: a restored guest's driver tested the interrupt before
     if (irq_ != nullptr) irq_->set(level);  // the line follows the restored device
     return true;
 }

@@ -202,6 +202,7 @@ void Machine::coalesce_tpm_fifo() {
 
 void Machine::start_vcpus() {
     devices_->start_io();  // before the vCPUs: their notifications wake it
+    if (devices_->tpm()) devices_->tpm()->worker().cut_stalls(false);
     // Every AP must be inside KVM_RUN so that SeaBIOS's INIT-SIPI-SIPI finds it (§1.7 smp_scan).
     for (auto& vcpu : vcpus_) {
         Vcpu* v = vcpu.get();
@@ -264,6 +265,7 @@ void Machine::stop_vcpus() noexcept {
         vcpus_[i]->run().immediate_exit = 1;
         if (threads_[i].joinable()) pthread_kill(threads_[i].native_handle(), kVcpuKickSignal);
     }
+    if (devices_ && devices_->tpm()) devices_->tpm()->worker().cut_stalls(true);  // a vCPU stalled on the TPM
     for (auto& t : threads_)
         if (t.joinable()) t.join();
     threads_.clear();

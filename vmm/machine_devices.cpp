@@ -75,7 +75,8 @@ MachineDevices::MachineDevices(const Wiring& w)
             }, w.device_lock, w.events);
         pci_.add(static_cast<uint8_t>(w.spec.place(D::virtio_blk).base), *virtio_blk_);
     }
-    // The TPM was power-cycled for this power-on before the machine was built (TpmSlot::power_on).
+    // The TPM was power-cycled for this power-on before the machine was built (TpmSlot::power_on),
+    // or takes a snapshot's state meanwhile (-restore: vmm/snapshot_restore.hpp restore_machine).
     tpm_ = w.tpm.attach({w.spec, w.vm, w.mmio, w.device_lock, w.tpm_crb_buffer, w.tpm_crb_register_page});
 
     FwCfgSetup setup;

@@ -4,7 +4,8 @@
 //   bytes per vCPU (vmm/kvm/vcpu_state.hpp); bytes: every device (MachineDevices::save_state,
 //   the TPM's interface included); bytes: the disk's -snapshot overlay.
 // The TPM's own state, which outlives the machine as its TpmSlot does, comes before it
-// (vmm/machine_control.cpp writes it, main restores it before the machine is built).
+// (vmm/machine_control.cpp writes it; restore_machine in vmm/snapshot_restore.cpp restores it while the
+// machine is built).
 // Guest RAM is the file's RAM regions: low RAM, high RAM if any, the CRB's buffer if any, in
 // guest-address order.
 #include <fmt/core.h>
@@ -146,8 +147,8 @@ std::string Machine::save(int fd, std::span<const uint8_t> preamble) noexcept {
     }
 }
 
-// In the constructor, -restore: the RAM is already the snapshot's (map_memory); the devices exist
-// as at power-on. Every part is checked before the next is loaded; SnapshotError names the part.
+// -restore, after the constructor and the TPM's restore: the RAM is already the snapshot's
+// (map_memory); the devices exist as at power-on. Every part is checked before the next is loaded; SnapshotError names the part.
 void Machine::restore(std::span<const uint8_t> state) {
     if (TpmSlot::Attachment* tpm = devices_->tpm()) tpm->worker().refresh_established();
     StateReader r(state);

@@ -102,9 +102,10 @@ std::unique_ptr<Machine> restore_machine(const SnapshotFile& snapshot, std::span
     std::span<const uint8_t> tpm_state;
     if (!reader.bytes_view(tpm_state))
         throw SetupError(kExitSnapshot, fmt::format("-restore {}: the TPM's saved state is cut short", snapshot.path()));
-    // The two share nothing while they run: building the machine reads only the TPM backend's
-    // version and buffer size (fixed when it was opened) and attaches the PPI mailbox by reference;
-    // no TPM command is sent before the vCPUs start.
+    // The two share nothing unguarded while they run: building the machine reads the TPM backend's
+    // version and buffer size (fixed when it was opened) and its established flag (swtpm: asked and
+    // cached under the control lock, re-read after the join: Machine::restore), and attaches the
+    // PPI mailbox by reference; no TPM command is sent before the vCPUs start.
     std::future<bool> tpm_restored = std::async(std::launch::async, [&tpm, tpm_state] {
         const bool ok = tpm.restore_state(tpm_state);
         if (ok) log::debug("restore: the TPM took its saved state, {:.1f} ms after start", ms_since_start());

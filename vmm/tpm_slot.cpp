@@ -112,6 +112,9 @@ std::unique_ptr<TpmBackend> open_tpm_backend(const Config& config, std::optional
             // -restore: the TPM takes the snapshot's state, its EK certificates with it; the
             // directory's own are seen to at its next start that powers the TPM on.
             if (!config.restore) ensure_ek_certificates(*libtpms, config);
+            else if (config.tpm_ca)
+                log::warn("-tpm-ca {}: not used by -restore (the TPM's EK certificates come with the snapshot)",
+                          *config.tpm_ca);
             tpm = std::move(libtpms);
         } catch (const SetupError&) {
             throw;
@@ -235,17 +238,17 @@ TpmSlot::Attachment::~Attachment() {
 }
 
 void TpmSlot::Attachment::before_dispatch(const kvm_run& run) noexcept {
-    if (in_tpm(run) && !run.mmio.is_write) worker_->wait_idle(kPollStall);
+    if (in_tpm(run) && !run.mmio.is_write) worker_->stall(kPollStall);
 }
 
 void TpmSlot::Attachment::after_dispatch(const kvm_run& run) noexcept {
     if (!in_tpm(run) || !run.mmio.is_write) return;
     bool trial = false;
-    {
+    if (!crb_) {  // the CRB has no interrupt
         std::lock_guard guard(device_lock_);
         trial = device_->interrupt_on_trial();
     }
-    worker_->wait_idle(trial ? kTrialStall : kStartStall);
+    worker_->stall(trial ? kTrialStall : kStartStall);
 }
 
 std::vector<TpmSlot::Attachment::MmioZone> TpmSlot::Attachment::coalescible_zones() const {

@@ -88,7 +88,9 @@ public:
     // Attachment::quiesce() returned true (or no machine is attached). Without a TPM it writes a
     // blob that says so. False (logged) if the backend cannot save; `out` may then hold a part.
     bool save_state(StateWriter& out) noexcept;
-    // In place of power_on() for the machine being resumed, before attach(): the backend takes
+    // In place of power_on() for the machine being resumed, while it is built (restore_machine,
+    // vmm/snapshot_restore.hpp: attach() reads only the backend's version, buffer size and
+    // established flag meanwhile, each thread-safe): the backend takes
     // the saved TPM (running, no TPM_Startup), the PPI mailbox its registers; then, with `stir`,
     // TPM_StirRandom with host entropy (vmm/tpm/tpm_stir_random.hpp), so machines resumed from
     // one snapshot do not draw the same random numbers (a failed stir is logged, not fatal).

@@ -77,6 +77,7 @@ TEST_CASE("tis: the first command after the guest enables the interrupt puts it 
     auto send = [&](uint8_t locty) {
         for (uint8_t b : kStartup) writeb(tis, reg(locty, kFifo), b);
         writeb(tis, reg(locty, kSts), 0x20);
+        REQUIRE(tis.command_outstanding());
     };
     auto finish = [&](uint8_t locty) {
         tis.command_completed(kOkResponse);
@@ -102,6 +103,7 @@ TEST_CASE("tis: the first command after the guest enables the interrupt puts it 
     tis.command_completed(kOkResponse);  // raises dataAvail: the interrupt has shown itself
     CHECK_FALSE(tis.interrupt_on_trial());
     read_response(tis, 0, 10);
+    writeb(tis, reg(0, kSts), 0x40);
     writel(tis, reg(0, kIntStatus), 0xFFFFFFFF);
     send(0);
     CHECK_FALSE(tis.interrupt_on_trial());  // proven until the guest turns the interrupt on again
@@ -115,6 +117,20 @@ TEST_CASE("tis: the first command after the guest enables the interrupt puts it 
     send(0);
     CHECK(tis.interrupt_on_trial());
     finish(0);
+    writel(tis, reg(0, kIntEnable), 0x00000000);
+    writel(tis, reg(0, kIntEnable), 0x80000002);  // stsValid alone: completion raises it too
+    send(0);
+    CHECK(tis.interrupt_on_trial());
+    finish(0);
+    writel(tis, reg(0, kIntEnable), 0x00000000);
+    writel(tis, reg(0, kIntEnable), 0x80000087);  // on again, then a snapshot before any command:
+    RecordingIrq irq2;                             // the restored guest's driver tested it already
+    TpmTis restored(be, &irq2);
+    REQUIRE(restored.load_state(saved_state(tis)));
+    for (uint8_t b : kStartup) writeb(restored, reg(0, kFifo), b);
+    writeb(restored, reg(0, kSts), 0x20);
+    REQUIRE(restored.command_outstanding());
+    CHECK_FALSE(restored.interrupt_on_trial());
 
     FakeTpmBackend be2;
     TpmTis polled(be2, nullptr);  // no interrupt line: never on trial

@@ -309,8 +309,15 @@ void SwtpmBackend::cancel() noexcept {
 bool SwtpmBackend::established() noexcept {
     int cached = established_cache_.load(std::memory_order_acquire);
     if (cached != kEstablishedUnknown) return cached != 0;
+    // Asked and cached under the control lock: a TPM restart (start_locked, which forgets the
+    // cache under the same lock; a -restore runs one beside the machine's set-up) cannot fall
+    // between the answer and its caching.
+    std::lock_guard lock(ctrl_mutex_);
+    cached = established_cache_.load(std::memory_order_acquire);
+    if (cached != kEstablishedUnknown) return cached != 0;
     CtrlReply reply(CtrlCmd::get_tpm_established);
-    if (!run_ctrl(CtrlCmd::get_tpm_established, swtpm::encode_ctrl(CtrlCmd::get_tpm_established), reply)) return false;
+    if (!run_ctrl_locked(CtrlCmd::get_tpm_established, swtpm::encode_ctrl(CtrlCmd::get_tpm_established), reply))
+        return false;
     bool flag = false;
     if (reply.result() != swtpm::kPtmSuccess || !swtpm::parse_established(reply.payload(), flag)) {
         log::debug("swtpm: CMD_GET_TPMESTABLISHED: {}", swtpm::ptm_result_text(reply.result()));

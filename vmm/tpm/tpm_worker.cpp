@@ -102,6 +102,23 @@ bool TpmWorker::wait_idle(std::chrono::microseconds limit) noexcept {
     }
 }
 
+void TpmWorker::stall(std::chrono::microseconds limit) noexcept {
+    try {
+        std::unique_lock lock(mutex_);
+        idle_.wait_for(lock, limit, [this] { return stop_ || stalls_cut_ || (queue_.empty() && !running_); });
+    } catch (...) {
+        // a failed wait only costs the guest another poll
+    }
+}
+
+void TpmWorker::cut_stalls(bool cut) noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        stalls_cut_ = cut;
+    }
+    if (cut) idle_.notify_all();
+}
+
 size_t TpmWorker::outstanding() const noexcept {
     std::lock_guard lock(mutex_);
     return queue_.size() + (running_ ? 1 : 0);

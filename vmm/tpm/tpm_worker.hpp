@@ -63,6 +63,11 @@ public:
     // Waits up to `limit` until no job is queued or running (its completion delivered); true if
     // idle. Must not be called with the lock that `on_complete` takes held.
     bool wait_idle(std::chrono::microseconds limit) noexcept;
+    // The same for a vCPU that stalls on the TPM (TpmSlot::Attachment), which also ends, at once,
+    // while stalls are cut: Machine::stop_vcpus cuts them so that a stop (pause, reset, exit)
+    // never waits for a stalled vCPU; the vCPUs' next start allows them again.
+    void stall(std::chrono::microseconds limit) noexcept;
+    void cut_stalls(bool cut) noexcept;
 
     // Commands submitted and not yet completed or dropped (for tests and diagnostics).
     size_t outstanding() const noexcept;
@@ -101,6 +106,7 @@ private:
     std::deque<Job> queue_;
     bool running_ = false;           // a job is between dequeue and the end of its completion
     bool stop_ = false;
+    bool stalls_cut_ = false;
     Stats stats_;                    // guarded by mutex_
     std::vector<uint8_t> response_;  // worker thread only
     std::atomic<bool> established_;  // the backend's flag, as of the last job
